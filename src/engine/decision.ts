@@ -1,0 +1,40 @@
+// What the engine returns for one packet at one hook (DESIGN.md, Contracts: Decisions).
+import type { LogRecord, PacketMeta } from '../extensions/types';
+import type { Family, Hook, TableName } from '../rules/model';
+
+/** One step of the path a packet took: a rule that matched, or a policy, or a chain entered/left. */
+export interface TraceStep {
+  table: TableName;
+  chain: string;
+  /** 1-based rule number in the chain; 0 for the chain's policy or its end. */
+  rule: number;
+  ruleId?: string;
+  /** 'match' (a rule matched and its target ran), 'jump', 'goto', 'return', 'policy', or the verdict it gave. */
+  result: 'match' | 'jump' | 'goto' | 'return' | 'policy' | 'accept' | 'drop' | 'reject' | 'queue' | 'continue';
+}
+
+export interface PacketInput {
+  family: Family;
+  /** The L3 packet as queued. The engine copies before rewriting. */
+  data: Uint8Array;
+  /** Length on the wire, when the copy was truncated. */
+  length?: number;
+  meta: PacketMeta;
+}
+
+export interface Decision {
+  hook: Hook;
+  verdict: 'accept' | 'drop' | 'queue';
+  /** For 'queue' (NFQUEUE target in the ruleset). */
+  queue?: number;
+  /** The mark the packet leaves with, and whether it differs from the one it came with. */
+  mark: number;
+  markChanged: boolean;
+  /** Rewritten L3 bytes with IP and transport checksums correct, when a target changed the packet. */
+  payload?: Uint8Array;
+  /** Packets to send (REJECT's ICMP errors and TCP resets), as L3 bytes. */
+  replies: Uint8Array[];
+  logs: LogRecord[];
+  /** Filled only when tracing was asked for (explain, trace), so the fast path pays nothing. */
+  path?: TraceStep[];
+}
