@@ -58,8 +58,10 @@ export interface PacketBatch {
 export interface QueueStats {
   queue: number;
   received: number;
+  /** Verdicts other than NF_DROP (NF_ACCEPT, NF_QUEUE, NF_REPEAT), on every path (JS, overload, defaulted). */
   accepted: number;
   dropped: number;
+  /** Sum of the wire lengths (origLens) of received packets. */
   bytes: number;
   batches: number;
   errors: number;
@@ -75,14 +77,16 @@ export interface QueueStats {
   kernelIdSequence: number;
   /** Batches handed to JavaScript and not verdicted yet. */
   pendingBatches: number;
-  /** Milliseconds since the receive thread last woke up or timed out its poll (health, for the watchdog). */
+  /** Milliseconds since the receive thread last woke up or timed out its poll (health, for the watchdog). 0 once closed. */
   threadIdleMs: number;
+  /** close() has run (stats stay readable; the kernel columns read 0 once the queue is unbound). */
+  closed?: boolean;
 }
 
 export interface VerdictOptions {
   /** Per packet: NF_DROP 0, NF_ACCEPT 1, or (queue << 16) | 3 (NF_QUEUE) to pass it to another queue. */
   verdicts: Uint32Array;
-  /** Per packet mark to set, applied where setMark[i] is 1. */
+  /** Per packet mark to set, applied where setMark[i] is 1 (to every packet when setMark is absent). */
   marks?: Uint32Array;
   setMark?: Uint8Array;
   /** Per packet replacement bytes (checksums already fixed by the caller), or undefined to keep the packet. */
@@ -105,3 +109,9 @@ export class Queue {
 
 /** sd_notify(3): sends `state` to $NOTIFY_SOCKET. False when NOTIFY_SOCKET is unset. Throws on a send error. */
 export function notify(state: string): boolean;
+
+/**
+ * Sends a whole IPv4/IPv6 packet (header included, checksums correct) as a locally generated packet of the current
+ * network namespace: it passes the OUTPUT hook and routing, as the kernel's own REJECT replies do. Throws on error.
+ */
+export function sendRaw(packet: Uint8Array): void;

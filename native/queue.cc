@@ -1,0 +1,517 @@
+#include "queue.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+
+extern "C" {
+#include <libmnl/libmnl.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nfnetlink.h>
+}
+#include <libnetfilter_queue/libnetfilter_queue.h>
+
+#ifndef NETLINK_CAP_ACK
+#define NETLINK_CAP_ACK 10
+#endif
+
+namespace nfqwall {
+
+namespace {
+
+// One sendmsg carries at most this much; a larger verdict batch is split.
+constexpr size_t kSendLimit = 256 * 1024;
+// Room for one more message with the largest payload an attribute can carry.
+constexpr size_t kSendBufSize = kSendLimit + 0x10000 + 1024;
+// A packet message carries at most 0xffff payload bytes plus a few hundred bytes of attributes.
+constexpr size_t kRecvBufSize = 0x10000 + 16384;
+// Batches dispatched in one drain before the thread looks at its stop signal again.
+constexpr int kMaxBatchesPerDrain = 64;
+
+int64_t nowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string errnoText(int err) { return std::strerror(err); }
+
+uint32_t attrU32(const nlattr* a) { return ntohl(mnl_attr_get_u32(a)); }
+
+}  // namespace
+
+void Batch::reserve(uint32_t n) {
+  for (auto* v : {&ids, &marks, &inIf, &outIf, &physInIf, &physOutIf, &uids, &gids, &origLens}) v->reserve(n);
+  offsets.reserve(n + 1);
+  protos.reserve(n);
+  hooks.reserve(n);
+  flags.reserve(n);
+  hwLens.reserve(n);
+  hwAddrs.reserve(size_t(n) * 6);
+  data.reserve(size_t(n) * 2048);
+  clear();
+}
+
+void Batch::clear() {
+  seq = 0;
+  count = 0;
+  for (auto* v : {&ids, &marks, &inIf, &outIf, &physInIf, &physOutIf, &uids, &gids, &origLens}) v->clear();
+  offsets.clear();
+  offsets.push_back(0);
+  protos.clear();
+  hooks.clear();
+  flags.clear();
+  hwLens.clear();
+  hwAddrs.clear();
+  data.clear();
+}
+
+Queue::Queue(const QueueConfig& cfg) : cfg_(cfg) {
+  recvBuf_.resize(kRecvBufSize);
+  threadSendBuf_.resize(kSendBufSize);
+  jsSendBuf_.resize(kSendBufSize);
+  current_ = acquire();
+
+  auto fail = [this](const std::string& what, int err) {
+    std::string msg = what + ": " + errnoText(err);
+    if (nl_) mnl_socket_close(nl_);
+    nl_ = nullptr;
+    fd_ = -1;
+    if (stopFd_ >= 0) ::close(stopFd_);
+    stopFd_ = -1;
+    closed_ = true;
+    return std::runtime_error(msg);
+  };
+  const std::string qn = "NFQUEUE " + std::to_string(cfg_.queue);
+
+  nl_ = mnl_socket_open(NETLINK_NETFILTER);
+  if (!nl_) {
+    int err = errno;
+    throw fail("cannot open the netfilter netlink socket for " + qn + " (needs CAP_NET_ADMIN)", err);
+  }
+  if (mnl_socket_bind(nl_, 0, MNL_SOCKET_AUTOPID) < 0) throw fail("cannot bind the netlink socket for " + qn, errno);
+  portid_ = mnl_socket_get_portid(nl_);
+  fd_ = mnl_socket_get_fd(nl_);
+
+  int rcv = int(cfg_.rcvbuf);
+  if (setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof rcv) < 0 &&
+      setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv) < 0)
+    throw fail("cannot set the receive buffer of " + qn + " to " + std::to_string(cfg_.rcvbuf) + " bytes", errno);
+  // Error replies to verdicts then carry only the header, not the whole rewritten packet. Older kernels lack it.
+  int one = 1;
+  setsockopt(fd_, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);
+
+  stopFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (stopFd_ < 0) throw fail("cannot create an eventfd for " + qn, errno);
+
+  // Bind, copy mode, maxlen and flags in one message, so no packet arrives while the copy mode is still NONE.
+  std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
+  nlmsghdr* nlh = nfq_nlmsg_put(buf.data(), NFQNL_MSG_CONFIG, cfg_.queue);
+  nlh->nlmsg_flags |= NLM_F_ACK;
+  cfgSeq_ = uint32_t(time(nullptr)) ^ (uint32_t(cfg_.queue) << 8);
+  nlh->nlmsg_seq = cfgSeq_;
+  nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_BIND);
+  nfq_nlmsg_cfg_put_params(nlh, NFQNL_COPY_PACKET, int(cfg_.copyRange));
+  nfq_nlmsg_cfg_put_qmaxlen(nlh, cfg_.maxLen);
+  uint32_t flags = (cfg_.failOpen ? NFQA_CFG_F_FAIL_OPEN : 0) | (cfg_.gso ? NFQA_CFG_F_GSO : 0) |
+                   (cfg_.uidGid ? NFQA_CFG_F_UID_GID : 0);
+  uint32_t mask = NFQA_CFG_F_FAIL_OPEN | NFQA_CFG_F_GSO | NFQA_CFG_F_UID_GID;
+  mnl_attr_put_u32(nlh, NFQA_CFG_FLAGS, htonl(flags));
+  mnl_attr_put_u32(nlh, NFQA_CFG_MASK, htonl(mask));
+  if (!sendAll(reinterpret_cast<char*>(nlh), nlh->nlmsg_len)) throw fail("cannot send the bind request for " + qn, errno);
+
+  // Packets may already arrive before the acknowledgement; parseBuffer keeps them in current_.
+  int64_t deadline = nowMs() + 5000;
+  while (cfgError_ == 1) {
+    int64_t left = deadline - nowMs();
+    if (left <= 0) throw fail("no answer from the kernel to the bind request for " + qn, ETIMEDOUT);
+    pollfd p{fd_, POLLIN, 0};
+    int r = poll(&p, 1, int(left));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      throw fail("poll failed while binding " + qn, errno);
+    }
+    if (r == 0) continue;
+    ssize_t n = recv(fd_, recvBuf_.data(), recvBuf_.size(), MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
+      if (errno == ENOBUFS) {
+        counters_.enobufs++;
+        continue;
+      }
+      throw fail("recv failed while binding " + qn, errno);
+    }
+    parseBuffer(recvBuf_.data(), size_t(n));
+  }
+  if (cfgError_ < 0) {
+    int err = -cfgError_;
+    std::string hint;
+    if (err == EPERM || err == EBUSY || err == EEXIST) hint = " (another process holds it?)";
+    if (err == EOPNOTSUPP) hint = " (the kernel does not support the requested queue flags)";
+    std::string msg = "cannot bind " + qn + ": " + errnoText(err) + hint;
+    if (nl_) mnl_socket_close(nl_);
+    nl_ = nullptr;
+    fd_ = -1;
+    ::close(stopFd_);
+    stopFd_ = -1;
+    closed_ = true;
+    throw std::runtime_error(msg);
+  }
+}
+
+Queue::~Queue() { close(); }
+
+void Queue::start(Handoff handoff) {
+  std::lock_guard<std::mutex> g(closeMutex_);
+  if (closed_ || started_) return;
+  handoff_ = std::move(handoff);
+  lastLoopMs_ = nowMs();
+  started_ = true;
+  thread_ = std::thread([this] { run(); });
+}
+
+void Queue::run() {
+  pollfd fds[2] = {{fd_, POLLIN, 0}, {stopFd_, POLLIN, 0}};
+  dispatch();  // packets that arrived with the bind acknowledgement
+  for (;;) {
+    int r = poll(fds, 2, 200);
+    lastLoopMs_ = nowMs();
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      counters_.errors++;
+      usleep(10000);
+      continue;
+    }
+    if (fds[1].revents) break;
+    if (fds[0].revents & (POLLIN | POLLERR)) {
+      // Nothing may escape this thread; an allocation failure costs the batch the overload verdict, not the process.
+      try {
+        drain();
+      } catch (const std::exception&) {
+        counters_.errors++;
+        recoverBatch();
+      }
+    }
+  }
+  try {
+    dispatch();
+  } catch (const std::exception&) {
+    counters_.errors++;
+    recoverBatch();
+  }
+}
+
+void Queue::recoverBatch() {
+  if (!current_) return;
+  // Columns may be uneven after a failed push_back: answer every id we took, then start clean.
+  Batch& b = *current_;
+  b.count = uint32_t(b.ids.size());
+  if (b.count) {
+    counters_.overload += b.count;
+    sendVerdicts(b, nullptr, cfg_.overloadVerdict, threadSendBuf_);
+  }
+  b.clear();
+}
+
+void Queue::drain() {
+  int dispatched = 0;
+  for (;;) {
+    ssize_t n = recv(fd_, recvBuf_.data(), recvBuf_.size(), MSG_DONTWAIT | MSG_TRUNC);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (errno == ENOBUFS) {
+        counters_.enobufs++;
+        continue;
+      }
+      counters_.errors++;
+      break;
+    }
+    if (n == 0) break;
+    if (size_t(n) > recvBuf_.size()) {
+      counters_.errors++;  // larger than any packet message can be: not ours to parse
+      continue;
+    }
+    uint64_t before = counters_.batches.load(std::memory_order_relaxed);
+    parseBuffer(recvBuf_.data(), size_t(n));
+    dispatched += int(counters_.batches.load(std::memory_order_relaxed) - before);
+    if (dispatched >= kMaxBatchesPerDrain) break;  // let the loop see a stop request under a flood
+  }
+  dispatch();
+}
+
+void Queue::parseBuffer(const char* buf, size_t len) {
+  const nlmsghdr* nlh = reinterpret_cast<const nlmsghdr*>(buf);
+  int left = int(len);
+  while (mnl_nlmsg_ok(nlh, left)) {
+    if (nlh->nlmsg_type == NLMSG_ERROR) {
+      if (nlh->nlmsg_len >= mnl_nlmsg_size(sizeof(nlmsgerr))) {
+        const nlmsgerr* e = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
+        if (cfgError_ == 1 && nlh->nlmsg_seq == cfgSeq_ && nlh->nlmsg_pid == portid_) {
+          cfgError_ = e->error;
+        } else if (e->error != 0) {
+          counters_.errors++;  // a verdict the kernel refused (ENOENT: unknown id, EINVAL: bad payload)
+        }
+      } else {
+        counters_.errors++;
+      }
+    } else if (nlh->nlmsg_type == ((NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET)) {
+      addPacket(nlh);
+    }
+    nlh = mnl_nlmsg_next(nlh, &left);
+  }
+}
+
+void Queue::addPacket(const nlmsghdr* nlh) {
+  nlattr* attr[NFQA_MAX + 1] = {};
+  if (nfq_nlmsg_parse(nlh, attr) < 0 || !attr[NFQA_PACKET_HDR]) {
+    counters_.errors++;
+    return;
+  }
+  if (current_->count >= cfg_.maxBatch) dispatch();
+  Batch& b = *current_;
+  auto* ph = static_cast<const nfqnl_msg_packet_hdr*>(mnl_attr_get_payload(attr[NFQA_PACKET_HDR]));
+  const uint8_t* payload = nullptr;
+  uint32_t plen = 0;
+  if (attr[NFQA_PAYLOAD]) {
+    payload = static_cast<const uint8_t*>(mnl_attr_get_payload(attr[NFQA_PAYLOAD]));
+    plen = mnl_attr_get_payload_len(attr[NFQA_PAYLOAD]);
+  }
+  uint32_t origLen = plen;
+  uint8_t flags = 0;
+  if (attr[NFQA_CAP_LEN]) {
+    origLen = attrU32(attr[NFQA_CAP_LEN]);
+    if (origLen > plen) flags |= kFlagTruncated;
+  }
+  if (attr[NFQA_SKB_INFO]) {
+    uint32_t info = attrU32(attr[NFQA_SKB_INFO]);
+    if (info & NFQA_SKB_CSUMNOTREADY) flags |= kFlagCsumNotReady;
+    if (info & NFQA_SKB_GSO) flags |= kFlagGso;
+  }
+  auto u32or = [&](int type, uint32_t dflt) { return attr[type] ? attrU32(attr[type]) : dflt; };
+
+  b.ids.push_back(ntohl(ph->packet_id));
+  b.protos.push_back(ntohs(ph->hw_protocol));
+  b.hooks.push_back(ph->hook);
+  b.marks.push_back(u32or(NFQA_MARK, 0));
+  b.inIf.push_back(u32or(NFQA_IFINDEX_INDEV, 0));
+  b.outIf.push_back(u32or(NFQA_IFINDEX_OUTDEV, 0));
+  b.physInIf.push_back(u32or(NFQA_IFINDEX_PHYSINDEV, 0));
+  b.physOutIf.push_back(u32or(NFQA_IFINDEX_PHYSOUTDEV, 0));
+  b.uids.push_back(u32or(NFQA_UID, 0xffffffffu));
+  b.gids.push_back(u32or(NFQA_GID, 0xffffffffu));
+  b.origLens.push_back(origLen);
+  b.flags.push_back(flags);
+  uint8_t hw[6] = {};
+  uint8_t hwLen = 0;
+  if (attr[NFQA_HWADDR] && mnl_attr_get_payload_len(attr[NFQA_HWADDR]) >= sizeof(nfqnl_msg_packet_hw)) {
+    auto* h = static_cast<const nfqnl_msg_packet_hw*>(mnl_attr_get_payload(attr[NFQA_HWADDR]));
+    uint16_t l = ntohs(h->hw_addrlen);
+    hwLen = uint8_t(l < 6 ? l : 6);
+    std::memcpy(hw, h->hw_addr, hwLen);
+  }
+  b.hwLens.push_back(hwLen);
+  b.hwAddrs.insert(b.hwAddrs.end(), hw, hw + 6);
+  if (plen) b.data.insert(b.data.end(), payload, payload + plen);
+  b.offsets.push_back(uint32_t(b.data.size()));
+  b.count++;
+  counters_.received++;
+  counters_.bytes += origLen;
+}
+
+std::unique_ptr<Batch> Queue::acquire() {
+  {
+    std::lock_guard<std::mutex> g(tableMutex_);
+    if (!pool_.empty()) {
+      auto b = std::move(pool_.back());
+      pool_.pop_back();
+      return b;
+    }
+  }
+  auto b = std::make_unique<Batch>();
+  b->reserve(cfg_.maxBatch);
+  return b;
+}
+
+void Queue::recycle(std::unique_ptr<Batch> b) {
+  b->clear();
+  std::lock_guard<std::mutex> g(tableMutex_);
+  pool_.push_back(std::move(b));
+}
+
+void Queue::dispatch() {
+  if (!current_ || current_->count == 0) return;
+  std::unique_ptr<Batch> next = acquire();  // first, so a failure leaves current_ whole for recoverBatch()
+  std::unique_ptr<Batch> b = std::move(current_);
+  current_ = std::move(next);
+  counters_.batches++;
+  uint64_t seq = 0;
+  {
+    std::lock_guard<std::mutex> g(tableMutex_);
+    if (handoff_ && pending_.size() < cfg_.maxPendingBatches) {
+      seq = nextSeq_++;
+      b->seq = seq;
+      pending_.emplace(seq, std::move(b));
+    }
+  }
+  if (seq) {
+    if (handoff_(seq)) return;
+    // JavaScript never saw this seq, so nobody else can have taken it.
+    std::lock_guard<std::mutex> g(tableMutex_);
+    auto it = pending_.find(seq);
+    b = std::move(it->second);
+    pending_.erase(it);
+  }
+  counters_.overload += b->count;
+  sendVerdicts(*b, nullptr, cfg_.overloadVerdict, threadSendBuf_);
+  recycle(std::move(b));
+}
+
+const Batch* Queue::pendingBatch(uint64_t seq) {
+  std::lock_guard<std::mutex> g(tableMutex_);
+  auto it = pending_.find(seq);
+  return it == pending_.end() ? nullptr : it->second.get();
+}
+
+std::unique_ptr<Batch> Queue::takePending(uint64_t seq) {
+  std::lock_guard<std::mutex> g(tableMutex_);
+  auto it = pending_.find(seq);
+  if (it == pending_.end()) return nullptr;
+  auto b = std::move(it->second);
+  pending_.erase(it);
+  return b;
+}
+
+bool Queue::verdictBatch(std::unique_ptr<Batch> b, const PacketVerdict* v) {
+  bool ok = sendVerdicts(*b, v, 0, jsSendBuf_);
+  recycle(std::move(b));
+  return ok;
+}
+
+void Queue::defaultBatch(std::unique_ptr<Batch> b) {
+  counters_.defaulted += b->count;
+  sendVerdicts(*b, nullptr, cfg_.overloadVerdict, jsSendBuf_);
+  recycle(std::move(b));
+}
+
+void Queue::countVerdict(uint32_t verdict) {
+  if ((verdict & NF_VERDICT_MASK) == NF_DROP)
+    counters_.dropped++;
+  else
+    counters_.accepted++;
+}
+
+bool Queue::sendAll(const char* buf, size_t len) {
+  for (int attempt = 0;; attempt++) {
+    ssize_t n = sendto(fd_, buf, len, 0, nullptr, 0);
+    if (n >= 0) return true;
+    if (errno == EINTR || ((errno == ENOBUFS || errno == EAGAIN) && attempt < 100)) {
+      if (errno != EINTR) usleep(1000);
+      continue;
+    }
+    return false;
+  }
+}
+
+bool Queue::sendVerdicts(const Batch& b, const PacketVerdict* v, uint32_t sameVerdict, std::vector<char>& out) {
+  if (fd_ < 0) return false;
+  constexpr size_t kBase = MNL_ALIGN(sizeof(nlmsghdr)) + MNL_ALIGN(sizeof(nfgenmsg)) + MNL_ATTR_HDRLEN +
+                           MNL_ALIGN(sizeof(nfqnl_msg_verdict_hdr));
+  bool ok = true;
+  size_t off = 0;
+  auto flush = [&] {
+    if (off && !sendAll(out.data(), off)) {
+      counters_.errors++;
+      ok = false;
+    }
+    off = 0;
+  };
+  for (uint32_t i = 0; i < b.count; i++) {
+    uint32_t verdict = v ? v[i].verdict : sameVerdict;
+    bool mark = v && v[i].setMark;
+    bool pkt = v && v[i].payload;
+    size_t need = kBase + (mark ? MNL_ATTR_HDRLEN + 4 : 0) + (pkt ? MNL_ATTR_HDRLEN + MNL_ALIGN(v[i].payloadLen) : 0);
+    if (off + need > kSendLimit) flush();
+    nlmsghdr* nlh = nfq_nlmsg_put(out.data() + off, NFQNL_MSG_VERDICT, cfg_.queue);
+    nfq_nlmsg_verdict_put(nlh, int(b.ids[i]), int(verdict));
+    if (mark) nfq_nlmsg_verdict_put_mark(nlh, v[i].mark);
+    if (pkt) nfq_nlmsg_verdict_put_pkt(nlh, v[i].payload, v[i].payloadLen);
+    off += MNL_ALIGN(nlh->nlmsg_len);
+    countVerdict(verdict);
+  }
+  flush();
+  return ok;
+}
+
+void Queue::close() {
+  std::lock_guard<std::mutex> g(closeMutex_);
+  if (closed_) return;
+  closed_ = true;
+  if (started_) {
+    uint64_t one = 1;
+    if (write(stopFd_, &one, sizeof one) < 0) counters_.errors++;
+    thread_.join();
+  }
+  std::vector<std::unique_ptr<Batch>> rest;
+  {
+    std::lock_guard<std::mutex> t(tableMutex_);
+    for (auto& kv : pending_) rest.push_back(std::move(kv.second));
+    pending_.clear();
+  }
+  if (current_ && current_->count) rest.push_back(std::move(current_));
+  for (auto& b : rest) defaultBatch(std::move(b));
+
+  // The kernel drops what is still queued when the socket closes; unbinding first frees the queue number at once.
+  std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
+  nlmsghdr* nlh = nfq_nlmsg_put(buf.data(), NFQNL_MSG_CONFIG, cfg_.queue);
+  nfq_nlmsg_cfg_put_cmd(nlh, AF_INET, NFQNL_CFG_CMD_UNBIND);
+  if (!sendAll(reinterpret_cast<char*>(nlh), nlh->nlmsg_len)) counters_.errors++;
+  mnl_socket_close(nl_);
+  nl_ = nullptr;
+  fd_ = -1;
+  ::close(stopFd_);
+  stopFd_ = -1;
+}
+
+size_t Queue::pendingCount() {
+  std::lock_guard<std::mutex> g(tableMutex_);
+  return pending_.size();
+}
+
+uint64_t Queue::threadIdleMs() const {
+  if (!started_ || closed_) return 0;
+  int64_t d = nowMs() - lastLoopMs_.load();
+  return d < 0 ? 0 : uint64_t(d);
+}
+
+KernelQueueInfo Queue::kernelInfo() const {
+  KernelQueueInfo info;
+  FILE* f = std::fopen("/proc/net/netfilter/nfnetlink_queue", "re");
+  if (!f) return info;
+  char line[512];
+  while (std::fgets(line, sizeof line, f)) {
+    unsigned long long c[8];
+    if (std::sscanf(line, "%llu %llu %llu %llu %llu %llu %llu %llu", &c[0], &c[1], &c[2], &c[3], &c[4], &c[5], &c[6],
+                    &c[7]) == 8 &&
+        c[0] == cfg_.queue && c[1] == portid_) {
+      info.found = true;
+      info.total = c[2];
+      info.dropped = c[5];
+      info.userDropped = c[6];
+      info.idSequence = c[7];
+      break;
+    }
+  }
+  std::fclose(f);
+  return info;
+}
+
+}  // namespace nfqwall

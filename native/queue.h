@@ -1,0 +1,146 @@
+// One bound NFQUEUE: the netlink socket, its configuration, the receive thread, batching, verdicts and counters.
+// No N-API here: addon.cc bridges a Queue to JavaScript through the Handoff callback.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+struct mnl_socket;
+struct nlmsghdr;
+
+namespace nfqwall {
+
+struct QueueConfig {
+  uint16_t queue = 0;
+  uint32_t copyRange = 0xffff;
+  uint32_t maxLen = 4096;
+  uint32_t rcvbuf = 8u << 20;
+  bool failOpen = false;
+  bool gso = true;
+  bool uidGid = true;
+  uint32_t maxPendingBatches = 64;
+  uint32_t overloadVerdict = 0;  // NF_DROP or NF_ACCEPT
+  uint32_t maxBatch = 256;
+};
+
+// Bits of Batch::flags, as PACKET_FLAG_* in src/native.ts.
+constexpr uint8_t kFlagCsumNotReady = 1;
+constexpr uint8_t kFlagGso = 2;
+constexpr uint8_t kFlagTruncated = 4;
+
+// Packets of one wakeup, in columns. Reused: clear() keeps every vector's capacity.
+struct Batch {
+  uint64_t seq = 0;
+  uint32_t count = 0;
+  std::vector<uint32_t> ids, marks, inIf, outIf, physInIf, physOutIf, uids, gids, origLens, offsets;
+  std::vector<uint16_t> protos;
+  std::vector<uint8_t> hooks, flags, hwLens, hwAddrs, data;
+
+  void reserve(uint32_t packets);
+  void clear();
+};
+
+// The kernel's line for one queue in /proc/net/netfilter/nfnetlink_queue.
+struct KernelQueueInfo {
+  bool found = false;
+  uint64_t total = 0, dropped = 0, userDropped = 0, idSequence = 0;
+};
+
+struct Counters {
+  std::atomic<uint64_t> received{0}, accepted{0}, dropped{0}, bytes{0}, batches{0}, errors{0}, enobufs{0},
+      overload{0}, defaulted{0};
+};
+
+// One packet's answer, as addon.cc reads it from JavaScript.
+struct PacketVerdict {
+  uint32_t verdict = 0;
+  bool setMark = false;
+  uint32_t mark = 0;
+  const uint8_t* payload = nullptr;  // null: keep the packet
+  uint32_t payloadLen = 0;
+};
+
+class Queue {
+ public:
+  // Hands a pending batch (by seq) to JavaScript. Returns false when it cannot (full, closing): the receive thread then
+  // gives the batch the overload verdict. Called on the receive thread; must not block or throw.
+  using Handoff = std::function<bool(uint64_t seq)>;
+
+  // Binds and configures the queue; throws std::runtime_error with a message for the user.
+  explicit Queue(const QueueConfig& cfg);
+  ~Queue();
+  Queue(const Queue&) = delete;
+  Queue& operator=(const Queue&) = delete;
+
+  void start(Handoff handoff);
+
+  // The pending batch `seq`, or null. Only the thread that verdicts (JavaScript's) may use the result: nobody else
+  // removes a batch that JavaScript was handed.
+  const Batch* pendingBatch(uint64_t seq);
+  // Takes the pending batch out of the table (the caller then verdicts it). Null when not pending.
+  std::unique_ptr<Batch> takePending(uint64_t seq);
+  // Sends one verdict per packet of `b` (v has b.count entries) and recycles the batch. Returns false on a send error.
+  bool verdictBatch(std::unique_ptr<Batch> b, const PacketVerdict* v);
+  // Gives every packet of `b` the overload verdict, counted as `defaulted`, and recycles the batch.
+  void defaultBatch(std::unique_ptr<Batch> b);
+
+  // Stops and joins the thread, defaults every pending batch, unbinds and closes. Idempotent.
+  void close();
+  bool closed() const { return closed_; }
+
+  const QueueConfig& config() const { return cfg_; }
+  const Counters& counters() const { return counters_; }
+  size_t pendingCount();
+  uint64_t threadIdleMs() const;
+  KernelQueueInfo kernelInfo() const;
+
+ private:
+  void run();
+  void drain();
+  void recoverBatch();
+  void dispatch();
+  void parseBuffer(const char* buf, size_t len);
+  void addPacket(const ::nlmsghdr* nlh);
+  bool sendVerdicts(const Batch& b, const PacketVerdict* v, uint32_t sameVerdict, std::vector<char>& out);
+  bool sendAll(const char* buf, size_t len);
+  std::unique_ptr<Batch> acquire();
+  void recycle(std::unique_ptr<Batch> b);
+  void countVerdict(uint32_t verdict);
+
+  QueueConfig cfg_;
+  struct mnl_socket* nl_ = nullptr;
+  int fd_ = -1;
+  int stopFd_ = -1;
+  uint32_t portid_ = 0;
+  uint32_t cfgSeq_ = 0;
+  int cfgError_ = 1;  // 1: no answer yet; 0: ok; <0: -errno
+
+  Handoff handoff_;
+  std::thread thread_;
+  bool started_ = false;
+  bool closed_ = false;
+  std::mutex closeMutex_;
+
+  std::vector<char> recvBuf_;       // receive thread only
+  std::vector<char> threadSendBuf_; // receive thread only (overload verdicts)
+  std::vector<char> jsSendBuf_;     // caller of verdictBatch/defaultBatch (the JS thread)
+  std::unique_ptr<Batch> current_;  // receive thread only (and the constructor, before it starts)
+
+  std::mutex tableMutex_;
+  std::map<uint64_t, std::unique_ptr<Batch>> pending_;
+  std::vector<std::unique_ptr<Batch>> pool_;
+  uint64_t nextSeq_ = 1;
+
+  Counters counters_;
+  std::atomic<int64_t> lastLoopMs_{0};
+};
+
+}  // namespace nfqwall
