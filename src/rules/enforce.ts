@@ -1,0 +1,20 @@
+// A ruleset that parses and prints may still use something nfqwall cannot do from userspace; loading it for
+// enforcement must fail naming each such rule, never skip it.
+import { RuleError } from '../extensions/types';
+import { RuleErrors } from './errors';
+import type { Ruleset } from './model';
+
+export function checkEnforceable(rs: Ruleset): void {
+  const errors: RuleError[] = [];
+  for (const table of rs.tables.values())
+    for (const chain of table.chains.values())
+      for (const rule of chain.rules) {
+        for (const m of rule.matches)
+          if (m.ext.unsupported)
+            errors.push(new RuleError(`match "${m.ext.name}" cannot be enforced by nfqwall: ${m.ext.unsupported}`, m.loc));
+        const t = rule.target;
+        if (t?.kind === 'extension' && t.ext.unsupported)
+          errors.push(new RuleError(`target "${t.ext.name}" cannot be enforced by nfqwall: ${t.ext.unsupported}`, t.loc));
+      }
+  if (errors.length > 0) throw new RuleErrors(errors);
+}

@@ -1,0 +1,1071 @@
+// The grammar of iptables-restore (iptables/xtables-restore.c and xshared.c do_parse, v1.8.9): `*table` blocks closed
+// by COMMIT, `:CHAIN POLICY [p:b]` declarations, and command lines (-A -I -N -P -F -X -D -R -E) whose options are
+// read in order as getopt_long reads them, extension options going to the most recently loaded module that defines
+// them. Errors are collected per line so a user sees all of them at once.
+import { findMatch as registryMatch, findTarget as registryTarget } from '../extensions';
+import type { MatchExtension, OptionSpec, OptionUse, ParseContext, TargetExtension } from '../extensions/types';
+import { RuleError } from '../extensions/types';
+import { AddrError, guessFamily, parseIpNet } from './addr';
+import { RuleErrors } from './errors';
+import { formatRuleSpec } from './format';
+import { LexError, lexLine, type Word } from './lexer';
+import {
+  BUILTIN_CHAINS,
+  TABLES,
+  type Chain,
+  type Counters,
+  type Family,
+  type IpNet,
+  type MatchUse,
+  type Negatable,
+  type Rule,
+  type RuleTarget,
+  type Ruleset,
+  type SourceLocation,
+  type Table,
+  type TableName,
+} from './model';
+import { NameError, parseProtocol, protocolName } from './services';
+import { validateTable } from './validate';
+
+/** Where extension modules are looked up; the registry unless a test brings its own. */
+export interface ExtensionLookup {
+  findMatch(name: string): MatchExtension | undefined;
+  findTarget(name: string): TargetExtension | undefined;
+}
+
+export interface ParseOptions {
+  family?: Family;
+  extensions?: ExtensionLookup;
+}
+
+const REGISTRY: ExtensionLookup = { findMatch: registryMatch, findTarget: registryTarget };
+let lookup: ExtensionLookup = REGISTRY;
+/** libxtables xtables_find_match: "icmpv6" and "ipv6-icmp" are names of the icmp6 match. */
+const findMatch = (name: string) =>
+  lookup.findMatch(name === 'icmpv6' || name === 'ipv6-icmp' ? 'icmp6' : name);
+const findTarget = (name: string) => lookup.findTarget(name);
+
+/** XT_EXTENSION_MAXNAMELEN - 1. */
+export const MAX_CHAIN_NAME = 28;
+/** IFNAMSIZ - 1. */
+const MAX_IFACE = 15;
+
+const STANDARD_VERDICTS = new Set(['ACCEPT', 'DROP', 'RETURN', 'QUEUE']);
+
+// ---- option table of the core (iptables' original_opts) ----
+
+type CoreOpt =
+  | 'append'
+  | 'insert'
+  | 'delete'
+  | 'replace'
+  | 'new-chain'
+  | 'delete-chain'
+  | 'flush'
+  | 'policy'
+  | 'rename-chain'
+  | 'zero'
+  | 'source'
+  | 'destination'
+  | 'in-interface'
+  | 'out-interface'
+  | 'protocol'
+  | 'fragment'
+  | 'match'
+  | 'jump'
+  | 'goto'
+  | 'set-counters'
+  | 'table'
+  | 'ipv4'
+  | 'ipv6'
+  | 'numeric'
+  | 'verbose'
+  | 'exact'
+  | 'wait';
+
+const SHORT: Record<string, CoreOpt> = {
+  A: 'append',
+  I: 'insert',
+  D: 'delete',
+  R: 'replace',
+  N: 'new-chain',
+  X: 'delete-chain',
+  F: 'flush',
+  P: 'policy',
+  E: 'rename-chain',
+  Z: 'zero',
+  s: 'source',
+  d: 'destination',
+  i: 'in-interface',
+  o: 'out-interface',
+  p: 'protocol',
+  f: 'fragment',
+  m: 'match',
+  j: 'jump',
+  g: 'goto',
+  c: 'set-counters',
+  t: 'table',
+  '4': 'ipv4',
+  '6': 'ipv6',
+  n: 'numeric',
+  v: 'verbose',
+  x: 'exact',
+  w: 'wait',
+};
+
+const LONG: Record<string, CoreOpt> = {
+  append: 'append',
+  insert: 'insert',
+  delete: 'delete',
+  replace: 'replace',
+  'new-chain': 'new-chain',
+  'delete-chain': 'delete-chain',
+  flush: 'flush',
+  policy: 'policy',
+  'rename-chain': 'rename-chain',
+  zero: 'zero',
+  source: 'source',
+  src: 'source',
+  destination: 'destination',
+  dst: 'destination',
+  'in-interface': 'in-interface',
+  'out-interface': 'out-interface',
+  protocol: 'protocol',
+  fragment: 'fragment',
+  match: 'match',
+  jump: 'jump',
+  goto: 'goto',
+  'set-counters': 'set-counters',
+  table: 'table',
+  ipv4: 'ipv4',
+  ipv6: 'ipv6',
+  numeric: 'numeric',
+  verbose: 'verbose',
+  exact: 'exact',
+  wait: 'wait',
+};
+const LONG_NAMES = Object.keys(LONG);
+
+const COMMANDS = new Set<CoreOpt>([
+  'append',
+  'insert',
+  'delete',
+  'replace',
+  'new-chain',
+  'delete-chain',
+  'flush',
+  'policy',
+  'rename-chain',
+  'zero',
+]);
+
+// ---- parse state ----
+
+interface TableBuild {
+  table: Table;
+  loc: SourceLocation;
+  /** Whether anything created the table in the kernel (a bare `*t` + COMMIT does not, in the nft backend). */
+  touched: boolean;
+  /** The chain the previous command line named. */
+  last?: Chain;
+}
+
+class LineError extends Error {
+  constructor(
+    message: string,
+    readonly col: number,
+  ) {
+    super(message);
+  }
+}
+
+function emptyCounters(): Counters {
+  return { packets: 0, bytes: 0 };
+}
+
+/** `[p:b]` as iptables-restore reads it; undefined when malformed. */
+export function parseCounterWord(w: string): Counters | undefined {
+  const m = /^\[(\d+):(\d+)\]$/.exec(w);
+  if (!m) return undefined;
+  return { packets: Number(m[1]), bytes: Number(m[2]) };
+}
+
+function newTable(name: TableName, loc: SourceLocation): TableBuild {
+  const chains = new Map<string, Chain>();
+  for (const hook of BUILTIN_CHAINS[name]) {
+    const c: Chain = { name: hook, builtin: true, policy: 'ACCEPT', counters: emptyCounters(), rules: [], loc };
+    chains.set(hook, c);
+  }
+  return { table: { name, chains }, loc, touched: false };
+}
+
+// ---- family inference ----
+
+const V6_ONLY_PROTOS = new Set(['icmpv6', 'ipv6-icmp', 'ipv6-mh', 'mh', '58', '135']);
+
+/** What the file says about its family, from addresses and family-only modules; 4 when nothing tells. */
+export function inferFamily(lines: readonly string[]): Family {
+  for (const line of lines) {
+    if (line.length === 0 || line[0] !== '-' && line[0] !== '[') continue;
+    let words: Word[];
+    try {
+      words = lexLine(line);
+    } catch {
+      continue;
+    }
+    for (let i = 0; i + 1 < words.length; i++) {
+      const w = words[i].text;
+      const next = words[i + 1].text;
+      if (w === '-s' || w === '-d' || w === '--source' || w === '--destination' || w === '--src' || w === '--dst') {
+        const f = guessFamily(next.split(',')[0]);
+        if (f) return f;
+      } else if (w === '-m' || w === '--match') {
+        const m = findMatch(next);
+        if (m?.family) return m.family;
+      } else if (w === '-p' || w === '--protocol') {
+        if (V6_ONLY_PROTOS.has(next.toLowerCase())) return 6;
+      }
+    }
+  }
+  return 4;
+}
+
+// ---- the rule line ----
+
+interface LoadedExt {
+  ext: MatchExtension | TargetExtension;
+  uses: OptionUse[];
+  loc: SourceLocation;
+  isTarget: boolean;
+}
+
+interface Command {
+  op: CoreOpt;
+  loc: SourceLocation;
+  args: Word[];
+}
+
+interface RuleSpec {
+  src?: Negatable<IpNet[]>;
+  dst?: Negatable<IpNet[]>;
+  inIface?: Negatable<string> & { col: number };
+  outIface?: Negatable<string> & { col: number };
+  proto?: Negatable<number>;
+  fragment?: Negatable<true>;
+  matches: MatchUse[];
+  target?: RuleTarget;
+  counters?: Counters;
+  hasSpec: boolean;
+}
+
+interface LineResult {
+  cmd?: Command;
+  spec: RuleSpec;
+  /** A `-4` line in an IPv6 file or `-6` in an IPv4 file: iptables-restore skips it. */
+  skip: boolean;
+}
+
+function optionKey(spec: OptionSpec, word: string): boolean {
+  return spec.name === word || (spec.aliases?.includes(word) ?? false);
+}
+
+/**
+ * iptables-nft (1.8.9) turns tcp and udp options into native payload expressions and, reading the rule back, gathers
+ * all of them into one match at the place of the first one that had options (a later --dport wins over an earlier
+ * one). Matches without options stay where they are. Do the same so the rule prints as the kernel's.
+ */
+function mergeNativeMatches(loaded: LoadedExt[]): void {
+  for (const name of NATIVE_MERGED) {
+    let first: LoadedExt | undefined;
+    for (let k = 0; k < loaded.length; k++) {
+      const le = loaded[k];
+      if (le.ext.name !== name || le.isTarget || le.uses.length === 0) continue;
+      if (!first) {
+        first = le;
+        continue;
+      }
+      for (const u of le.uses) {
+        // The value of the last one, the inversion of any (nft ORs the invert flags as it reads the compares back).
+        const slot = SAME_SLOT[u.name] ?? u.name;
+        const before = first.uses.filter((x) => (SAME_SLOT[x.name] ?? x.name) === slot);
+        first.uses = first.uses.filter((x) => (SAME_SLOT[x.name] ?? x.name) !== slot);
+        first.uses.push(before.some((x) => x.negated) && !u.negated ? { ...u, negated: true } : u);
+      }
+      loaded.splice(k--, 1);
+    }
+  }
+}
+
+const NATIVE_MERGED = ['tcp', 'udp'];
+/** Options that set the same field of the merged match (--syn is --tcp-flags SYN,RST,ACK,FIN SYN). */
+const SAME_SLOT: Record<string, string> = { syn: 'tcp-flags' };
+
+export class Parser {
+  readonly errors: RuleError[] = [];
+  private lineNo = 0;
+
+  constructor(
+    readonly file: string,
+    readonly family: Family,
+  ) {}
+
+  loc(col: number): SourceLocation {
+    return { file: this.file, line: this.lineNo, column: col };
+  }
+
+  /** Parse the words of one command line into its command and rule spec. */
+  parseCommandLine(words: Word[], lineNo: number, table: TableName, counterPrefix?: Counters): LineResult {
+    this.lineNo = lineNo;
+    const family = this.family;
+    const spec: RuleSpec = { matches: [], hasSpec: false, counters: counterPrefix };
+    let cmd: Command | undefined;
+    let skip = false;
+    const loaded: LoadedExt[] = [];
+    let target: LoadedExt | undefined;
+    let chainJump: { name: string; goto: boolean; loc: SourceLocation } | undefined;
+    let invert = false;
+    let invertCol = 0;
+    let protoUsed = false;
+    let protoWord = '';
+    const seen = new Set<CoreOpt>();
+
+    const once = (o: CoreOpt, col: number, label: string) => {
+      if (seen.has(o)) throw new LineError(`multiple ${label} flags not allowed`, col);
+      seen.add(o);
+    };
+    const noInvert = (label: string, col: number) => {
+      if (invert) throw new LineError(`cannot have ! before ${label}`, col);
+    };
+
+    let i = 0;
+    const takeArg = (optCol: number, label: string, inline?: string): Word => {
+      if (inline !== undefined) return { text: inline, col: optCol };
+      if (i >= words.length) throw new LineError(`option "${label}" requires an argument`, optCol);
+      return words[i++];
+    };
+    const optionalPositional = (): Word | undefined => {
+      if (i < words.length && words[i].text[0] !== '-' && words[i].text[0] !== '!') return words[i++];
+      return undefined;
+    };
+
+    while (i < words.length) {
+      const w = words[i++];
+      const t = w.text;
+      if (t === '!') {
+        if (invert) throw new LineError('multiple consecutive ! not allowed', w.col);
+        invert = true;
+        invertCol = w.col;
+        continue;
+      }
+      if (t.length < 2 || t[0] !== '-') throw new LineError(`bad argument "${t}"`, w.col);
+
+      // Which option is it: core short, core long, or an extension's long option.
+      let core: CoreOpt | undefined;
+      let extOpt: { le: LoadedExt; spec: OptionSpec } | undefined;
+      let inline: string | undefined;
+      let label = t;
+      if (t[1] !== '-') {
+        core = SHORT[t[1]];
+        if (!core) throw new LineError(`unknown option "${t}"`, w.col);
+        if (t.length > 2) inline = t.slice(2);
+      } else {
+        let name = t.slice(2);
+        const eq = name.indexOf('=');
+        if (eq >= 0) {
+          inline = name.slice(eq + 1);
+          name = name.slice(0, eq);
+        }
+        label = `--${name}`;
+        core = LONG[name];
+        if (!core) extOpt = this.findExtOption(name, loaded, target);
+        if (!core && !extOpt) {
+          // getopt_long accepts an unambiguous prefix of a long option.
+          const cands: { core?: CoreOpt; ext?: { le: LoadedExt; spec: OptionSpec } }[] = [];
+          for (const ln of LONG_NAMES) if (ln.startsWith(name)) cands.push({ core: LONG[ln] });
+          for (const le of [...(target ? [target] : []), ...loaded].reverse())
+            for (const s of le.ext.options) {
+              if (s.name.startsWith(name) || s.aliases?.some((a) => a.startsWith(name))) cands.push({ ext: { le, spec: s } });
+            }
+          const distinct = new Set(cands.map((c) => c.core ?? c.ext?.spec));
+          if (distinct.size === 1 && name.length > 0) {
+            core = cands[0].core;
+            extOpt = cands[0].ext;
+          } else if (distinct.size > 1) throw new LineError(`option "${label}" is ambiguous`, w.col);
+        }
+        if (!core && !extOpt && spec.proto && !protoUsed) {
+          // iptables command_default: an unknown option after -p loads the protocol's match implicitly, by the name
+          // written (lowercased), or by the protocol's name when a number was written (find_proto).
+          const m = findMatch(/^[0-9]/.test(protoWord) ? protocolName(spec.proto.value) : protoWord);
+          if (m && m.protocolMatch !== undefined && !loaded.some((le) => le.ext === m)) {
+            protoUsed = true;
+            const le: LoadedExt = { ext: m, uses: [], loc: this.loc(w.col), isTarget: false };
+            loaded.push(le);
+            extOpt = this.findExtOption(name, loaded, target);
+          }
+        }
+        if (!core && !extOpt) throw new LineError(`unknown option "${label}"`, w.col);
+      }
+
+      if (extOpt) {
+        const { le, spec: os } = extOpt;
+        if (invert && !os.invertible) throw new LineError(`cannot have ! before --${os.name}`, invertCol);
+        if (!os.repeatable && le.uses.some((u) => u.name === os.name))
+          throw new LineError(`multiple --${os.name} options not allowed`, w.col);
+        const args: string[] = [];
+        const argLocs: SourceLocation[] = [];
+        for (let k = 0; k < os.args; k++) {
+          const a = k === 0 ? takeArg(w.col, label, inline) : takeArg(w.col, label);
+          args.push(a.text);
+          argLocs.push(this.loc(a.col));
+        }
+        if (os.args === 0 && inline !== undefined) throw new LineError(`option "${label}" doesn't allow an argument`, w.col);
+        le.uses.push({ name: os.name, args, negated: invert, loc: this.loc(w.col), argLocs });
+        invert = false;
+        continue;
+      }
+
+      const op = core as CoreOpt;
+      if (COMMANDS.has(op)) {
+        noInvert(label, invertCol);
+        if (cmd) throw new LineError(`cannot use ${label} with another command`, w.col);
+        const args: Word[] = [];
+        switch (op) {
+          case 'append':
+          case 'new-chain':
+            args.push(takeArg(w.col, label, inline));
+            break;
+          case 'insert':
+          case 'delete': {
+            args.push(takeArg(w.col, label, inline));
+            const n = optionalPositional();
+            if (n) args.push(n);
+            break;
+          }
+          case 'replace':
+          case 'policy':
+          case 'rename-chain': {
+            args.push(takeArg(w.col, label, inline));
+            const n = optionalPositional();
+            if (!n) throw new LineError(`${label} requires a ${op === 'replace' ? 'rule number' : op === 'policy' ? 'policy' : 'new chain name'}`, w.col);
+            args.push(n);
+            break;
+          }
+          default: {
+            if (inline !== undefined) args.push({ text: inline, col: w.col });
+            else {
+              const n = optionalPositional();
+              if (n) args.push(n);
+            }
+          }
+        }
+        cmd = { op, loc: this.loc(w.col), args };
+        continue;
+      }
+
+      switch (op) {
+        case 'source':
+        case 'destination': {
+          once(op, w.col, op === 'source' ? '-s' : '-d');
+          const a = takeArg(w.col, label, inline);
+          const nets: IpNet[] = [];
+          for (const part of a.text.split(',')) {
+            try {
+              nets.push(parseIpNet(part, family));
+            } catch (e) {
+              if (e instanceof AddrError) throw new LineError(e.message, a.col);
+              throw e;
+            }
+          }
+          spec[op === 'source' ? 'src' : 'dst'] = { value: nets, negated: invert };
+          if (invert && nets.length > 1) throw new LineError(`! not allowed with multiple source or destination IP addresses`, invertCol);
+          // iptables-nft turns `! -s x/0` into a zero-length comparison, which the kernel refuses (EINVAL).
+          if (invert && nets.some((n) => n.mask.every((b) => b === 0)))
+            throw new LineError(`"! ${label} ${a.text}" can never match (the kernel refuses an inverted /0)`, invertCol);
+          spec.hasSpec = true;
+          break;
+        }
+        case 'in-interface':
+        case 'out-interface': {
+          once(op, w.col, op === 'in-interface' ? '-i' : '-o');
+          const a = takeArg(w.col, label, inline);
+          if (a.text.length > MAX_IFACE)
+            throw new LineError(`interface name "${a.text}" must be shorter than 16 characters`, a.col);
+          if (a.text.length === 0) throw new LineError('empty interface name', a.col);
+          spec[op === 'in-interface' ? 'inIface' : 'outIface'] = { value: a.text, negated: invert, col: w.col };
+          spec.hasSpec = true;
+          break;
+        }
+        case 'protocol': {
+          once(op, w.col, '-p');
+          const a = takeArg(w.col, label, inline);
+          let p: number;
+          try {
+            p = parseProtocol(a.text);
+          } catch (e) {
+            if (e instanceof NameError) throw new LineError(e.message, a.col);
+            throw e;
+          }
+          // Any protocol number is accepted in either family (iptables takes `-p icmpv6` in IPv4); the family-only
+          // matches (icmp, icmp6) are what refuse the wrong one.
+          if (invert && p === 0) throw new LineError('rule would never match protocol', invertCol);
+          spec.proto = { value: p, negated: invert };
+          protoWord = a.text.toLowerCase();
+          spec.hasSpec = true;
+          break;
+        }
+        case 'fragment':
+          if (family === 6) throw new LineError('-f is not supported by ip6tables (use -m frag)', w.col);
+          once(op, w.col, '-f');
+          spec.fragment = { value: true, negated: invert };
+          spec.hasSpec = true;
+          break;
+        case 'match': {
+          noInvert(label, invertCol);
+          const a = takeArg(w.col, label, inline);
+          const m = findMatch(a.text);
+          if (!m) throw new LineError(`unknown match "${a.text}"`, a.col);
+          if (m.family && m.family !== family)
+            throw new LineError(`match "${a.text}" is IPv${m.family}-only, in an IPv${family} rule`, a.col);
+          if (m.protocolMatch !== undefined && spec.proto && spec.proto.value === m.protocolMatch) protoUsed = true;
+          loaded.push({ ext: m, uses: [], loc: this.loc(a.col), isTarget: false });
+          spec.hasSpec = true;
+          break;
+        }
+        case 'jump':
+        case 'goto': {
+          noInvert(label, invertCol);
+          if (target || chainJump) throw new LineError('multiple -j/-g flags not allowed', w.col);
+          const a = takeArg(w.col, label, inline);
+          if (a.text.length === 0) throw new LineError('empty target name', a.col);
+          const tx = op === 'jump' ? findTarget(a.text) : undefined;
+          if (op === 'goto' && (STANDARD_VERDICTS.has(a.text) || findTarget(a.text)))
+            throw new LineError(`goto target "${a.text}" must be a user chain`, a.col);
+          if (tx) {
+            if (tx.family && tx.family !== family)
+              throw new LineError(`target "${a.text}" is IPv${tx.family}-only, in an IPv${family} rule`, a.col);
+            target = { ext: tx, uses: [], loc: this.loc(a.col), isTarget: true };
+          } else if (op === 'jump' && STANDARD_VERDICTS.has(a.text)) {
+            throw new LineError(`unknown target "${a.text}"`, a.col);
+          } else {
+            if (a.text.length > MAX_CHAIN_NAME) throw new LineError(`unknown target "${a.text}"`, a.col);
+            chainJump = { name: a.text, goto: op === 'goto', loc: this.loc(a.col) };
+          }
+          spec.hasSpec = true;
+          break;
+        }
+        case 'set-counters': {
+          noInvert(label, invertCol);
+          const p = takeArg(w.col, label, inline);
+          const b = takeArg(w.col, label);
+          if (!/^\d+$/.test(p.text)) throw new LineError(`packet counter "${p.text}" is not a number`, p.col);
+          if (!/^\d+$/.test(b.text)) throw new LineError(`byte counter "${b.text}" is not a number`, b.col);
+          spec.counters = { packets: Number(p.text), bytes: Number(b.text) };
+          break;
+        }
+        case 'table':
+          throw new LineError('the -t option cannot be used in iptables-restore', w.col);
+        case 'ipv4':
+          if (family === 6) skip = true;
+          break;
+        case 'ipv6':
+          if (family === 4) skip = true;
+          break;
+        case 'wait':
+          // -w takes an optional argument only when attached; both are harmless in a file.
+          break;
+        case 'numeric':
+        case 'verbose':
+        case 'exact':
+          break;
+        default:
+          throw new LineError(`unexpected option "${label}"`, w.col);
+      }
+      invert = false;
+    }
+    if (invert) throw new LineError('! at the end of the line applies to nothing', invertCol);
+    if (((spec.src?.value.length ?? 0) > 1 || (spec.dst?.value.length ?? 0) > 1) && (spec.src?.negated || spec.dst?.negated))
+      throw new LineError('! not allowed with multiple source or destination IP addresses', 1);
+
+    // Let each module build its options (iptables' final_check), in load order.
+    const ctx = (loc: SourceLocation): ParseContext => ({
+      family,
+      table,
+      chain: cmd?.args[0]?.text ?? '',
+      proto: spec.proto ? { value: spec.proto.value, negated: spec.proto.negated } : undefined,
+      loc,
+    });
+    // Each tcp/udp match is checked on its own first, as iptables parses it, before the nft merge.
+    for (const name of NATIVE_MERGED) {
+      const same = loaded.filter((le) => le.ext.name === name && le.uses.length > 0);
+      if (same.length > 1) for (const le of same) (le.ext as MatchExtension).parse(le.uses, ctx(le.loc));
+    }
+    mergeNativeMatches(loaded);
+    for (const le of loaded) {
+      const m = le.ext as MatchExtension;
+      if (m.protocolMatch !== undefined) {
+        // The kernel's xt_tcpudp/icmp/sctp checkentry wants -p NAME, not negated. iptables-nft translates tcp/udp
+        // options to native expressions instead, and only asks that -p name the protocol (negated or not).
+        const native = NATIVE_MERGED.includes(m.name) && le.uses.length > 0;
+        if (!spec.proto || spec.proto.value !== m.protocolMatch || (spec.proto.negated && !native))
+          throw new RuleError(`match "${m.name}" needs "-p ${m.name}"${native ? '' : ' (not negated)'} on the rule`, le.loc);
+      }
+      spec.matches.push({ ext: m, opts: m.parse(le.uses, ctx(le.loc)), loc: le.loc });
+    }
+    if (target) {
+      const tx = target.ext as TargetExtension;
+      spec.target = { kind: 'extension', ext: tx, opts: tx.parse(target.uses, ctx(target.loc)), loc: target.loc };
+    } else if (chainJump) {
+      spec.target = { kind: 'chain', chain: chainJump.name, goto: chainJump.goto, loc: chainJump.loc };
+    }
+    return { cmd, spec, skip };
+  }
+
+  private findExtOption(
+    name: string,
+    loaded: LoadedExt[],
+    target: LoadedExt | undefined,
+  ): { le: LoadedExt; spec: OptionSpec } | undefined {
+    // Newest first: xtables_merge_options puts the newest module's options before the older ones. The target is
+    // merged when -j is read; treat it as loaded at that point relative to matches.
+    const order: LoadedExt[] = [...loaded];
+    if (target) {
+      // Target loaded after some matches: matches loaded later come before it.
+      order.push(target);
+    }
+    for (let k = order.length - 1; k >= 0; k--) {
+      const le = order[k];
+      for (const s of le.ext.options) if (optionKey(s, name)) return { le, spec: s };
+    }
+    return undefined;
+  }
+}
+
+// ---- rules from a spec ----
+
+function isAny(n: IpNet): boolean {
+  for (let i = 0; i < n.mask.length; i++) if (n.mask[i] !== 0) return false;
+  return true;
+}
+
+function expandRules(spec: RuleSpec, table: TableName, chain: string, loc: SourceLocation): Rule[] {
+  const srcs = spec.src ? spec.src.value : [undefined];
+  const dsts = spec.dst ? spec.dst.value : [undefined];
+  const out: Rule[] = [];
+  for (const s of srcs)
+    for (const d of dsts) {
+      const r: Rule = {
+        id: '',
+        table,
+        chain,
+        matches: spec.matches,
+        counters: spec.counters ? { ...spec.counters } : emptyCounters(),
+        loc,
+      };
+      // An address with a /0 mask matches everything: iptables-nft stores nothing for it and prints nothing.
+      if (s && spec.src && !isAny(s)) r.src = { value: s, negated: spec.src.negated };
+      if (d && spec.dst && !isAny(d)) r.dst = { value: d, negated: spec.dst.negated };
+      if (spec.inIface) r.inIface = { value: spec.inIface.value, negated: spec.inIface.negated };
+      if (spec.outIface) r.outIface = { value: spec.outIface.value, negated: spec.outIface.negated };
+      if (spec.proto) r.proto = spec.proto;
+      if (spec.fragment) r.fragment = spec.fragment;
+      if (spec.target) r.target = spec.target;
+      out.push(r);
+    }
+  return out;
+}
+
+/** Two 32-bit FNV-1a style lanes over the parts, as 12 base-36 characters (short, stable, cheap for 100k rules). */
+function shortHash(parts: readonly string[]): string {
+  let h1 = 0x811c9dc5;
+  let h2 = 0x050c5d1f;
+  for (let p = 0; p < parts.length; p++) {
+    const text = parts[p];
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      h1 = Math.imul(h1 ^ c, 0x01000193);
+      h2 = Math.imul(h2 ^ c, 0x01000193) ^ (h1 >>> 13);
+    }
+    h1 = Math.imul(h1, 0x01000193);
+    h2 = Math.imul(h2 ^ 0xff, 0x01000193);
+  }
+  return ((h1 >>> 0).toString(36).padStart(7, '0') + (h2 >>> 0).toString(36).padStart(7, '0')).slice(0, 12);
+}
+
+/** Give every rule of the table its identity: hash of table, chain and canonical text; `#n` for repeats. */
+export function assignRuleIds(table: Table, family: Family): void {
+  const parts = [table.name, '', ''];
+  for (const chain of table.chains.values()) {
+    let seen: Map<string, number> | undefined;
+    let prev = '';
+    parts[1] = chain.name;
+    for (const r of chain.rules) {
+      parts[2] = formatRuleSpec(r, family);
+      const base = shortHash(parts);
+      if (seen === undefined) {
+        // Most chains have no duplicates: only build the map once a second rule shows up.
+        if (prev === '') {
+          prev = base;
+          r.id = base;
+          continue;
+        }
+        seen = new Map([[prev, 1]]);
+      }
+      const n = (seen.get(base) ?? 0) + 1;
+      seen.set(base, n);
+      r.id = n === 1 ? base : `${base}#${n}`;
+    }
+  }
+}
+
+// ---- the file ----
+
+function isTableName(s: string): s is TableName {
+  return (TABLES as readonly string[]).includes(s);
+}
+
+export function parseRuleset(text: string, file: string, opts: ParseOptions = {}): Ruleset {
+  lookup = opts.extensions ?? REGISTRY;
+  try {
+    return parseWith(text, file, opts);
+  } finally {
+    lookup = REGISTRY;
+  }
+}
+
+function parseWith(text: string, file: string, opts: ParseOptions): Ruleset {
+  const lines = text.split('\n');
+  const family: Family = opts.family ?? inferFamily(lines);
+  const p = new Parser(file, family);
+  const errors = p.errors;
+  const tables = new Map<TableName, Table>();
+  let cur: TableBuild | undefined;
+  let curFailed = false;
+  const err = (line: number, col: number, msg: string) => errors.push(new RuleError(msg, { file, line, column: col }));
+
+  for (let ln = 0; ln < lines.length; ln++) {
+    const lineNo = ln + 1;
+    let line = lines[ln];
+    if (line.endsWith('\r')) line = line.slice(0, -1);
+    if (line.length === 0 || line[0] === '#') continue;
+    let words: Word[];
+    try {
+      words = lexLine(line);
+    } catch (e) {
+      if (e instanceof LexError) {
+        err(lineNo, e.col, e.message);
+        continue;
+      }
+      throw e;
+    }
+    if (words.length === 0) continue;
+    // iptables-restore reads the name after `*` and `:` with strtok, so `* mangle` is `*mangle`.
+    if ((words[0].text === '*' || words[0].text === ':') && words[0].col === 1 && words.length > 1)
+      words = [{ text: words[0].text + words[1].text, col: 1 }, ...words.slice(2)];
+    const first = words[0].text;
+    const loc: SourceLocation = { file, line: lineNo, column: words[0].col };
+
+    if (first[0] === '*' && words[0].col === 1) {
+      const name = first.slice(1);
+      if (cur) err(lineNo, 1, `table "${cur.table.name}" (line ${cur.loc.line}) is not closed by COMMIT before this table`);
+      if (!isTableName(name)) {
+        err(lineNo, 2, `unknown table "${name}" (tables: ${TABLES.join(' ')})`);
+        cur = undefined;
+        curFailed = true;
+        continue;
+      }
+      cur = newTable(name, loc);
+      curFailed = false;
+      continue;
+    }
+    if (first === 'COMMIT' && words.length === 1) {
+      if (!cur) {
+        if (!curFailed) err(lineNo, 1, 'COMMIT outside of a table');
+        curFailed = false;
+        continue;
+      }
+      const before = errors.length;
+      validateTable(cur.table, family, errors);
+      if (errors.length === before) {
+        assignRuleIds(cur.table, family);
+        if (cur.touched) tables.set(cur.table.name, cur.table);
+        else tables.delete(cur.table.name);
+      }
+      cur = undefined;
+      continue;
+    }
+    if (!cur) {
+      if (!curFailed) err(lineNo, words[0].col, `"${first}" outside of a table (no *table line before it)`);
+      continue;
+    }
+    const tb = cur;
+    const chains = tb.table.chains;
+
+    if (first[0] === ':' && words[0].col === 1) {
+      const name = first.slice(1);
+      const policy = words[1]?.text;
+      if (!name) {
+        err(lineNo, 2, 'empty chain name');
+        continue;
+      }
+      if (name.length > MAX_CHAIN_NAME) {
+        err(lineNo, 2, `invalid chain name "${name}" (${MAX_CHAIN_NAME} chars max)`);
+        continue;
+      }
+      if (policy === undefined) {
+        err(lineNo, words[0].col + first.length, `chain "${name}" declared without a policy`);
+        continue;
+      }
+      let counters = emptyCounters();
+      if (words[2]) {
+        const c = parseCounterWord(words[2].text);
+        if (!c) {
+          err(lineNo, words[2].col, `invalid counters "${words[2].text}" for chain "${name}"`);
+          continue;
+        }
+        counters = c;
+      }
+      const existing = chains.get(name);
+      tb.touched = true;
+      if (existing?.builtin) {
+        if (policy !== 'ACCEPT' && policy !== 'DROP') {
+          err(lineNo, words[1].col, `invalid policy "${policy}" for built-in chain "${name}" (ACCEPT or DROP)`);
+          continue;
+        }
+        existing.policy = policy;
+        existing.counters = counters;
+        existing.loc = loc;
+        continue;
+      }
+      if (policy !== '-') {
+        err(lineNo, words[1].col, `cannot set policy "${policy}" on user chain "${name}" (built-in chains only; write "-")`);
+        continue;
+      }
+      if (STANDARD_VERDICTS.has(name) || findTarget(name)) {
+        err(lineNo, 2, `chain name "${name}" clashes with a target name`);
+        continue;
+      }
+      if (existing) {
+        // As iptables-restore: re-declaring a user chain flushes it.
+        existing.rules = [];
+        continue;
+      }
+      const c: Chain = { name, builtin: false, counters: emptyCounters(), rules: [], loc };
+      chains.set(name, c);
+      continue;
+    }
+
+    // A command line, with an optional [p:b] prefix.
+    let counterPrefix: Counters | undefined;
+    let rest = words;
+    if (first[0] === '[') {
+      counterPrefix = parseCounterWord(first);
+      if (!counterPrefix) {
+        err(lineNo, words[0].col, `invalid counters "${first}"`);
+        continue;
+      }
+      rest = words.slice(1);
+    }
+    try {
+      const res = p.parseCommandLine(rest, lineNo, tb.table.name, counterPrefix);
+      if (res.skip) continue;
+      applyCommand(res, tb, loc, family);
+    } catch (e) {
+      if (e instanceof LineError) err(lineNo, e.col, e.message);
+      else if (e instanceof RuleError) errors.push(e);
+      else if (e instanceof RuleErrors) errors.push(...e.errors);
+      else throw e;
+    }
+  }
+  if (cur) err(cur.loc.line, 1, `table "${cur.table.name}" is not closed by COMMIT`);
+  if (errors.length > 0) {
+    errors.sort((a, b) => a.loc.line - b.loc.line || a.loc.column - b.loc.column);
+    throw new RuleErrors(errors);
+  }
+  // Print order of iptables-save (nft): the tables in the backend's list order.
+  const ordered = new Map<TableName, Table>();
+  for (const name of SAVE_TABLE_ORDER) {
+    const t = tables.get(name);
+    if (t) ordered.set(name, t);
+  }
+  return { family, tables: ordered, sources: [file] };
+}
+
+/** iptables-nft's table list order (nft.c xtables_ipv4[]), which iptables-save follows. */
+export const SAVE_TABLE_ORDER: readonly TableName[] = ['mangle', 'security', 'raw', 'filter', 'nat'];
+
+function chainOf(tb: TableBuild, w: Word | undefined, loc: SourceLocation): Chain {
+  if (!w) throw new RuleError('chain name required', loc);
+  // Rule files append to one chain line after line: skip the map lookup then.
+  if (tb.last !== undefined && tb.last.name === w.text) return tb.last;
+  const c = tb.table.chains.get(w.text);
+  if (c) tb.last = c;
+  if (!c) throw new RuleError(`chain "${w.text}" does not exist in table ${tb.table.name}`, { ...loc, column: w.col });
+  return c;
+}
+
+/** iptables' generic_opt_check for built-in chains: no input interface after routing out, no output before. */
+function checkIfaceForChain(spec: RuleSpec, c: Chain): void {
+  if (!c.builtin) return;
+  if (spec.inIface && (c.name === 'OUTPUT' || c.name === 'POSTROUTING'))
+    throw new LineError(`can't use -i with ${c.name}`, spec.inIface.col);
+  if (spec.outIface && (c.name === 'PREROUTING' || c.name === 'INPUT'))
+    throw new LineError(`can't use -o with ${c.name}`, spec.outIface.col);
+}
+
+function ruleNumber(w: Word, loc: SourceLocation): number {
+  if (!/^\d+$/.test(w.text) || Number(w.text) < 1)
+    throw new RuleError(`invalid rule number "${w.text}"`, { ...loc, column: w.col });
+  return Number(w.text);
+}
+
+function referencedBy(table: Table, name: string): Rule | undefined {
+  for (const c of table.chains.values())
+    for (const r of c.rules) if (r.target?.kind === 'chain' && r.target.chain === name) return r;
+  return undefined;
+}
+
+function applyCommand(res: LineResult, tb: TableBuild, lineLoc: SourceLocation, family: Family): void {
+  const { cmd, spec } = res;
+  if (!cmd) throw new RuleError('no command given (expected -A, -I, -N, ...)', lineLoc);
+  const loc = cmd.loc;
+  const table = tb.table;
+  const needNoSpec = () => {
+    if (spec.hasSpec) throw new RuleError(`rule options are not allowed with this command`, loc);
+  };
+  tb.touched = true;
+  switch (cmd.op) {
+    case 'append':
+    case 'insert': {
+      const c = chainOf(tb, cmd.args[0], loc);
+      checkIfaceForChain(spec, c);
+      const rules = expandRules(spec, table.name, c.name, lineLoc);
+      if (cmd.op === 'append') {
+        for (const r of rules) c.rules.push(r);
+      } else {
+        const n = cmd.args[1] ? ruleNumber(cmd.args[1], loc) : 1;
+        if (n > c.rules.length + 1)
+          throw new RuleError(`index of insertion too big (chain "${c.name}" has ${c.rules.length} rules)`, {
+            ...loc,
+            column: cmd.args[1].col,
+          });
+        c.rules.splice(n - 1, 0, ...rules);
+      }
+      return;
+    }
+    case 'delete': {
+      const c = chainOf(tb, cmd.args[0], loc);
+      if (cmd.args[1]) {
+        needNoSpec();
+        const n = ruleNumber(cmd.args[1], loc);
+        if (n > c.rules.length)
+          throw new RuleError(`index of deletion too big (chain "${c.name}" has ${c.rules.length} rules)`, {
+            ...loc,
+            column: cmd.args[1].col,
+          });
+        c.rules.splice(n - 1, 1);
+        return;
+      }
+      for (const r of expandRules(spec, table.name, c.name, lineLoc)) {
+        const want = formatRuleSpec(r, family);
+        const k = c.rules.findIndex((x) => formatRuleSpec(x, family) === want);
+        if (k < 0) throw new RuleError(`bad rule (no matching rule exists in chain "${c.name}")`, loc);
+        c.rules.splice(k, 1);
+      }
+      return;
+    }
+    case 'replace': {
+      const c = chainOf(tb, cmd.args[0], loc);
+      checkIfaceForChain(spec, c);
+      const n = ruleNumber(cmd.args[1], loc);
+      const rules = expandRules(spec, table.name, c.name, lineLoc);
+      if (rules.length !== 1) throw new RuleError('-R takes exactly one source and destination address', loc);
+      if (n > c.rules.length)
+        throw new RuleError(`index of replacement too big (chain "${c.name}" has ${c.rules.length} rules)`, {
+          ...loc,
+          column: cmd.args[1].col,
+        });
+      c.rules[n - 1] = rules[0];
+      return;
+    }
+    case 'new-chain': {
+      needNoSpec();
+      const w = cmd.args[0];
+      const wl = { ...loc, column: w.col };
+      if (w.text.length > MAX_CHAIN_NAME)
+        throw new RuleError(`invalid chain name "${w.text}" (${MAX_CHAIN_NAME} chars max)`, wl);
+      if (w.text[0] === '-' || w.text[0] === '!') throw new RuleError(`chain name may not start with "${w.text[0]}"`, wl);
+      if (STANDARD_VERDICTS.has(w.text) || findTarget(w.text))
+        throw new RuleError(`chain name "${w.text}" clashes with a target name`, wl);
+      if (table.chains.has(w.text)) throw new RuleError(`chain "${w.text}" already exists`, wl);
+      table.chains.set(w.text, { name: w.text, builtin: false, counters: emptyCounters(), rules: [], loc: lineLoc });
+      return;
+    }
+    case 'delete-chain': {
+      needNoSpec();
+      tb.last = undefined;
+      const w = cmd.args[0];
+      const targets = w ? [chainOf(tb, w, loc)] : [...table.chains.values()].filter((c) => !c.builtin);
+      for (const c of targets) {
+        if (c.builtin) throw new RuleError(`cannot delete built-in chain "${c.name}"`, { ...loc, column: w?.col ?? loc.column });
+        const ref = referencedBy(table, c.name);
+        if (ref && (w || ref.chain !== c.name))
+          throw new RuleError(
+            `cannot delete chain "${c.name}": still referenced (${ref.loc.file}:${ref.loc.line}, chain ${ref.chain})`,
+            { ...loc, column: w?.col ?? loc.column },
+          );
+      }
+      for (const c of targets) table.chains.delete(c.name);
+      return;
+    }
+    case 'flush': {
+      needNoSpec();
+      const w = cmd.args[0];
+      const targets = w ? [chainOf(tb, w, loc)] : [...table.chains.values()];
+      for (const c of targets) c.rules = [];
+      return;
+    }
+    case 'zero': {
+      needNoSpec();
+      const w = cmd.args[0];
+      const targets = w ? [chainOf(tb, w, loc)] : [...table.chains.values()];
+      for (const c of targets) {
+        c.counters = emptyCounters();
+        for (const r of c.rules) r.counters = emptyCounters();
+      }
+      return;
+    }
+    case 'policy': {
+      needNoSpec();
+      const c = chainOf(tb, cmd.args[0], loc);
+      const pol = cmd.args[1];
+      if (!c.builtin) throw new RuleError(`cannot set a policy on user chain "${c.name}"`, { ...loc, column: cmd.args[0].col });
+      if (pol.text !== 'ACCEPT' && pol.text !== 'DROP')
+        throw new RuleError(`invalid policy "${pol.text}" (ACCEPT or DROP)`, { ...loc, column: pol.col });
+      c.policy = pol.text;
+      if (spec.counters) c.counters = spec.counters;
+      return;
+    }
+    case 'rename-chain': {
+      needNoSpec();
+      tb.last = undefined;
+      const c = chainOf(tb, cmd.args[0], loc);
+      const nw = cmd.args[1];
+      const nl = { ...loc, column: nw.col };
+      if (c.builtin) throw new RuleError(`cannot rename built-in chain "${c.name}"`, { ...loc, column: cmd.args[0].col });
+      if (table.chains.has(nw.text)) throw new RuleError(`chain "${nw.text}" already exists`, nl);
+      if (nw.text.length > MAX_CHAIN_NAME) throw new RuleError(`invalid chain name "${nw.text}" (${MAX_CHAIN_NAME} chars max)`, nl);
+      const entries = [...table.chains.entries()];
+      table.chains.clear();
+      const old = c.name;
+      c.name = nw.text;
+      for (const [k, v] of entries) table.chains.set(k === old ? nw.text : k, v);
+      for (const r of c.rules) r.chain = nw.text;
+      for (const ch of table.chains.values())
+        for (const r of ch.rules) if (r.target?.kind === 'chain' && r.target.chain === old) r.target = { ...r.target, chain: nw.text };
+      return;
+    }
+    default:
+      throw new RuleError(`unexpected command`, loc);
+  }
+}

@@ -1,0 +1,170 @@
+// What iptables-restore (and the kernel's table check behind it) refuses at COMMIT, for one table as it stands:
+// jumps to chains that do not exist, loops among user chains (the kernel's mark_source_chains), and targets used
+// from tables or hooks they are not allowed in. User chains inherit the hooks of every built-in chain that reaches
+// them, as the kernel computes it.
+import { RuleError } from '../extensions/types';
+import { HOOKS, type Chain, type Family, type Hook, type Rule, type Table } from './model';
+
+/** The chains of a table as numbers, with the jump/goto edges resolved once (one name lookup per jump). */
+interface Graph {
+  chains: Chain[];
+  /** For chain i: edges edgeStart[i] .. edgeStart[i+1]-1. */
+  edgeStart: Int32Array;
+  edgeDest: Int32Array;
+  edgeRule: Rule[];
+}
+
+function buildGraph(table: Table, errors: RuleError[] | undefined): Graph | undefined {
+  const chains = [...table.chains.values()];
+  const index = new Map<string, number>();
+  for (let i = 0; i < chains.length; i++) index.set(chains[i].name, i);
+  const edgeStart = new Int32Array(chains.length + 1);
+  const dest: number[] = [];
+  const edgeRule: Rule[] = [];
+  let ok = true;
+  for (let i = 0; i < chains.length; i++) {
+    edgeStart[i] = dest.length;
+    const rules = chains[i].rules;
+    for (let k = 0; k < rules.length; k++) {
+      const t = rules[k].target;
+      if (t === undefined || t.kind !== 'chain') continue;
+      const d = index.get(t.chain);
+      if (d === undefined) {
+        ok = false;
+        errors?.push(new RuleError(`unknown target or chain "${t.chain}" (no such chain in table ${table.name})`, t.loc));
+        continue;
+      }
+      if (chains[d].builtin) {
+        ok = false;
+        errors?.push(new RuleError(`cannot ${t.goto ? 'goto' : 'jump to'} built-in chain "${t.chain}"`, t.loc));
+        continue;
+      }
+      // Share the declared name's string: later lookups by it hit the map's own key.
+      if (t.chain !== chains[d].name) t.chain = chains[d].name;
+      dest.push(d);
+      edgeRule.push(rules[k]);
+    }
+  }
+  edgeStart[chains.length] = dest.length;
+  if (!ok) return undefined;
+  return { chains, edgeStart, edgeDest: Int32Array.from(dest), edgeRule };
+}
+
+/** Per chain, a bit set of the hooks it is reachable from (bit i = HOOKS[i]), as the kernel's mark_source_chains. */
+function hookBits(g: Graph): Uint8Array {
+  const bits = new Uint8Array(g.chains.length);
+  const stack: number[] = [];
+  for (let i = 0; i < g.chains.length; i++) {
+    const c = g.chains[i];
+    if (!c.builtin) continue;
+    const bit = 1 << HOOKS.indexOf(c.name as Hook);
+    bits[i] |= bit;
+    stack.push(i);
+    while (stack.length > 0) {
+      const n = stack.pop() as number;
+      for (let e = g.edgeStart[n]; e < g.edgeStart[n + 1]; e++) {
+        const d = g.edgeDest[e];
+        if (bits[d] & bit) continue;
+        bits[d] |= bit;
+        stack.push(d);
+      }
+    }
+  }
+  return bits;
+}
+
+function hooksOf(b: number): Hook[] {
+  return HOOKS.filter((_, i) => b & (1 << i));
+}
+
+/** The hooks from which each chain of the table is reachable (built-in chains: their own). */
+export function reachingHooks(table: Table): Map<string, Set<Hook>> {
+  const out = new Map<string, Set<Hook>>();
+  const g = buildGraph(table, undefined);
+  if (!g) return out;
+  const bits = hookBits(g);
+  for (let i = 0; i < g.chains.length; i++) out.set(g.chains[i].name, new Set(hooksOf(bits[i])));
+  return out;
+}
+
+/** A loop among user chains: the rule that closes it and the path, or undefined. Iterative: chains can be deep. */
+function findLoop(g: Graph): { rule: Rule; path: string[] } | undefined {
+  const n = g.chains.length;
+  const color = new Uint8Array(n); // 0 white, 1 on the stack, 2 done
+  const stackNode: number[] = [];
+  const stackEdge: number[] = [];
+  for (let s = 0; s < n; s++) {
+    if (color[s] !== 0) continue;
+    color[s] = 1;
+    stackNode.push(s);
+    stackEdge.push(g.edgeStart[s]);
+    while (stackNode.length > 0) {
+      const top = stackNode.length - 1;
+      const node = stackNode[top];
+      const e = stackEdge[top];
+      if (e >= g.edgeStart[node + 1]) {
+        color[node] = 2;
+        stackNode.pop();
+        stackEdge.pop();
+        continue;
+      }
+      stackEdge[top] = e + 1;
+      const d = g.edgeDest[e];
+      if (color[d] === 1) {
+        const from = stackNode.indexOf(d);
+        const path = stackNode.slice(from).map((i) => g.chains[i].name);
+        return { rule: g.edgeRule[e], path: [...path, g.chains[d].name] };
+      }
+      if (color[d] === 0) {
+        color[d] = 1;
+        stackNode.push(d);
+        stackEdge.push(g.edgeStart[d]);
+      }
+    }
+  }
+  return undefined;
+}
+
+/** Check one table; errors are appended to `errors`. */
+export function validateTable(table: Table, family: Family, errors: RuleError[]): void {
+  void family;
+  const g = buildGraph(table, errors);
+  if (!g) return;
+  const loop = findLoop(g);
+  if (loop) {
+    errors.push(new RuleError(`loop among chains: ${loop.path.join(' -> ')}`, loop.rule.target?.loc ?? loop.rule.loc));
+    return;
+  }
+  let bits: Uint8Array | undefined;
+  for (let i = 0; i < g.chains.length; i++) {
+    const c = g.chains[i];
+    for (const r of c.rules) {
+      const t = r.target;
+      if (t?.kind !== 'extension' || !t.ext.allowed) continue;
+      const allowed = t.ext.allowed;
+      if (allowed.tables && !allowed.tables.includes(table.name)) {
+        errors.push(
+          new RuleError(
+            `target ${t.ext.name} is only valid in table${allowed.tables.length > 1 ? 's' : ''} ${allowed.tables.join(', ')}, not ${table.name}`,
+            t.loc,
+          ),
+        );
+        continue;
+      }
+      if (allowed.hooks) {
+        bits ??= hookBits(g);
+        const reached = hooksOf(bits[i]);
+        const bad = reached.filter((h) => !allowed.hooks?.includes(h));
+        if (bad.length > 0) {
+          const via = c.builtin ? '' : ` (chain ${c.name} is reached from ${reached.join(', ')})`;
+          errors.push(
+            new RuleError(
+              `target ${t.ext.name} used from hook ${bad.join(', ')}, but only usable from ${allowed.hooks.join(', ')}${via}`,
+              t.loc,
+            ),
+          );
+        }
+      }
+    }
+  }
+}
