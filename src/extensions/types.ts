@@ -90,6 +90,13 @@ export interface TargetExtension<O = unknown> extends ExtensionBase<O> {
   kind: 'target';
   /** Where the kernel allows it (checked by validation, as iptables-restore does). Absent: anywhere. */
   allowed?: TargetHookRule;
+  /**
+   * Where the kernel allows these particular options, when that is narrower than `allowed` (TCPMSS
+   * --clamp-mss-to-pmtu: FORWARD, OUTPUT, POSTROUTING only). Checked like `allowed`, in addition to it.
+   */
+  allowedFor?(opts: O): TargetHookRule | undefined;
+  /** Like `unsupported`, for forms that only some option values need (TCPMSS --clamp-mss-to-pmtu needs the route MTU). */
+  unsupportedFor?(opts: O): string | undefined;
   /** Whether it ends the chain walk (ACCEPT, DROP, REJECT, DNAT...) or continues (MARK, LOG, ...). */
   terminal: boolean;
   apply?(opts: O, ctx: TargetContext): TargetResult;
@@ -142,6 +149,11 @@ export interface PacketMeta {
   gid?: number;
   srcMac?: Uint8Array;
   pktType: 'unicast' | 'broadcast' | 'multicast';
+  /**
+   * The queue said the transport checksum is not computed yet (NFQA_SKB_CSUMNOTREADY: offloaded, CHECKSUM_PARTIAL).
+   * The bytes then carry a partial checksum that is not wrong; the kernel does not verify it, nor must we.
+   */
+  checksumNotReady?: boolean;
 }
 
 export type CtState = 'INVALID' | 'NEW' | 'ESTABLISHED' | 'RELATED' | 'UNTRACKED';
@@ -172,6 +184,11 @@ export interface ConnInfo {
 export interface HostView {
   /** RTN_* type of an address as `ip route get type` would give (addrtype). iface limits to that device's table. */
   addressType(family: Family, addr: Uint8Array, iface?: string): AddrType;
+  /**
+   * The source address the host would give a packet it sends to `dst` (route lookup), for ICMP errors about packets
+   * not addressed to the host, as the kernel's icmp_send picks it. Undefined when there is no route.
+   */
+  sourceFor?(family: Family, dst: Uint8Array): Uint8Array | undefined;
 }
 export type AddrType =
   | 'UNSPEC'
@@ -209,6 +226,11 @@ export interface MatchContext {
   state: unknown;
   /** 31 random bits, as prandom_u32() & 0x7fffffff; injectable so tests are reproducible. */
   random31(): number;
+  /**
+   * A match sets this (and returns false) where the kernel's sets par->hotdrop: the packet is dropped at once, the
+   * rule is not counted (tcp/udp/icmp on a header cut short, tcp on a fragment at offset 8). The engine clears it.
+   */
+  hotdrop?: boolean;
 }
 
 export interface LogRecord {
