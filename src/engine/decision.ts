@@ -1,5 +1,5 @@
 // What the engine returns for one packet at one hook (DESIGN.md, Contracts: Decisions).
-import type { LogRecord, PacketMeta } from '../extensions/types';
+import type { ConnInfo, LogRecord, PacketMeta } from '../extensions/types';
 import type { Family, Hook, TableName } from '../rules/model';
 
 /** One step of the path a packet took: a rule that matched, or a policy, or a chain entered/left. */
@@ -20,6 +20,8 @@ export interface PacketInput {
   /** Length on the wire, when the copy was truncated. */
   length?: number;
   meta: PacketMeta;
+  /** The connection the packet belongs to, when the connection table knows it (conntrack/connmark/state matches). */
+  ct?: ConnInfo;
 }
 
 export interface Decision {

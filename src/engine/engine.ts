@@ -1,0 +1,385 @@
+// The reference evaluator: for a packet at a hook, the tables in the kernel's priority order, each table's built-in
+// chain walked as ipt_do_table() / ip6t_do_table() walk it (REFERENCE.md 1.1, 1.3).
+import type {
+  ConnInfo,
+  HostView,
+  LogRecord,
+  ParsedPacket,
+  SetView,
+  TargetContext,
+} from '../extensions/types';
+import type { Chain, Family, Hook, IpNet, MatchUse, Negatable, Rule, Ruleset, Table, TableName } from '../rules/model';
+import type { Decision, PacketInput, TraceStep } from './decision';
+import { ipv6HeaderChainBroken, parsePacket } from './packet';
+
+/** The tables each hook passes through, in priority order (raw −300, mangle −150, nat DNAT −100, filter 0, security 50, nat SNAT 100). */
+export const HOOK_TABLES: Readonly<Record<Hook, readonly TableName[]>> = {
+  PREROUTING: ['raw', 'mangle', 'nat'],
+  INPUT: ['mangle', 'filter', 'security', 'nat'],
+  FORWARD: ['mangle', 'filter', 'security'],
+  OUTPUT: ['raw', 'mangle', 'nat', 'filter', 'security'],
+  POSTROUTING: ['mangle', 'nat'],
+};
+
+/**
+ * Steps one table walk may take before it is declared a loop and the packet dropped. The kernel refuses loops at load
+ * time (mark_source_chains → ELOOP), so this only guards hand-built or unvalidated rulesets, chiefly goto cycles that
+ * never touch the jump stack.
+ */
+const MAX_STEPS = 1_000_000;
+
+export interface EngineOptions {
+  rules4?: Ruleset;
+  rules6?: Ruleset;
+  host: HostView;
+  sets: SetView;
+  random31?: () => number;
+  now?: () => number;
+  wallclock?: () => Date;
+}
+
+type TableVerdict =
+  | { kind: 'accept' }
+  | { kind: 'drop' }
+  | { kind: 'queue'; queue: number; bypass: boolean };
+
+interface Frame {
+  chain: Chain;
+  next: number;
+}
+
+/** What the engine precomputes per loaded ruleset. */
+interface Loaded {
+  rules: Ruleset;
+  /** Per-match state from createState, keyed by the MatchUse object of this ruleset. */
+  state: Map<MatchUse, unknown>;
+  /**
+   * The kernel's jump stack size: translate_table() counts one slot per XT_ERROR_TARGET entry, i.e. per user chain
+   * plus the table's terminating entry. (iptables-nft's limit is NFT_JUMP_STACK_SIZE, enforced at load time; the
+   * kernel refuses loops either way, so only an unvalidated ruleset can overflow.)
+   */
+  stackLimit: Map<TableName, number>;
+  /** Whether every target in the nat table can be evaluated here (NAT targets land later). */
+  natEvaluable: boolean;
+}
+
+function defaultRandom31(): number {
+  return Math.floor(Math.random() * 0x80000000);
+}
+
+function netMatches(net: Negatable<IpNet>, addr: Uint8Array): boolean {
+  const n = net.value;
+  let eq = n.addr.length === addr.length;
+  for (let i = 0; eq && i < addr.length; i++) if ((addr[i] & n.mask[i]) !== n.addr[i]) eq = false;
+  return eq !== net.negated;
+}
+
+/** -i/-o as the kernel compares interface names: exact, or a prefix when the name ends in '+'. */
+export function ifaceMatches(spec: Negatable<string>, iface: string | undefined): boolean {
+  const name = iface ?? '';
+  const s = spec.value;
+  const eq = s.endsWith('+') ? name.startsWith(s.slice(0, -1)) : name === s;
+  return eq !== spec.negated;
+}
+
+function stateKey(rule: Rule, i: number): string {
+  return `${rule.id}#${i}`;
+}
+
+export class Engine {
+  private readonly host: HostView;
+  private readonly sets: SetView;
+  private readonly random31: () => number;
+  private readonly now: () => number;
+  private readonly wallclock: () => Date;
+  private v4?: Loaded;
+  private v6?: Loaded;
+
+  constructor(opts: EngineOptions) {
+    this.host = opts.host;
+    this.sets = opts.sets;
+    this.random31 = opts.random31 ?? defaultRandom31;
+    this.now = opts.now ?? (() => performance.now());
+    this.wallclock = opts.wallclock ?? (() => new Date());
+    this.swap(opts.rules4, opts.rules6);
+  }
+
+  /**
+   * Replaces the rulesets (undefined leaves that family's as it is). Match state carries over for rules whose id
+   * (table, chain, canonical text) is unchanged, as counters do.
+   */
+  swap(rules4?: Ruleset, rules6?: Ruleset): void {
+    if (rules4) this.v4 = this.load(rules4, this.v4);
+    if (rules6) this.v6 = this.load(rules6, this.v6);
+  }
+
+  /** The ruleset in force for a family. */
+  rules(family: Family): Ruleset | undefined {
+    return (family === 4 ? this.v4 : this.v6)?.rules;
+  }
+
+  private load(rules: Ruleset, prev: Loaded | undefined): Loaded {
+    const old = new Map<string, unknown>();
+    if (prev) {
+      for (const [, t] of prev.rules.tables)
+        for (const [, c] of t.chains)
+          for (const r of c.rules)
+            r.matches.forEach((m, i) => {
+              if (prev.state.has(m)) old.set(stateKey(r, i), prev.state.get(m));
+            });
+    }
+    const state = new Map<MatchUse, unknown>();
+    const stackLimit = new Map<TableName, number>();
+    let natEvaluable = true;
+    for (const [name, t] of rules.tables) {
+      let userChains = 0;
+      for (const [, c] of t.chains) {
+        if (!c.builtin) userChains++;
+        for (const r of c.rules) {
+          r.matches.forEach((m, i) => {
+            if (!m.ext.createState) return;
+            const k = stateKey(r, i);
+            state.set(m, old.has(k) ? old.get(k) : m.ext.createState(m.opts));
+          });
+          if (name === 'nat' && r.target?.kind === 'extension' && !r.target.ext.apply) natEvaluable = false;
+        }
+      }
+      stackLimit.set(name, userChains + 1);
+    }
+    return { rules, state, stackLimit, natEvaluable };
+  }
+
+  decide(input: PacketInput, opts?: { trace?: boolean }): Decision {
+    const meta = { ...input.meta };
+    const markIn = meta.mark;
+    const loaded = input.family === 4 ? this.v4 : this.v6;
+    // The engine owns its copy: targets rewrite in place.
+    let pkt = parsePacket(input.data.slice(), input.family, input.length);
+    const path: TraceStep[] | undefined = opts?.trace ? [] : undefined;
+    const logs: LogRecord[] = [];
+    const replies: Uint8Array[] = [];
+    const ctx: TargetContext = {
+      pkt,
+      meta,
+      table: 'filter',
+      chain: '',
+      ct: input.ct,
+      host: this.host,
+      sets: this.sets,
+      now: this.now(),
+      wallclock: this.wallclock(),
+      state: undefined,
+      random31: this.random31,
+      hotdrop: false,
+      logs,
+      rewritten: false,
+      replies,
+    };
+    let verdict: TableVerdict = { kind: 'accept' };
+    let rewritten = false;
+    if (loaded) {
+      for (const tname of HOOK_TABLES[meta.hook]) {
+        const table = loaded.rules.tables.get(tname);
+        if (!table) continue;
+        if (tname === 'nat' && !this.natApplies(loaded, input.ct)) continue;
+        const chain = table.chains.get(meta.hook);
+        if (!chain || !chain.builtin) continue;
+        const res = this.walk(loaded, table, chain, ctx, path);
+        if (ctx.pkt !== pkt || res.rewritten) {
+          rewritten = true;
+          pkt = ctx.pkt;
+        }
+        if (res.verdict.kind !== 'accept') {
+          verdict = res.verdict;
+          break;
+        }
+      }
+    }
+    const d: Decision = {
+      hook: meta.hook,
+      verdict: verdict.kind,
+      mark: meta.mark >>> 0,
+      markChanged: meta.mark >>> 0 !== markIn >>> 0,
+      replies,
+      logs,
+    };
+    if (verdict.kind === 'queue') d.queue = verdict.queue;
+    if (rewritten) d.payload = pkt.data;
+    if (path) d.path = path;
+    return d;
+  }
+
+  /**
+   * TODO(conntrack): the kernel consults nat only for a connection's first packet (IP_CT_NEW without a binding for
+   * this manip type, REFERENCE.md 1.2); later packets get the binding. Until the connection table reaches the engine,
+   * a nat table whose targets can all be evaluated is walked for every packet, and one holding a target without an
+   * evaluator (DNAT/SNAT/MASQUERADE/REDIRECT before they land) is skipped.
+   */
+  private natApplies(loaded: Loaded, _ct: ConnInfo | undefined): boolean {
+    return loaded.natEvaluable;
+  }
+
+  private baseMatches(rule: Rule, pkt: ParsedPacket, ctx: TargetContext): boolean | 'hotdrop' {
+    if (rule.src && !netMatches(rule.src, pkt.src)) return false;
+    if (rule.dst && !netMatches(rule.dst, pkt.dst)) return false;
+    if (rule.inIface && !ifaceMatches(rule.inIface, ctx.meta.inIface)) return false;
+    if (rule.outIface && !ifaceMatches(rule.outIface, ctx.meta.outIface)) return false;
+    if (rule.proto) {
+      const want = rule.proto.value;
+      if (pkt.family === 4) {
+        // ip_packet_match: `-p 0` (all) checks nothing, negated or not.
+        if (want !== 0 && (pkt.protocol !== want) !== rule.proto.negated) return false;
+      } else {
+        // ip6_packet_match: the protocol is the one ipv6_find_hdr finds; failing to find it hotdrops unless this is
+        // a later fragment.
+        if (ipv6HeaderChainBroken(pkt)) return 'hotdrop';
+        if (pkt.protocol === want) {
+          if (rule.proto.negated) return false;
+        } else if (want !== 0 && !rule.proto.negated) return false;
+      }
+    }
+    if (rule.fragment && pkt.family === 4) {
+      if ((pkt.fragOffset !== 0) === rule.fragment.negated) return false;
+    }
+    return true;
+  }
+
+  private walk(
+    loaded: Loaded,
+    table: Table,
+    base: Chain,
+    ctx: TargetContext,
+    path: TraceStep[] | undefined,
+  ): { verdict: TableVerdict; rewritten: boolean } {
+    const tname = table.name;
+    const limit = loaded.stackLimit.get(tname) ?? 0;
+    const stack: Frame[] = [];
+    let chain = base;
+    let i = 0;
+    let rewritten = false;
+    const policy = (): { verdict: TableVerdict; rewritten: boolean } => {
+      base.counters.packets++;
+      base.counters.bytes += ctx.pkt.length;
+      path?.push({ table: tname, chain: base.name, rule: 0, result: 'policy' });
+      return { verdict: { kind: base.policy === 'DROP' ? 'drop' : 'accept' }, rewritten };
+    };
+    /** RETURN: resume in the caller, or the policy when the stack is empty (ipt_do_table's underflow). */
+    const doReturn = (): boolean => {
+      const f = stack.pop();
+      if (!f) return false;
+      chain = f.chain;
+      i = f.next;
+      return true;
+    };
+    for (let steps = 0; ; steps++) {
+      if (steps > MAX_STEPS) {
+        path?.push({ table: tname, chain: chain.name, rule: i + 1, result: 'drop' });
+        return { verdict: { kind: 'drop' }, rewritten };
+      }
+      if (i >= chain.rules.length) {
+        if (chain.builtin) return policy();
+        // Falling off a user chain is RETURN; after a goto from the built-in chain that is its policy.
+        path?.push({ table: tname, chain: chain.name, rule: 0, result: 'return' });
+        if (!doReturn()) return policy();
+        continue;
+      }
+      const rule = chain.rules[i];
+      const pkt = ctx.pkt;
+      const base = this.baseMatches(rule, pkt, ctx);
+      if (base === 'hotdrop') {
+        path?.push({ table: tname, chain: chain.name, rule: i + 1, ruleId: rule.id, result: 'drop' });
+        return { verdict: { kind: 'drop' }, rewritten };
+      }
+      if (!base) {
+        i++;
+        continue;
+      }
+      ctx.table = tname;
+      ctx.chain = chain.name;
+      let ok = true;
+      for (const m of rule.matches) {
+        if (!m.ext.match) throw new Error(`${locText(m.loc)}: match "${m.ext.name}" cannot be evaluated by the engine`);
+        ctx.state = loaded.state.get(m);
+        if (!m.ext.match(m.opts, ctx)) {
+          ok = false;
+          break;
+        }
+      }
+      if (ctx.hotdrop) {
+        // par->hotdrop: ipt_do_table stops with NF_DROP before the rule is counted.
+        ctx.hotdrop = false;
+        path?.push({ table: tname, chain: chain.name, rule: i + 1, ruleId: rule.id, result: 'drop' });
+        return { verdict: { kind: 'drop' }, rewritten };
+      }
+      if (!ok) {
+        i++;
+        continue;
+      }
+      rule.counters.packets++;
+      rule.counters.bytes += pkt.length;
+      const t = rule.target;
+      const step = (result: TraceStep['result']): void => {
+        path?.push({ table: tname, chain: chain.name, rule: i + 1, ruleId: rule.id, result });
+      };
+      if (!t) {
+        step('match');
+        i++;
+        continue;
+      }
+      if (t.kind === 'chain') {
+        const target = table.chains.get(t.chain);
+        if (!target) throw new Error(`${locText(t.loc)}: chain "${t.chain}" does not exist in table ${tname}`);
+        if (t.goto) {
+          step('goto');
+        } else {
+          if (stack.length >= limit) {
+            // ipt_do_table: stackidx >= stacksize → NF_DROP.
+            step('drop');
+            return { verdict: { kind: 'drop' }, rewritten };
+          }
+          step('jump');
+          stack.push({ chain, next: i + 1 });
+        }
+        chain = target;
+        i = 0;
+        continue;
+      }
+      if (!t.ext.apply) throw new Error(`${locText(t.loc)}: target "${t.ext.name}" cannot be evaluated by the engine`);
+      ctx.state = undefined;
+      ctx.rewritten = false;
+      const res = t.ext.apply(t.opts, ctx);
+      if (ctx.rewritten) {
+        // The target changed the bytes: parse again so later rules see the new headers.
+        ctx.pkt = parsePacket(ctx.pkt.data, pkt.family, ctx.pkt.length);
+        ctx.rewritten = false;
+        rewritten = true;
+      }
+      switch (res.verdict) {
+        case 'continue':
+          step('continue');
+          i++;
+          continue;
+        case 'return':
+          step('return');
+          if (!doReturn()) return policy();
+          continue;
+        case 'accept':
+          step('accept');
+          return { verdict: { kind: 'accept' }, rewritten };
+        case 'drop':
+          step('drop');
+          return { verdict: { kind: 'drop' }, rewritten };
+        case 'reject':
+          step('reject');
+          return { verdict: { kind: 'drop' }, rewritten };
+        case 'queue':
+          step('queue');
+          return { verdict: { kind: 'queue', queue: res.queue, bypass: res.bypass }, rewritten };
+      }
+    }
+  }
+}
+
+function locText(loc: { file: string; line: number; column: number }): string {
+  return `${loc.file}:${loc.line}:${loc.column}`;
+}
