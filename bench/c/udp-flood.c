@@ -1,0 +1,70 @@
+/*
+ * A bounded UDP flood: sends COUNT datagrams of SIZE bytes to ADDR:PORT with sendmmsg, stopping early after SECONDS.
+ * Prints "sent N seconds S" when done.
+ *
+ * usage: udp-flood ADDR PORT COUNT SECONDS SIZE
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#define BATCH 64
+
+static double now(void) {
+  struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv) {
+  if (argc != 6) { fprintf(stderr, "usage: %s ADDR PORT COUNT SECONDS SIZE\n", argv[0]); return 2; }
+  const char *addr = argv[1];
+  int port = atoi(argv[2]);
+  unsigned long count = strtoul(argv[3], NULL, 10);
+  double seconds = atof(argv[4]);
+  size_t size = strtoul(argv[5], NULL, 10);
+  if (size < 1 || size > 1400 || seconds <= 0 || seconds > 60) { fprintf(stderr, "bad size or seconds\n"); return 2; }
+
+  struct sockaddr_storage ss; memset(&ss, 0, sizeof ss);
+  socklen_t sslen;
+  int fam;
+  struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+  struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+  if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) { fam = AF_INET; s4->sin_family = AF_INET; s4->sin_port = htons(port); sslen = sizeof *s4; }
+  else if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) { fam = AF_INET6; s6->sin6_family = AF_INET6; s6->sin6_port = htons(port); sslen = sizeof *s6; }
+  else { fprintf(stderr, "bad address %s\n", addr); return 2; }
+
+  int fd = socket(fam, SOCK_DGRAM, 0);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&ss, sslen) < 0) { perror("socket/connect"); return 1; }
+  int sndbuf = 4 << 20;
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf);
+
+  char *payload = calloc(1, size);
+  struct iovec iov[BATCH];
+  struct mmsghdr msgs[BATCH];
+  memset(msgs, 0, sizeof msgs);
+  for (int i = 0; i < BATCH; i++) {
+    iov[i].iov_base = payload; iov[i].iov_len = size;
+    msgs[i].msg_hdr.msg_iov = &iov[i]; msgs[i].msg_hdr.msg_iovlen = 1;
+  }
+
+  double start = now(), deadline = start + seconds;
+  unsigned long sent = 0;
+  while (sent < count) {
+    if (now() >= deadline) break;
+    unsigned want = count - sent < BATCH ? (unsigned)(count - sent) : BATCH;
+    int n = sendmmsg(fd, msgs, want, 0);
+    if (n < 0) {
+      if (errno == ENOBUFS || errno == EAGAIN || errno == EINTR) continue;
+      perror("sendmmsg"); return 1;
+    }
+    sent += (unsigned)n;
+  }
+  printf("sent %lu seconds %.6f\n", sent, now() - start);
+  return 0;
+}

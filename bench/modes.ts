@@ -1,0 +1,150 @@
+// The programs that take the queue at fw FORWARD, one per benchmark mode. Each starts pinned to CPU 1 and resolves
+// once it is ready to take packets; stop() ends it and returns what it said about itself.
+import type { ChildProcess } from 'node:child_process';
+import type { Host } from '../test/lab/lab';
+
+export const QUEUE_CPU = '1';
+export const BENCH_QUEUE = 10;
+
+export interface Running {
+  /** Ends the program (SIGTERM, then SIGKILL) and returns its output. */
+  stop(): Promise<string>;
+}
+
+export interface Mode {
+  name: string;
+  /** Why this mode cannot run here, if it cannot. */
+  unavailable?: string;
+  start(fw: Host): Promise<Running>;
+}
+
+function collect(child: ChildProcess): { text(): string; exited: Promise<void> } {
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once('exit', () => resolve());
+  });
+  return { text: () => out, exited };
+}
+
+async function waitFor(what: string, ms: number, probe: () => Promise<boolean> | boolean, output: () => string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await probe()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what} not ready within ${ms} ms:\n${output()}`);
+}
+
+async function stopChild(child: ChildProcess, c: { text(): string; exited: Promise<void> }): Promise<string> {
+  child.kill('SIGTERM');
+  const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await c.exited;
+  clearTimeout(killer);
+  return c.text().trim();
+}
+
+/** A queue program that prints `ready` once bound, with the NFQUEUE rule installed by the benchmark. */
+async function startWithOwnRule(fw: Host, argv: string[]): Promise<Running> {
+  await fw.exec(['iptables', '-A', 'FORWARD', '-j', 'NFQUEUE', '--queue-num', String(BENCH_QUEUE)]);
+  const child = fw.spawn(['taskset', '-c', QUEUE_CPU, ...argv]);
+  const c = collect(child);
+  try {
+    await waitFor(argv[0] ?? 'program', 15_000, () => /^ready$/m.test(c.text()), c.text);
+  } catch (err) {
+    child.kill('SIGKILL');
+    await fw.exec(['iptables', '-F', 'FORWARD']);
+    throw err;
+  }
+  return {
+    async stop(): Promise<string> {
+      const text = await stopChild(child, c);
+      await fw.exec(['iptables', '-F', 'FORWARD']);
+      return text;
+    },
+  };
+}
+
+export function kernelMode(): Mode {
+  return {
+    name: 'kernel (no queue)',
+    start: async () => ({ stop: async () => '' }),
+  };
+}
+
+export function cLoopMode(binary: string): Mode {
+  return { name: 'C libnetfilter_queue loop', start: (fw) => startWithOwnRule(fw, [binary, String(BENCH_QUEUE)]) };
+}
+
+// argv: module-dir queue. Accepts every packet one by one, as the binding's README does.
+const NFQUEUE_SCRIPT = `
+const nfq = require(process.argv[1]);
+let n = 0;
+nfq.createQueueHandler(Number(process.argv[2]), 8 << 20, (p) => { n++; p.setVerdict(nfq.NF_ACCEPT); });
+process.on('SIGTERM', () => { process.stdout.write('packets ' + n + '\\n'); process.exit(0); });
+process.stdout.write('ready\\n');
+`;
+
+export function nfqueueMode(install: { dir: string } | { error: string }): Mode {
+  if ('error' in install) return { name: 'npm nfqueue', unavailable: install.error, start: () => Promise.reject(new Error(install.error)) };
+  return {
+    name: 'npm nfqueue',
+    start: (fw) => startWithOwnRule(fw, [process.execPath, '-e', NFQUEUE_SCRIPT, install.dir, String(BENCH_QUEUE)]),
+  };
+}
+
+export const ACCEPT_ALL_RULES = `*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -j ACCEPT
+COMMIT
+`;
+
+/** nfqwall's own `run`, which installs and removes its hook rules itself. */
+export function nfqwallMode(cli: string | undefined, rulesFile: string, controlPath: string): Mode {
+  if (cli === undefined) {
+    const why = 'dist/src/cli/main.js is missing (build nfqwall first)';
+    return { name: 'nfqwall', unavailable: why, start: () => Promise.reject(new Error(why)) };
+  }
+  return {
+    name: 'nfqwall',
+    async start(fw) {
+      const argv = [process.execPath, cli, 'run', '--rules', rulesFile, '--queue', String(BENCH_QUEUE), '--control', controlPath];
+      const child = fw.spawn(['taskset', '-c', QUEUE_CPU, ...argv]);
+      const c = collect(child);
+      const status = async (): Promise<boolean> => {
+        if (child.exitCode !== null) throw new Error(`nfqwall run exited (${child.exitCode}):\n${c.text()}`);
+        const r = await fw.exec([process.execPath, cli, 'status', '--control', controlPath], { check: false, timeoutMs: 5_000 });
+        return r.code === 0;
+      };
+      try {
+        await waitFor('nfqwall', 20_000, status, c.text);
+      } catch (err) {
+        child.kill('SIGKILL');
+        throw err;
+      }
+      return {
+        async stop(): Promise<string> {
+          const r = await fw.exec([process.execPath, cli, 'status', '--control', controlPath], { check: false, timeoutMs: 5_000 });
+          const text = await stopChild(child, c);
+          return `${summarizeStatus(r.stdout)}${text === '' ? '' : `\n${text}`}`.trim();
+        },
+      };
+    },
+  };
+}
+
+function summarizeStatus(json: string): string {
+  try {
+    const s = JSON.parse(json) as { queues?: Record<string, unknown>[] };
+    const q = s.queues?.[0];
+    if (q === undefined) return '';
+    const keys = ['received', 'accepted', 'dropped', 'batches', 'overload', 'enobufs', 'kernelQueueDropped', 'kernelUserDropped'];
+    return keys.filter((k) => k in q).map((k) => `${k} ${String(q[k])}`).join(' ');
+  } catch {
+    return '';
+  }
+}

@@ -1,0 +1,200 @@
+// The control socket: a Unix stream socket speaking newline-delimited JSON. One request per line, one response line
+// per request, in order. A bad request gets `{ok:false,error}`; nothing a client sends can crash the daemon.
+//
+//   {"cmd":"status"}                  -> {ok:true, pid, uptimeSeconds, queue, failOpen,
+//                                          rulesets: {ipv4?: {sources, tables, chains, rules}, ipv6?: ...},
+//                                          queues: [QueueStats], packets: {...}, hooks: [...]}
+//   {"cmd":"save","counters":true}    -> {ok:true, rulesets: {ipv4?: "<iptables-save text>", ipv6?: "..."}}
+//
+// A request line longer than MAX_REQUEST_BYTES gets an error and the connection is closed.
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+
+export const DEFAULT_CONTROL_PATH = '/run/nfqwall/control.sock';
+export const MAX_REQUEST_BYTES = 64 * 1024;
+
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+export type ControlRequest = { cmd: string } & { [key: string]: JsonValue };
+export type ControlResponse = { ok: true; [key: string]: unknown } | { ok: false; error: string };
+
+/** A command handler returns the fields of its `{ok:true,...}` answer, or throws to answer `{ok:false,error}`. */
+export type Handler = (req: ControlRequest) => Record<string, unknown> | Promise<Record<string, unknown>>;
+export type Handlers = Readonly<Record<string, Handler>>;
+
+/** Answers one request line. Never throws. */
+export async function handleLine(line: string, handlers: Handlers): Promise<ControlResponse> {
+  let req: unknown;
+  try {
+    req = JSON.parse(line);
+  } catch (err) {
+    return { ok: false, error: `malformed request: ${err instanceof Error ? err.message : String(err)}` };
+  }
+  if (typeof req !== 'object' || req === null || Array.isArray(req)) {
+    return { ok: false, error: 'malformed request: expected a JSON object' };
+  }
+  const cmd = (req as { cmd?: unknown }).cmd;
+  if (typeof cmd !== 'string') return { ok: false, error: 'malformed request: "cmd" must be a string' };
+  const handler = Object.prototype.hasOwnProperty.call(handlers, cmd) ? handlers[cmd] : undefined;
+  if (!handler) {
+    return { ok: false, error: `unknown command "${cmd}" (known: ${Object.keys(handlers).sort().join(', ')})` };
+  }
+  try {
+    const fields = await handler(req as ControlRequest);
+    // `ok` first for readers, and last so a handler cannot override it.
+    return Object.assign({ ok: true as const }, fields, { ok: true as const });
+  } catch (err) {
+    return { ok: false, error: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+/** Serves one connection: splits lines, bounds their size, answers in order. */
+export function serveConnection(sock: net.Socket, handlers: Handlers): void {
+  let buf = '';
+  let chain = Promise.resolve();
+  let closed = false;
+  const send = (res: ControlResponse): void => {
+    if (!closed && !sock.destroyed) sock.write(JSON.stringify(res) + '\n');
+  };
+  sock.setEncoding('utf8');
+  sock.on('error', () => {
+    closed = true;
+  });
+  sock.on('data', (chunk: string) => {
+    if (closed) return;
+    buf += chunk;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (Buffer.byteLength(line) > MAX_REQUEST_BYTES) {
+        tooLarge();
+        return;
+      }
+      if (line.trim() === '') continue;
+      chain = chain.then(async () => send(await handleLine(line, handlers)));
+    }
+    if (Buffer.byteLength(buf) > MAX_REQUEST_BYTES) tooLarge();
+  });
+  // The rest of an oversized line cannot be resynchronised; answer and hang up after pending answers.
+  function tooLarge(): void {
+    buf = '';
+    chain = chain.then(() => {
+      send({ ok: false, error: `request larger than ${MAX_REQUEST_BYTES} bytes` });
+      closed = true;
+      sock.end();
+    });
+  }
+}
+
+/** True when something answers on the socket path (another daemon owns it). */
+function socketAlive(p: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.connect(p);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Makes `socketPath` ready to listen on: creates its directory (0700) if needed and removes a stale socket file left by
+ * a dead daemon. Throws when another daemon answers there or the path is not a socket. The daemon calls it before
+ * touching the kernel, so a second instance fails before it changes anything.
+ */
+export async function claimSocketPath(socketPath: string): Promise<void> {
+  fs.mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o700 });
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.lstatSync(socketPath);
+  } catch {
+    st = undefined;
+  }
+  if (!st) return;
+  if (!st.isSocket()) throw new Error(`${socketPath}: exists and is not a socket`);
+  if (await socketAlive(socketPath)) throw new Error(`${socketPath}: another nfqwall is listening there`);
+  fs.unlinkSync(socketPath);
+}
+
+export class ControlServer {
+  private constructor(
+    readonly path: string,
+    private readonly server: net.Server,
+  ) {}
+
+  /** Listens on `socketPath` with mode 0600, after claimSocketPath. */
+  static async listen(socketPath: string, handlers: Handlers): Promise<ControlServer> {
+    await claimSocketPath(socketPath);
+    const server = net.createServer((sock) => serveConnection(sock, handlers));
+    // The umask makes the socket 0600 from birth, so there is no window in which others could connect.
+    const oldMask = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(socketPath, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+    } finally {
+      process.umask(oldMask);
+    }
+    server.on('error', () => undefined);
+    return new ControlServer(socketPath, server);
+  }
+
+  /** Stops listening and removes the socket file. */
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    try {
+      fs.unlinkSync(this.path);
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
+/** Sends one request and waits for its answer. Rejects when the daemon cannot be reached or does not answer. */
+export function controlRequest(
+  socketPath: string,
+  req: ControlRequest,
+  timeoutMs = 5000,
+): Promise<ControlResponse> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(socketPath);
+    let buf = '';
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`${socketPath}: no answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    sock.setEncoding('utf8');
+    sock.once('connect', () => sock.write(JSON.stringify(req) + '\n'));
+    sock.on('data', (chunk: string) => {
+      buf += chunk;
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      clearTimeout(timer);
+      sock.destroy();
+      try {
+        const res = JSON.parse(buf.slice(0, nl)) as unknown;
+        if (typeof res !== 'object' || res === null || typeof (res as { ok?: unknown }).ok !== 'boolean') {
+          reject(new Error(`${socketPath}: answer is not a control response`));
+          return;
+        }
+        resolve(res as ControlResponse);
+      } catch (err) {
+        reject(new Error(`${socketPath}: unreadable answer: ${err instanceof Error ? err.message : String(err)}`));
+      }
+    });
+    sock.once('error', (err) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot reach nfqwall at ${socketPath}: ${err.message}`));
+    });
+    sock.once('end', () => {
+      clearTimeout(timer);
+      reject(new Error(`${socketPath}: connection closed without an answer`));
+    });
+  });
+}

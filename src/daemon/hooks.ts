@@ -1,0 +1,325 @@
+// Kernel hook management: the only rules nfqwall puts in the kernel. It owns chains named NFQWALL-* and one jump rule
+// per built-in chain it uses (inserted at position 1), nothing else, in the network namespace it runs in.
+// Every change is an `iptables-restore --noflush` script, so each family's install or removal is one transaction.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import type { Family, Hook, TableName } from '../rules/model';
+import { BUILTIN_CHAINS, HOOKS } from '../rules/model';
+
+export const CHAIN_PREFIX = 'NFQWALL-';
+
+/** What to install for one family. */
+export interface HookPlan {
+  family: Family;
+  /** Hooks whose traffic goes to the queue (mangle chains). */
+  hooks: readonly Hook[];
+  queue: number;
+  /** Adds --queue-bypass: the kernel accepts when nobody is bound to the queue. */
+  failOpen: boolean;
+  /** Exempts all traffic from kernel connection tracking (raw CT --notrack); see docs/conntrack.md. */
+  notrack: boolean;
+  /**
+   * The daemon's pid, written as a comment on the rules in our chains so a later start can tell a crashed run's
+   * leftovers (owner gone) from a live daemon's hooks (refused, not removed).
+   */
+  ownerPid?: number;
+}
+
+/** A rule `-A from -j to` in a built-in chain that jumps to one of our chains. */
+export interface OwnedJump {
+  from: string;
+  to: string;
+}
+
+/** Our chains and jumps per table, as installed or as found in the kernel. */
+export type OwnedState = Map<TableName, { chains: string[]; jumps: OwnedJump[] }>;
+
+export function chainName(hook: Hook): string {
+  return CHAIN_PREFIX + hook;
+}
+
+export function isOwnedChain(name: string): boolean {
+  return name.startsWith(CHAIN_PREFIX);
+}
+
+/** The raw hooks that see every packet first: incoming and forwarded (PREROUTING) and locally sent (OUTPUT). */
+const NOTRACK_HOOKS: readonly Hook[] = ['PREROUTING', 'OUTPUT'];
+
+/** The chains and jumps `installScript(plan)` creates, in the order it creates them. */
+export function ownedFromPlan(plan: HookPlan): OwnedState {
+  const state: OwnedState = new Map();
+  if (plan.notrack) {
+    state.set('raw', {
+      chains: NOTRACK_HOOKS.map(chainName),
+      jumps: NOTRACK_HOOKS.map((h) => ({ from: h, to: chainName(h) })),
+    });
+  }
+  const hooks = HOOKS.filter((h) => plan.hooks.includes(h));
+  if (hooks.length > 0) {
+    state.set('mangle', {
+      chains: hooks.map(chainName),
+      jumps: hooks.map((h) => ({ from: h, to: chainName(h) })),
+    });
+  }
+  return state;
+}
+
+/** The iptables-restore --noflush script that installs a plan. `:CHAIN - [0:0]` creates or flushes our chain. */
+export function installScript(plan: HookPlan): string {
+  if (!Number.isInteger(plan.queue) || plan.queue < 0 || plan.queue > 65535) {
+    throw new Error(`queue number ${plan.queue} is outside 0..65535`);
+  }
+  if (plan.ownerPid !== undefined && !(Number.isInteger(plan.ownerPid) && plan.ownerPid > 0)) {
+    throw new Error(`owner pid ${plan.ownerPid} is not a process id`);
+  }
+  const owned = ownedFromPlan(plan);
+  const owner = plan.ownerPid === undefined ? '' : ` -m comment --comment "${OWNER_COMMENT}${plan.ownerPid}"`;
+  const lines: string[] = [];
+  for (const [table, { chains, jumps }] of owned) {
+    lines.push(`*${table}`);
+    for (const c of chains) lines.push(`:${c} - [0:0]`);
+    for (const c of chains) {
+      if (table === 'raw') lines.push(`-A ${c}${owner} -j CT --notrack`);
+      else lines.push(`-A ${c}${owner} -j NFQUEUE --queue-num ${plan.queue}${plan.failOpen ? ' --queue-bypass' : ''}`);
+    }
+    for (const j of jumps) lines.push(`-I ${j.from} 1 -j ${j.to}`);
+    lines.push('COMMIT');
+  }
+  return lines.length === 0 ? '' : lines.join('\n') + '\n';
+}
+
+/**
+ * The script that removes exactly `state`: each jump deleted by its exact spec (once per copy), then our chains
+ * flushed and deleted. Empty when there is nothing to remove.
+ */
+export function removeScript(state: OwnedState): string {
+  const lines: string[] = [];
+  for (const [table, { chains, jumps }] of state) {
+    if (chains.length === 0 && jumps.length === 0) continue;
+    lines.push(`*${table}`);
+    for (const j of jumps) lines.push(`-D ${j.from} -j ${j.to}`);
+    for (const c of chains) lines.push(`-F ${c}`);
+    for (const c of chains) lines.push(`-X ${c}`);
+    lines.push('COMMIT');
+  }
+  return lines.length === 0 ? '' : lines.join('\n') + '\n';
+}
+
+/**
+ * Our chains and jumps in `iptables-save` output. A jump counts as ours only when it is exactly `-A BUILTIN -j
+ * NFQWALL-X` (no matches, no counters): a user's rule that happens to jump to our chain with conditions is not ours.
+ */
+export function parseOwned(saveText: string): OwnedState {
+  const state: OwnedState = new Map();
+  let table: TableName | undefined;
+  for (const raw of saveText.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    if (line.startsWith('*')) {
+      const name = line.slice(1);
+      table = name in BUILTIN_CHAINS ? (name as TableName) : undefined;
+      continue;
+    }
+    if (table === undefined) continue;
+    const entry = (): { chains: string[]; jumps: OwnedJump[] } => {
+      let e = state.get(table as TableName);
+      if (!e) state.set(table as TableName, (e = { chains: [], jumps: [] }));
+      return e;
+    };
+    if (line.startsWith(':')) {
+      const name = line.slice(1).split(/\s+/)[0] ?? '';
+      if (isOwnedChain(name)) entry().chains.push(name);
+      continue;
+    }
+    const m = /^-A (\S+) -j (\S+)$/.exec(line);
+    if (m && isOwnedChain(m[2]!) && (BUILTIN_CHAINS[table] as readonly string[]).includes(m[1]!)) {
+      entry().jumps.push({ from: m[1]!, to: m[2]! });
+    }
+  }
+  return state;
+}
+
+const OWNER_COMMENT = 'nfqwall pid ';
+
+/** The owner pids written on rules in our chains (see HookPlan.ownerPid), each once. */
+export function parseOwners(saveText: string): number[] {
+  const pids = new Set<number>();
+  const re = /^-A NFQWALL-\S+ .*-m comment --comment "?nfqwall pid (\d+)"?/gm;
+  for (let m = re.exec(saveText); m !== null; m = re.exec(saveText)) pids.add(Number(m[1]));
+  return [...pids];
+}
+
+/** Whether a pid is a live process in this process's network namespace (a zombie or another namespace is not). */
+export function liveInThisNetns(pid: number): boolean {
+  if (pid === process.pid) return false;
+  try {
+    return fs.readlinkSync(`/proc/${pid}/ns/net`) === fs.readlinkSync('/proc/self/ns/net');
+  } catch {
+    return false;
+  }
+}
+
+export function isEmpty(state: OwnedState): boolean {
+  for (const { chains, jumps } of state.values()) if (chains.length > 0 || jumps.length > 0) return false;
+  return true;
+}
+
+// ---- running the iptables tools ----
+
+export interface RunResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+  /** Set when the program could not be started (ENOENT: not installed). */
+  spawnError?: string;
+}
+
+export type Runner = (cmd: string, args: string[], input?: string) => RunResult;
+
+/** Runs a command synchronously, optionally prefixed (e.g. `ip netns exec NAME` in tests). */
+export function commandRunner(prefix: readonly string[] = []): Runner {
+  return (cmd, args, input) => {
+    const argv = [...prefix, cmd, ...args];
+    const r = spawnSync(argv[0]!, argv.slice(1), { input: input ?? '', encoding: 'utf8', timeout: 30_000 });
+    const res: RunResult = { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+    if (r.error) res.spawnError = r.error.message;
+    return res;
+  };
+}
+
+export interface Backend {
+  name: 'nft' | 'legacy';
+  save: string;
+  restore: string;
+}
+
+/** The nft backend first, as DESIGN.md asks; legacy when the nft one fails. */
+export function backends(family: Family): Backend[] {
+  const p = family === 4 ? 'iptables' : 'ip6tables';
+  return [
+    { name: 'nft', save: `${p}-nft-save`, restore: `${p}-nft-restore` },
+    { name: 'legacy', save: `${p}-legacy-save`, restore: `${p}-legacy-restore` },
+  ];
+}
+
+function describe(r: RunResult): string {
+  if (r.spawnError) return r.spawnError;
+  return (r.stderr.trim() || r.stdout.trim() || `exit status ${r.status}`).replace(/\s*\n\s*/g, '; ');
+}
+
+export interface HookManagerOptions {
+  run?: Runner;
+  log?: (msg: string) => void;
+  /** Whether the owner pid found on existing hooks is a running daemon. Default: liveInThisNetns. */
+  isLive?: (pid: number) => boolean;
+}
+
+interface Installed {
+  family: Family;
+  backend: Backend;
+  owned: OwnedState;
+}
+
+export class HookManager {
+  private readonly run: Runner;
+  private readonly log: (msg: string) => void;
+  private installed: Installed[] = [];
+
+  constructor(opts: HookManagerOptions = {}) {
+    this.run = opts.run ?? commandRunner();
+    this.log = opts.log ?? (() => undefined);
+    this.isLive = opts.isLive ?? liveInThisNetns;
+  }
+
+  private readonly isLive: (pid: number) => boolean;
+
+  /** What this manager installed and has not removed yet. */
+  get active(): readonly Readonly<Installed>[] {
+    return this.installed;
+  }
+
+  private restore(b: Backend, script: string): RunResult {
+    return this.run(b.restore, ['--noflush', '--wait=5'], script);
+  }
+
+  private saveText(b: Backend): string | undefined {
+    const r = this.run(b.save, []);
+    return r.spawnError || r.status !== 0 ? undefined : r.stdout;
+  }
+
+  /** Our chains and jumps currently in the kernel under one backend, or undefined when that tool is unusable. */
+  findOwned(b: Backend): OwnedState | undefined {
+    const text = this.saveText(b);
+    return text === undefined ? undefined : parseOwned(text);
+  }
+
+  /**
+   * Removes what a crashed run left behind, under every backend. Returns a description of each removal. Hooks whose
+   * owner is a live daemon in this namespace are not stale: that is an error (two daemons would fight over them),
+   * unless `force`.
+   */
+  removeStale(family: Family, force = false): string[] {
+    const done: string[] = [];
+    for (const b of backends(family)) {
+      const text = this.saveText(b);
+      if (text === undefined) continue;
+      const owned = parseOwned(text);
+      if (isEmpty(owned)) continue;
+      const live = force ? [] : parseOwners(text).filter((pid) => this.isLive(pid));
+      if (live.length > 0) {
+        throw new Error(
+          `another nfqwall (pid ${live.join(', ')}) owns the ipv${family} hooks in this network namespace; stop it first`,
+        );
+      }
+      const script = removeScript(owned);
+      const r = this.restore(b, script);
+      if (r.status !== 0) {
+        throw new Error(`cannot remove stale NFQWALL chains (${b.restore}): ${describe(r)}`);
+      }
+      for (const [table, { chains, jumps }] of owned) {
+        for (const j of jumps) done.push(`${b.name} ipv${family} ${table}: -A ${j.from} -j ${j.to}`);
+        for (const c of chains) done.push(`${b.name} ipv${family} ${table}: chain ${c}`);
+      }
+    }
+    for (const d of done) this.log(`removed stale ${d}`);
+    return done;
+  }
+
+  /** Removes stale state, then installs the plan in one transaction (nft backend, else legacy). */
+  install(plan: HookPlan): void {
+    this.removeStale(plan.family);
+    const script = installScript(plan);
+    if (script === '') return;
+    const failures: string[] = [];
+    for (const b of backends(plan.family)) {
+      const r = this.restore(b, script);
+      if (r.status === 0) {
+        this.installed.push({ family: plan.family, backend: b, owned: ownedFromPlan(plan) });
+        this.log(`installed ipv${plan.family} hooks (${b.name}): ${plan.hooks.join(' ')} -> queue ${plan.queue}`);
+        return;
+      }
+      failures.push(`${b.restore}: ${describe(r)}`);
+    }
+    throw new Error(`cannot install ipv${plan.family} hooks: ${failures.join(' / ')}`);
+  }
+
+  /**
+   * Removes everything installed: jumps by exact spec, then our chains. If that transaction fails (someone changed
+   * our rules meanwhile), removes whatever of ours is still there. Never throws; returns the errors it met.
+   */
+  remove(): string[] {
+    const errors: string[] = [];
+    for (const inst of this.installed.splice(0).reverse()) {
+      const r = this.restore(inst.backend, removeScript(inst.owned));
+      if (r.status === 0) {
+        this.log(`removed ipv${inst.family} hooks (${inst.backend.name})`);
+        continue;
+      }
+      const left = this.findOwned(inst.backend);
+      if (left && isEmpty(left)) continue;
+      const r2 = left ? this.restore(inst.backend, removeScript(left)) : r;
+      if (r2.status !== 0) errors.push(`cannot remove ipv${inst.family} hooks (${inst.backend.restore}): ${describe(r2)}`);
+    }
+    return errors;
+  }
+}

@@ -1,0 +1,212 @@
+// One batch from the queue in, one verdict per packet out. Every packet gets a verdict even when the engine throws
+// for it (the fail-open/fail-closed verdict, counted). The verdict arrays are reused across batches.
+import type { Decision, PacketInput } from '../engine/decision';
+import type { LogRecord, PacketMeta } from '../extensions/types';
+import type { PacketBatch, VerdictOptions } from '../native';
+import { HOOKS } from '../rules/model';
+
+export interface Decider {
+  decide(input: PacketInput): Decision;
+}
+
+export interface NameLookup {
+  name(index: number): string | undefined;
+}
+
+export interface ProcessorStats {
+  batches: number;
+  packets: number;
+  accepted: number;
+  dropped: number;
+  queued: number;
+  marked: number;
+  rewritten: number;
+  /** Packets whose evaluation threw; they got the fail verdict. */
+  errors: number;
+  /** REJECT replies (ICMP errors, TCP resets) sent, and those the send refused. */
+  replies: number;
+  replyErrors: number;
+  logs: number;
+}
+
+export interface ProcessorOptions {
+  failOpen: boolean;
+  onError?: (err: unknown, packetIndex: number) => void;
+  onLog?: (rec: LogRecord) => void;
+  /** Sends a REJECT reply as a locally generated packet (the addon's sendRaw); it passes OUTPUT like the kernel's. */
+  sendReply?: (packet: Uint8Array) => void;
+}
+
+// The values of src/native.ts, which cannot be imported here without loading the addon (tests run without it).
+// HOOKS is in the kernel's NF_INET_* order, as HOOK_BY_NUMBER is.
+const NF_DROP = 0;
+const NF_ACCEPT = 1;
+const NF_QUEUE = 3;
+const PACKET_FLAG_CSUM_NOT_READY = 1;
+const PACKET_FLAG_TRUNCATED = 4;
+const ETH_P_IP = 0x0800;
+const ETH_P_IPV6 = 0x86dd;
+const UID_UNKNOWN = 0xffffffff;
+
+export class BatchProcessor {
+  readonly stats: ProcessorStats = {
+    batches: 0,
+    packets: 0,
+    accepted: 0,
+    dropped: 0,
+    queued: 0,
+    marked: 0,
+    rewritten: 0,
+    errors: 0,
+    replies: 0,
+    replyErrors: 0,
+    logs: 0,
+  };
+  private verdicts = new Uint32Array(256);
+  private marks = new Uint32Array(256);
+  private setMark = new Uint8Array(256);
+  private readonly payloads: (Uint8Array | undefined)[] = [];
+  private readonly failVerdict: number;
+
+  constructor(
+    private engine: Decider,
+    private readonly ifnames: NameLookup,
+    private readonly opts: ProcessorOptions,
+  ) {
+    this.failVerdict = opts.failOpen ? NF_ACCEPT : NF_DROP;
+  }
+
+  /** Swaps the engine between batches (reload). */
+  setEngine(engine: Decider): void {
+    this.engine = engine;
+  }
+
+  private ensure(count: number): void {
+    if (this.verdicts.length >= count) return;
+    let n = this.verdicts.length;
+    while (n < count) n *= 2;
+    this.verdicts = new Uint32Array(n);
+    this.marks = new Uint32Array(n);
+    this.setMark = new Uint8Array(n);
+  }
+
+  /** The input the engine sees for packet i of the batch. Throws on a packet the queue should never hand over. */
+  packetInput(batch: PacketBatch, i: number): PacketInput {
+    const proto = batch.protos[i];
+    const family = proto === ETH_P_IP ? 4 : proto === ETH_P_IPV6 ? 6 : 0;
+    if (family === 0) throw new Error(`packet ${batch.ids[i]}: ethertype 0x${(proto ?? 0).toString(16)} is not IP`);
+    const hook = HOOKS[batch.hooks[i]!];
+    if (hook === undefined) throw new Error(`packet ${batch.ids[i]}: unknown hook ${batch.hooks[i]}`);
+    const meta: PacketMeta = { hook, mark: batch.marks[i]!, pktType: 'unicast' };
+    const inIf = batch.inIf[i]!;
+    if (inIf !== 0) meta.inIface = this.ifnames.name(inIf);
+    const outIf = batch.outIf[i]!;
+    if (outIf !== 0) meta.outIface = this.ifnames.name(outIf);
+    const physIn = batch.physInIf[i]!;
+    if (physIn !== 0) meta.physIn = this.ifnames.name(physIn);
+    const physOut = batch.physOutIf[i]!;
+    if (physOut !== 0) meta.physOut = this.ifnames.name(physOut);
+    const uid = batch.uids[i]!;
+    if (uid !== UID_UNKNOWN) meta.uid = uid;
+    const gid = batch.gids[i]!;
+    if (gid !== UID_UNKNOWN) meta.gid = gid;
+    if ((batch.flags[i]! & PACKET_FLAG_CSUM_NOT_READY) !== 0) meta.checksumNotReady = true;
+    if (batch.hwLens[i] === 6) meta.srcMac = batch.hwAddrs.subarray(i * 6, i * 6 + 6);
+    const input: PacketInput = {
+      family,
+      data: batch.data.subarray(batch.offsets[i], batch.offsets[i + 1]),
+      meta,
+    };
+    if ((batch.flags[i]! & PACKET_FLAG_TRUNCATED) !== 0) input.length = batch.origLens[i]!;
+    return input;
+  }
+
+  /** Decides every packet of the batch. The returned arrays are valid until the next call. */
+  process(batch: PacketBatch): VerdictOptions {
+    const count = batch.count;
+    this.ensure(count);
+    const verdicts = this.verdicts;
+    const marks = this.marks;
+    const setMark = this.setMark;
+    const payloads = this.payloads;
+    payloads.length = count;
+    let anyMark = false;
+    let anyPayload = false;
+    const s = this.stats;
+    s.batches++;
+    s.packets += count;
+    for (let i = 0; i < count; i++) {
+      setMark[i] = 0;
+      payloads[i] = undefined;
+      try {
+        const d = this.engine.decide(this.packetInput(batch, i));
+        if (d.verdict === 'accept') {
+          verdicts[i] = NF_ACCEPT;
+          s.accepted++;
+        } else if (d.verdict === 'drop') {
+          verdicts[i] = NF_DROP;
+          s.dropped++;
+        } else {
+          verdicts[i] = (((d.queue ?? 0) << 16) | NF_QUEUE) >>> 0;
+          s.queued++;
+        }
+        if (d.markChanged) {
+          marks[i] = d.mark >>> 0;
+          setMark[i] = 1;
+          anyMark = true;
+          s.marked++;
+        }
+        if (d.payload !== undefined && d.verdict !== 'drop') {
+          payloads[i] = d.payload;
+          anyPayload = true;
+          s.rewritten++;
+        }
+        if (d.replies.length > 0) this.sendReplies(d.replies);
+        if (d.logs.length > 0) {
+          s.logs += d.logs.length;
+          if (this.opts.onLog) for (const rec of d.logs) this.opts.onLog(rec);
+        }
+      } catch (err) {
+        verdicts[i] = this.failVerdict;
+        setMark[i] = 0;
+        payloads[i] = undefined;
+        s.errors++;
+        if (this.opts.failOpen) s.accepted++;
+        else s.dropped++;
+        this.opts.onError?.(err, i);
+      }
+    }
+    const v: VerdictOptions = { verdicts: verdicts.subarray(0, count) };
+    if (anyMark) {
+      v.marks = marks.subarray(0, count);
+      v.setMark = setMark.subarray(0, count);
+    }
+    if (anyPayload) v.payloads = payloads;
+    return v;
+  }
+
+  private sendReplies(replies: Uint8Array[]): void {
+    const s = this.stats;
+    for (const r of replies) {
+      if (this.opts.sendReply === undefined) {
+        s.replyErrors++;
+        continue;
+      }
+      try {
+        this.opts.sendReply(r);
+        s.replies++;
+      } catch (err) {
+        // The original packet's verdict stands (the kernel drops it even when its reply cannot be sent).
+        s.replyErrors++;
+        this.opts.onError?.(err, -1);
+      }
+    }
+  }
+
+  /** The fail verdict for every packet, for when processing a batch as a whole went wrong. */
+  failAll(count: number): VerdictOptions {
+    this.ensure(count);
+    this.verdicts.fill(this.failVerdict, 0, count);
+    return { verdicts: this.verdicts.subarray(0, count) };
+  }
+}

@@ -1,0 +1,150 @@
+// Drives the built nfqwall CLI (dist/src/cli/main.js) inside a lab host: start `run`, wait for `status`, read stats.
+import type { ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Host } from './lab';
+
+/** The package root: the nearest directory above this file with a package.json (from test/ and from dist/test/). */
+export function packageRoot(): string {
+  let dir = __dirname;
+  while (!fs.existsSync(path.join(dir, 'package.json'))) {
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error(`no package.json above ${__dirname}`);
+    dir = up;
+  }
+  return dir;
+}
+
+/** dist/src/cli/main.js, or the script named by NFQW_LAB_CLI (to try a CLI entry point before the whole tree builds). */
+export function cliPath(): string {
+  const main = process.env['NFQW_LAB_CLI'] ?? path.join(packageRoot(), 'dist', 'src', 'cli', 'main.js');
+  if (!fs.existsSync(main)) throw new Error(`${main} is missing: build first (npx tsc -p tsconfig.json)`);
+  return main;
+}
+
+export interface QueueStatsJson {
+  queue: number;
+  received: number;
+  accepted: number;
+  dropped: number;
+  kernelIdSequence: number;
+  kernelQueueTotal: number;
+  [key: string]: unknown;
+}
+export interface StatusJson {
+  queues: QueueStatsJson[];
+  [key: string]: unknown;
+}
+
+export interface DaemonOptions {
+  rules: string;
+  rules6?: string;
+  queue?: number;
+  failOpen?: boolean;
+}
+
+/** A scratch directory for rule files and the control socket; removed by `cleanup()`. */
+export function scratchDir(): { dir: string; write(name: string, text: string): string; cleanup(): void } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `nfqw-${process.pid}-`));
+  return {
+    dir,
+    write(name: string, text: string): string {
+      const file = path.join(dir, name);
+      fs.writeFileSync(file, text);
+      return file;
+    },
+    cleanup(): void {
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export class Daemon {
+  output = '';
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  private constructor(
+    readonly host: Host,
+    readonly control: string,
+    readonly child: ChildProcess,
+  ) {
+    child.stdout?.on('data', (d: Buffer) => (this.output += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (this.output += d.toString()));
+    this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  }
+
+  /** Starts `nfqwall run` in `host` and resolves once `nfqwall status` answers. */
+  static async start(host: Host, control: string, opts: DaemonOptions, readyMs = 20_000): Promise<Daemon> {
+    const argv = [process.execPath, cliPath(), 'run', '--rules', opts.rules, '--control', control];
+    if (opts.rules6 !== undefined) argv.push('--rules6', opts.rules6);
+    if (opts.queue !== undefined) argv.push('--queue', String(opts.queue));
+    if (opts.failOpen === true) argv.push('--fail-open');
+    const d = new Daemon(host, control, host.spawn(argv));
+    await d.waitReady(readyMs);
+    return d;
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  private async waitReady(ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    let last = '';
+    while (Date.now() < deadline) {
+      if (!this.running) throw new Error(`nfqwall run exited (${this.child.exitCode ?? this.child.signalCode}) before ready:\n${this.output}`);
+      const r = await this.host.exec([process.execPath, cliPath(), 'status', '--control', this.control], {
+        check: false,
+        timeoutMs: 5_000,
+      });
+      if (r.code === 0) return;
+      last = r.stderr.trim();
+      await sleep(200);
+    }
+    throw new Error(`nfqwall status did not answer within ${ms} ms (last: ${last}); daemon output:\n${this.output}`);
+  }
+
+  async status(): Promise<StatusJson> {
+    const r = await this.host.exec([process.execPath, cliPath(), 'status', '--control', this.control], { timeoutMs: 5_000 });
+    try {
+      return JSON.parse(r.stdout) as StatusJson;
+    } catch {
+      throw new Error(`nfqwall status printed no JSON:\n${r.stdout}`);
+    }
+  }
+
+  async queueStats(queue: number): Promise<QueueStatsJson> {
+    const s = await this.status();
+    const q = s.queues.find((x) => x.queue === queue);
+    if (q === undefined) throw new Error(`status has no queue ${queue}: ${JSON.stringify(s)}`);
+    return q;
+  }
+
+  /** Sends `signal` and resolves with how the process ended (SIGKILL after `ms` if it has not). */
+  async stop(signal: NodeJS.Signals = 'SIGTERM', ms = 10_000): Promise<{ code: number | null; signal: NodeJS.Signals | null; timedOut: boolean }> {
+    if (this.running) this.child.kill(signal);
+    let timedOut = false;
+    const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), ms).unref());
+    if ((await Promise.race([this.exited, timer])) === 'timeout') {
+      timedOut = true;
+      this.child.kill('SIGKILL');
+    }
+    return { ...(await this.exited), timedOut };
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Every ruleset dump of a host that could hold nfqwall's hook rules: nft and legacy backends, v4 and v6. */
+export async function kernelRules(host: Host): Promise<string> {
+  let all = '';
+  for (const tool of ['iptables-save', 'ip6tables-save', 'iptables-legacy-save', 'ip6tables-legacy-save']) {
+    const r = await host.exec([tool], { check: false, timeoutMs: 10_000 });
+    if (r.code === 0) all += `# ${tool}\n${r.stdout}`;
+    else if (!/not found|No such file/i.test(r.stderr)) throw new Error(`${tool} in ${host.name}: ${r.stderr.trim()}`);
+  }
+  return all;
+}
