@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import udp from '../../src/extensions/udp';
-import { MATCHES } from '../../src/extensions/index';
 import { fixture, matchCtx, matches, parseError, parseOpts, roundTrip } from './packet-fixture';
 
 // Kernel iptables-save output (v1.8.9 nf_tables) for each input.
