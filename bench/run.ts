@@ -6,6 +6,7 @@ import path from 'node:path';
 import { isRoot, Lab, THREE_HOST, threeHostSpec, type Host } from '../test/lab/lab';
 import { buildC, installNfqueue, outDir } from './build';
 import { cliPath, kernelRules } from '../test/lab/daemon';
+import { packageRoot } from '../src/package-root';
 import { ACCEPT_ALL_RULES, cLoopMode, kernelMode, nfqueueMode, nfqwallMode, type Mode } from './modes';
 
 const SENDER_CPU = '0';
@@ -23,16 +24,6 @@ const PACKETS = envNumber('NFQW_BENCH_PACKETS', 1_000_000, 10_000_000);
 const SECONDS = envNumber('NFQW_BENCH_SECONDS', 2, 30);
 const ROUNDS = Math.floor(envNumber('NFQW_BENCH_ROUNDS', 3, 10));
 const SIZE = Math.floor(envNumber('NFQW_BENCH_SIZE', 64, 1400));
-
-function packageRoot(): string {
-  let dir = __dirname;
-  while (!fs.existsSync(path.join(dir, 'package.json'))) {
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error(`no package.json above ${__dirname}`);
-    dir = up;
-  }
-  return dir;
-}
 
 async function rxPackets(server: Host): Promise<number> {
   const r = await server.exec(['cat', `/sys/class/net/${server.ifname('fw')}/statistics/rx_packets`]);

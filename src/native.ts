@@ -1,7 +1,7 @@
 // The one place that loads the addon. Everything else imports from here, typed by native/index.d.ts.
-import fs from 'node:fs';
 import path from 'node:path';
 import type * as Addon from '../native/index';
+import { packageRoot } from './package-root';
 
 export type { PacketBatch, QueueOptions, QueueStats, VerdictOptions } from '../native/index';
 
@@ -14,16 +14,5 @@ export const PACKET_FLAG_TRUNCATED = 4;
 
 /** NF_INET_* hook numbers in the order the kernel numbers them. */
 export const HOOK_BY_NUMBER = ['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'] as const;
-
-/** The package root: the nearest directory above this file with a package.json (works from dist/ and from src/). */
-function packageRoot(): string {
-  let dir = __dirname;
-  while (!fs.existsSync(path.join(dir, 'package.json'))) {
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error(`nfqwall: no package.json above ${__dirname}`);
-    dir = up;
-  }
-  return dir;
-}
 
 export const addon: typeof Addon = require(path.join(packageRoot(), 'build', 'Release', 'nfqwall.node')) as typeof Addon;

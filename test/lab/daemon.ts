@@ -4,17 +4,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Host } from './lab';
+import { packageRoot } from '../paths';
 
-/** The package root: the nearest directory above this file with a package.json (from test/ and from dist/test/). */
-export function packageRoot(): string {
-  let dir = __dirname;
-  while (!fs.existsSync(path.join(dir, 'package.json'))) {
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error(`no package.json above ${__dirname}`);
-    dir = up;
-  }
-  return dir;
-}
+export { packageRoot };
 
 /** dist/src/cli/main.js, or the script named by NFQW_LAB_CLI (to try a CLI entry point before the whole tree builds). */
 export function cliPath(): string {

@@ -5,16 +5,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { QueueStats } from '../../native/index';
-
-function packageRoot(): string {
-  let dir = __dirname;
-  while (!fs.existsSync(path.join(dir, 'package.json'))) {
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error(`no package.json above ${__dirname}`);
-    dir = up;
-  }
-  return dir;
-}
+import { packageRoot } from '../paths';
 
 const ROOT = packageRoot();
 const FIXTURE = path.join(ROOT, 'test', 'native', 'fixtures', 'queue-fixture.js');
