@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "conntrack_napi.h"
 #include "notify.h"
 #include "rawsend.h"
 #include "queue.h"
@@ -77,11 +78,34 @@ Arr column(Napi::Env env, Napi::ArrayBuffer& ab, size_t& off, const std::vector<
   return a;
 }
 
+// The connection table's columns (native/index.d.ts PacketBatch.ct*), in the batch's ArrayBuffer after the others.
+void ctColumns(Napi::Env env, Napi::Object o, Napi::ArrayBuffer& ab, size_t& off, const Batch& b) {
+  size_t n = b.count;
+  const nfqwall::ct::BatchColumns& c = b.ct;
+  o.Set("ctState", column<uint8_t, Napi::Uint8Array>(env, ab, off, c.state, n));
+  o.Set("ctDir", column<uint8_t, Napi::Uint8Array>(env, ab, off, c.dir, n));
+  o.Set("ctStatus", column<uint32_t, Napi::Uint32Array>(env, ab, off, c.status, n));
+  o.Set("ctMark", column<uint32_t, Napi::Uint32Array>(env, ab, off, c.mark, n));
+  o.Set("ctHandle", column<uint32_t, Napi::Uint32Array>(env, ab, off, c.handle, n));
+  Napi::Uint16Array zone = Napi::Uint16Array::New(env, n, ab, off);
+  off += (n * 2 + 7) & ~size_t(7);
+  Napi::Uint8Array flags = Napi::Uint8Array::New(env, n, ab, off);
+  off += (n + 7) & ~size_t(7);
+  for (size_t i = 0; i < n; i++) {
+    zone[i] = c.cls[i].zone;
+    flags[i] = c.cls[i].flags;
+  }
+  o.Set("ctZone", zone);
+  o.Set("ctFlags", flags);
+}
+
 // One ArrayBuffer per batch holds every column, so JavaScript can keep the views as long as it likes.
 Napi::Object batchObject(Napi::Env env, const Batch& b) {
   size_t n = b.count;
   auto al = [](size_t x) { return (x + 7) & ~size_t(7); };
   size_t total = 9 * al(n * 4) + al((n + 1) * 4) + al(n * 2) + 3 * al(n) + al(n * 6) + al(b.data.size());
+  bool ct = b.classified && b.ct.cls.size() >= n;
+  if (ct) total += 3 * al(n) + 3 * al(n * 4) + al(n * 2);
   Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, total ? total : 8);
   size_t off = 0;
   Napi::Object o = Napi::Object::New(env);
@@ -103,6 +127,7 @@ Napi::Object batchObject(Napi::Env env, const Batch& b) {
   o.Set("hwLens", column<uint8_t, Napi::Uint8Array>(env, ab, off, b.hwLens, n));
   o.Set("offsets", column<uint32_t, Napi::Uint32Array>(env, ab, off, b.offsets, n + 1));
   o.Set("data", column<uint8_t, Napi::Uint8Array>(env, ab, off, b.data, b.data.size()));
+  if (ct) ctColumns(env, o, ab, off, b);
   return o;
 }
 
@@ -166,6 +191,15 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
     cfg.uidGid = optBool(o, "uidGid", true);
     cfg.maxPendingBatches = optU32(o, "maxPendingBatches", 64, 1, 1u << 20);
     cfg.maxBatch = optU32(o, "maxBatch", 256, 1, 65536);
+    Napi::Value ctv = o.Get("conntrack");
+    if (!ctv.IsUndefined()) {
+      cfg.table = nfqwall::connTableOf(ctv);
+      if (!cfg.table) throw Napi::TypeError::New(env, "Queue: options.conntrack must be a ConnTable");
+      // The plan docs/conntrack-table.md asks of a daemon with a table: PREROUTING, INPUT, OUTPUT, POSTROUTING.
+      cfg.queuedHooks = optU32(o, "queuedHooks", 0x1b, 1, 0x1f);
+    } else if (!o.Get("queuedHooks").IsUndefined()) {
+      throw Napi::TypeError::New(env, "Queue: options.queuedHooks needs options.conntrack");
+    }
     Napi::Value ov = o.Get("overloadVerdict");
     if (!ov.IsUndefined()) {
       std::string s = ov.IsString() ? ov.As<Napi::String>().Utf8Value() : "";
@@ -292,12 +326,76 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
         p.payloadLen = uint32_t(a.ElementLength());
       }
     }
+    const nfqwall::ct::Update* ctu = ctUpdates(v, n);
     auto taken = q.takePending(seq);
     if (!taken) throw Napi::TypeError::New(env, "verdict: batch " + std::to_string(seq) + " has no pending verdict");
-    if (!q.verdictBatch(std::move(taken), pv_.data()))
+    if (!q.verdictBatch(std::move(taken), pv_.data(), ctu))
       throw Napi::Error::New(env, "verdict: sending the verdicts of batch " + std::to_string(seq) + " failed: " +
                                       std::strerror(errno));
     return env.Undefined();
+  }
+
+  // VerdictOptions.ctFlags / ctMarks / ctNat as one ct::Update per packet, or null when none is given.
+  const nfqwall::ct::Update* ctUpdates(Napi::Object v, uint32_t n) {
+    Napi::Env env = v.Env();
+    Napi::Value fv = v.Get("ctFlags"), mv = v.Get("ctMarks"), nv = v.Get("ctNat");
+    if (fv.IsUndefined() && mv.IsUndefined() && nv.IsUndefined()) return nullptr;
+    if (!bridge_->core->config().table)
+      throw Napi::TypeError::New(env, "verdict: ctFlags, ctMarks and ctNat need a queue bound with options.conntrack");
+    const uint8_t* flags = nullptr;
+    const uint32_t* marks = nullptr;
+    if (!fv.IsUndefined()) {
+      if (!fv.IsTypedArray() || fv.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
+          fv.As<Napi::Uint8Array>().ElementLength() < n)
+        throw Napi::TypeError::New(env, "verdict: ctFlags must be a Uint8Array with one entry per packet");
+      flags = fv.As<Napi::Uint8Array>().Data();
+    }
+    if (!mv.IsUndefined()) {
+      if (!mv.IsTypedArray() || mv.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
+          mv.As<Napi::Uint32Array>().ElementLength() < n)
+        throw Napi::TypeError::New(env, "verdict: ctMarks must be a Uint32Array with one entry per packet");
+      marks = mv.As<Napi::Uint32Array>().Data();
+    }
+    Napi::Array nat;
+    if (!nv.IsUndefined()) {
+      if (!nv.IsArray()) throw Napi::TypeError::New(env, "verdict: ctNat must be an array");
+      nat = nv.As<Napi::Array>();
+    }
+    ctu_.assign(n, nfqwall::ct::Update{});
+    for (uint32_t i = 0; i < n; i++) {
+      nfqwall::ct::Update& u = ctu_[i];
+      uint8_t f = flags ? flags[i] : 0;
+      u.notrack = (f & kCtNotrack) != 0;
+      if (f & kCtSetMark) {
+        if (!marks) throw Napi::TypeError::New(env, "verdict: ctFlags asks to set a connmark without ctMarks");
+        u.setMark = true;
+        u.mark = marks[i];
+      }
+      if (f & kCtNatSrcRan) u.natRan |= 1u << nfqwall::nat::kManipSrc;
+      if (f & kCtNatDstRan) u.natRan |= 1u << nfqwall::nat::kManipDst;
+      if (nat.IsEmpty() || i >= nat.Length()) continue;
+      Napi::Value e = nat.Get(i);
+      if (e.IsUndefined() || e.IsNull()) continue;
+      std::string where = "verdict: ctNat[" + std::to_string(i) + "]: ";
+      Napi::Array reqs;
+      if (e.IsArray()) {
+        reqs = e.As<Napi::Array>();
+      } else if (e.IsObject()) {
+        reqs = Napi::Array::New(env, 1);
+        reqs.Set(uint32_t(0), e);
+      } else {
+        throw Napi::TypeError::New(env, where + "must be a CtNatRequest or an array of them");
+      }
+      if (reqs.Length() > 2) throw Napi::RangeError::New(env, where + "at most one request per manip type");
+      for (uint32_t k = 0; k < reqs.Length(); k++) {
+        Napi::Value r = reqs.Get(k);
+        if (!r.IsObject()) throw Napi::TypeError::New(env, where + "requests must be objects");
+        nfqwall::nat::Request& req = u.nat[u.natCount++];
+        nfqwall::parseNatRequest(r.As<Napi::Object>(), req, where);
+        u.natRan |= uint8_t(1u << req.manip);  // a binding request means its manip type's chains ran
+      }
+    }
+    return ctu_.data();
   }
 
   Napi::Value Stats(const Napi::CallbackInfo& info) {
@@ -324,6 +422,7 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
     set("pendingBatches", q.pendingCount());
     set("threadIdleMs", q.threadIdleMs());
     o.Set("closed", Napi::Boolean::New(env, q.closed()));
+    if (q.config().table) set("ctDropped", c.ctDropped);
     return o;
   }
 
@@ -332,8 +431,12 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
     return info.Env().Undefined();
   }
 
+  // VerdictOptions.ctFlags bits.
+  static constexpr uint8_t kCtNotrack = 1, kCtSetMark = 2, kCtNatSrcRan = 4, kCtNatDstRan = 8;
+
   std::shared_ptr<Bridge> bridge_;
   std::vector<nfqwall::PacketVerdict> pv_;
+  std::vector<nfqwall::ct::Update> ctu_;
 };
 
 Napi::Value Notify(const Napi::CallbackInfo& info) {
@@ -359,6 +462,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Queue", QueueWrap::Define(env));
   exports.Set("notify", Napi::Function::New(env, Notify, "notify"));
   exports.Set("sendRaw", Napi::Function::New(env, SendRaw, "sendRaw"));
+  nfqwall::registerConnTable(env, exports);
   napi_add_env_cleanup_hook(env, cleanupEnv, static_cast<napi_env>(env));
   return exports;
 }

@@ -21,6 +21,18 @@ export interface QueueOptions {
   overloadVerdict?: 'accept' | 'drop';
   /** Most packets handed to JavaScript in one batch. Default 256. */
   maxBatch?: number;
+  /**
+   * Track connections in this table (docs/conntrack-table.md): the receive thread classifies every packet before
+   * JavaScript sees it (PacketBatch.ct* columns), verdict() commits each packet's outcome and applies NAT. The queue
+   * keeps the table alive; share one table between all queues of a daemon. Without it nothing is tracked.
+   */
+  conntrack?: ConnTable;
+  /**
+   * Bit 1 << NF_INET_* for every hook the daemon queues (to any queue): decides where a packet is tracked (its first
+   * queued hook of PREROUTING/OUTPUT, else INPUT/FORWARD/POSTROUTING) and where it is confirmed (INPUT/POSTROUTING, or
+   * the last queued hook). Only with `conntrack`. Default 0x1b: PREROUTING, INPUT, OUTPUT, POSTROUTING.
+   */
+  queuedHooks?: number;
 }
 
 /**
@@ -53,6 +65,24 @@ export interface PacketBatch {
   readonly hwLens: Uint8Array;
   readonly offsets: Uint32Array;
   readonly data: Uint8Array;
+  // Present only when the queue was bound with `conntrack`: the packet's classification at this hook.
+  /** ctstate: 0 INVALID, 1 NEW, 2 ESTABLISHED, 3 RELATED, 4 UNTRACKED (CtStateName in that order). */
+  readonly ctState?: Uint8Array;
+  /** 0 ORIGINAL, 1 REPLY. */
+  readonly ctDir?: Uint8Array;
+  /** IPS_* bits as in CtClassification.status, as they were when the packet was classified. */
+  readonly ctStatus?: Uint32Array;
+  /** The connection mark (CONNMARK); 0 without an entry. */
+  readonly ctMark?: Uint32Array;
+  readonly ctZone?: Uint16Array;
+  /** Entry index + 1 (CtClassification.handle); 0 when the packet has no entry (INVALID, UNTRACKED). */
+  readonly ctHandle?: Uint32Array;
+  /**
+   * Bits: 1 this packet created its (unconfirmed) entry, 2 table full: the packet is dropped whatever JavaScript
+   * answers (verdict() sends NF_DROP, counted in QueueStats.ctDropped and ConnTableStats.drop), 4 a non-first fragment
+   * (not tracked), 8 TCP: the packet did not move the state machine.
+   */
+  readonly ctFlags?: Uint8Array;
 }
 
 export interface QueueStats {
@@ -81,6 +111,11 @@ export interface QueueStats {
   threadIdleMs: number;
   /** close() has run (stats stay readable; the kernel columns read 0 once the queue is unbound). */
   closed?: boolean;
+  /**
+   * With `conntrack` only: packets the table turned into NF_DROP on any path: table full, no unique NAT tuple
+   * (commit failed), or a truncated copy (copyRange) of a packet NAT had to rewrite.
+   */
+  ctDropped?: number;
 }
 
 export interface VerdictOptions {
@@ -91,6 +126,27 @@ export interface VerdictOptions {
   setMark?: Uint8Array;
   /** Per packet replacement bytes (checksums already fixed by the caller), or undefined to keep the packet. */
   payloads?: (Uint8Array | undefined)[];
+  /**
+   * Connection-table updates of this trip, per packet (queues bound with `conntrack` only; TypeError otherwise).
+   * Bits: 1 notrack (CT --notrack / NOTRACK in raw: UNTRACKED, creates nothing), 2 set the connection mark to
+   * ctMarks[i] (CONNMARK), 4 the nat chains of the SRC manip type ran for this packet, 8 those of DST ran (a NEW
+   * connection whose nat chains ran without binding gets the null binding). Absent: all zero.
+   *
+   * verdict() then, per packet: commits the trip (accept = verdict is not NF_DROP; confirmation at INPUT/POSTROUTING
+   * or the last queued hook), so a dropped first packet leaves no entry; sends NF_DROP when the table is full for it
+   * or no unique NAT tuple exists; and for accepted packets applies the connection's NAT for this hook (on top of
+   * payloads[i] when given, else on the queued bytes, the transport checksum completed when the kernel had left it
+   * partial) and sends the rewritten bytes as the payload when they changed. The overload and close defaults commit
+   * and translate the same way.
+   */
+  ctFlags?: Uint8Array;
+  ctMarks?: Uint32Array;
+  /**
+   * Sparse: for a NEW packet whose nat chain bound (DNAT, SNAT, MASQUERADE, REDIRECT, NETMAP), the request(s) of
+   * the rule that bound; a request implies its manip type ran (as ctFlags 4/8). Applied only to the connection's first
+   * packet (commit binds, NF_NAT_DONE keeps later requests out).
+   */
+  ctNat?: (CtNatRequest | CtNatRequest[] | undefined)[];
 }
 
 export class Queue {
@@ -115,3 +171,149 @@ export function notify(state: string): boolean;
  * network namespace: it passes the OUTPUT hook and routing, as the kernel's own REJECT replies do. Throws on error.
  */
 export function sendRaw(packet: Uint8Array): void;
+
+// ---- connection table (native/conntrack.*, docs/conntrack-table.md) ----
+
+export interface ConnTableOptions {
+  /** nf_conntrack_max: entries beyond it evict a non-assured connection or drop the new one. Default 262144. */
+  maxEntries?: number;
+  /** Hash buckets (rounded up to a power of two). Default: maxEntries. */
+  buckets?: number;
+  /** Seeds hashing and NAT port choice (fix it in tests). */
+  seed?: number;
+  /** Time only moves with setNow() (tests). Default false: CLOCK_MONOTONIC_COARSE. */
+  manualClock?: boolean;
+  /** nf_conntrack_tcp_loose: a mid-stream ACK opens a connection. Default true. */
+  tcpLoose?: boolean;
+}
+
+export type CtStateName = 'INVALID' | 'NEW' | 'ESTABLISHED' | 'RELATED' | 'UNTRACKED';
+
+/** ICMP/ICMPv6 echo: sport is the identifier and dport is (type << 8) | code. Other protocols without ports: 0. */
+export interface CtTuple {
+  family: 4 | 6;
+  src: string;
+  dst: string;
+  proto: number;
+  sport: number;
+  dport: number;
+  zone: number;
+}
+
+export interface CtClassification {
+  state: CtStateName;
+  direction: 'ORIGINAL' | 'REPLY';
+  /** IPS_* bits: EXPECTED 1, SEEN_REPLY 2, ASSURED 4, CONFIRMED 8, SRC_NAT 16, DST_NAT 32, SRC_NAT_DONE 128, DST_NAT_DONE 256. */
+  status: number;
+  mark: number;
+  zone: number;
+  /** TCP state name (SYN_SENT, ESTABLISHED, ...); '' without an entry. */
+  tcpState: string;
+  /** Entry index + 1; 0 when the packet has no entry (INVALID, UNTRACKED). */
+  handle: number;
+  /** This packet created the (still unconfirmed) entry. */
+  created: boolean;
+  /** The table is full and no entry could be evicted: the kernel drops the packet. */
+  dropped: boolean;
+  /** A non-first fragment: not tracked. */
+  fragment: boolean;
+  /** Opaque: pass the whole object back to commit() and translate(). */
+  cookie: Uint8Array;
+}
+
+/** One NAT binding request (struct nf_nat_range2), with the addresses the engine resolved. */
+export interface CtNatRequest {
+  manip: 'SRC' | 'DST';
+  /** NF_NAT_RANGE_MAP_IPS when given. With netmap, minAddr/maxAddr are the prefix's first and last address. */
+  minAddr?: string;
+  maxAddr?: string;
+  /** NF_NAT_RANGE_PROTO_SPECIFIED when given (ports, or the ICMP id). */
+  minPort?: number;
+  maxPort?: number;
+  /** NF_NAT_RANGE_PROTO_OFFSET (/baseport). */
+  basePort?: number;
+  random?: boolean;
+  randomFully?: boolean;
+  persistent?: boolean;
+  netmap?: boolean;
+  /** MASQUERADE: the outgoing interface, so flushInterface() forgets the binding. */
+  masqIfindex?: number;
+}
+
+export interface CtUpdate {
+  /** The trip's verdict lets the packet continue. A dropped first packet leaves no entry. */
+  accept: boolean;
+  /** The trip is the packet's confirmation point (the last queued hook of its path). */
+  final?: boolean;
+  /** CT --notrack matched in raw: the packet is UNTRACKED and creates nothing. */
+  notrack?: boolean;
+  /** CONNMARK: the new connection mark. */
+  connmark?: number;
+  /** The nat chains of these manip types ran for this new connection: each gets its request, else a null binding. */
+  natRan?: ('SRC' | 'DST')[];
+  nat?: CtNatRequest[];
+}
+
+export interface CtEntry {
+  orig: CtTuple;
+  reply: CtTuple;
+  status: number;
+  mark: number;
+  zone: number;
+  tcpState: string;
+  expiresSeconds: number;
+  packets: [number, number];
+  bytes: [number, number];
+  masqIfindex: number;
+  /** As `conntrack -L` prints it. */
+  line: string;
+}
+
+export interface ConnTableStats {
+  entries: number;
+  unconfirmed: number;
+  found: number;
+  created: number;
+  invalid: number;
+  ignore: number;
+  untracked: number;
+  related: number;
+  drop: number;
+  earlyDrop: number;
+  expired: number;
+  insertFailed: number;
+  natFailed: number;
+  deleted: number;
+  searched: number;
+}
+
+/**
+ * The connection table, one call per packet (tests, `nfqwall conntrack -L`). The Queue's receive thread uses the same
+ * table through its C++ API (ConnTable::classify/commit/translate) without crossing into JavaScript.
+ */
+export class ConnTable {
+  constructor(options?: ConnTableOptions);
+  /** hook: NF_INET_* number. ctPoint (default true): track the packet here, as nf_conntrack_in does. */
+  classify(packet: Uint8Array, family: 4 | 6, hook: number, options?: { ctPoint?: boolean; zone?: number }): CtClassification;
+  /** Records the trip's outcome. False when no unique NAT tuple was found (the packet must be dropped). */
+  commit(c: CtClassification, update: CtUpdate): boolean;
+  /**
+   * Installs only the NAT bindings of `update` now (the engine, when a later table of the same trip must see the
+   * rewritten packet: nat OUTPUT before filter OUTPUT). commit() then skips those manip types. False as commit().
+   */
+  bind(c: CtClassification, update: Pick<CtUpdate, 'natRan' | 'nat'>): boolean;
+  /** The packet with the connection's NAT applied for this hook (checksums fixed), or undefined when unchanged. */
+  translate(c: CtClassification, packet: Uint8Array, family: 4 | 6, hook: number): Uint8Array | undefined;
+  list(): CtEntry[];
+  /** The entry a classification names (its tuples for --ctorig/--ctrepl, expiry), or undefined when it is gone. */
+  entry(c: CtClassification): CtEntry | undefined;
+  /** Forgets MASQUERADE bindings made on the interface / with the address. Returns how many entries went. */
+  flushInterface(ifindex: number): number;
+  flushAddress(address: string): number;
+  flush(): number;
+  /** Deletes expired entries among at most `budget` slots (default 1024). */
+  sweep(budget?: number): number;
+  /** Milliseconds on the table's clock (manualClock only). */
+  setNow(ms: number): void;
+  stats(): ConnTableStats;
+}

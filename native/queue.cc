@@ -57,6 +57,7 @@ void Batch::reserve(uint32_t n) {
   hwLens.reserve(n);
   hwAddrs.reserve(size_t(n) * 6);
   data.reserve(size_t(n) * 2048);
+  ct.cls.reserve(n);
   clear();
 }
 
@@ -72,6 +73,7 @@ void Batch::clear() {
   hwLens.clear();
   hwAddrs.clear();
   data.clear();
+  classified = false;
 }
 
 Queue::Queue(const QueueConfig& cfg) : cfg_(cfg) {
@@ -92,7 +94,9 @@ Queue::Queue(const QueueConfig& cfg) : cfg_(cfg) {
   };
   const std::string qn = "NFQUEUE " + std::to_string(cfg_.queue);
 
-  nl_ = mnl_socket_open(NETLINK_NETFILTER);
+  // Close-on-exec: a child the daemon spawns (ip monitor, iptables) must not inherit the socket and keep the queue bound
+  // after the daemon dies, which would stop traffic instead of letting --queue-bypass pass it.
+  nl_ = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
   if (!nl_) {
     int err = errno;
     throw fail("cannot open the netfilter netlink socket for " + qn + " (needs CAP_NET_ADMIN)", err);
@@ -191,6 +195,7 @@ void Queue::run() {
       continue;
     }
     if (fds[1].revents) break;
+    if (r == 0 && cfg_.table) cfg_.table->sweep(256);  // idle: expire a bounded slice of the table
     if (fds[0].revents & (POLLIN | POLLERR)) {
       // Nothing may escape this thread; an allocation failure costs the batch the overload verdict, not the process.
       try {
@@ -216,7 +221,12 @@ void Queue::recoverBatch() {
   b.count = uint32_t(b.ids.size());
   if (b.count) {
     counters_.overload += b.count;
-    sendVerdicts(b, nullptr, cfg_.overloadVerdict, threadSendBuf_);
+    if (cfg_.table && b.classified && b.ct.cls.size() >= b.count) {
+      commitSame(b, cfg_.overloadVerdict, threadPv_);
+      sendVerdicts(b, threadPv_.data(), 0, threadSendBuf_);
+    } else {
+      sendVerdicts(b, nullptr, cfg_.overloadVerdict, threadSendBuf_);
+    }
   }
   b.clear();
 }
@@ -350,6 +360,7 @@ void Queue::recycle(std::unique_ptr<Batch> b) {
 void Queue::dispatch() {
   if (!current_ || current_->count == 0) return;
   std::unique_ptr<Batch> next = acquire();  // first, so a failure leaves current_ whole for recoverBatch()
+  if (cfg_.table) classify(*current_);  // before the handoff: JavaScript reads the columns
   std::unique_ptr<Batch> b = std::move(current_);
   current_ = std::move(next);
   counters_.batches++;
@@ -371,7 +382,12 @@ void Queue::dispatch() {
     pending_.erase(it);
   }
   counters_.overload += b->count;
-  sendVerdicts(*b, nullptr, cfg_.overloadVerdict, threadSendBuf_);
+  if (cfg_.table) {
+    commitSame(*b, cfg_.overloadVerdict, threadPv_);
+    sendVerdicts(*b, threadPv_.data(), 0, threadSendBuf_);
+  } else {
+    sendVerdicts(*b, nullptr, cfg_.overloadVerdict, threadSendBuf_);
+  }
   recycle(std::move(b));
 }
 
@@ -390,7 +406,8 @@ std::unique_ptr<Batch> Queue::takePending(uint64_t seq) {
   return b;
 }
 
-bool Queue::verdictBatch(std::unique_ptr<Batch> b, const PacketVerdict* v) {
+bool Queue::verdictBatch(std::unique_ptr<Batch> b, PacketVerdict* v, const ct::Update* cu) {
+  if (cfg_.table) applyTable(*b, v, cu);
   bool ok = sendVerdicts(*b, v, 0, jsSendBuf_);
   recycle(std::move(b));
   return ok;
@@ -398,8 +415,111 @@ bool Queue::verdictBatch(std::unique_ptr<Batch> b, const PacketVerdict* v) {
 
 void Queue::defaultBatch(std::unique_ptr<Batch> b) {
   counters_.defaulted += b->count;
-  sendVerdicts(*b, nullptr, cfg_.overloadVerdict, jsSendBuf_);
+  if (cfg_.table) {
+    commitSame(*b, cfg_.overloadVerdict, jsPv_);
+    sendVerdicts(*b, jsPv_.data(), 0, jsSendBuf_);
+  } else {
+    sendVerdicts(*b, nullptr, cfg_.overloadVerdict, jsSendBuf_);
+  }
   recycle(std::move(b));
+}
+
+void Queue::classify(Batch& b) {
+  if (b.classified) return;
+  ct::classifyBatch(*cfg_.table, b.count, b.data.data(), b.offsets.data(), b.protos.data(), b.hooks.data(),
+                    b.inIf.data(), cfg_.queuedHooks, b.ct);
+  b.classified = true;
+}
+
+void Queue::commitSame(Batch& b, uint32_t verdict, std::vector<PacketVerdict>& pv) {
+  classify(b);  // a batch closed before its dispatch was never classified
+  pv.assign(b.count, PacketVerdict{});
+  ct::ConnTable& t = *cfg_.table;
+  for (uint32_t i = 0; i < b.count; i++) {
+    const ct::Classification& c = b.ct.cls[i];
+    ct::Update u;
+    u.accept = accepts(verdict) && !(c.flags & ct::kClsDrop);
+    u.final = ct::isFinalTrip(b.hooks[i], cfg_.queuedHooks);
+    bool ok = t.commit(c, u);
+    pv[i].verdict = verdict;
+    if (c.flags & ct::kClsDrop || !ok) {
+      pv[i].verdict = NF_DROP;
+      counters_.ctDropped++;
+      continue;
+    }
+    // A NATed connection's packets must not pass untranslated, even by default.
+    if (u.accept && c.handle) {
+      uint8_t* p = b.data.data() + b.offsets[i];
+      size_t len = b.offsets[i + 1] - b.offsets[i];
+      if (t.translate(c, p, len, b.protos[i] == 0x86dd ? 6 : 4, b.hooks[i])) finishTranslated(b, i, pv[i], p, len);
+    }
+  }
+}
+
+// Sends the translated bytes of packet i as its verdict payload, or drops it when they cannot be sent whole.
+void Queue::finishTranslated(const Batch& b, uint32_t i, PacketVerdict& v, uint8_t* p, size_t len) {
+  if ((b.flags[i] & kFlagTruncated) || len > 0xffff - 4) {
+    // Only part of the packet was copied: a payload would cut it short, and untranslated it would leak.
+    v.verdict = NF_DROP;
+    v.payload = nullptr;
+    counters_.ctDropped++;
+    return;
+  }
+  if (b.flags[i] & kFlagCsumNotReady) {
+    // The kernel's checksum was only the pseudo-header sum (CHECKSUM_PARTIAL); the mangled packet is CHECKSUM_NONE,
+    // so it needs the whole checksum.
+    pkt::Parsed h = pkt::parse(p, len, b.protos[i] == 0x86dd ? 6 : 4);
+    if (h.ok && !h.truncated && !h.fragment && h.l4len && h.ipLen == len &&
+        (h.proto == pkt::kProtoTcp || h.proto == pkt::kProtoUdp || h.proto == pkt::kProtoUdplite ||
+         h.proto == pkt::kProtoDccp))
+      pkt::fixTransportChecksum(p, len, h);
+  }
+  v.payload = p;
+  v.payloadLen = uint32_t(len);
+}
+
+void Queue::applyTable(Batch& b, PacketVerdict* v, const ct::Update* cu) {
+  ct::ConnTable& t = *cfg_.table;
+  classify(b);
+  // JS payloads are copied before NAT rewrites them; sized first, so no pointer into the scratch moves later.
+  size_t need = 0;
+  for (uint32_t i = 0; i < b.count; i++)
+    if (v[i].payload && b.ct.cls[i].handle && accepts(v[i].verdict)) need += v[i].payloadLen;
+  if (natScratch_.size() < need) natScratch_.resize(need);
+  size_t off = 0;
+  for (uint32_t i = 0; i < b.count; i++) {
+    const ct::Classification& c = b.ct.cls[i];
+    ct::Update u = cu ? cu[i] : ct::Update{};
+    if (c.flags & ct::kClsDrop) u.accept = false;
+    else u.accept = accepts(v[i].verdict);
+    u.final = ct::isFinalTrip(b.hooks[i], cfg_.queuedHooks);
+    bool ok = t.commit(c, u);
+    if ((c.flags & ct::kClsDrop) || !ok) {
+      v[i].verdict = NF_DROP;
+      v[i].payload = nullptr;
+      counters_.ctDropped++;
+      continue;
+    }
+    if (!u.accept || !c.handle) continue;
+    uint8_t* p;
+    size_t len;
+    bool fromJs = v[i].payload != nullptr;
+    if (fromJs) {
+      p = natScratch_.data() + off;
+      len = v[i].payloadLen;
+      std::memcpy(p, v[i].payload, len);
+      off += len;
+    } else {
+      p = b.data.data() + b.offsets[i];
+      len = b.offsets[i + 1] - b.offsets[i];
+    }
+    if (!t.translate(c, p, len, b.protos[i] == 0x86dd ? 6 : 4, b.hooks[i])) continue;
+    if (fromJs) {
+      v[i].payload = p;  // the caller's checksums were complete, so the incremental update kept them right
+    } else {
+      finishTranslated(b, i, v[i], p, len);
+    }
+  }
 }
 
 void Queue::countVerdict(uint32_t verdict) {

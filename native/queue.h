@@ -13,6 +13,8 @@
 #include <thread>
 #include <vector>
 
+#include "conntrack.h"
+
 struct mnl_socket;
 struct nlmsghdr;
 
@@ -29,6 +31,10 @@ struct QueueConfig {
   uint32_t maxPendingBatches = 64;
   uint32_t overloadVerdict = 0;  // NF_DROP or NF_ACCEPT
   uint32_t maxBatch = 256;
+  // The connection table (docs/conntrack-table.md), shared by every queue of the daemon; null: no tracking at all.
+  std::shared_ptr<ct::ConnTable> table;
+  // Bit 1 << NF_INET_* for every hook the daemon queues: decides conntrack and confirmation points.
+  uint32_t queuedHooks = 0;
 };
 
 // Bits of Batch::flags, as PACKET_FLAG_* in src/native.ts.
@@ -43,6 +49,9 @@ struct Batch {
   std::vector<uint32_t> ids, marks, inIf, outIf, physInIf, physOutIf, uids, gids, origLens, offsets;
   std::vector<uint16_t> protos;
   std::vector<uint8_t> hooks, flags, hwLens, hwAddrs, data;
+  // With a connection table: one classification per packet, made on the receive thread before the handoff.
+  ct::BatchColumns ct;
+  bool classified = false;
 
   void reserve(uint32_t packets);
   void clear();
@@ -57,6 +66,9 @@ struct KernelQueueInfo {
 struct Counters {
   std::atomic<uint64_t> received{0}, accepted{0}, dropped{0}, bytes{0}, batches{0}, errors{0}, enobufs{0},
       overload{0}, defaulted{0};
+  // Packets the connection table made NF_DROP: table full (kClsDrop), no unique NAT tuple, or a truncated copy that
+  // NAT would have had to rewrite.
+  std::atomic<uint64_t> ctDropped{0};
 };
 
 // One packet's answer, as addon.cc reads it from JavaScript.
@@ -88,7 +100,9 @@ class Queue {
   // Takes the pending batch out of the table (the caller then verdicts it). Null when not pending.
   std::unique_ptr<Batch> takePending(uint64_t seq);
   // Sends one verdict per packet of `b` (v has b.count entries) and recycles the batch. Returns false on a send error.
-  bool verdictBatch(std::unique_ptr<Batch> b, const PacketVerdict* v);
+  // With a table, `ct` (b.count entries, or null for no updates) carries each packet's connection-table update; the
+  // table's outcome may turn a verdict into NF_DROP and v[i].payload into the NAT-translated bytes.
+  bool verdictBatch(std::unique_ptr<Batch> b, PacketVerdict* v, const ct::Update* ct = nullptr);
   // Gives every packet of `b` the overload verdict, counted as `defaulted`, and recycles the batch.
   void defaultBatch(std::unique_ptr<Batch> b);
 
@@ -114,6 +128,13 @@ class Queue {
   std::unique_ptr<Batch> acquire();
   void recycle(std::unique_ptr<Batch> b);
   void countVerdict(uint32_t verdict);
+  void classify(Batch& b);
+  // Commits every packet of `b` with one verdict (overload, close): dropped first packets leave no entry.
+  void commitSame(Batch& b, uint32_t verdict, std::vector<PacketVerdict>& pv);
+  void applyTable(Batch& b, PacketVerdict* v, const ct::Update* cu);
+  void finishTranslated(const Batch& b, uint32_t i, PacketVerdict& v, uint8_t* p, size_t len);
+
+  static constexpr bool accepts(uint32_t verdict) { return (verdict & 0xff) != 0; }
 
   QueueConfig cfg_;
   struct mnl_socket* nl_ = nullptr;
@@ -132,6 +153,9 @@ class Queue {
   std::vector<char> recvBuf_;       // receive thread only
   std::vector<char> threadSendBuf_; // receive thread only (overload verdicts)
   std::vector<char> jsSendBuf_;     // caller of verdictBatch/defaultBatch (the JS thread)
+  std::vector<uint8_t> natScratch_; // verdictBatch: JS payloads translated by NAT (the JS thread)
+  std::vector<PacketVerdict> threadPv_;  // commitSame's verdicts on the receive thread (overload)
+  std::vector<PacketVerdict> jsPv_;      // commitSame's verdicts on the verdicting thread (close, a throwing onBatch)
   std::unique_ptr<Batch> current_;  // receive thread only (and the constructor, before it starts)
 
   std::mutex tableMutex_;

@@ -1,0 +1,314 @@
+// nfqwall's connection table: tuples in both directions, states, status bits, the TCP state machine, timeouts, NAT
+// bindings, connmark, zones and a size limit, after the kernel's nf_conntrack_core.c, nf_conntrack_proto_*.c and
+// nf_nat_core.c. No N-API here: queue.cc (receive thread) and addon.cc (JS thread) both call it; every public method
+// takes the table's mutex. docs/conntrack-table.md describes the semantics and the integration.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "nat.h"
+#include "packet.h"
+
+namespace nfqwall {
+namespace ct {
+
+// What xt_conntrack's --ctstate sees.
+enum State : uint8_t { kInvalid = 0, kNew = 1, kEstablished = 2, kRelated = 3, kUntracked = 4 };
+
+// IPS_* status bits (include/uapi/linux/netfilter/nf_conntrack_common.h).
+constexpr uint32_t kExpected = 1u << 0;
+constexpr uint32_t kSeenReply = 1u << 1;
+constexpr uint32_t kAssured = 1u << 2;
+constexpr uint32_t kConfirmed = 1u << 3;
+constexpr uint32_t kSrcNat = 1u << 4;
+constexpr uint32_t kDstNat = 1u << 5;
+constexpr uint32_t kNatMask = kSrcNat | kDstNat;
+constexpr uint32_t kSrcNatDone = 1u << 7;
+constexpr uint32_t kDstNatDone = 1u << 8;
+constexpr uint32_t kDying = 1u << 9;
+
+// enum tcp_conntrack.
+enum TcpState : uint8_t {
+  kTcpNone = 0,
+  kTcpSynSent,
+  kTcpSynRecv,
+  kTcpEstablished,
+  kTcpFinWait,
+  kTcpCloseWait,
+  kTcpLastAck,
+  kTcpTimeWait,
+  kTcpClose,
+  kTcpSynSent2,
+  kTcpMax,     // sIV
+  kTcpIgnore,  // sIG
+};
+const char* tcpStateName(uint8_t s);
+
+// NF_INET_* hooks.
+enum Hook : uint8_t { kPreRouting = 0, kLocalIn = 1, kForward = 2, kLocalOut = 3, kPostRouting = 4 };
+
+// Timeouts in seconds: the kernel's defaults (nf_conntrack_tcp_timeout_*, _udp_timeout, _udp_timeout_stream,
+// _icmp_timeout, _icmpv6_timeout, _generic_timeout, _sctp_timeout_*).
+struct Timeouts {
+  uint32_t tcp[kTcpMax] = {0, 120, 60, 432000, 120, 60, 30, 120, 10, 120};
+  uint32_t udp = 30, udpStream = 120;
+  uint32_t icmp = 30;
+  uint32_t generic = 600;
+  uint32_t sctpNew = 3, sctpEstablished = 210;
+  // An entry whose first packet was accepted at its conntrack point but never reached its confirmation point (the
+  // kernel routed it nowhere, or the daemon does not queue that hook) is forgotten after this long.
+  uint32_t unconfirmed = 10;
+};
+
+struct Config {
+  uint32_t maxEntries = 262144;  // nf_conntrack_max
+  uint32_t buckets = 0;          // 0: the next power of two >= maxEntries
+  uint64_t seed = 0x6e66717761;  // hashing and NAT port choice; tests fix it
+  bool manualClock = false;      // tests set the time with setNow()
+  bool tcpLoose = true;          // nf_conntrack_tcp_loose: pick up connections from a mid-stream ACK
+  Timeouts timeouts;
+};
+
+// classify() flags.
+constexpr uint32_t kCtPoint = 1;  // this trip is the packet's conntrack hook (nf_conntrack_in): track it here
+
+// Classification flags (Classification::flags).
+constexpr uint8_t kClsCreated = 1;   // this packet created the (unconfirmed) entry
+constexpr uint8_t kClsDrop = 2;      // the table is full: the kernel drops the packet (NF_DROP), counted in `drop`
+constexpr uint8_t kClsFragment = 4;  // a non-first fragment: not tracked (no reassembly here)
+constexpr uint8_t kClsIgnored = 8;   // TCP: the packet did not move the state machine (sIG)
+
+// What the table says about one packet. Copy it around freely; `handle`/`gen` name the entry (0 = none).
+struct Classification {
+  uint8_t state = kInvalid;
+  uint8_t dir = 0;  // 0 ORIGINAL, 1 REPLY
+  uint8_t flags = 0;
+  uint8_t tcpState = 0;
+  uint8_t hook = 0;
+  uint16_t zone = 0;
+  uint32_t status = 0;
+  uint32_t mark = 0;
+  uint32_t handle = 0;  // entry index + 1
+  uint32_t gen = 0;
+  uint32_t fingerprint = 0;
+  uint64_t tupleHash = 0;  // of the packet as classified (for the no-entry memo)
+};
+
+// What the verdict of one trip records in the table (the engine's connection-table updates).
+struct Update {
+  bool accept = false;   // the trip's verdict lets the packet continue (NF_ACCEPT, NF_REPEAT, NF_QUEUE)
+  bool final = false;    // the trip is the packet's confirmation point (last queued hook on its path)
+  bool notrack = false;  // CT --notrack / NOTRACK matched in raw: the packet is UNTRACKED, nothing is created
+  bool setMark = false;  // CONNMARK wrote the connection mark
+  uint32_t mark = 0;
+  // Manip types (bit 1 << kManipSrc, 1 << kManipDst) whose nat chains ran for this new connection in this trip: each
+  // gets the request below if there is one, else the null binding (nf_nat_alloc_null_binding).
+  uint8_t natRan = 0;
+  uint8_t natCount = 0;
+  nat::Request nat[2];
+};
+
+struct Stats {
+  uint64_t entries = 0, unconfirmed = 0;
+  uint64_t found = 0, created = 0, invalid = 0, ignore = 0, untracked = 0, related = 0;
+  uint64_t drop = 0, earlyDrop = 0, expired = 0, insertFailed = 0, natFailed = 0, deleted = 0;
+  uint64_t searched = 0;
+};
+
+// One entry as `conntrack -L` shows it.
+struct EntryView {
+  uint32_t handle = 0, gen = 0;
+  pkt::Tuple orig{}, reply{};
+  uint32_t status = 0, mark = 0;
+  uint16_t zone = 0;
+  uint8_t tcpState = 0;
+  int64_t expiresMs = 0;  // remaining
+  uint64_t packets[2] = {0, 0}, bytes[2] = {0, 0};
+  uint32_t masqIfindex = 0;
+};
+
+class ConnTable {
+ public:
+  explicit ConnTable(const Config& cfg);
+  ConnTable(const ConnTable&) = delete;
+  ConnTable& operator=(const ConnTable&) = delete;
+
+  // Looks the packet up. With kCtPoint it is tracked as nf_conntrack_in does: the state machine runs, a new
+  // connection gets an unconfirmed entry, an ICMP error is related to the connection it quotes. Without it the packet
+  // was tracked at an earlier hook of its path (possibly rewritten there): the entry is found from any of its
+  // translated forms and the state reported is the one the packet got at its conntrack point.
+  Classification classify(const uint8_t* p, size_t len, uint8_t family, uint8_t hook, uint32_t flags,
+                          uint16_t zone = 0);
+  // Records the verdict of the trip: confirmation at the final trip, removal of an unconfirmed entry whose first
+  // packet was dropped, NAT bindings, connmark, notrack. Returns false when a NAT binding could not be made unique
+  // (the kernel drops such a packet: give it NF_DROP).
+  bool commit(const Classification& c, const Update& u);
+  // Installs only the NAT bindings of `u` (natRan/nat) for a new connection, at once: for the engine, when a later
+  // table of the same trip must see the rewritten packet (nat OUTPUT before filter OUTPUT). commit() then skips the
+  // manip types already bound. Returns false as commit() does.
+  bool bind(const Classification& c, const Update& u);
+  // Applies the connection's NAT binding for this hook's manip type (PREROUTING/OUTPUT: destination, INPUT/
+  // POSTROUTING: source) to the packet in place, including an ICMP error's quoted header. Returns true when bytes
+  // changed. Call after commit() of the same trip.
+  bool translate(const Classification& c, uint8_t* p, size_t len, uint8_t family, uint8_t hook);
+
+  // Forget MASQUERADE bindings made on an interface (NETDEV_DOWN) or with an address (inetaddr going away).
+  size_t flushInterface(uint32_t ifindex);
+  size_t flushAddress(uint8_t family, const uint8_t* addr);
+  size_t flush();
+  // Deletes expired entries, visiting at most `budget` slots from where the last sweep stopped.
+  size_t sweep(size_t budget);
+
+  void setNow(int64_t ms);
+  int64_t now() const;
+  Stats stats();
+  std::vector<EntryView> list();
+  // The entry a classification names (tuples for --ctorig*/--ctrepl*, expiry), false when it is gone.
+  bool view(const Classification& c, EntryView& out);
+  static std::string format(const EntryView& e);  // one `conntrack -L` line
+
+ private:
+  struct Entry {
+    pkt::Tuple t[2];
+    pkt::Tuple mid[2];   // the form of direction d after its destination manip, before its source manip
+    uint8_t keys = 0;    // bit k: key k (t[0], t[1], mid[0], mid[1]) is in the hash
+    int32_t next[4] = {-1, -1, -1, -1};
+    uint64_t bucket[4] = {0, 0, 0, 0};  // where key k is linked (its tuple may change before it is unlinked)
+    uint32_t status = 0, mark = 0;
+    uint32_t gen = 0;
+    uint32_t pending = 0;   // packets classified and not committed yet
+    uint32_t masqIfindex = 0;
+    int64_t expires = 0;    // ms
+    int64_t created = 0;
+    uint32_t timeoutMs = 0; // to apply at confirmation
+    uint8_t tcpState = 0;
+    uint8_t lastIndex[2] = {0xff, 0xff};
+    uint32_t lastFp[2] = {0, 0};
+    uint8_t lastState[2] = {0, 0};
+    bool used = false;
+    bool bysource = false;
+    uint64_t packets[2] = {0, 0}, bytes[2] = {0, 0};
+  };
+
+  struct MemoSlot {
+    uint64_t key = 0;
+    uint8_t state = 0;
+    int64_t at = 0;
+  };
+
+  uint64_t hashTuple(const pkt::Tuple& t) const;
+  int32_t find(const pkt::Tuple& t, uint8_t maxKey, uint8_t* keyOut);
+  void link(uint32_t idx, uint8_t k);
+  void unlinkAll(uint32_t idx);
+  void rehashKeys(uint32_t idx);
+  void destroy(uint32_t idx);
+  bool expired(const Entry& e, int64_t now) const { return e.expires <= now; }
+  int32_t allocate(const pkt::Tuple& orig, int64_t now);
+  bool earlyDrop(const pkt::Tuple& t);
+  size_t sweepLocked(size_t budget, int64_t now);
+  void fill(Classification& c, uint32_t idx, uint8_t dir, uint8_t state);
+  uint8_t tcpTrack(Entry& e, uint8_t dir, const pkt::Parsed& h, uint32_t& timeoutMs, bool& kill, bool& ignored);
+  uint32_t refresh(Entry& e, uint8_t dir, const pkt::Parsed& h, bool& invalid, bool& kill, bool& ignored);
+  bool newAllowed(const pkt::Parsed& h) const;
+  bool relate(const uint8_t* p, size_t len, const pkt::Parsed& h, bool ctPoint, Classification& c);
+  bool setupNat(uint32_t idx, const nat::Request* r, uint8_t manip);
+  EntryView viewOf(uint32_t idx) const;
+  bool bindLocked(uint32_t idx, const Classification& c, const Update& u);
+  bool appropriateSrc(const pkt::Tuple& orig, pkt::Tuple& out, const nat::Request& r, uint32_t self);
+  uint64_t srcKey(const pkt::Tuple& t) const;
+  bool usedTuple(const pkt::Tuple& t, uint32_t self);
+  void pickAddress(pkt::Tuple& t, const nat::Request& r, uint8_t manip, const pkt::Tuple& orig);
+  bool uniquePort(pkt::Tuple& t, const nat::Request& r, uint8_t manip, uint32_t self);
+  uint32_t random32();
+  void memoPut(uint64_t key, uint8_t state, int64_t now);
+  bool memoGet(uint64_t key, uint8_t& state, int64_t now);
+  Entry* live(const Classification& c);
+  int64_t nowLocked() const;
+  void tick();
+
+  Config cfg_;
+  std::mutex mu_;
+  std::vector<Entry> entries_;
+  std::vector<uint32_t> free_;
+  std::vector<int32_t> buckets_;  // node = idx * 4 + key
+  uint64_t mask_ = 0;
+  uint64_t count_ = 0, unconfirmed_ = 0;
+  size_t sweepCursor_ = 0;
+  uint32_t classifyTick_ = 0;
+  int64_t manualNow_ = 0;
+  int64_t cur_ = 0;
+  uint64_t rng_;
+  std::vector<MemoSlot> memo_;
+  // nf_nat_bysource: source-NATed connections by original source (address, port, protocol, zone), so a client keeps
+  // its mapping across connections (find_appropriate_src).
+  std::unordered_multimap<uint64_t, uint32_t> bysource_;
+  Stats st_;
+};
+
+// ---- helpers for the receive thread (queue.cc) ----
+
+// Whether a trip at `hook` is the packet's conntrack point, for a daemon that queues the hooks in `queued`
+// (bit 1 << hook) and, with the table in use, always queues PREROUTING, OUTPUT, INPUT and POSTROUTING: then the
+// conntrack points are PREROUTING and OUTPUT, as in the kernel. Without PREROUTING queued, INPUT/FORWARD take over for
+// received packets; without OUTPUT, POSTROUTING for local ones (inIf == 0 there).
+inline uint32_t ctPointFlags(uint8_t hook, uint32_t inIf, uint32_t queued) {
+  auto q = [queued](uint8_t h) { return (queued & (1u << h)) != 0; };
+  switch (hook) {
+    case kPreRouting:
+    case kLocalOut:
+      return kCtPoint;
+    case kLocalIn:
+      return q(kPreRouting) ? 0 : kCtPoint;
+    case kForward:
+      return q(kPreRouting) ? 0 : kCtPoint;
+    default:  // POSTROUTING
+      if (inIf == 0) return q(kLocalOut) ? 0 : kCtPoint;
+      return (q(kPreRouting) || q(kForward)) ? 0 : kCtPoint;
+  }
+}
+
+// Whether a trip at `hook` is the packet's confirmation point (ipv4_confirm: the last hook, INPUT or POSTROUTING).
+inline bool isFinalTrip(uint8_t hook, uint32_t queued) {
+  auto q = [queued](uint8_t h) { return (queued & (1u << h)) != 0; };
+  switch (hook) {
+    case kLocalIn:
+    case kPostRouting:
+      return true;
+    case kForward:
+      return !q(kPostRouting);
+    default:  // PREROUTING, OUTPUT: final only when nothing later is queued
+      return !q(kLocalIn) && !q(kForward) && !q(kPostRouting);
+  }
+}
+
+// Per-packet columns the receive thread attaches to a batch before JavaScript sees it.
+struct BatchColumns {
+  std::vector<Classification> cls;
+  std::vector<uint8_t> state, dir;
+  std::vector<uint32_t> status, mark, handle;
+  void resize(size_t n) {
+    cls.resize(n);
+    state.resize(n);
+    dir.resize(n);
+    status.resize(n);
+    mark.resize(n);
+    handle.resize(n);
+  }
+};
+
+// Classifies the n packets data[offsets[i], offsets[i+1]) (ethertype protos[i], hook hooks[i], input interface
+// inIf[i]) into `out`.
+void classifyBatch(ConnTable& t, uint32_t n, const uint8_t* data, const uint32_t* offsets, const uint16_t* protos,
+                   const uint8_t* hooks, const uint32_t* inIf, uint32_t queued, BatchColumns& out);
+
+pkt::Tuple invert(const pkt::Tuple& t);
+// t with the `manip` part taken from target (as nf_nat_manip_pkt writes it).
+pkt::Tuple manipTuple(const pkt::Tuple& t, const pkt::Tuple& target, uint8_t manip);
+
+}  // namespace ct
+}  // namespace nfqwall
