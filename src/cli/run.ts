@@ -1,53 +1,90 @@
-// `nfqwall run`: load rule files, bind the queue, install the kernel hooks, serve until a signal.
+// `nfqwall run`: load the configuration and rule files, bind the queue, install the kernel hooks, serve until a
+// signal. Flags override the configuration file (/etc/nfqwall/nfqwall.conf when it exists, or --config FILE).
 import type { Command } from 'commander';
+import { ConfigErrors, DEFAULT_CONFIG_PATH, resolveConfig, type Config, type ConfigOverrides } from '../config/config';
 import { RuleError, RuleErrors } from '../rules/errors';
-import { DEFAULT_CONTROL_PATH } from '../daemon/control';
-import { runDaemon } from '../daemon/daemon';
+import { runDaemon, type DaemonOptions } from '../daemon/daemon';
+import { Logger } from '../daemon/logger';
 
 interface RunOptions {
+  config?: string;
   rules?: string;
   rules6?: string;
-  queue: number;
+  ipset?: string[];
+  queue?: string;
+  queues?: string;
   failOpen?: boolean;
-  control: string;
+  control?: string;
+  metrics?: string;
+  logLevel?: string;
 }
 
-function parseQueue(text: string): number {
-  const n = Number(text);
-  if (!/^\d+$/.test(text) || n > 65535) throw new Error(`--queue: "${text}" is not a queue number (0..65535)`);
-  return n;
-}
-
-/** The lines a user sees for a failure to start: one `file:line:column: message` per rule error. */
+/** The lines a user sees for a failure to start: one `file:line:column: message` per rule or configuration error. */
 export function startErrorLines(err: unknown): string[] {
-  if (err instanceof RuleErrors) return err.errors.map((e) => e.message);
+  if (err instanceof RuleErrors || err instanceof ConfigErrors) return err.errors.map((e) => e.message);
   if (err instanceof RuleError) return [err.message];
   return [`nfqwall: ${err instanceof Error ? err.message : String(err)}`];
 }
 
+/** The daemon's options for a resolved configuration. */
+export function daemonOptions(cfg: Config): DaemonOptions {
+  const opts: DaemonOptions = {
+    rules4: cfg.rules,
+    rules6: cfg.rules6,
+    ipsets: cfg.ipsets,
+    queue: cfg.queue,
+    failOpen: cfg.failOpen,
+    hooks: cfg.hooks,
+    controlPath: cfg.control,
+    controlMode: cfg.controlMode,
+    controlGroup: cfg.controlGroup,
+    logRate: cfg.logRate,
+    logBurst: cfg.logBurst,
+    metrics: cfg.metrics,
+  };
+  const out = cfg.logDestination === 'stderr' ? process.stderr : process.stdout;
+  opts.logger = new Logger({ level: cfg.logLevel, write: (line) => out.write(line + '\n') });
+  return opts;
+}
+
+const collect = (value: string, prev: string[] | undefined): string[] => [...(prev ?? []), value];
+
 export function registerRun(program: Command): void {
   program
     .command('run')
-    .description('enforce rule files on queued traffic until SIGTERM/SIGINT')
+    .description('enforce rule files on queued traffic until SIGTERM/SIGINT (SIGHUP reloads)')
+    .option('--config <file>', `configuration file (default ${DEFAULT_CONFIG_PATH} when it exists)`)
     .option('--rules <file>', 'IPv4 rule file (iptables-save format)')
     .option('--rules6 <file>', 'IPv6 rule file (ip6tables-save format)')
-    .option('--queue <n>', 'NFQUEUE number', parseQueue, 0)
+    .option('--ipset <file>', 'ipset save file for -m set (repeatable)', collect)
+    .option('--queue <n>', 'NFQUEUE number (default 0)')
+    .option('--queues <count>', 'number of consecutive queues (only 1 is served yet)')
     .option('--fail-open', 'accept traffic when nfqwall is not there to decide (--queue-bypass, fail-open queue)')
-    .option('--control <path>', 'control socket path', DEFAULT_CONTROL_PATH)
-    .action(async (opts: RunOptions) => {
-      if (opts.rules === undefined && opts.rules6 === undefined) {
-        process.stderr.write('nfqwall run: give --rules FILE and/or --rules6 FILE\n');
-        process.exit(1);
-      }
+    .option('--fail-closed', 'drop traffic when nfqwall is not there to decide (the default)')
+    .option('--control <path>', 'control socket path (default /run/nfqwall/control.sock)')
+    .option('--metrics <addr:port>', 'Prometheus endpoint, or "off" (default 127.0.0.1:9469)')
+    .option('--log-level <level>', 'err, warning, notice, info or debug (default info)')
+    .action(async (opts: RunOptions & { failClosed?: boolean }) => {
       let code: number;
       try {
-        code = await runDaemon({
-          rules4: opts.rules,
+        if (opts.failOpen === true && opts.failClosed === true) throw new Error('give --fail-open or --fail-closed, not both');
+        const overrides: ConfigOverrides = {
+          rules: opts.rules,
           rules6: opts.rules6,
+          ipset: opts.ipset,
           queue: opts.queue,
-          failOpen: opts.failOpen === true,
-          controlPath: opts.control,
-        });
+          queues: opts.queues,
+          failOpen: opts.failOpen === true ? true : opts.failClosed === true ? false : undefined,
+          control: opts.control,
+          metrics: opts.metrics,
+          logLevel: opts.logLevel,
+        };
+        const cfg = resolveConfig(opts.config, overrides);
+        if (cfg.rules === undefined && cfg.rules6 === undefined) {
+          throw new Error('no rule file: give --rules FILE and/or --rules6 FILE, or rules/rules6 in the configuration');
+        }
+        if (cfg.queues > 1) throw new Error(`queues = ${cfg.queues}: serving more than one queue is not supported yet`);
+        code = await runDaemon(daemonOptions(cfg));
       } catch (err) {
         for (const line of startErrorLines(err)) process.stderr.write(line + '\n');
         code = 1;

@@ -5,6 +5,11 @@
 //                                          rulesets: {ipv4?: {sources, tables, chains, rules}, ipv6?: ...},
 //                                          queues: [QueueStats], packets: {...}, hooks: [...]}
 //   {"cmd":"save","counters":true}    -> {ok:true, rulesets: {ipv4?: "<iptables-save text>", ipv6?: "..."}}
+//   {"cmd":"reload"}                  -> {ok:true, trigger, durationMs} once the new rules are in force, or
+//                                        {ok:false, error: "<file:line:column: ...>\n..."} with the old ones kept
+//   {"cmd":"counters","zero":true}    -> {ok:true, zeroed: N}  (rule and chain counters, as iptables -Z)
+//
+// Unknown fields are refused, so a typo is an error rather than a silently different request.
 //
 // A request line longer than MAX_REQUEST_BYTES gets an error and the connection is closed.
 import fs from 'node:fs';
@@ -118,17 +123,64 @@ export async function claimSocketPath(socketPath: string): Promise<void> {
   fs.unlinkSync(socketPath);
 }
 
+/** Refuses fields a command does not know. */
+export function checkFields(req: ControlRequest, allowed: readonly string[]): void {
+  for (const k of Object.keys(req)) {
+    if (k !== 'cmd' && !allowed.includes(k)) {
+      const known = allowed.length > 0 ? ` (known: ${allowed.join(', ')})` : '';
+      throw new Error(`malformed request: "${req.cmd}" takes no field "${k}"${known}`);
+    }
+  }
+}
+
+/**
+ * Lets a group reach a socket in a directory nfqwall created (0700, ours): group-owned and 0710. A directory someone
+ * else prepared (RuntimeDirectory=, /tmp) is left as it is.
+ */
+function openDirToGroup(dir: string, gid: number): void {
+  const st = fs.statSync(dir);
+  if (st.uid !== process.getuid?.() || (st.mode & 0o777) !== 0o700) return;
+  fs.chownSync(dir, -1, gid);
+  fs.chmodSync(dir, 0o710);
+}
+
+/** A group name (from /etc/group) or number, as a gid. Throws when the name is unknown. */
+export function resolveGroup(group: string, groupFile = '/etc/group'): number {
+  if (/^\d+$/.test(group)) return Number(group);
+  let text = '';
+  try {
+    text = fs.readFileSync(groupFile, 'utf8');
+  } catch {
+    // No group database: only numbers work.
+  }
+  for (const line of text.split('\n')) {
+    const [name, , gid] = line.split(':');
+    if (name === group && gid !== undefined && /^\d+$/.test(gid)) return Number(gid);
+  }
+  throw new Error(`control_group: no group "${group}" in ${groupFile}`);
+}
+
+export interface ListenOptions {
+  /** Socket file mode (default 0600). */
+  mode?: number;
+  /** Group owning the socket file, so its members may connect (with a mode granting the group rw). */
+  group?: string;
+}
+
 export class ControlServer {
   private constructor(
     readonly path: string,
     private readonly server: net.Server,
   ) {}
 
-  /** Listens on `socketPath` with mode 0600, after claimSocketPath. */
-  static async listen(socketPath: string, handlers: Handlers): Promise<ControlServer> {
+  /** Listens on `socketPath` with mode 0600 (or `opts.mode`, `opts.group`), after claimSocketPath. */
+  static async listen(socketPath: string, handlers: Handlers, opts: ListenOptions = {}): Promise<ControlServer> {
+    const mode = opts.mode ?? 0o600;
+    const gid = opts.group === undefined ? undefined : resolveGroup(opts.group);
     await claimSocketPath(socketPath);
     const server = net.createServer((sock) => serveConnection(sock, handlers));
-    // The umask makes the socket 0600 from birth, so there is no window in which others could connect.
+    // The umask makes the socket 0600 from birth, so there is no window in which others could connect; the group
+    // and any wider mode are applied once the file exists.
     const oldMask = process.umask(0o177);
     try {
       await new Promise<void>((resolve, reject) => {
@@ -142,6 +194,16 @@ export class ControlServer {
       process.umask(oldMask);
     }
     server.on('error', () => undefined);
+    try {
+      if (gid !== undefined) {
+        fs.chownSync(socketPath, -1, gid);
+        openDirToGroup(path.dirname(socketPath), gid);
+      }
+      if (mode !== 0o600) fs.chmodSync(socketPath, mode);
+    } catch (err) {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      throw err;
+    }
     return new ControlServer(socketPath, server);
   }
 

@@ -1,0 +1,318 @@
+// The daemon's configuration file (/etc/nfqwall/nfqwall.conf): `key = value` lines, `#` comment lines, blank lines.
+// Every key is documented in examples/nfqwall.conf. Relative paths resolve against the directory of the file, so a
+// configuration and its rule files can move together. Errors name `file:line:column` and the key.
+import fs from 'node:fs';
+import path from 'node:path';
+import { HOOKS, type Hook } from '../rules/model';
+
+export const DEFAULT_CONFIG_PATH = '/etc/nfqwall/nfqwall.conf';
+export const DEFAULT_CONTROL = '/run/nfqwall/control.sock';
+export const DEFAULT_METRICS = '127.0.0.1:9469';
+
+export const LOG_LEVELS = ['err', 'warning', 'notice', 'info', 'debug'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+/** journald/syslog priorities (sd-daemon.h SD_ERR .. SD_DEBUG). */
+export const LOG_PRIORITY: Readonly<Record<LogLevel, number>> = { err: 3, warning: 4, notice: 5, info: 6, debug: 7 };
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+/** Everything the daemon is told, after defaults, the file and command-line flags. */
+export interface Config {
+  /** The file it came from, if any. */
+  file?: string;
+  rules?: string;
+  rules6?: string;
+  ipsets: string[];
+  queue: number;
+  /** How many consecutive queues starting at `queue` (only 1 is served yet). */
+  queues: number;
+  failOpen: boolean;
+  /** Hooks nfqwall installs NFQUEUE jumps in; empty: none (the administrator's own rules queue). */
+  hooks: Hook[];
+  /** Connection-tracking table size (reserved: accepted and reported, not used yet). */
+  conntrackMax?: number;
+  /** Prometheus endpoint, or undefined when off. */
+  metrics?: ListenAddress;
+  logLevel: LogLevel;
+  logDestination: 'stdout' | 'stderr';
+  /** LOG/NFLOG lines per second written, and the burst allowed above it. */
+  logRate: number;
+  logBurst: number;
+  control: string;
+  controlMode: number;
+  /** Group (name or number) given access to the control socket; with it the default mode is 0660. */
+  controlGroup?: string;
+}
+
+export function defaultConfig(): Config {
+  return {
+    ipsets: [],
+    queue: 0,
+    queues: 1,
+    failOpen: false,
+    hooks: [...HOOKS],
+    metrics: parseListen(DEFAULT_METRICS),
+    logLevel: 'info',
+    logDestination: 'stdout',
+    logRate: 50,
+    logBurst: 100,
+    control: DEFAULT_CONTROL,
+    controlMode: 0o600,
+  };
+}
+
+export class ConfigError extends Error {
+  constructor(
+    message: string,
+    readonly file: string,
+    readonly line: number,
+    readonly column: number,
+  ) {
+    super(`${file}:${line}:${column}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** All the errors of one file, so a user fixes them in one pass. */
+export class ConfigErrors extends Error {
+  constructor(readonly errors: ConfigError[]) {
+    super(errors.map((e) => e.message).join('\n'));
+    this.name = 'ConfigErrors';
+  }
+}
+
+// ---- value parsers: each throws an Error whose message says what is wrong with the value ----
+
+export function parseQueueNumber(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n > 65535) throw new Error(`"${text}" is not a queue number (0..65535)`);
+  return n;
+}
+
+export function parseQueueCount(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < 1 || n > 1024) throw new Error(`"${text}" is not a queue count (1..1024)`);
+  return n;
+}
+
+export function parseBool(text: string): boolean {
+  const t = text.toLowerCase();
+  if (['yes', 'true', 'on', '1'].includes(t)) return true;
+  if (['no', 'false', 'off', '0'].includes(t)) return false;
+  throw new Error(`"${text}" is not a boolean (yes/no, true/false, on/off, 1/0)`);
+}
+
+export function parseHooks(text: string): Hook[] {
+  const t = text.trim();
+  if (t === 'all') return [...HOOKS];
+  if (t === 'none') return [];
+  const out: Hook[] = [];
+  for (const part of t.split(/[\s,]+/)) {
+    const h = part.toUpperCase();
+    if (!(HOOKS as readonly string[]).includes(h)) {
+      throw new Error(`"${part}" is not a hook (all, none, or a list of ${HOOKS.join(', ')})`);
+    }
+    if (!out.includes(h as Hook)) out.push(h as Hook);
+  }
+  // In the kernel's order, whatever order they were written in.
+  return HOOKS.filter((h) => out.includes(h));
+}
+
+export function parsePositiveInt(text: string, max = 2 ** 31 - 1): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < 1 || n > max) throw new Error(`"${text}" is not a whole number from 1 to ${max}`);
+  return n;
+}
+
+/** `ADDR:PORT`, `[v6addr]:PORT` or `:PORT` (all addresses); `off` is handled by the caller. */
+export function parseListen(text: string): ListenAddress {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:\s[\]]*)):(\d+)$/.exec(text);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port < 1 || port > 65535) throw new Error(`"${text}" is not ADDR:PORT (e.g. 127.0.0.1:9469, [::1]:9469)`);
+  return { host: m[1] ?? (m[2] === '' ? '0.0.0.0' : m[2]!), port };
+}
+
+export function parseMetrics(text: string): ListenAddress | undefined {
+  return text === 'off' || text === 'no' ? undefined : parseListen(text);
+}
+
+export function parseLogLevel(text: string): LogLevel {
+  const t = text.toLowerCase();
+  const alias: Record<string, LogLevel> = { error: 'err', warn: 'warning' };
+  const lvl = alias[t] ?? t;
+  if (!(LOG_LEVELS as readonly string[]).includes(lvl)) {
+    throw new Error(`"${text}" is not a log level (${LOG_LEVELS.join(', ')})`);
+  }
+  return lvl as LogLevel;
+}
+
+export function parseMode(text: string): number {
+  if (!/^0?[0-7]{3}$/.test(text)) throw new Error(`"${text}" is not an octal file mode (e.g. 0600, 0660)`);
+  const mode = parseInt(text, 8);
+  if ((mode & 0o600) !== 0o600) throw new Error(`"${text}" must let the owner read and write (0600 at least)`);
+  if ((mode & 0o111) !== 0) throw new Error(`"${text}" sets execute bits, which mean nothing on a socket`);
+  return mode;
+}
+
+export function parseGroup(text: string): string {
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$/.test(text)) throw new Error(`"${text}" is not a group name or number`);
+  return text;
+}
+
+// ---- the file ----
+
+type Setter = (cfg: Config, value: string, resolvePath: (p: string) => string) => void;
+
+const KEYS: Readonly<Record<string, { set: Setter; repeatable?: boolean }>> = {
+  rules: { set: (c, v, r) => (c.rules = r(v)) },
+  rules6: { set: (c, v, r) => (c.rules6 = r(v)) },
+  ipset: { set: (c, v, r) => c.ipsets.push(r(v)), repeatable: true },
+  queue: { set: (c, v) => (c.queue = parseQueueNumber(v)) },
+  queues: { set: (c, v) => (c.queues = parseQueueCount(v)) },
+  fail_open: { set: (c, v) => (c.failOpen = parseBool(v)) },
+  hooks: { set: (c, v) => (c.hooks = parseHooks(v)) },
+  conntrack_max: { set: (c, v) => (c.conntrackMax = parsePositiveInt(v)) },
+  metrics: { set: (c, v) => (c.metrics = parseMetrics(v)) },
+  log_level: { set: (c, v) => (c.logLevel = parseLogLevel(v)) },
+  log_destination: {
+    set: (c, v) => {
+      if (v !== 'stdout' && v !== 'stderr') throw new Error(`"${v}" is not a log destination (stdout, stderr)`);
+      c.logDestination = v;
+    },
+  },
+  log_rate: { set: (c, v) => (c.logRate = parsePositiveInt(v, 1_000_000)) },
+  log_burst: { set: (c, v) => (c.logBurst = parsePositiveInt(v, 1_000_000)) },
+  control: { set: (c, v, r) => (c.control = r(v)) },
+  control_mode: { set: (c, v) => (c.controlMode = parseMode(v)) },
+  control_group: { set: (c, v) => (c.controlGroup = parseGroup(v)) },
+};
+
+export const CONFIG_KEYS: readonly string[] = Object.keys(KEYS);
+
+/** What the file set explicitly, so command-line flags and derived defaults know what was given. */
+export interface ParsedConfig {
+  config: Config;
+  given: Set<string>;
+}
+
+/**
+ * Parses configuration text. `file` names it in errors and anchors relative paths. Throws ConfigErrors with every
+ * problem found.
+ */
+export function parseConfig(text: string, file: string): ParsedConfig {
+  const cfg = defaultConfig();
+  const given = new Set<string>();
+  const firstLine = new Map<string, number>();
+  const errors: ConfigError[] = [];
+  const dir = path.dirname(path.resolve(file));
+  const resolvePath = (p: string): string => path.resolve(dir, p);
+  text.split('\n').forEach((raw, i) => {
+    const line = i + 1;
+    const content = raw.replace(/\r$/, '');
+    const trimmed = content.trim();
+    if (trimmed === '' || trimmed.startsWith('#')) return;
+    const indent = content.length - content.trimStart().length;
+    const eq = content.indexOf('=');
+    if (eq < 0) {
+      errors.push(new ConfigError(`expected "key = value", found "${trimmed}"`, file, line, indent + 1));
+      return;
+    }
+    const key = content.slice(0, eq).trim();
+    const afterEq = content.slice(eq + 1);
+    const value = afterEq.trim();
+    const valueCol = eq + 2 + (afterEq.length - afterEq.trimStart().length);
+    const spec = Object.prototype.hasOwnProperty.call(KEYS, key) ? KEYS[key] : undefined;
+    if (!spec) {
+      const what = key === '' ? 'missing key before "="' : `unknown key "${key}" (known: ${CONFIG_KEYS.join(', ')})`;
+      errors.push(new ConfigError(what, file, line, indent + 1));
+      return;
+    }
+    if (value === '') {
+      errors.push(new ConfigError(`${key}: missing value after "="`, file, line, eq + 1));
+      return;
+    }
+    const first = firstLine.get(key);
+    if (first !== undefined && spec.repeatable !== true) {
+      errors.push(new ConfigError(`${key}: given twice (first at line ${first})`, file, line, indent + 1));
+      return;
+    }
+    firstLine.set(key, line);
+    try {
+      spec.set(cfg, value, resolvePath);
+      given.add(key);
+    } catch (err) {
+      errors.push(new ConfigError(`${key}: ${err instanceof Error ? err.message : String(err)}`, file, line, valueCol));
+    }
+  });
+  if (given.has('control_group') && !given.has('control_mode')) cfg.controlMode = 0o660;
+  if (errors.length === 0 && cfg.queue + cfg.queues - 1 > 65535) {
+    const line = firstLine.get('queues') ?? firstLine.get('queue') ?? 0;
+    errors.push(new ConfigError(`queues: queue ${cfg.queue} + ${cfg.queues} queues goes past 65535`, file, line, 1));
+  }
+  if (errors.length > 0) throw new ConfigErrors(errors);
+  cfg.file = file;
+  return { config: cfg, given };
+}
+
+/** Reads and parses a configuration file; an unreadable file is a ConfigErrors naming it. */
+export function loadConfigFile(file: string): ParsedConfig {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new ConfigErrors([new ConfigError(`cannot read configuration: ${why}`, file, 0, 0)]);
+  }
+  return parseConfig(text, file);
+}
+
+/** Command-line flags, each overriding the file's key of the same meaning. Paths resolve against the cwd. */
+export interface ConfigOverrides {
+  rules?: string;
+  rules6?: string;
+  ipset?: string[];
+  queue?: string;
+  queues?: string;
+  failOpen?: boolean;
+  control?: string;
+  metrics?: string;
+  logLevel?: string;
+}
+
+/** Applies flags over a configuration. Throws an Error naming the flag when a value is invalid. */
+export function applyOverrides(base: Config, o: ConfigOverrides, cwd = process.cwd()): Config {
+  const cfg: Config = { ...base, ipsets: [...base.ipsets], hooks: [...base.hooks] };
+  const flag = <T>(name: string, f: () => T): T => {
+    try {
+      return f();
+    } catch (err) {
+      throw new Error(`--${name}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  };
+  if (o.rules !== undefined) cfg.rules = path.resolve(cwd, o.rules);
+  if (o.rules6 !== undefined) cfg.rules6 = path.resolve(cwd, o.rules6);
+  // Flags replace the file's list rather than adding to it, as for every other key.
+  if (o.ipset !== undefined && o.ipset.length > 0) cfg.ipsets = o.ipset.map((p) => path.resolve(cwd, p));
+  if (o.queue !== undefined) cfg.queue = flag('queue', () => parseQueueNumber(o.queue!));
+  if (o.queues !== undefined) cfg.queues = flag('queues', () => parseQueueCount(o.queues!));
+  if (o.failOpen !== undefined) cfg.failOpen = o.failOpen;
+  if (o.control !== undefined) cfg.control = path.resolve(cwd, o.control);
+  if (o.metrics !== undefined) cfg.metrics = flag('metrics', () => parseMetrics(o.metrics!));
+  if (o.logLevel !== undefined) cfg.logLevel = flag('log-level', () => parseLogLevel(o.logLevel!));
+  if (cfg.queue + cfg.queues - 1 > 65535) throw new Error(`--queues: queue ${cfg.queue} + ${cfg.queues} queues goes past 65535`);
+  return cfg;
+}
+
+/**
+ * The configuration a `run` uses: defaults, then `configFile` (or the default file when it exists and none was
+ * named), then the flags.
+ */
+export function resolveConfig(configFile: string | undefined, overrides: ConfigOverrides, cwd = process.cwd()): Config {
+  let base = defaultConfig();
+  const file = configFile ?? (fs.existsSync(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : undefined);
+  if (file !== undefined) base = loadConfigFile(path.resolve(cwd, file)).config;
+  return applyOverrides(base, overrides, cwd);
+}

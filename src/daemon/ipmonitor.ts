@@ -1,0 +1,119 @@
+// Follows address and route changes of the daemon's network namespace with `ip monitor address route`, calling back
+// (debounced) so the host view (addrtype LOCAL, REJECT sources) and interface names stay current. Restarted with a
+// delay if it dies; killed at close.
+//
+// A child inherits every descriptor not marked close-on-exec. If the NFQUEUE socket is such a descriptor, a monitor
+// outliving a SIGKILLed daemon would keep the queue bound, and the kernel would hold packets for it instead of
+// bypassing (fail-open) or dropping: so the daemon starts the monitor before it binds the queue, and a restart is
+// skipped (the periodic refresh remains) while a descriptor could leak.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+
+const O_CLOEXEC = 0o2000000;
+
+/**
+ * Sockets above stderr a child would inherit (no O_CLOEXEC), from /proc/PID/fdinfo. Only sockets: a pipe some
+ * parent left open is harmless, a netlink queue socket is not.
+ */
+export function inheritableSockets(procDir = '/proc/self'): number[] {
+  const out: number[] = [];
+  let fds: string[];
+  try {
+    fds = fs.readdirSync(`${procDir}/fd`);
+  } catch {
+    return out;
+  }
+  for (const name of fds) {
+    const fd = Number(name);
+    if (!(fd > 2)) continue;
+    try {
+      if (!fs.readlinkSync(`${procDir}/fd/${fd}`).startsWith('socket:')) continue;
+      const m = /^flags:\s*([0-7]+)/m.exec(fs.readFileSync(`${procDir}/fdinfo/${fd}`, 'utf8'));
+      if (m && (parseInt(m[1]!, 8) & O_CLOEXEC) === 0) out.push(fd);
+    } catch {
+      // Closed meanwhile (the readdir's own descriptor).
+    }
+  }
+  return out;
+}
+
+export interface IpMonitorOptions {
+  debounceMs?: number;
+  restartMs?: number;
+  /** The command, for tests: defaults to `ip monitor address route`. */
+  argv?: readonly string[];
+  /** Sockets a restarted child would inherit; a restart is skipped when there are any (default: /proc). */
+  leakingFds?: () => number[];
+  onError?: (msg: string) => void;
+}
+
+export class IpMonitor {
+  private child: ChildProcess | undefined;
+  private debounce: NodeJS.Timeout | undefined;
+  private restart: NodeJS.Timeout | undefined;
+  private closed = false;
+  /** Change notifications seen (lines of `ip monitor` output). */
+  events = 0;
+
+  constructor(
+    private readonly onChange: () => void,
+    private readonly opts: IpMonitorOptions = {},
+  ) {
+    this.start();
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  private start(): void {
+    const [cmd, ...args] = this.opts.argv ?? ['ip', 'monitor', 'address', 'route'];
+    const child = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    child.stdout?.on('data', (chunk: Buffer) => {
+      this.events += chunk.toString().split('\n').filter((l) => l.trim() !== '').length;
+      this.schedule();
+    });
+    let stderr = '';
+    child.stderr?.on('data', (chunk: Buffer) => {
+      stderr = (stderr + chunk.toString()).slice(-500);
+    });
+    child.on('error', (err) => this.opts.onError?.(`ip monitor: ${err.message}`));
+    child.on('exit', (code, signal) => {
+      if (this.child === child) this.child = undefined;
+      if (this.closed) return;
+      this.opts.onError?.(`ip monitor exited (${code ?? signal}) ${stderr.trim()}; restarting`);
+      // Whatever changed while it was down is picked up by the refresh after the restart.
+      this.restart = setTimeout(() => {
+        this.restart = undefined;
+        if (this.closed) return;
+        const leaks = (this.opts.leakingFds ?? inheritableSockets)();
+        if (leaks.length > 0) {
+          this.opts.onError?.(`ip monitor not restarted: it would inherit sockets ${leaks.join(', ')}`);
+          return;
+        }
+        this.start();
+        this.schedule();
+      }, this.opts.restartMs ?? 5000);
+      this.restart.unref();
+    });
+  }
+
+  private schedule(): void {
+    if (this.closed) return;
+    if (this.debounce) clearTimeout(this.debounce);
+    this.debounce = setTimeout(() => {
+      this.debounce = undefined;
+      if (!this.closed) this.onChange();
+    }, this.opts.debounceMs ?? 100);
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.debounce) clearTimeout(this.debounce);
+    if (this.restart) clearTimeout(this.restart);
+    const c = this.child;
+    this.child = undefined;
+    if (c && c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+  }
+}

@@ -1,0 +1,208 @@
+// Pieces of a hot reload that do not need the kernel: loading ipset files, carrying counters over to unchanged rules,
+// trimming the global match stores, and running one reload at a time with triggers coalesced.
+import fs from 'node:fs';
+import { RuleError, type PacketMeta, type ParsedPacket, type SetView } from '../extensions/types';
+import { hashlimitStore } from '../extensions/util/b-hashlimit-store';
+import { recentStore } from '../extensions/util/b-recent-store';
+import { EmptySets, IpsetError, IpsetStore } from '../engine/sets';
+import { RuleErrors } from '../rules/errors';
+import type { MatchUse, Ruleset } from '../rules/model';
+
+/** Loads `ipset save` files into one store. Throws RuleErrors naming file:line:1 for every file that fails. */
+export function loadIpsetFiles(files: readonly string[]): IpsetStore {
+  const store = new IpsetStore();
+  const errors: RuleError[] = [];
+  for (const file of files) {
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      errors.push(new RuleError(`cannot read ipset file: ${why}`, { file, line: 0, column: 0 }));
+      continue;
+    }
+    try {
+      store.load(text);
+    } catch (err) {
+      if (err instanceof IpsetError) {
+        const reason = err.message.replace(/^line \d+: /, '');
+        errors.push(new RuleError(`ipset: ${reason}`, { file, line: err.line, column: 1 }));
+      } else {
+        throw err;
+      }
+    }
+  }
+  if (errors.length > 0) throw new RuleErrors(errors);
+  return store;
+}
+
+/** Every `-m set --match-set NAME` must name a loaded set: the kernel refuses such a rule (xt_set checkentry). */
+export function checkSetNames(rulesets: readonly (Ruleset | undefined)[], sets: IpsetStore | undefined): void {
+  const known = new Set(sets?.names() ?? []);
+  const errors: RuleError[] = [];
+  forEachMatch(rulesets, (m) => {
+    if (m.ext.name !== 'set') return;
+    const name = (m.opts as { name?: unknown }).name;
+    if (typeof name === 'string' && !known.has(name)) {
+      const hint = sets === undefined ? ' (no --ipset file is loaded)' : '';
+      errors.push(new RuleError(`set: set "${name}" does not exist in the loaded ipset files${hint}`, m.loc));
+    }
+  });
+  if (errors.length > 0) throw new RuleErrors(errors);
+}
+
+function forEachMatch(rulesets: readonly (Ruleset | undefined)[], f: (m: MatchUse, family: 4 | 6) => void): void {
+  for (const rs of rulesets) {
+    if (!rs) continue;
+    for (const t of rs.tables.values())
+      for (const c of t.chains.values()) for (const r of c.rules) for (const m of r.matches) f(m, rs.family);
+  }
+}
+
+/**
+ * Copies packet/byte counters from the old ruleset to the new one for rules with the same id in the same table and
+ * chain, and for built-in chains (policy counters) of the same name. Returns how many rules carried over.
+ * Call it in the same synchronous step as the swap, so no packet is counted in between.
+ */
+export function carryCounters(from: Ruleset | undefined, to: Ruleset): number {
+  if (!from) return 0;
+  const old = new Map<string, { packets: number; bytes: number }>();
+  const policies = new Map<string, { packets: number; bytes: number }>();
+  for (const [tname, t] of from.tables) {
+    for (const [cname, c] of t.chains) {
+      if (c.builtin) policies.set(`${tname}/${cname}`, c.counters);
+      for (const r of c.rules) old.set(`${r.table}/${r.chain}/${r.id}`, r.counters);
+    }
+  }
+  let carried = 0;
+  for (const [tname, t] of to.tables) {
+    for (const [cname, c] of t.chains) {
+      const p = c.builtin ? policies.get(`${tname}/${cname}`) : undefined;
+      if (p) c.counters = { packets: p.packets, bytes: p.bytes };
+      for (const r of c.rules) {
+        const o = old.get(`${r.table}/${r.chain}/${r.id}`);
+        if (!o) continue;
+        r.counters = { packets: o.packets, bytes: o.bytes };
+        carried++;
+      }
+    }
+  }
+  return carried;
+}
+
+/** Zeroes every rule and built-in chain counter (iptables -Z). Returns how many counters were zeroed. */
+export function zeroCounters(rulesets: readonly (Ruleset | undefined)[]): number {
+  let n = 0;
+  for (const rs of rulesets) {
+    if (!rs) continue;
+    for (const t of rs.tables.values()) {
+      for (const c of t.chains.values()) {
+        c.counters.packets = 0;
+        c.counters.bytes = 0;
+        n++;
+        for (const r of c.rules) {
+          r.counters.packets = 0;
+          r.counters.bytes = 0;
+          n++;
+        }
+      }
+    }
+  }
+  return n;
+}
+
+/** The recent list names and hashlimit table keys (`family:name`) the rulesets use. */
+export function storeNames(rulesets: readonly (Ruleset | undefined)[]): { recent: Set<string>; hashlimit: Set<string> } {
+  const recent = new Set<string>();
+  const hashlimit = new Set<string>();
+  forEachMatch(rulesets, (m, family) => {
+    const name = (m.opts as { name?: unknown }).name;
+    if (typeof name !== 'string') return;
+    if (m.ext.name === 'recent') recent.add(name);
+    else if (m.ext.name === 'hashlimit') hashlimit.add(`${family}:${name}`);
+  });
+  return { recent, hashlimit };
+}
+
+/**
+ * Drops recent lists and hashlimit tables no rule uses any more, keeping the rest with their contents, as the kernel
+ * frees a list with its last rule. nfacct objects are not tied to rules (nfacct(8) owns them) and stay.
+ */
+export function retainStores(rulesets: readonly (Ruleset | undefined)[]): void {
+  const { recent, hashlimit } = storeNames(rulesets);
+  recentStore.retain(recent);
+  hashlimitStore.retain(hashlimit);
+}
+
+/** The engine's set view, whose backing store a reload replaces in one assignment. */
+export class SwitchableSets implements SetView {
+  current: SetView = new EmptySets();
+  test(name: string, pkt: ParsedPacket, meta: PacketMeta, dims: ('src' | 'dst')[]): boolean | undefined {
+    return this.current.test(name, pkt, meta, dims);
+  }
+}
+
+export interface ReloadOutcome {
+  ok: boolean;
+  trigger: string;
+  /** The error lines (file:line:column: ...) of a failed reload. */
+  errors: string[];
+  durationMs: number;
+}
+
+export interface ReloadStats {
+  success: number;
+  failure: number;
+  /** Whether the last reload attempt succeeded (true before any). */
+  lastSuccessful: boolean;
+  /** Unix seconds of the last successful load (the start counts). */
+  lastSuccessTimestamp: number;
+  lastError?: string;
+}
+
+/**
+ * Runs reloads one at a time. A trigger arriving while one runs does not start another at once: all such triggers
+ * share one more run after the current one, and get its outcome.
+ */
+export class ReloadCoalescer {
+  private running: Promise<ReloadOutcome> | undefined;
+  private next: { promise: Promise<ReloadOutcome>; triggers: string[] } | undefined;
+  runs = 0;
+
+  constructor(private readonly job: (trigger: string) => Promise<ReloadOutcome>) {}
+
+  request(trigger: string): Promise<ReloadOutcome> {
+    if (this.next) {
+      this.next.triggers.push(trigger);
+      return this.next.promise;
+    }
+    if (!this.running) return this.start(trigger);
+    const triggers = [trigger];
+    const after = this.running.then(
+      () => undefined,
+      () => undefined,
+    );
+    const promise = after.then(() => {
+      this.next = undefined;
+      return this.start(triggers.join('+'));
+    });
+    this.next = { promise, triggers };
+    return promise;
+  }
+
+  private start(trigger: string): Promise<ReloadOutcome> {
+    this.runs++;
+    const p = this.job(trigger).finally(() => {
+      if (this.running === p) this.running = undefined;
+    });
+    this.running = p;
+    return p;
+  }
+
+  /** Resolves when no reload is running or pending. */
+  async idle(): Promise<void> {
+    while (this.running || this.next) {
+      await (this.next?.promise ?? this.running)?.catch(() => undefined);
+    }
+  }
+}

@@ -1,0 +1,195 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  applyOverrides,
+  ConfigErrors,
+  defaultConfig,
+  loadConfigFile,
+  parseConfig,
+  parseListen,
+  resolveConfig,
+} from '../../src/config/config';
+import { packageRoot } from '../paths';
+
+function errorsOf(text: string, file = '/etc/nfqwall/nfqwall.conf'): string[] {
+  try {
+    parseConfig(text, file);
+  } catch (err) {
+    assert.ok(err instanceof ConfigErrors, String(err));
+    return err.errors.map((e) => e.message);
+  }
+  assert.fail('expected ConfigErrors');
+}
+
+describe('config: parser', () => {
+  it('reads every key, resolving relative paths against the file directory', () => {
+    const { config: c, given } = parseConfig(
+      [
+        '# a comment',
+        '',
+        'rules = rules.v4',
+        'rules6 = /abs/rules.v6',
+        'ipset = a.ipset',
+        'ipset = sub/b.ipset',
+        'queue = 7',
+        'queues = 1',
+        'fail_open = yes',
+        'hooks = forward, input',
+        'conntrack_max = 65536',
+        'metrics = [::1]:9100',
+        'log_level = debug',
+        'log_destination = stderr',
+        'log_rate = 10',
+        'log_burst = 20',
+        'control = run/ctl.sock',
+        'control_mode = 0660',
+        'control_group = wheel',
+        '  # indented comment',
+      ].join('\n'),
+      '/etc/nfqwall/nfqwall.conf',
+    );
+    assert.equal(c.rules, '/etc/nfqwall/rules.v4');
+    assert.equal(c.rules6, '/abs/rules.v6');
+    assert.deepEqual(c.ipsets, ['/etc/nfqwall/a.ipset', '/etc/nfqwall/sub/b.ipset']);
+    assert.equal(c.queue, 7);
+    assert.equal(c.failOpen, true);
+    assert.deepEqual(c.hooks, ['INPUT', 'FORWARD']);
+    assert.equal(c.conntrackMax, 65536);
+    assert.deepEqual(c.metrics, { host: '::1', port: 9100 });
+    assert.equal(c.logLevel, 'debug');
+    assert.equal(c.logDestination, 'stderr');
+    assert.equal(c.logRate, 10);
+    assert.equal(c.logBurst, 20);
+    assert.equal(c.control, '/etc/nfqwall/run/ctl.sock');
+    assert.equal(c.controlMode, 0o660);
+    assert.equal(c.controlGroup, 'wheel');
+    assert.ok(given.has('ipset') && given.has('control_group') && !given.has('nothing'));
+  });
+
+  it('has documented defaults', () => {
+    const c = parseConfig('rules = r\n', '/x/c.conf').config;
+    assert.equal(c.queue, 0);
+    assert.equal(c.queues, 1);
+    assert.equal(c.failOpen, false);
+    assert.deepEqual(c.hooks, ['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING']);
+    assert.deepEqual(c.metrics, { host: '127.0.0.1', port: 9469 });
+    assert.equal(c.logLevel, 'info');
+    assert.equal(c.control, '/run/nfqwall/control.sock');
+    assert.equal(c.controlMode, 0o600);
+    assert.equal(c.rules6, undefined);
+  });
+
+  it('control_group alone widens the default mode to 0660; metrics off; hooks none', () => {
+    const c = parseConfig('control_group = 123\nmetrics = off\nhooks = none\n', '/x/c.conf').config;
+    assert.equal(c.controlMode, 0o660);
+    assert.equal(c.metrics, undefined);
+    assert.deepEqual(c.hooks, []);
+  });
+
+  it('names file:line:column, the key and what is wrong, for every error at once', () => {
+    const errs = errorsOf(
+      ['queue = 70000', 'bogus = 1', 'fail_open = maybe', 'rules = a', 'rules = b', 'no equals here', 'metrics = localhost', 'control_mode = 0777', 'log_level ='].join('\n'),
+    );
+    assert.deepEqual(errs, [
+      '/etc/nfqwall/nfqwall.conf:1:9: queue: "70000" is not a queue number (0..65535)',
+      errs[1],
+      '/etc/nfqwall/nfqwall.conf:3:13: fail_open: "maybe" is not a boolean (yes/no, true/false, on/off, 1/0)',
+      '/etc/nfqwall/nfqwall.conf:5:1: rules: given twice (first at line 4)',
+      '/etc/nfqwall/nfqwall.conf:6:1: expected "key = value", found "no equals here"',
+      '/etc/nfqwall/nfqwall.conf:7:11: metrics: "localhost" is not ADDR:PORT (e.g. 127.0.0.1:9469, [::1]:9469)',
+      '/etc/nfqwall/nfqwall.conf:8:16: control_mode: "0777" sets execute bits, which mean nothing on a socket',
+      '/etc/nfqwall/nfqwall.conf:9:11: log_level: missing value after "="',
+    ]);
+    assert.match(errs[1]!, /^\/etc\/nfqwall\/nfqwall\.conf:2:1: unknown key "bogus" \(known: rules, /);
+  });
+
+  it('refuses bad hooks, queue ranges, modes and counts', () => {
+    assert.match(errorsOf('hooks = INPUT,NOWHERE')[0]!, /:1:9: hooks: "NOWHERE" is not a hook/);
+    assert.match(errorsOf('queue = 65535\nqueues = 2')[0]!, /:2:1: queues: queue 65535 \+ 2 queues goes past 65535/);
+    assert.match(errorsOf('control_mode = 0400')[0]!, /owner read and write/);
+    assert.match(errorsOf('queues = 0')[0]!, /not a queue count/);
+    assert.match(errorsOf('log_destination = syslog')[0]!, /not a log destination/);
+  });
+
+  it('parses listen addresses', () => {
+    assert.deepEqual(parseListen('0.0.0.0:1'), { host: '0.0.0.0', port: 1 });
+    assert.deepEqual(parseListen(':9469'), { host: '0.0.0.0', port: 9469 });
+    assert.throws(() => parseListen('1.2.3.4:0'), /not ADDR:PORT/);
+    assert.throws(() => parseListen('::1:80'), /not ADDR:PORT/);
+  });
+
+  it('an unreadable file is an error naming it', () => {
+    assert.throws(() => loadConfigFile('/nonexistent/nfqwall.conf'), /\/nonexistent\/nfqwall\.conf:0:0: cannot read configuration/);
+  });
+
+  it('examples/nfqwall.conf parses and its rule file exists beside it', () => {
+    const file = path.join(packageRoot(), 'examples', 'nfqwall.conf');
+    const { config, given } = loadConfigFile(file);
+    assert.ok(config.rules !== undefined && fs.existsSync(config.rules), `rules: ${config.rules}`);
+    // Every key the format knows is documented in the example's comment block.
+    const text = fs.readFileSync(file, 'utf8');
+    for (const key of ['rules', 'rules6', 'ipset', 'queue', 'queues', 'fail_open', 'hooks', 'conntrack_max', 'metrics', 'log_level', 'log_destination', 'log_rate', 'log_burst', 'control', 'control_mode', 'control_group']) {
+      assert.match(text, new RegExp(`^#   ${key} = `, 'm'), `key ${key} documented`);
+    }
+    assert.ok(given.size >= 10);
+  });
+});
+
+describe('config: precedence (defaults < file < flags)', () => {
+  let dir: string;
+  before(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nfqw-config-'));
+    fs.writeFileSync(
+      path.join(dir, 'n.conf'),
+      'rules = file.v4\nqueue = 3\nfail_open = yes\nipset = f.ipset\nlog_level = warning\nmetrics = 127.0.0.1:1000\ncontrol = c.sock\n',
+    );
+  });
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('the file overrides the defaults', () => {
+    const c = resolveConfig(path.join(dir, 'n.conf'), {}, '/cwd');
+    assert.equal(c.rules, path.join(dir, 'file.v4'));
+    assert.equal(c.queue, 3);
+    assert.equal(c.failOpen, true);
+    assert.equal(c.logLevel, 'warning');
+    assert.equal(c.control, path.join(dir, 'c.sock'));
+    assert.equal(c.queues, 1);
+  });
+
+  it('flags override the file; flag paths resolve against the cwd', () => {
+    const c = resolveConfig(
+      path.join(dir, 'n.conf'),
+      { rules: 'mine.v4', rules6: '/x/r6', ipset: ['s1', 's2'], queue: '9', queues: '1', failOpen: false, control: '/tmp/x.sock', metrics: 'off', logLevel: 'debug' },
+      '/cwd',
+    );
+    assert.equal(c.rules, '/cwd/mine.v4');
+    assert.equal(c.rules6, '/x/r6');
+    assert.deepEqual(c.ipsets, ['/cwd/s1', '/cwd/s2']);
+    assert.equal(c.queue, 9);
+    assert.equal(c.failOpen, false);
+    assert.equal(c.control, '/tmp/x.sock');
+    assert.equal(c.metrics, undefined);
+    assert.equal(c.logLevel, 'debug');
+  });
+
+  it('flags alone work over the defaults, and a bad flag names itself', () => {
+    const c = applyOverrides(defaultConfig(), { rules: 'r', failOpen: true }, '/w');
+    assert.equal(c.rules, '/w/r');
+    assert.equal(c.failOpen, true);
+    assert.equal(c.queue, 0);
+    assert.throws(() => applyOverrides(defaultConfig(), { queue: 'x' }), /^Error: --queue: "x" is not a queue number/);
+    assert.throws(() => applyOverrides(defaultConfig(), { logLevel: 'loud' }), /^Error: --log-level: /);
+    assert.throws(() => applyOverrides(defaultConfig(), { metrics: 'nope' }), /^Error: --metrics: /);
+  });
+
+  it('a broken configuration file stops resolution with its errors', () => {
+    fs.writeFileSync(path.join(dir, 'bad.conf'), 'queue = -1\n');
+    assert.throws(() => resolveConfig(path.join(dir, 'bad.conf'), { queue: '1' }), (err: unknown) => {
+      assert.ok(err instanceof ConfigErrors);
+      assert.match(err.message, /bad\.conf:1:9: queue: "-1" is not a queue number/);
+      return true;
+    });
+  });
+});
