@@ -2,18 +2,36 @@
 // signal. Hooks go in last and come out first, so the kernel never queues to a queue nobody answers while we stop.
 import { Engine } from '../engine/engine';
 import { LinuxHost } from '../engine/host';
-import { EmptySets } from '../engine/sets';
+import type { IpsetStore } from '../engine/sets';
 import type { QueueStats, PacketBatch } from '../native';
 import { checkEnforceable } from '../rules/enforce';
 import { RuleErrors, type RuleError } from '../rules/errors';
 import { loadRuleFile } from '../rules/load';
-import type { Family, Ruleset } from '../rules/model';
+import type { Family, Hook, Ruleset } from '../rules/model';
+import type { ListenAddress } from '../config/config';
 import { HOOKS } from '../rules/model';
 import { saveRuleset } from '../rules/save';
-import { ControlServer, claimSocketPath, type Handlers } from './control';
+import { ControlServer, checkFields, claimSocketPath, type Handlers } from './control';
 import { HookManager } from './hooks';
 import { InterfaceNames } from './interfaces';
+import { IpMonitor } from './ipmonitor';
+import { Logger, LogRecordSink } from './logger';
 import { BatchProcessor } from './processor';
+import {
+  carryCounters,
+  checkSetNames,
+  loadIpsetFiles,
+  ReloadCoalescer,
+  retainStores,
+  SwitchableSets,
+  zeroCounters,
+  type ReloadOutcome,
+  type ReloadStats,
+} from './reload';
+import { FileWatcher } from './watch';
+// H12: metrics and systemd notifications.
+import { Metrics, MetricsServer, daemonSource } from './metrics';
+import { ServiceNotifier, queueHealth, statusLine } from './systemd';
 
 export interface DaemonOptions {
   rules4?: string;
@@ -21,19 +39,38 @@ export interface DaemonOptions {
   queue: number;
   failOpen: boolean;
   controlPath: string;
+  /** `ipset save` files for -m set; reloaded with the rule files. */
+  ipsets?: string[];
+  /** Hooks to install NFQUEUE jumps in (default all; empty: none). */
+  hooks?: readonly Hook[];
+  controlMode?: number;
+  controlGroup?: string;
+  /** Structured log output (default: info and above to stdout). */
+  logger?: Logger;
+  /** LOG/NFLOG lines per second and burst (default 50, 100). */
+  logRate?: number;
+  logBurst?: number;
+  /** Reload when a rule or ipset file changes on disk (default true). */
+  watchFiles?: boolean;
+  /** Follow address/route changes with `ip monitor` (default true). */
+  ipMonitor?: boolean;
+  /** Prometheus endpoint from the configuration (`metrics`); undefined: off. */
+  metrics?: ListenAddress;
   log?: (msg: string) => void;
 }
 
 export interface LoadedRules {
   rules4?: Ruleset;
   rules6?: Ruleset;
+  /** The sets of the --ipset files (undefined when none are given). */
+  sets?: IpsetStore;
 }
 
 /**
  * Reads, parses and checks the rule files. Throws RuleErrors (every problem of both files, with file:line:column) on
  * any fault in them; other errors (an unreadable file) as they are.
  */
-export function loadRulesets(opts: { rules4?: string; rules6?: string }): LoadedRules {
+export function loadRulesets(opts: { rules4?: string; rules6?: string; ipsets?: readonly string[] }): LoadedRules {
   const out: LoadedRules = {};
   const errors: RuleError[] = [];
   const load = (file: string, family: Family): Ruleset | undefined => {
@@ -49,7 +86,16 @@ export function loadRulesets(opts: { rules4?: string; rules6?: string }): Loaded
   };
   if (opts.rules4 !== undefined) out.rules4 = load(opts.rules4, 4);
   if (opts.rules6 !== undefined) out.rules6 = load(opts.rules6, 6);
+  if (opts.ipsets !== undefined && opts.ipsets.length > 0) {
+    try {
+      out.sets = loadIpsetFiles(opts.ipsets);
+    } catch (err) {
+      if (!(err instanceof RuleErrors)) throw err;
+      errors.push(...err.errors);
+    }
+  }
   if (errors.length > 0) throw new RuleErrors(errors);
+  checkSetNames([out.rules4, out.rules6], out.sets);
   return out;
 }
 
@@ -79,17 +125,10 @@ function loadAddon(): typeof import('../native') {
   return require('../native') as typeof import('../native');
 }
 
-function notify(state: string): void {
-  try {
-    loadAddon().addon.notify(state);
-  } catch {
-    // No service manager to tell, or it went away: nothing to do.
-  }
-}
-
 type Queue = InstanceType<ReturnType<typeof loadAddon>['addon']['Queue']>;
 
-const HOST_REFRESH_MS = 5000;
+// A fallback: `ip monitor` normally refreshes within a tenth of a second of a change.
+const HOST_REFRESH_MS = 60_000;
 const ERROR_LOG_INTERVAL_MS = 1000;
 
 export class Daemon {
@@ -103,20 +142,38 @@ export class Daemon {
   readonly hooks: HookManager;
   readonly processor: BatchProcessor;
   readonly ifnames = new InterfaceNames();
+  readonly logger: Logger;
+  readonly logRecords: LogRecordSink;
+  readonly reloads: ReloadStats;
+  private readonly engine: Engine;
+  private readonly sets = new SwitchableSets();
+  private readonly reloader = new ReloadCoalescer((trigger) => this.notifiedReload(trigger));
+  // H12: metrics and systemd.
+  readonly metrics: Metrics = new Metrics(daemonSource(this));
+  private metricsServer: MetricsServer | undefined;
+  readonly service: ServiceNotifier;
+  private watcher: FileWatcher | undefined;
+  private ipmon: IpMonitor | undefined;
 
   private constructor(
     readonly opts: DaemonOptions,
-    readonly rules: LoadedRules,
+    public rules: LoadedRules,
     private readonly host: LinuxHost,
   ) {
-    const log = opts.log ?? ((msg: string) => process.stderr.write(`nfqwall: ${msg}\n`));
+    this.logger = opts.logger ?? new Logger({ level: 'info' });
+    const log = opts.log ?? ((msg: string) => this.logger.info(msg));
     this.log = log;
     this.hooks = new HookManager({ log });
-    const engine = new Engine({ rules4: rules.rules4, rules6: rules.rules6, host, sets: new EmptySets() });
-    this.processor = new BatchProcessor(engine, this.ifnames, {
+    this.service = new ServiceNotifier({ log }); // H12
+    if (rules.sets) this.sets.current = rules.sets;
+    this.engine = new Engine({ rules4: rules.rules4, rules6: rules.rules6, host, sets: this.sets });
+    retainStores([rules.rules4, rules.rules6]);
+    this.reloads = { success: 0, failure: 0, lastSuccessful: true, lastSuccessTimestamp: Math.floor(Date.now() / 1000) };
+    this.logRecords = new LogRecordSink(this.logger, { rate: opts.logRate ?? 50, burst: opts.logBurst ?? 100 });
+    this.processor = new BatchProcessor(this.engine, this.ifnames, {
       failOpen: opts.failOpen,
       onError: (err) => this.packetError(err),
-      onLog: (rec) => process.stdout.write(`${rec.line}\n`),
+      onLog: (rec) => this.logRecords.write(rec),
       sendReply: (packet) => loadAddon().addon.sendRaw(packet),
     });
   }
@@ -134,6 +191,8 @@ export class Daemon {
     const d = new Daemon(opts, rules, host);
     try {
       await claimSocketPath(opts.controlPath);
+      // Before the queue exists, so the child cannot inherit its socket (see ipmonitor.ts).
+      d.startIpMonitor();
       const { addon } = loadAddon();
       d.queue = new addon.Queue(
         { queue: opts.queue, failOpen: opts.failOpen, overloadVerdict: opts.failOpen ? 'accept' : 'drop' },
@@ -146,7 +205,7 @@ export class Daemon {
         if (rs === undefined) continue;
         d.hooks.install({
           family: rs.family,
-          hooks: HOOKS,
+          hooks: opts.hooks ?? HOOKS,
           queue: opts.queue,
           failOpen: opts.failOpen,
           notrack: true,
@@ -154,31 +213,117 @@ export class Daemon {
         });
       }
       // Last, so that a status answer means the hooks are in (the lab and service managers wait on it).
-      d.control = await ControlServer.listen(opts.controlPath, d.handlers());
+      d.control = await ControlServer.listen(opts.controlPath, d.handlers(), {
+        mode: opts.controlMode,
+        group: opts.controlGroup,
+      });
+      // H12: the metrics endpoint, inside the try so a taken port undoes the start.
+      if (opts.metrics) d.metricsServer = await MetricsServer.listen(opts.metrics, d.metrics);
     } catch (err) {
       await d.stop();
       throw err;
     }
-    d.timers.push(
-      setInterval(() => {
-        d.ifnames.refresh();
-        Promise.resolve(d.host.refresh()).catch((err: unknown) => d.log(`host refresh failed: ${String(err)}`));
-      }, HOST_REFRESH_MS),
-    );
+    d.timers.push(setInterval(() => d.refreshHost(), HOST_REFRESH_MS));
     for (const t of d.timers) t.unref();
-    notify('READY=1');
+    d.startWatching();
+    // H12: READY once hooks, queue, ruleset (and control, metrics) are live; then the watchdog and STATUS lines.
+    d.service.ready(statusLine(d));
+    d.service.startWatchdog(() => queueHealth(d.queueStats()));
+    d.service.startStatus(() => statusLine(d));
     d.log(`serving queue ${opts.queue} (${opts.failOpen ? 'fail-open' : 'fail-closed'}), control ${opts.controlPath}`);
     return d;
+  }
+
+  private refreshHost(): void {
+    this.ifnames.refresh();
+    Promise.resolve(this.host.refresh()).catch((err: unknown) =>
+      this.logger.warning('host refresh failed', { error: err instanceof Error ? err.message : String(err) }),
+    );
+  }
+
+  /** The files a reload rereads. */
+  get watchedFiles(): string[] {
+    const o = this.opts;
+    return [o.rules4, o.rules6, ...(o.ipsets ?? [])].filter((f): f is string => f !== undefined);
+  }
+
+  private startWatching(): void {
+    if (this.opts.watchFiles !== false) {
+      this.watcher = new FileWatcher(
+        this.watchedFiles,
+        (changed) => void this.reload(`file change (${changed.join(', ')})`),
+        { onError: (err, dir) => this.logger.warning('cannot watch directory', { dir, error: err.message }) },
+      );
+    }
+  }
+
+  private startIpMonitor(): void {
+    if (this.opts.ipMonitor !== false) {
+      this.ipmon = new IpMonitor(() => this.refreshHost(), { onError: (msg) => this.logger.warning(msg) });
+    }
+  }
+
+  /**
+   * Rereads the rule and ipset files and puts them in force; one at a time, triggers during one share the next.
+   * A failure keeps the running rules. Never rejects.
+   */
+  reload(trigger: string): Promise<ReloadOutcome> {
+    return this.reloader.request(trigger);
+  }
+
+  private async reloadNow(trigger: string): Promise<ReloadOutcome> {
+    const t0 = performance.now();
+    const o = this.opts;
+    // Let the batches already delivered run first; everything below up to the swap happens off to the side.
+    await new Promise((r) => setImmediate(r));
+    let next: LoadedRules;
+    try {
+      next = loadRulesets({ rules4: o.rules4, rules6: o.rules6, ipsets: o.ipsets });
+    } catch (err) {
+      const errors = err instanceof RuleErrors ? err.errors.map((e) => e.message) : [err instanceof Error ? err.message : String(err)];
+      const durationMs = performance.now() - t0;
+      this.reloads.failure++;
+      this.reloads.lastSuccessful = false;
+      this.reloads.lastError = errors.join('\n');
+      this.logger.err('reload failed, the running rules stay', { trigger, errors: errors.length });
+      for (const e of errors) this.logger.err(e);
+      return { ok: false, trigger, errors, durationMs };
+    }
+    if (this.stopping) return { ok: false, trigger, errors: ['nfqwall is stopping'], durationMs: 0 };
+    // One synchronous step: batches are processed synchronously too, so none sees a mixture.
+    const carried4 = next.rules4 ? carryCounters(this.rules.rules4, next.rules4) : 0;
+    const carried6 = next.rules6 ? carryCounters(this.rules.rules6, next.rules6) : 0;
+    this.engine.swap(next.rules4, next.rules6);
+    this.sets.current = next.sets ?? this.sets.current;
+    this.rules = next;
+    retainStores([next.rules4, next.rules6]);
+    const durationMs = performance.now() - t0;
+    this.reloads.success++;
+    this.reloads.lastSuccessful = true;
+    this.reloads.lastSuccessTimestamp = Math.floor(Date.now() / 1000);
+    this.reloads.lastError = undefined;
+    this.logger.info('reloaded', { trigger, carried: carried4 + carried6, ms: Math.round(durationMs * 10) / 10 });
+    return { ok: true, trigger, errors: [], durationMs };
+  }
+
+  /** H12: RELOADING=1 (with MONOTONIC_USEC) around every reload, then READY=1 whatever its outcome. */
+  private async notifiedReload(trigger: string): Promise<ReloadOutcome> {
+    this.service.reloading(`Reloading rules (${trigger})`);
+    const r = await this.reloadNow(trigger);
+    this.service.reloaded(r.ok ? statusLine(this) : `reload failed, old rules in force: ${r.errors[0] ?? ''}`);
+    return r;
   }
 
   private onBatch(batch: PacketBatch): void {
     const q = this.queue;
     if (!q) return;
+    const t0 = performance.now(); // H12: one histogram sample per batch
     try {
       q.verdict(batch, this.processor.process(batch));
+      this.metrics.observeBatch((performance.now() - t0) / 1000, batch.count);
     } catch (err) {
       // Processing catches per packet, so this is the verdict call itself; try once more with the fail verdict.
-      this.log(`batch ${batch.seq}: ${err instanceof Error ? err.message : String(err)}`);
+      this.logger.err(`batch ${batch.seq}: ${err instanceof Error ? err.message : String(err)}`);
       try {
         q.verdict(batch, this.processor.failAll(batch.count));
       } catch {
@@ -198,7 +343,7 @@ export class Daemon {
     this.lastErrorLog = now;
     this.suppressedErrors = 0;
     const msg = err instanceof Error ? (err.stack ?? err.message) : String(err);
-    this.log(`packet evaluation failed, ${this.opts.failOpen ? 'accepted' : 'dropped'}${more}: ${msg}`);
+    this.logger.err(`packet evaluation failed, ${this.opts.failOpen ? 'accepted' : 'dropped'}${more}: ${msg}`);
   }
 
   queueStats(): QueueStats[] {
@@ -216,6 +361,8 @@ export class Daemon {
       rulesets,
       queues: this.queueStats(),
       packets: { ...this.processor.stats },
+      reloads: { ...this.reloads },
+      logs: { written: this.logRecords.limiter.passed, suppressed: this.logRecords.limiter.suppressed },
       hooks: this.hooks.active.map((h) => ({
         family: familyKey(h.family),
         backend: h.backend.name,
@@ -234,8 +381,25 @@ export class Daemon {
 
   handlers(): Handlers {
     return {
-      status: () => this.status(),
+      status: (req) => {
+        checkFields(req, []);
+        return this.status();
+      },
+      reload: async (req) => {
+        checkFields(req, []);
+        const r = await this.reload('control');
+        if (!r.ok) throw new Error(r.errors.join('\n'));
+        return { trigger: r.trigger, durationMs: Math.round(r.durationMs * 10) / 10 };
+      },
+      counters: (req) => {
+        checkFields(req, ['zero']);
+        if (req['zero'] !== true) throw new Error('malformed request: "counters" needs "zero": true');
+        const zeroed = zeroCounters([this.rules.rules4, this.rules.rules6]);
+        this.logger.notice('counters zeroed', { counters: zeroed });
+        return { zeroed };
+      },
       save: (req) => {
+        checkFields(req, ['counters']);
         const c = req['counters'];
         if (c !== undefined && typeof c !== 'boolean') throw new Error('"counters" must be a boolean');
         return { rulesets: this.save(c === true) };
@@ -247,8 +411,12 @@ export class Daemon {
   async stop(): Promise<string[]> {
     if (this.stopping) return [];
     this.stopping = true;
-    notify('STOPPING=1');
+    this.service.stopping(); // H12
+    this.service.close();
     for (const t of this.timers) clearInterval(t);
+    this.watcher?.close();
+    this.ipmon?.close();
+    this.logRecords.close();
     const errors = this.hooks.remove();
     try {
       this.queue?.close();
@@ -258,7 +426,9 @@ export class Daemon {
     this.queue = undefined;
     await this.control?.close();
     this.control = undefined;
-    for (const e of errors) this.log(e);
+    await this.metricsServer?.close(); // H12
+    this.metricsServer = undefined;
+    for (const e of errors) this.logger.err(e);
     return errors;
   }
 }
@@ -281,7 +451,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     }
     if (finishing) return;
     finishing = true;
-    process.stderr.write(`nfqwall: stopping: ${why}\n`);
+    daemon.logger.notice(`stopping: ${why}`);
     daemon.stop().then(
       (errors) => resolveExit(errors.length > 0 && code === 0 ? 1 : code),
       () => resolveExit(1),
@@ -289,6 +459,11 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
   };
   const onTerm = (): void => finish(0, 'SIGTERM');
   const onInt = (): void => finish(0, 'SIGINT');
+  // Installed before start so an early SIGHUP does not kill the process (its default action); ignored until then.
+  const onHup = (): void => {
+    if (daemon && !finishing) void daemon.reload('SIGHUP');
+  };
+  process.on('SIGHUP', onHup);
   const onError = (err: unknown): void =>
     finish(1, `unhandled error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
   process.on('SIGTERM', onTerm);
@@ -300,6 +475,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
   } catch (err) {
     process.off('SIGTERM', onTerm);
     process.off('SIGINT', onInt);
+    process.off('SIGHUP', onHup);
     process.off('uncaughtException', onError);
     process.off('unhandledRejection', onError);
     throw err;
