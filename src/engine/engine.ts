@@ -59,8 +59,6 @@ interface Loaded {
    * kernel refuses loops either way, so only an unvalidated ruleset can overflow.)
    */
   stackLimit: Map<TableName, number>;
-  /** Whether every target in the nat table can be evaluated here (NAT targets land later). */
-  natEvaluable: boolean;
 }
 
 function defaultRandom31(): number {
@@ -130,7 +128,6 @@ export class Engine {
     }
     const state = new Map<MatchUse, unknown>();
     const stackLimit = new Map<TableName, number>();
-    let natEvaluable = true;
     for (const [name, t] of rules.tables) {
       let userChains = 0;
       for (const [, c] of t.chains) {
@@ -141,12 +138,11 @@ export class Engine {
             const k = stateKey(r, i);
             state.set(m, old.has(k) ? old.get(k) : m.ext.createState(m.opts));
           });
-          if (name === 'nat' && r.target?.kind === 'extension' && !r.target.ext.apply) natEvaluable = false;
         }
       }
       stackLimit.set(name, userChains + 1);
     }
-    return { rules, state, stackLimit, natEvaluable };
+    return { rules, state, stackLimit };
   }
 
   decide(input: PacketInput, opts?: { trace?: boolean }): Decision {
@@ -181,7 +177,7 @@ export class Engine {
       for (const tname of HOOK_TABLES[meta.hook]) {
         const table = loaded.rules.tables.get(tname);
         if (!table) continue;
-        if (tname === 'nat' && !this.natApplies(loaded, input.ct)) continue;
+        if (tname === 'nat' && !this.natApplies(input.ct)) continue;
         const chain = table.chains.get(meta.hook);
         if (!chain || !chain.builtin) continue;
         const res = this.walk(loaded, table, chain, ctx, path);
@@ -210,13 +206,13 @@ export class Engine {
   }
 
   /**
-   * TODO(conntrack): the kernel consults nat only for a connection's first packet (IP_CT_NEW without a binding for
-   * this manip type, REFERENCE.md 1.2); later packets get the binding. Until the connection table reaches the engine,
-   * a nat table whose targets can all be evaluated is walked for every packet, and one holding a target without an
-   * evaluator (DNAT/SNAT/MASQUERADE/REDIRECT before they land) is skipped.
+   * The kernel consults nat only for a tracked connection's first packet (nf_nat_inet_fn: no conntrack entry, no nat;
+   * IP_CT_NEW or RELATED without a binding runs the nat chains; later packets just get the binding, REFERENCE.md 1.2).
+   * Until nfqwall's connection table reaches the engine every queued packet is untracked (kernel conntrack is exempted
+   * by CT --notrack), so nat never runs: exactly what the kernel does with untracked packets.
    */
-  private natApplies(loaded: Loaded, _ct: ConnInfo | undefined): boolean {
-    return loaded.natEvaluable;
+  private natApplies(ct: ConnInfo | undefined): boolean {
+    return ct !== undefined && (ct.state === 'NEW' || ct.state === 'RELATED');
   }
 
   private baseMatches(rule: Rule, pkt: ParsedPacket, ctx: TargetContext): boolean | 'hotdrop' {

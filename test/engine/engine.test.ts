@@ -5,6 +5,7 @@ import type { PacketInput } from '../../src/engine/decision';
 import { StaticHost } from '../../src/engine/host';
 import { EmptySets } from '../../src/engine/sets';
 import type { Hook, Ruleset } from '../../src/rules/model';
+import type { ConnInfo, CtState } from '../../src/extensions/types';
 import { parseIpAddr } from '../../src/rules/addr';
 import { ACCEPT, DROP, MARK, NFQUEUE, REJECT, RETURN, chainOf, matchFn, ruleset, v4, type ChainSpec } from './build';
 
@@ -29,6 +30,11 @@ function engine(rules4: Ruleset, rules6?: Ruleset): Engine {
 
 function filter(chains: Record<string, ChainSpec>): Ruleset {
   return ruleset(4, { filter: chains });
+}
+
+function connection(state: CtState): ConnInfo {
+  const t = { src: Uint8Array.of(198, 18, 0, 2), dst: Uint8Array.of(198, 19, 0, 2), protocol: 6, sport: 1000, dport: 80 };
+  return { state, status: 0, mark: 0, direction: 'ORIGINAL', orig: t, reply: t, expiresSeconds: 120, zone: 0 };
 }
 
 describe('engine traversal', () => {
@@ -138,11 +144,25 @@ describe('engine traversal', () => {
       mangle: { OUTPUT: { rules: [{ matches: [spy('m')] }] } },
       raw: { OUTPUT: { rules: [{ matches: [spy('r')] }] } },
     });
-    engine(rs).decide(tcp4('OUTPUT'));
+    const first = { ...tcp4('OUTPUT'), ct: connection('NEW') };
+    engine(rs).decide(first);
     assert.deepEqual(seen, ['raw', 'mangle', 'nat', 'filter', 'security']);
     seen.length = 0;
     engine(rs).decide(tcp4('INPUT'));
     assert.deepEqual(seen, [], 'no INPUT chains declared');
+  });
+
+  it('consults nat only for the first packet of a tracked connection, as nf_nat_inet_fn does', () => {
+    const seen: string[] = [];
+    const spy = matchFn('n', (ctx) => (seen.push(ctx.table), false));
+    const rs = ruleset(4, { nat: { OUTPUT: { rules: [{ matches: [spy] }] } } });
+    const e = engine(rs);
+    e.decide(tcp4('OUTPUT'));
+    e.decide({ ...tcp4('OUTPUT'), ct: connection('UNTRACKED') });
+    e.decide({ ...tcp4('OUTPUT'), ct: connection('ESTABLISHED') });
+    assert.deepEqual(seen, [], 'untracked and established packets skip nat');
+    e.decide({ ...tcp4('OUTPUT'), ct: connection('NEW') });
+    assert.deepEqual(seen, ['nat']);
   });
 
   it('the policy counters count packets and bytes when the policy applies', () => {
