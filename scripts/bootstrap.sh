@@ -8,7 +8,7 @@ say() { printf 'bootstrap: %s\n' "$*" >&2; }
 
 # System packages: headers for the addon (libnetfilter_queue, libmnl, libpcap), the tools the tests and the daemon
 # drive (iptables, iproute2), and the compiler chain node-gyp uses.
-APT_PACKAGES=(libnetfilter-queue-dev libmnl-dev libpcap-dev pkg-config iptables iproute2 iputils-ping g++ make python3 procps)
+APT_PACKAGES=(libnetfilter-queue-dev libmnl-dev libpcap-dev pkg-config iptables iproute2 iputils-ping man-db systemd g++ make python3 procps)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
