@@ -40,7 +40,7 @@ export function registerSave(program: Command): void {
       if (file === undefined) throw new Error('save needs a FILE (or --control PATH)');
       const family = familyOption(opts);
       try {
-        process.stdout.write(saveRuleset(loadRuleFile(file, family), { counters: opts.counters === true }));
+        process.stdout.write(saveRuleset(loadRuleFile(file, family, { counters: true }), { counters: opts.counters === true }));
       } catch (e) {
         if (!(e instanceof RuleErrors)) throw e;
         process.stderr.write(`${e.message}\n`);

@@ -23,6 +23,9 @@ const target: TargetExtension<TeeOpts> = {
     const g = mustSpecify('TEE', seen, 'gateway', ctx);
     const a = parseHostAddr(g.args[0], ctx.family);
     if (!a) throw new RuleError(`TEE: invalid IPv${ctx.family} address "${g.args[0]}"`, g.argLocs[0] ?? g.loc);
+    // tee_tg_check: the all-zero address (0.0.0.0, ::) is refused, in every table and chain.
+    if (a.every((b) => b === 0))
+      throw new RuleError(`TEE: gateway ${formatIpAddr(a)} is not allowed (the kernel refuses it: Invalid argument)`, g.argLocs[0] ?? g.loc);
     const o: TeeOpts = { gateway: a };
     const oif = seen.get('oif');
     if (oif) {

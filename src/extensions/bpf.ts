@@ -166,13 +166,14 @@ const bpf: MatchExtension<BpfOptions> = {
     if (p) return { pinned: p.args[0] ?? '' };
     throw new RuleError('bpf: missing --bytecode or --object-pinned parameter', ctx.loc);
   },
+  unsupportedFor: (o) => unsupportedReason(o),
   format(o) {
     if (o.pinned !== undefined) return `--object-pinned ${o.pinned}`;
     const prog = o.program!;
     return `--bytecode "${[String(prog.length), ...prog.map((i) => `${i.code} ${i.jt} ${i.jf} ${i.k}`)].join(',')}"`;
   },
   match(o, ctx) {
-    // Pinned eBPF objects cannot be honoured; the validator reports unsupportedReason for them.
+    // Pinned eBPF objects cannot be honoured; enforcement refuses them (unsupportedFor).
     if (!o.program) return false;
     return runBpf(o.program, ctx.pkt.data, Math.min(ctx.pkt.length, ctx.pkt.data.length)) !== 0;
   },

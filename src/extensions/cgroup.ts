@@ -31,6 +31,8 @@ const cgroup: MatchExtension<CgroupOptions> = {
     }
     return o;
   },
+  // cgroup_mt_reg .hooks: a local socket is needed.
+  allowedHooks: () => ['INPUT', 'OUTPUT', 'POSTROUTING'],
   format(o) {
     // cgroup_save_v1: the path is always printed in double quotes.
     if (o.path) return `${o.path.invert ? '! ' : ''}--path "${o.path.value.replace(/(["\\])/g, '\\$1')}"`;

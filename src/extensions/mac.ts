@@ -1,5 +1,6 @@
 // -m mac (libxt_mac.c, kernel xt_mac.c): the Ethernet source address. The kernel accepts it only in PREROUTING,
-// INPUT and FORWARD (and user chains reached from them): built-in chains are checked here, user chains by validation.
+// INPUT and FORWARD (its .hooks, so user chains reached from other hooks too): see allowedHooks.
+import type { Hook } from '../rules/model';
 import type { MatchExtension } from './types';
 import { badArg, badMatch, bang, byName } from './util/opts';
 
@@ -8,8 +9,7 @@ export interface MacOptions {
   invert: boolean;
 }
 
-export const MAC_HOOKS: readonly string[] = ['PREROUTING', 'INPUT', 'FORWARD'];
-const OTHER_BUILTINS = new Set(['OUTPUT', 'POSTROUTING']);
+export const MAC_HOOKS: readonly Hook[] = ['PREROUTING', 'INPUT', 'FORWARD'];
 
 const mac: MatchExtension<MacOptions> = {
   kind: 'match',
@@ -23,10 +23,9 @@ const mac: MatchExtension<MacOptions> = {
     const fields = word.split(':');
     if (fields.length !== 6 || !fields.every((f) => /^[0-9a-fA-F]{0,2}$/.test(f)))
       badArg(use, 'Invalid MAC address specified.');
-    if (OTHER_BUILTINS.has(ctx.chain))
-      badMatch(ctx, `mac: only valid in PREROUTING, INPUT and FORWARD (the kernel refuses it in ${ctx.chain})`);
     return { mac: Uint8Array.from(fields.map((h) => (h === '' ? 0 : parseInt(h, 16)))), invert: use.negated };
   },
+  allowedHooks: () => MAC_HOOKS,
   format(o) {
     const text = Array.from(o.mac, (b) => b.toString(16).padStart(2, '0')).join(':');
     return `${bang(o.invert)}--mac-source ${text}`;

@@ -32,6 +32,8 @@ const mh: MatchExtension<MhOptions> = {
   kind: 'match',
   name: 'mh',
   family: 6,
+  // `-p mh --mh-type 5` loads it implicitly (by the word written: `-p 135` does not, kernel-checked).
+  protocolMatch: 135,
   options: [{ name: 'mh-type', args: 1, invertible: true }],
   parse(uses, ctx) {
     const o: MhOptions = { min: 0, max: 255, invert: false };

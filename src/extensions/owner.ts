@@ -1,7 +1,6 @@
 // -m owner: the local socket's owner (xt_owner). Only OUTPUT and POSTROUTING have a local socket.
 import { readFileSync } from 'node:fs';
 import type { MatchExtension, OptionUse } from './types';
-import { RuleError } from './types';
 import { fail, failArg, parseUintWord } from './util/b-opts';
 
 export interface IdRange {
@@ -60,7 +59,7 @@ const owner: MatchExtension<OwnerOptions> = {
     { name: 'socket-exists', args: 0, invertible: true },
     { name: 'suppl-groups', args: 0 },
   ],
-  parse(uses, ctx) {
+  parse(uses) {
     const o: OwnerOptions = { supplGroups: false };
     for (const u of uses) {
       if (u.name === 'uid-owner') o.uid = parseIds(u, '/etc/passwd');
@@ -71,15 +70,14 @@ const owner: MatchExtension<OwnerOptions> = {
         o.supplGroups = true;
       }
     }
-    // Built-in chains of other hooks are refused here; user chains: the validator, with util/b-hooks.
-    if (['PREROUTING', 'INPUT', 'FORWARD'].includes(ctx.chain)) {
-      throw new RuleError(
-        `owner: only valid in OUTPUT and POSTROUTING, not in ${ctx.chain} (the kernel refuses this rule: Invalid argument)`,
-        ctx.loc,
-      );
-    }
     return o;
   },
+  // owner_mt_reg .hooks: a local socket exists only on the way out.
+  allowedHooks: () => ['OUTPUT', 'POSTROUTING'],
+  unsupportedFor: (o) =>
+    o.supplGroups
+      ? 'owner: --suppl-groups needs the supplementary groups of the socket owner, which the queue does not report'
+      : undefined,
   format(o) {
     const w: string[] = [];
     if (o.socket) w.push(...(o.socket.invert ? ['!'] : []), '--socket-exists');

@@ -38,6 +38,10 @@ const physdev: MatchExtension<PhysdevOptions> = {
     o.isIn = flag(m.get('physdev-is-in'));
     o.isOut = flag(m.get('physdev-is-out'));
     o.isBridged = flag(m.get('physdev-is-bridged'));
+    // physdev_mt_check refuses an output port at LOCAL_OUT unless the rule requires bridged traffic. It reads
+    // par->hook_mask, which iptables-nft sets for built-in chains only: user chains reached from OUTPUT pass.
+    if (ctx.chain === 'OUTPUT' && (o.out || o.isOut) && (!o.isBridged || o.isBridged.invert))
+      badMatch(ctx, 'physdev: --physdev-out and --physdev-is-out only supported in the FORWARD and POSTROUTING chains with bridged traffic');
     return o;
   },
   format(o) {

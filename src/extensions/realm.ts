@@ -15,11 +15,10 @@ const realm: MatchExtension<RealmOptions> = {
   parse(uses, ctx) {
     const u = uses.find((x) => x.name === 'realm');
     if (!u) throw new RuleError('realm: option "--realm" must be specified', ctx.loc);
-    if (ctx.chain === 'PREROUTING') {
-      throw new RuleError('realm: not valid in PREROUTING (the kernel refuses this rule: Invalid argument)', ctx.loc);
-    }
     return parseValMask(u, readIdNames(REALM_FILES), 'realm');
   },
+  // realm_mt_reg .hooks: the route is known from the routing decision on.
+  allowedHooks: () => ['INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'],
   format(o) {
     return `${o.invert ? '! ' : ''}--realm ${formatValMask(o, readIdNames(REALM_FILES))}`;
   },

@@ -20,11 +20,8 @@ const rpfilter: MatchExtension<RpfilterOptions> = {
   ],
   unsupported: 'rpfilter: needs a route lookup of the source address in the kernel FIB, which nfqwall does not mirror',
   parse(uses, ctx) {
-    // rpfilter_check: raw and mangle tables, PREROUTING only (user chains: the validator's business).
-    if (
-      (ctx.table !== 'raw' && ctx.table !== 'mangle') ||
-      ['INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'].includes(ctx.chain)
-    ) {
+    // rpfilter_check: raw and mangle tables only (the PREROUTING hook is its .hooks: allowedHooks).
+    if (ctx.table !== 'raw' && ctx.table !== 'mangle') {
       throw new RuleError(
         'rpfilter: only valid in the raw and mangle PREROUTING chains (the kernel refuses this rule: Invalid argument)',
         ctx.loc,
@@ -38,6 +35,7 @@ const rpfilter: MatchExtension<RpfilterOptions> = {
       invert: has('invert'),
     };
   },
+  allowedHooks: () => ['PREROUTING'],
   format(o) {
     const w: string[] = [];
     if (o.loose) w.push('--loose');

@@ -101,6 +101,7 @@ const set: MatchExtension<SetOptions> = {
     if (bytes) o.bytes = bytes;
     return o;
   },
+  unsupportedFor: (o) => unsupportedReason(o),
   format(o) {
     // set_save_v4 / print_match
     const w: string[] = [];
@@ -122,7 +123,7 @@ const set: MatchExtension<SetOptions> = {
   match(o, ctx) {
     const r = ctx.sets.test(o.name, ctx.pkt, ctx.meta, o.dims);
     // A missing set cannot happen in the kernel (the rule would not load); treat it as no match.
-    // Set counters (--packets-*/--bytes-*) are not kept by SetView: those rules are refused by `unsupportedReason`.
+    // Set counters (--packets-*/--bytes-*) are not kept by SetView: enforcement refuses those rules (unsupportedFor).
     const member = r === true;
     return member !== o.invert;
   },

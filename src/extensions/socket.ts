@@ -1,6 +1,5 @@
 // -m socket: whether a local socket exists for the packet (xt_socket revision 3).
 import type { MatchExtension } from './types';
-import { RuleError } from './types';
 
 export interface SocketOptions {
   transparent: boolean;
@@ -17,17 +16,12 @@ const socket: MatchExtension<SocketOptions> = {
     { name: 'restore-skmark', args: 0 },
   ],
   unsupported: 'socket: needs a lookup in the kernel socket tables, which nfqwall cannot do from userspace',
-  parse(uses, ctx) {
-    // xt_socket runs at PREROUTING and INPUT only (user chains: the validator's business).
-    if (['FORWARD', 'OUTPUT', 'POSTROUTING'].includes(ctx.chain)) {
-      throw new RuleError(
-        `socket: not valid in ${ctx.chain} (the kernel refuses this rule: Invalid argument)`,
-        ctx.loc,
-      );
-    }
+  parse(uses) {
     const has = (n: string) => uses.some((u) => u.name === n);
     return { transparent: has('transparent'), nowildcard: has('nowildcard'), restoreSkmark: has('restore-skmark') };
   },
+  // socket_mt4_v0 .. v3 .hooks.
+  allowedHooks: () => ['PREROUTING', 'INPUT'],
   format(o) {
     const w: string[] = [];
     if (o.transparent) w.push('--transparent');

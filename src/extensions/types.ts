@@ -74,6 +74,15 @@ export interface MatchExtension<O = unknown> extends ExtensionBase<O> {
    * rule requires `-p NAME` (not negated) to be given.
    */
   protocolMatch?: number;
+  /**
+   * The hooks the kernel lets this match run at (its xt_match .hooks), or undefined for anywhere. Validation checks it
+   * for every hook a chain is reached from, user chains included, as nft_compat's validate does. Restrictions that the
+   * kernel makes in checkentry from par->hook_mask (addrtype --limit-iface-*, policy --dir, devgroup, physdev --out)
+   * only see built-in chains under iptables-nft (hook_mask is 0 in user chains): modules check those in parse().
+   */
+  allowedHooks?(opts: O): readonly Hook[] | undefined;
+  /** Like `unsupported`, for forms that only some option values need (set --bytes-gt, bpf --object-pinned). */
+  unsupportedFor?(opts: O): string | undefined;
   /** Per-rule state that lives as long as the rule (statistic nth counter, limit bucket, recent lists are global). */
   createState?(opts: O): unknown;
   /** Whether the packet matches. Negation of individual options is the module's business. */
@@ -92,7 +101,8 @@ export interface TargetExtension<O = unknown> extends ExtensionBase<O> {
   allowed?: TargetHookRule;
   /**
    * Where the kernel allows these particular options, when that is narrower than `allowed` (TCPMSS
-   * --clamp-mss-to-pmtu: FORWARD, OUTPUT, POSTROUTING only). Checked like `allowed`, in addition to it.
+   * --clamp-mss-to-pmtu: FORWARD, OUTPUT, POSTROUTING only). The kernel decides this in checkentry from
+   * par->hook_mask, which iptables-nft sets for built-in chains only: validation checks it there, not in user chains.
    */
   allowedFor?(opts: O): TargetHookRule | undefined;
   /** Like `unsupported`, for forms that only some option values need (TCPMSS --clamp-mss-to-pmtu needs the route MTU). */
@@ -189,6 +199,11 @@ export interface HostView {
    * not addressed to the host, as the kernel's icmp_send picks it. Undefined when there is no route.
    */
   sourceFor?(family: Family, dst: Uint8Array): Uint8Array | undefined;
+  /**
+   * H16: the interface's primary address (the first one `ip addr` lists, as MASQUERADE's inet_select_addr and
+   * REDIRECT's ifa_local pick), or undefined when it has none of that family.
+   */
+  primaryAddress?(family: Family, iface: string): Uint8Array | undefined;
 }
 export type AddrType =
   | 'UNSPEC'
@@ -248,6 +263,31 @@ export interface TargetContext extends MatchContext {
   rewritten: boolean;
   /** Packets to send back (REJECT's ICMP error or TCP reset), as L3 bytes. */
   replies: Uint8Array[];
+  /**
+   * H16: a NAT target's binding request for the connection's first packet (it then returns 'accept': the kernel's
+   * NAT targets give NF_ACCEPT and the nat table stops). The connection table binds it after the verdict.
+   */
+  nat?: NatRequest;
+  /** H16: CT --notrack / NOTRACK ran (raw): the packet is UNTRACKED from here on and creates no connection. */
+  notrack?: boolean;
+}
+
+/** H16: struct nf_nat_range2 as a NAT target asks for it, addresses resolved (docs/conntrack-table.md). */
+export interface NatRequest {
+  manip: 'SRC' | 'DST';
+  /** NF_NAT_RANGE_MAP_IPS when given; with netmap, the first and last address of the new prefix. */
+  minAddr?: Uint8Array;
+  maxAddr?: Uint8Array;
+  minPort?: number;
+  maxPort?: number;
+  /** NF_NAT_RANGE_PROTO_OFFSET (/baseport). */
+  basePort?: number;
+  random?: boolean;
+  randomFully?: boolean;
+  persistent?: boolean;
+  netmap?: boolean;
+  /** MASQUERADE: the binding belongs to the outgoing interface (flushed when it goes down). */
+  masquerade?: boolean;
 }
 
 export type TargetResult =

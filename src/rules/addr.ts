@@ -13,23 +13,46 @@ export class AddrError extends Error {
 }
 
 function parseV4(s: string): Uint8Array | undefined {
-  // inet_aton-strict form as iptables' xtables_numeric_to_ipaddr: four decimal octets (it also accepts fewer, like
-  // "10.1" → 10.0.0.1? no: xtables_numeric_to_ipaddr requires 1-4 parts but pads: "10" → 10.0.0.0).
-  const parts = s.split('.');
-  if (parts.length < 1 || parts.length > 4) return undefined;
-  const out = new Uint8Array(4);
-  for (let i = 0; i < parts.length; i++) {
-    const p = parts[i];
-    if (p.length === 0 || p.length > 3) return undefined;
-    let v = 0;
-    for (let j = 0; j < p.length; j++) {
-      const c = p.charCodeAt(j) - 48;
-      if (c < 0 || c > 9) return undefined;
-      v = v * 10 + c;
+  // inet_aton-strict form as iptables' xtables_numeric_to_ipaddr: one to four decimal parts of up to three digits,
+  // each at most 255, the missing ones zero ("10" is 10.0.0.0). Scanned in place: this runs for every -s/-d.
+  const n = s.length;
+  if (n === 0) return undefined;
+  let parts = 0;
+  let v = 0;
+  let digits = 0;
+  let o0 = 0;
+  let o1 = 0;
+  let o2 = 0;
+  for (let i = 0; i <= n; i++) {
+    const c = i < n ? s.charCodeAt(i) : 46;
+    if (c === 46) {
+      if (digits === 0 || v > 255 || parts === 4) return undefined;
+      if (parts === 0) o0 = v;
+      else if (parts === 1) o1 = v;
+      else if (parts === 2) o2 = v;
+      else {
+        parts++;
+        const out = new Uint8Array(4);
+        out[0] = o0;
+        out[1] = o1;
+        out[2] = o2;
+        out[3] = v;
+        return i === n ? out : undefined;
+      }
+      parts++;
+      v = 0;
+      digits = 0;
+      continue;
     }
-    if (v > 255) return undefined;
-    out[i] = v;
+    const d = c - 48;
+    if (d < 0 || d > 9 || digits === 3) return undefined;
+    v = v * 10 + d;
+    digits++;
   }
+  const out = new Uint8Array(4);
+  out[0] = o0;
+  if (parts > 1) out[1] = o1;
+  if (parts > 2) out[2] = o2;
   return out;
 }
 

@@ -9,12 +9,14 @@ export function checkEnforceable(rs: Ruleset): void {
   for (const table of rs.tables.values())
     for (const chain of table.chains.values())
       for (const rule of chain.rules) {
-        for (const m of rule.matches)
-          if (m.ext.unsupported)
-            errors.push(new RuleError(`match "${m.ext.name}" cannot be enforced by nfqwall: ${m.ext.unsupported}`, m.loc));
+        for (const m of rule.matches) {
+          const why = m.ext.unsupported ?? m.ext.unsupportedFor?.(m.opts);
+          if (why) errors.push(new RuleError(`match "${m.ext.name}" cannot be enforced by nfqwall: ${why}`, m.loc));
+        }
         const t = rule.target;
-        if (t?.kind === 'extension' && t.ext.unsupported)
-          errors.push(new RuleError(`target "${t.ext.name}" cannot be enforced by nfqwall: ${t.ext.unsupported}`, t.loc));
+        if (t?.kind !== 'extension') continue;
+        const why = t.ext.unsupported ?? t.ext.unsupportedFor?.(t.opts);
+        if (why) errors.push(new RuleError(`target "${t.ext.name}" cannot be enforced by nfqwall: ${why}`, t.loc));
       }
   if (errors.length > 0) throw new RuleErrors(errors);
 }

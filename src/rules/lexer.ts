@@ -48,25 +48,25 @@ export function lexLine(line: string): Word[] {
     let buf = line.slice(start, i);
     i++;
     let closed = false;
+    // Runs without `\` or `"` are appended as one slice: per-character += builds a rope that is flattened later.
+    let run = i;
     while (i < n) {
       c = line.charCodeAt(i);
-      if (c === 92 /* \ */ && i + 1 < n) {
-        buf += line[i + 1];
-        i += 2;
-        continue;
-      }
-      if (c === 92) {
+      if (c !== 92 /* \ */ && c !== 34) {
         i++;
         continue;
       }
+      if (i > run) buf += line.slice(run, i);
       if (c === 34) {
         closed = true;
         i++;
         break;
       }
-      buf += line[i];
-      i++;
+      if (i + 1 < n) buf += line[i + 1];
+      i += 2;
+      run = i;
     }
+    if (!closed && run < n) buf += line.slice(run, n);
     if (buf.length > MAX_WORD) throw new LexError('Parameter too long!', start + 1);
     // iptables adds the word at the closing quote even when empty; an unterminated empty one is dropped.
     if (closed || buf.length > 0) words.push({ text: buf, col: start + 1 });

@@ -1,12 +1,21 @@
 // Reading a rule file from disk into a Ruleset.
 import fs from 'node:fs';
 import { RuleError } from '../extensions/types';
+import { zeroCounters } from './counters';
 import { RuleErrors } from './errors';
 import type { Family, Ruleset } from './model';
 import { parseRuleset } from './parse';
 
+export interface LoadOptions {
+  /**
+   * Keep the `[packets:bytes]` counters written in the file, as `iptables-restore --counters` does. Without it the
+   * counters are read (and must be well formed) but everything starts from zero, as plain `iptables-restore` does.
+   */
+  counters?: boolean;
+}
+
 /** Parse and validate a rule file. `family` absent: inferred from the file (IPv4 when nothing tells). */
-export function loadRuleFile(path: string, family?: Family): Ruleset {
+export function loadRuleFile(path: string, family?: Family, opts: LoadOptions = {}): Ruleset {
   let text: string;
   try {
     text = fs.readFileSync(path, 'utf8');
@@ -14,5 +23,7 @@ export function loadRuleFile(path: string, family?: Family): Ruleset {
     const reason = e instanceof Error ? e.message : String(e);
     throw new RuleErrors([new RuleError(`cannot read rule file: ${reason}`, { file: path, line: 0, column: 0 })]);
   }
-  return parseRuleset(text, path, family ? { family } : {});
+  const rs = parseRuleset(text, path, family ? { family } : {});
+  if (opts.counters !== true) zeroCounters([rs]);
+  return rs;
 }

@@ -7,7 +7,7 @@ import type { MatchExtension, OptionSpec, OptionUse, ParseContext, TargetExtensi
 import { RuleError } from '../extensions/types';
 import { AddrError, guessFamily, parseIpNet } from './addr';
 import { RuleErrors } from './errors';
-import { formatRuleSpec } from './format';
+import { formatRuleSpec, writeRuleSpec, type TextSink } from './format';
 import { LexError, lexLine, type Word } from './lexer';
 import {
   BUILTIN_CHAINS,
@@ -397,7 +397,9 @@ export class Parser {
           // iptables command_default: an unknown option after -p loads the protocol's match implicitly, by the name
           // written (lowercased), or by the protocol's name when a number was written (find_proto).
           const m = findMatch(/^[0-9]/.test(protoWord) ? protocolName(spec.proto.value) : protoWord);
-          if (m && m.protocolMatch !== undefined && !loaded.some((le) => le.ext === m)) {
+          // Family-only modules exist only in their family's iptables (ip6tables has mh, iptables does not).
+          const inFamily = m !== undefined && (m.family === undefined || m.family === family);
+          if (m && inFamily && m.protocolMatch !== undefined && !loaded.some((le) => le.ext === m)) {
             protoUsed = true;
             const le: LoadedExt = { ext: m, uses: [], loc: this.loc(w.col), isTarget: false };
             loaded.push(le);
@@ -601,7 +603,10 @@ export class Parser {
       if (same.length > 1) for (const le of same) (le.ext as MatchExtension).parse(le.uses, ctx(le.loc));
     }
     mergeNativeMatches(loaded);
-    for (const le of loaded) {
+    // Sized up front: an array grown by push from [] keeps 17 slots, and a ruleset keeps 100,000 of these.
+    if (loaded.length > 0) spec.matches = new Array<MatchUse>(loaded.length);
+    for (let k = 0; k < loaded.length; k++) {
+      const le = loaded[k];
       const m = le.ext as MatchExtension;
       if (m.protocolMatch !== undefined) {
         // The kernel's xt_tcpudp/icmp/sctp checkentry wants -p NAME, not negated. iptables-nft translates tcp/udp
@@ -610,7 +615,7 @@ export class Parser {
         if (!spec.proto || spec.proto.value !== m.protocolMatch || (spec.proto.negated && !native))
           throw new RuleError(`match "${m.name}" needs "-p ${m.name}"${native ? '' : ' (not negated)'} on the rule`, le.loc);
       }
-      spec.matches.push({ ext: m, opts: m.parse(le.uses, ctx(le.loc)), loc: le.loc });
+      spec.matches[k] = { ext: m, opts: m.parse(le.uses, ctx(le.loc)), loc: le.loc };
     }
     if (target) {
       const tx = target.ext as TargetExtension;
@@ -675,33 +680,65 @@ function expandRules(spec: RuleSpec, table: TableName, chain: string, loc: Sourc
   return out;
 }
 
-/** Two 32-bit FNV-1a style lanes over the parts, as 12 base-36 characters (short, stable, cheap for 100k rules). */
-function shortHash(parts: readonly string[]): string {
-  let h1 = 0x811c9dc5;
-  let h2 = 0x050c5d1f;
-  for (let p = 0; p < parts.length; p++) {
-    const text = parts[p];
+/**
+ * Two 32-bit FNV-1a style lanes over the parts (table, chain, canonical text), as 12 base-36 characters: short,
+ * stable, cheap for 100k rules. Fed piece by piece (writeRuleSpec), so the rule text is never built.
+ */
+class RuleHash implements TextSink {
+  h1 = 0x811c9dc5;
+  h2 = 0x050c5d1f;
+
+  add(text: string): void {
+    let h1 = this.h1;
+    let h2 = this.h2;
     for (let i = 0; i < text.length; i++) {
       const c = text.charCodeAt(i);
       h1 = Math.imul(h1 ^ c, 0x01000193);
       h2 = Math.imul(h2 ^ c, 0x01000193) ^ (h1 >>> 13);
     }
-    h1 = Math.imul(h1, 0x01000193);
-    h2 = Math.imul(h2 ^ 0xff, 0x01000193);
+    this.h1 = h1;
+    this.h2 = h2;
   }
-  return ((h1 >>> 0).toString(36).padStart(7, '0') + (h2 >>> 0).toString(36).padStart(7, '0')).slice(0, 12);
+
+  /** Ends one part. */
+  end(): void {
+    this.h1 = Math.imul(this.h1, 0x01000193);
+    this.h2 = Math.imul(this.h2 ^ 0xff, 0x01000193);
+  }
+
+  /** Seven base-36 digits of h1 and the first five of h2's seven (Number#toString(36) showed in profiles). */
+  digest(): string {
+    let a = this.h1 >>> 0;
+    let b = Math.floor((this.h2 >>> 0) / 1296);
+    const d = ID_DIGITS;
+    const c6 = d[a % 36], c5 = d[(a = Math.floor(a / 36)) % 36], c4 = d[(a = Math.floor(a / 36)) % 36];
+    const c3 = d[(a = Math.floor(a / 36)) % 36], c2 = d[(a = Math.floor(a / 36)) % 36], c1 = d[(a = Math.floor(a / 36)) % 36];
+    const c0 = d[Math.floor(a / 36) % 36];
+    const e4 = d[b % 36], e3 = d[(b = Math.floor(b / 36)) % 36], e2 = d[(b = Math.floor(b / 36)) % 36];
+    const e1 = d[(b = Math.floor(b / 36)) % 36], e0 = d[Math.floor(b / 36) % 36];
+    return String.fromCharCode(c0, c1, c2, c3, c4, c5, c6, e0, e1, e2, e3, e4);
+  }
 }
+const ID_DIGITS = Array.from('0123456789abcdefghijklmnopqrstuvwxyz', (c) => c.charCodeAt(0));
 
 /** Give every rule of the table its identity: hash of table, chain and canonical text; `#n` for repeats. */
 export function assignRuleIds(table: Table, family: Family): void {
-  const parts = [table.name, '', ''];
   for (const chain of table.chains.values()) {
     let seen: Map<string, number> | undefined;
     let prev = '';
-    parts[1] = chain.name;
+    // The table and chain parts are the same for every rule of the chain: hash them once and start from there.
+    const head = new RuleHash();
+    head.add(table.name);
+    head.end();
+    head.add(chain.name);
+    head.end();
+    const h = new RuleHash();
     for (const r of chain.rules) {
-      parts[2] = formatRuleSpec(r, family);
-      const base = shortHash(parts);
+      h.h1 = head.h1;
+      h.h2 = head.h2;
+      writeRuleSpec(r, family, h);
+      h.end();
+      const base = h.digest();
       if (seen === undefined) {
         // Most chains have no duplicates: only build the map once a second rule shows up.
         if (prev === '') {

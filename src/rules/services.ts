@@ -77,6 +77,8 @@ const KERNEL_PROTOS: ReadonlyArray<[string, number]> = [
   ['icmpv6', 58],
   ['esp', 50],
   ['ah', 51],
+  // 1.8.9 lists mobility-header first (iptables-save prints it whatever /etc/protocols says: kernel-checked).
+  ['mobility-header', 135],
   ['ipv6-mh', 135],
   ['mh', 135],
   ['all', 0],
@@ -122,4 +124,24 @@ export function protocolName(num: number): string {
   if (num === 0) return 'all';
   for (const [name, n] of loadProtocols()) if (n === num) return name;
   return String(num);
+}
+
+let servicesByPort: Map<string, string> | undefined;
+/** getservbyport(port, proto): the official name of the first /etc/services line for port/proto, or undefined. */
+export function serviceName(port: number, proto: string): string | undefined {
+  if (!servicesByPort) {
+    servicesByPort = new Map();
+    let text = '';
+    try {
+      text = fs.readFileSync('/etc/services', 'utf8');
+    } catch {
+      // No services database: ports print as numbers.
+    }
+    for (const raw of text.split('\n')) {
+      const f = raw.replace(/#.*/, '').trim().split(/\s+/);
+      if (f.length < 2 || !/^\d+\/\w+$/.test(f[1])) continue;
+      if (!servicesByPort.has(f[1])) servicesByPort.set(f[1], f[0]);
+    }
+  }
+  return servicesByPort.get(`${port}/${proto}`);
 }

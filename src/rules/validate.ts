@@ -2,7 +2,7 @@
 // jumps to chains that do not exist, loops among user chains (the kernel's mark_source_chains), and targets used
 // from tables or hooks they are not allowed in. User chains inherit the hooks of every built-in chain that reaches
 // them, as the kernel computes it.
-import { RuleError } from '../extensions/types';
+import { RuleError, type TargetHookRule } from '../extensions/types';
 import { HOOKS, type Chain, type Family, type Hook, type Rule, type Table } from './model';
 
 /** The chains of a table as numbers, with the jump/goto edges resolved once (one name lookup per jump). */
@@ -138,11 +138,29 @@ export function validateTable(table: Table, family: Family, errors: RuleError[])
   let bits: Uint8Array | undefined;
   for (let i = 0; i < g.chains.length; i++) {
     const c = g.chains[i];
-    for (const r of c.rules) {
+    const rules = c.rules;
+    let reached: Hook[] | undefined;
+    for (let k = 0; k < rules.length; k++) {
+      const r = rules[k];
+      const ms = r.matches;
+      for (let j = 0; j < ms.length; j++) {
+        const m = ms[j];
+        const ok = m.ext.allowedHooks?.(m.opts);
+        if (!ok) continue;
+        reached ??= hooksOf((bits ??= hookBits(g))[i]);
+        if (reached.every((h) => ok.includes(h))) continue;
+        // The kernel's words (xt_check_match): every hook the rule is used from, then the ones allowed.
+        errors.push(
+          new RuleError(
+            `${m.ext.name} match: used from hooks ${reached.join('/')}, but only valid from ${ok.join('/')}${via(c, reached)}`,
+            m.loc,
+          ),
+        );
+      }
       const t = r.target;
-      if (t?.kind !== 'extension' || !t.ext.allowed) continue;
+      if (t === undefined || t.kind !== 'extension') continue;
       const allowed = t.ext.allowed;
-      if (allowed.tables && !allowed.tables.includes(table.name)) {
+      if (allowed?.tables && !allowed.tables.includes(table.name)) {
         errors.push(
           new RuleError(
             `target ${t.ext.name} is only valid in table${allowed.tables.length > 1 ? 's' : ''} ${allowed.tables.join(', ')}, not ${table.name}`,
@@ -151,20 +169,29 @@ export function validateTable(table: Table, family: Family, errors: RuleError[])
         );
         continue;
       }
-      if (allowed.hooks) {
-        bits ??= hookBits(g);
-        const reached = hooksOf(bits[i]);
-        const bad = reached.filter((h) => !allowed.hooks?.includes(h));
-        if (bad.length > 0) {
-          const via = c.builtin ? '' : ` (chain ${c.name} is reached from ${reached.join(', ')})`;
-          errors.push(
-            new RuleError(
-              `target ${t.ext.name} used from hook ${bad.join(', ')}, but only usable from ${allowed.hooks.join(', ')}${via}`,
-              t.loc,
-            ),
-          );
-        }
-      }
+      // allowedFor is checkentry's business, which sees the hook of built-in chains only (see TargetExtension).
+      const narrower = c.builtin ? t.ext.allowedFor?.(t.opts) : undefined;
+      if (!allowed?.hooks && !narrower?.hooks) continue;
+      reached ??= hooksOf((bits ??= hookBits(g))[i]);
+      const bad = hooksOutside(reached, allowed) ?? hooksOutside(reached, narrower);
+      if (bad)
+        errors.push(
+          new RuleError(
+            `target ${t.ext.name} used from hook ${bad.hooks.join(', ')}, but only usable from ${bad.allowed.join(', ')}${via(c, reached)}`,
+            t.loc,
+          ),
+        );
     }
   }
+}
+
+function hooksOutside(reached: readonly Hook[], rule: TargetHookRule | undefined): { hooks: Hook[]; allowed: readonly Hook[] } | undefined {
+  const allowed = rule?.hooks;
+  if (!allowed) return undefined;
+  const hooks = reached.filter((h) => !allowed.includes(h));
+  return hooks.length > 0 ? { hooks, allowed } : undefined;
+}
+
+function via(c: Chain, reached: readonly Hook[]): string {
+  return c.builtin ? '' : ` (chain ${c.name} is reached from ${reached.join(', ')})`;
 }

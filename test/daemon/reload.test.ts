@@ -15,9 +15,9 @@ import {
   ReloadCoalescer,
   retainStores,
   storeNames,
-  zeroCounters,
   type ReloadOutcome,
 } from '../../src/daemon/reload';
+import { zeroCounters } from '../../src/rules/counters';
 
 const rs = (text: string, family: 4 | 6 = 4): Ruleset => parseRuleset(text, 'test.rules', { family });
 

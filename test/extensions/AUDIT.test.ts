@@ -52,6 +52,9 @@ describe('targets nfqwall parses and prints but cannot enforce', () => {
     assert.equal(roundTrip(TEE, '--gateway 1.2.3'), '--gateway 1.2.0.3');
     assert.equal(roundTrip(TEE, '--oif eth0 --gateway 1.2.3.4'), '--gateway 1.2.3.4 --oif eth0');
     refuses(TEE, '', /"--gateway" must be specified/, 1);
+    // tee_tg_check refuses the all-zero gateway (kernel-checked in nat OUTPUT and mangle).
+    refuses(TEE, '--gateway 0 --oif eth0', /gateway 0\.0\.0\.0 is not allowed/, 11);
+    refuses(TEE, '--gateway ::', /gateway :: is not allowed/, 11, { family: 6 });
   });
   it('each names why it cannot run', () => {
     for (const t of [AUDIT, CONNSECMARK, SECMARK, IDLETIMER, LED, SYNPROXY, TEE]) {

@@ -20,6 +20,18 @@ const OK: [string, string, (4 | 6)?][] = [
   ['--ctreplsrc 1.2.3.4/255.0.255.0', '--ctreplsrc 1.2.3.4'],
   ['--ctreplsrc 1.2.3.4/255.255.0.0', '--ctreplsrc 1.2.3.4/16'],
   ['--ctorigsrc 1.2.3.4/0', '--ctorigsrc 1.2.3.4/0'],
+  // XTTYPE_HOSTMASK: the host through getaddrinfo (inet_aton forms), the mask a strtoul prefix length if it fits.
+  ['--ctorigsrc 1', '--ctorigsrc 0.0.0.1'],
+  ['--ctorigdst 10.1/16', '--ctorigdst 10.0.0.1/16'],
+  ['--ctreplsrc 0x10', '--ctreplsrc 0.0.0.16'],
+  ['--ctrepldst 1.2.3', '--ctrepldst 1.2.0.3'],
+  ['--ctorigsrc 010.1', '--ctorigsrc 8.0.0.1'],
+  ['--ctorigsrc 1.65535', '--ctorigsrc 1.0.255.255'],
+  ['--ctorigsrc 4294967295', '--ctorigsrc 255.255.255.255'],
+  ['--ctorigsrc 1.2.3.4/0x10', '--ctorigsrc 1.2.3.4/16'],
+  ['--ctorigsrc 1.2.3.4/33', '--ctorigsrc 1.2.3.4'],
+  ['--ctorigsrc 1.2.3.4/255.255', '--ctorigsrc 1.2.3.4'],
+  ['--ctorigsrc 2001:db8::1/0x40', '--ctorigsrc 2001:db8::1/64', 6],
   ['--ctstate new', '--ctstate NEW'],
   ['--ctproto all', '--ctproto 0'],
   ['! --ctproto all', '! --ctproto 0'],
@@ -54,6 +66,10 @@ const FAIL: [string, string, number][] = [
   ['--ctexpire abc', 'conntrack: bad value for option "--ctexpire" near "abc", or out of range (0-4294967295).', 12],
   ['--ctorigsrcport 0x10', 'Port "0x10" does not resolve to anything.', 17],
   ['--ctorigsrcport abc', 'Port "abc" does not resolve to anything.', 17],
+  ['--ctorigsrc 1.2.3.256', "host/network `1.2.3.256' not found (hostnames are not resolved; write a numeric address)", 13],
+  ['--ctorigsrc 08', "host/network `08' not found (hostnames are not resolved; write a numeric address)", 13],
+  ['--ctorigsrc 1.2.3.4/08', "invalid mask `08' specified", 13],
+  ['--ctorigsrc 1.2.3.4/', "invalid mask `' specified", 13],
 ];
 
 describe('match conntrack', () => {
