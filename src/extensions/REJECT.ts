@@ -51,9 +51,15 @@ const target: TargetExtension<RejectOpts> = {
   },
   format: (o) => `--reject-with ${o.with}`,
   apply(o, ctx) {
+    const pkt = ctx.pkt;
+    // An ICMP packet the kernel itself sends (an echo reply, an error: no socket owner in the queue's report) leaves
+    // while the kernel holds its ICMP send lock, so icmp_send/icmpv6_send cannot answer it: the packet is dropped
+    // and nothing is sent.
+    if (ctx.meta.hook === 'OUTPUT' && ctx.meta.uid === undefined && (pkt.protocol === 1 || pkt.protocol === 58)) {
+      return { verdict: 'reject' };
+    }
     // icmp_send: the error comes from the original destination when that is us; otherwise from the address
     // routing picks for the way back to the sender. A reset always pretends to come from the original destination.
-    const pkt = ctx.pkt;
     const local = ctx.host.addressType(pkt.family, pkt.dst) === 'LOCAL';
     const from = local || o.with === 'tcp-reset' ? undefined : ctx.host.sourceFor?.(pkt.family, pkt.src);
     const verify = ctx.meta.checksumNotReady === true ? { verifyChecksum: false } : undefined;

@@ -92,6 +92,17 @@ describe('REJECT target', () => {
     assert.equal(r[41], 1);
   });
 
+  it('sends nothing for ICMP the kernel itself sends from OUTPUT (its ICMP send lock is held), but answers a local ping', () => {
+    // The fixture writes a UDP-shaped header: its first two bytes (the source port) are the ICMP type and code.
+    const icmp = (type: number) => packet({ proto: 1, src: '198.18.0.1', dst: '198.18.0.2', sport: type << 8, dport: 1 });
+    const kernel = tctx(icmp(0), meta('OUTPUT'));
+    assert.deepEqual(run(REJECT, '', kernel), { verdict: 'reject' });
+    assert.equal(kernel.replies.length, 0, 'no socket owner: the kernel\'s own echo reply');
+    const ping = tctx(icmp(8), { ...meta('OUTPUT'), uid: 0, gid: 0 });
+    run(REJECT, '', ping);
+    assert.equal(ping.replies.length, 1, 'a process\'s ping is answered');
+  });
+
   it('still drops when the kernel would send nothing (RST answering a RST)', () => {
     const ctx = tctx(packet({ proto: 6, flags: 0x04 }), meta('INPUT'));
     assert.deepEqual(run(REJECT, '--reject-with tcp-reset', ctx, { proto: 6 }), { verdict: 'reject' });
