@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer target for the packet parser and the connection table (native/conntrack_fuzz.cc) with
-# AddressSanitizer and UndefinedBehaviorSanitizer, and runs it for a bounded time.
-#   scripts/fuzz.sh [seconds]      default 60; FUZZ_JOBS=n runs n workers; FUZZ_DIR holds binary, corpus, crashes
-# clang is not part of the bootstrap: this script installs it on demand (root), as only fuzzing needs it.
+# Builds the libFuzzer targets with AddressSanitizer and UndefinedBehaviorSanitizer and runs each for a bounded time:
+#   packet     the packet parser and checksum writers (fuzz/packet_fuzz.cc -> native/packet.cc)
+#   nat        the NAT rewrite of packets and of ICMP errors' quotes (fuzz/nat_fuzz.cc -> native/nat.cc)
+#   conntrack  the connection table's classify/commit/translate over sequences of packets (native/conntrack_fuzz.cc)
+#
+#   scripts/fuzz.sh [seconds-per-target] [target...]     default 60 s, every target
+#   FUZZ_JOBS=n       n workers per target
+#   FUZZ_DIR=dir      binaries, the growing corpus and crash artifacts (default $TMPDIR/nfqwall-fuzz)
+#   FUZZ_NO_INSTALL=1 never install clang: exit 2 when it is missing (the mocha test sets it)
+# Seeds are fuzz/corpus/<target>/ (made by fuzz/seeds.py); libFuzzer reads them and writes what it finds to FUZZ_DIR.
+# Exit status: 0 when no target found anything, 1 when one did (its crash file is printed), 2 when it could not build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(packet nat conntrack)
 say() { printf 'fuzz: %s\n' "$*" >&2; }
 
 # clang and its sanitizer/fuzzer runtimes (libclang-rt-dev: libclang_rt.fuzzer, .asan, .ubsan).
@@ -13,9 +23,9 @@ need=()
 command -v clang++ >/dev/null 2>&1 || need+=(clang)
 dpkg-query -W -f='${Status}' libclang-rt-dev 2>/dev/null | grep -q 'install ok installed' || need+=(libclang-rt-dev)
 if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    say "missing: ${need[*]} (run as root, or: apt-get install ${need[*]})"
-    exit 1
+  if [ -n "${FUZZ_NO_INSTALL:-}" ] || [ "$(id -u)" -ne 0 ]; then
+    say "missing: ${need[*]} (apt-get install ${need[*]})"
+    exit 2
   fi
   say "installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -25,48 +35,50 @@ fi
 
 # Outside build/ (node-gyp rebuild deletes it) and outside the tree: the corpus grows and is never committed.
 out=${FUZZ_DIR:-${TMPDIR:-/tmp}/nfqwall-fuzz}
-mkdir -p "$out/corpus" "$out/artifacts"
-bin="$out/conntrack_fuzz"
-srcs=(native/packet.cc native/nat.cc native/conntrack.cc native/conntrack_fuzz.cc)
-if [ ! -x "$bin" ] || [ -n "$(find "${srcs[@]}" native/*.h -newer "$bin" -print -quit)" ]; then
-  say "building $bin"
-  clang++ -std=c++17 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
-    -fno-sanitize-recover=undefined -Inative "${srcs[@]}" -o "$bin"
-fi
+mkdir -p "$out/obj" "$out/artifacts"
+flags=(-std=c++17 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined -Inative)
 
-# Seeds: operation headers followed by real packets (IPv4 TCP SYN, its SYN-ACK, a UDP datagram and an ICMP error
-# quoting it), so the run starts from tracked connections instead of searching for an IP header.
-seed="$out/corpus/seed-handshake"
-if [ ! -f "$seed" ]; then
-  python3 - "$seed" <<'PY'
-import struct, sys
-def csum(b):
-    if len(b) % 2: b += b'\0'
-    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
-    while s >> 16: s = (s & 0xffff) + (s >> 16)
-    return ~s & 0xffff
-def ip4(src, dst, proto, l4):
-    h = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(l4), 0, 0, 64, proto, 0, bytes(src), bytes(dst))
-    h = h[:10] + struct.pack('!H', csum(h)) + h[12:]
-    return h + l4
-def tcp(sp, dp, flags):
-    return struct.pack('!HHIIBBHHH', sp, dp, 1, 0, 0x50, flags, 64240, 0, 0)
-def udp(sp, dp):
-    return struct.pack('!HHHH', sp, dp, 12, 0) + b'abcd'
-C, S = [198, 18, 0, 1], [198, 18, 0, 2]
-pkts = [
-    (bytes([0x31, 0x05, 0, 0, 1, 0, 0, 0]), ip4(C, S, 6, tcp(40000, 80, 0x02))),
-    (bytes([0x31, 0x00, 0, 0, 0, 0, 0, 0]), ip4(S, C, 6, tcp(80, 40000, 0x12))),
-    (bytes([0x71, 0x03, 0x10, 0x20, 3, 1, 0, 1]), ip4(C, S, 17, udp(5000, 53))),
-]
-err = ip4(S, C, 1, struct.pack('!BBHI', 3, 3, 0, 0) + pkts[2][1][:28])
-pkts.append((bytes([0x71, 0, 0, 0, 0, 0, 0, 0xfd]), err))
-with open(sys.argv[1], 'wb') as f:
-    for hdr, p in pkts:
-        f.write(hdr + struct.pack('!H', len(p)) + p)
-PY
-fi
+# The library sources once, shared by every target; each rebuilt when it or a header is newer than its object.
+objs=()
+for src in native/packet.cc native/nat.cc native/conntrack.cc; do
+  obj="$out/obj/$(basename "$src" .cc).o"
+  if [ ! -f "$obj" ] || [ -n "$(find "$src" native/*.h -newer "$obj" -print -quit)" ]; then
+    say "compiling $src"
+    # Built aside and renamed, so a run sharing FUZZ_DIR never sees half a file.
+    clang++ "${flags[@]}" -fsanitize=fuzzer-no-link -c "$src" -o "$obj.$$" && mv -f "$obj.$$" "$obj" || exit 2
+  fi
+  objs+=("$obj")
+done
 
-say "running for ${seconds}s"
-"$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=4096 -print_final_stats=1 \
-  -artifact_prefix="$out/artifacts/" ${FUZZ_JOBS:+-jobs="$FUZZ_JOBS" -workers="$FUZZ_JOBS"} "$out/corpus"
+target_src() {
+  case $1 in
+    packet) echo fuzz/packet_fuzz.cc ;;
+    nat) echo fuzz/nat_fuzz.cc ;;
+    conntrack) echo native/conntrack_fuzz.cc ;;
+    *) say "unknown target $1 (packet, nat, conntrack)"; exit 2 ;;
+  esac
+}
+
+failed=()
+for t in "${targets[@]}"; do
+  src=$(target_src "$t")
+  bin="$out/${t}_fuzz"
+  if [ ! -x "$bin" ] || [ -n "$(find "$src" "${objs[@]}" native/*.h -newer "$bin" -print -quit)" ]; then
+    say "building $bin"
+    clang++ "${flags[@]}" -fsanitize=fuzzer "$src" "${objs[@]}" -o "$bin.$$" && mv -f "$bin.$$" "$bin" || exit 2
+  fi
+  mkdir -p "$out/corpus/$t" "$out/artifacts/$t"
+  say "running $t for ${seconds}s"
+  # The first corpus directory is where new inputs go; the committed seeds are read only.
+  if ! "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=4096 -print_final_stats=1 \
+    -artifact_prefix="$out/artifacts/$t/" ${FUZZ_JOBS:+-jobs="$FUZZ_JOBS" -workers="$FUZZ_JOBS"} \
+    "$out/corpus/$t" "fuzz/corpus/$t"; then
+    failed+=("$t")
+    say "$t FOUND A PROBLEM; reproduce with: $bin $(ls -t "$out/artifacts/$t"/* 2>/dev/null | head -1)"
+  fi
+done
+if [ ${#failed[@]} -gt 0 ]; then
+  say "failed: ${failed[*]}"
+  exit 1
+fi
+say "no problem found in ${targets[*]} (${seconds}s each)"

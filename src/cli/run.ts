@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { ConfigErrors, DEFAULT_CONFIG_PATH, resolveConfig, type Config, type ConfigOverrides } from '../config/config';
 import { RuleError, RuleErrors } from '../rules/errors';
 import { runDaemon, type DaemonOptions } from '../daemon/daemon';
+import { checkFileSafety } from '../daemon/files';
 import { Logger } from '../daemon/logger';
 
 interface RunOptions {
@@ -41,6 +42,7 @@ export function daemonOptions(cfg: Config): DaemonOptions {
     logRate: cfg.logRate,
     logBurst: cfg.logBurst,
     metrics: cfg.metrics,
+    conntrackMax: cfg.conntrackMax, // H16
   };
   const out = cfg.logDestination === 'stderr' ? process.stderr : process.stdout;
   opts.logger = new Logger({ level: cfg.logLevel, write: (line) => out.write(line + '\n') });
@@ -80,6 +82,8 @@ export function registerRun(program: Command): void {
           logLevel: opts.logLevel,
         };
         const cfg = resolveConfig(opts.config, overrides);
+        // Refused before anything acts on it, as the rule files are (src/daemon/files.ts).
+        if (cfg.file !== undefined) checkFileSafety([cfg.file]);
         if (cfg.rules === undefined && cfg.rules6 === undefined) {
           throw new Error('no rule file: give --rules FILE and/or --rules6 FILE, or rules/rules6 in the configuration');
         }
