@@ -8,6 +8,9 @@
 //   {"cmd":"reload"}                  -> {ok:true, trigger, durationMs} once the new rules are in force, or
 //                                        {ok:false, error: "<file:line:column: ...>\n..."} with the old ones kept
 //   {"cmd":"counters","zero":true}    -> {ok:true, zeroed: N}  (rule and chain counters, as iptables -Z)
+//   {"cmd":"conntrack"}               -> {ok:true, entries: [CtEntry], stats: ConnTableStats} (H16: nfqwall conntrack -L)
+//   {"cmd":"trace","filter":{...}}    -> {ok:true, tracing:true}, then one line per event ({trace:TraceEvent} or
+//                                        {suppressed:N}) until the client closes (trace: src/daemon/trace.ts)
 //
 // Unknown fields are refused, so a typo is an error rather than a silently different request.
 //
@@ -18,17 +21,38 @@ import path from 'node:path';
 
 export const DEFAULT_CONTROL_PATH = '/run/nfqwall/control.sock';
 export const MAX_REQUEST_BYTES = 64 * 1024;
+// H18: a started request line must be complete within this long (a client trickling bytes cannot hold a connection
+// open forever), and a connection with nothing started and nothing pending is closed after the idle time.
+export const REQUEST_TIMEOUT_MS = 10_000;
+export const IDLE_TIMEOUT_MS = 60_000;
+// H18: connections beyond this many at once are closed as they arrive, so a flood of clients cannot exhaust memory.
+export const MAX_CONNECTIONS = 256;
+
+export interface ConnectionLimits {
+  requestTimeoutMs?: number;
+  idleTimeoutMs?: number;
+}
 
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 export type ControlRequest = { cmd: string } & { [key: string]: JsonValue };
 export type ControlResponse = { ok: true; [key: string]: unknown } | { ok: false; error: string };
 
 /** A command handler returns the fields of its `{ok:true,...}` answer, or throws to answer `{ok:false,error}`. */
-export type Handler = (req: ControlRequest) => Record<string, unknown> | Promise<Record<string, unknown>>;
+export type Handler = (
+  req: ControlRequest,
+  conn?: ControlConnection, // trace:
+) => Record<string, unknown> | Promise<Record<string, unknown>>;
+
+// trace: a streaming command (`trace`) sets `streaming`: after its answer the connection carries only the lines the
+// command writes to `socket`, no deadline closes it and further requests are ignored, until the client closes it.
+export interface ControlConnection {
+  socket: net.Socket;
+  streaming: boolean;
+}
 export type Handlers = Readonly<Record<string, Handler>>;
 
 /** Answers one request line. Never throws. */
-export async function handleLine(line: string, handlers: Handlers): Promise<ControlResponse> {
+export async function handleLine(line: string, handlers: Handlers, conn?: ControlConnection): Promise<ControlResponse> {
   let req: unknown;
   try {
     req = JSON.parse(line);
@@ -45,7 +69,7 @@ export async function handleLine(line: string, handlers: Handlers): Promise<Cont
     return { ok: false, error: `unknown command "${cmd}" (known: ${Object.keys(handlers).sort().join(', ')})` };
   }
   try {
-    const fields = await handler(req as ControlRequest);
+    const fields = await handler(req as ControlRequest, conn); // trace: conn
     // `ok` first for readers, and last so a handler cannot override it.
     return Object.assign({ ok: true as const }, fields, { ok: true as const });
   } catch (err) {
@@ -54,10 +78,30 @@ export async function handleLine(line: string, handlers: Handlers): Promise<Cont
 }
 
 /** Serves one connection: splits lines, bounds their size, answers in order. */
-export function serveConnection(sock: net.Socket, handlers: Handlers): void {
+export function serveConnection(sock: net.Socket, handlers: Handlers, limits: ConnectionLimits = {}): void {
   let buf = '';
   let chain = Promise.resolve();
   let closed = false;
+  const conn: ControlConnection = { socket: sock, streaming: false }; // trace:
+  // H18: per-connection deadlines (see REQUEST_TIMEOUT_MS); answers still pending keep the connection open.
+  let pending = 0;
+  let deadline: NodeJS.Timeout | undefined;
+  const requestMs = limits.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+  const idleMs = limits.idleTimeoutMs ?? IDLE_TIMEOUT_MS;
+  const arm = (): void => {
+    if (deadline !== undefined) clearTimeout(deadline);
+    deadline = undefined;
+    if (closed || pending > 0 || conn.streaming) return; // trace: streaming
+    const partial = buf !== '';
+    deadline = setTimeout(() => {
+      if (partial) send({ ok: false, error: `request not completed within ${requestMs} ms` });
+      closed = true;
+      sock.end();
+      // A client that does not read either would keep the half-closed socket: drop it a second later.
+      setTimeout(() => sock.destroy(), 1000).unref();
+    }, partial ? requestMs : idleMs);
+    deadline.unref();
+  };
   const send = (res: ControlResponse): void => {
     if (!closed && !sock.destroyed) sock.write(JSON.stringify(res) + '\n');
   };
@@ -65,11 +109,19 @@ export function serveConnection(sock: net.Socket, handlers: Handlers): void {
   sock.on('error', () => {
     closed = true;
   });
+  sock.on('close', () => {
+    closed = true;
+    if (deadline !== undefined) clearTimeout(deadline);
+  });
+  arm();
   sock.on('data', (chunk: string) => {
-    if (closed) return;
+    if (closed || conn.streaming) return; // trace: streaming
+    const wasEmpty = buf === '';
     buf += chunk;
     let nl: number;
+    let completed = false;
     while ((nl = buf.indexOf('\n')) >= 0) {
+      completed = true;
       const line = buf.slice(0, nl);
       buf = buf.slice(nl + 1);
       if (Buffer.byteLength(line) > MAX_REQUEST_BYTES) {
@@ -77,9 +129,20 @@ export function serveConnection(sock: net.Socket, handlers: Handlers): void {
         return;
       }
       if (line.trim() === '') continue;
-      chain = chain.then(async () => send(await handleLine(line, handlers)));
+      pending++;
+      chain = chain.then(async () => {
+        if (conn.streaming) return; // trace:
+        send(await handleLine(line, handlers, conn)); // trace: conn
+        pending--;
+        arm();
+      });
     }
-    if (Buffer.byteLength(buf) > MAX_REQUEST_BYTES) tooLarge();
+    if (Buffer.byteLength(buf) > MAX_REQUEST_BYTES) {
+      tooLarge();
+      return;
+    }
+    // The request deadline runs from a line's first byte, not its latest one.
+    if (wasEmpty || completed) arm();
   });
   // The rest of an oversized line cannot be resynchronised; answer and hang up after pending answers.
   function tooLarge(): void {
@@ -160,7 +223,7 @@ export function resolveGroup(group: string, groupFile = '/etc/group'): number {
   throw new Error(`control_group: no group "${group}" in ${groupFile}`);
 }
 
-export interface ListenOptions {
+export interface ListenOptions extends ConnectionLimits {
   /** Socket file mode (default 0600). */
   mode?: number;
   /** Group owning the socket file, so its members may connect (with a mode granting the group rw). */
@@ -178,7 +241,8 @@ export class ControlServer {
     const mode = opts.mode ?? 0o600;
     const gid = opts.group === undefined ? undefined : resolveGroup(opts.group);
     await claimSocketPath(socketPath);
-    const server = net.createServer((sock) => serveConnection(sock, handlers));
+    const server = net.createServer((sock) => serveConnection(sock, handlers, opts));
+    server.maxConnections = MAX_CONNECTIONS; // H18
     // The umask makes the socket 0600 from birth, so there is no window in which others could connect; the group
     // and any wider mode are applied once the file exists.
     const oldMask = process.umask(0o177);

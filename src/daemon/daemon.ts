@@ -6,17 +6,20 @@ import type { IpsetStore } from '../engine/sets';
 import type { QueueStats, PacketBatch } from '../native';
 import { checkEnforceable } from '../rules/enforce';
 import { RuleErrors, type RuleError } from '../rules/errors';
+import { zeroCounters } from '../rules/counters';
 import { loadRuleFile } from '../rules/load';
 import type { Family, Hook, Ruleset } from '../rules/model';
 import type { ListenAddress } from '../config/config';
 import { HOOKS } from '../rules/model';
 import { saveRuleset } from '../rules/save';
+import { formatIpAddr } from '../rules/addr'; // H16
 import { ControlServer, checkFields, claimSocketPath, type Handlers } from './control';
 import { HookManager } from './hooks';
 import { InterfaceNames } from './interfaces';
 import { IpMonitor } from './ipmonitor';
 import { Logger, LogRecordSink } from './logger';
 import { BatchProcessor } from './processor';
+import { TraceHub, traceHandler } from './trace'; // trace:
 import {
   carryCounters,
   checkSetNames,
@@ -24,11 +27,11 @@ import {
   ReloadCoalescer,
   retainStores,
   SwitchableSets,
-  zeroCounters,
   type ReloadOutcome,
   type ReloadStats,
 } from './reload';
 import { FileWatcher } from './watch';
+import { checkFileSafety } from './files'; // H18: StrictModes for rule and ipset files
 // H12: metrics and systemd notifications.
 import { Metrics, MetricsServer, daemonSource } from './metrics';
 import { ServiceNotifier, queueHealth, statusLine } from './systemd';
@@ -56,6 +59,8 @@ export interface DaemonOptions {
   ipMonitor?: boolean;
   /** Prometheus endpoint from the configuration (`metrics`); undefined: off. */
   metrics?: ListenAddress;
+  /** H16: nf_conntrack_max of nfqwall's connection table (`conntrack_max`); default the table's. */
+  conntrackMax?: number;
   log?: (msg: string) => void;
 }
 
@@ -71,6 +76,8 @@ export interface LoadedRules {
  * any fault in them; other errors (an unreadable file) as they are.
  */
 export function loadRulesets(opts: { rules4?: string; rules6?: string; ipsets?: readonly string[] }): LoadedRules {
+  // H18: at start and at every reload, before reading: files others could write are refused.
+  checkFileSafety([opts.rules4, opts.rules6, ...(opts.ipsets ?? [])].filter((f): f is string => f !== undefined));
   const out: LoadedRules = {};
   const errors: RuleError[] = [];
   const load = (file: string, family: Family): Ruleset | undefined => {
@@ -126,6 +133,16 @@ function loadAddon(): typeof import('../native') {
 }
 
 type Queue = InstanceType<ReturnType<typeof loadAddon>['addon']['Queue']>;
+// H16: ConnTableOptions.maxEntries' default (native/index.d.ts).
+const DEFAULT_CONNTRACK_MAX = 262144;
+type ConnTable = InstanceType<ReturnType<typeof loadAddon>['addon']['ConnTable']>;
+
+/** H16: QueueOptions.queuedHooks: bit 1 << NF_INET_* of every hook the daemon queues. */
+export function queuedHookBits(hooks: readonly Hook[]): number {
+  let bits = 0;
+  for (const h of hooks) bits |= 1 << HOOKS.indexOf(h);
+  return bits;
+}
 
 // A fallback: `ip monitor` normally refreshes within a tenth of a second of a change.
 const HOST_REFRESH_MS = 60_000;
@@ -134,6 +151,8 @@ const ERROR_LOG_INTERVAL_MS = 1000;
 export class Daemon {
   readonly startedAt = Date.now();
   private queue: Queue | undefined;
+  /** H16: nfqwall's connection table, shared by the queue (tracking, NAT) and `nfqwall conntrack -L`. */
+  conntrack: ConnTable | undefined;
   private control: ControlServer | undefined;
   private timers: NodeJS.Timeout[] = [];
   private stopping = false;
@@ -146,6 +165,8 @@ export class Daemon {
   readonly logRecords: LogRecordSink;
   readonly reloads: ReloadStats;
   private readonly engine: Engine;
+  /** trace: `nfqwall trace` subscribers; idle (one boolean per batch) while there are none. */
+  readonly tracer: TraceHub;
   private readonly sets = new SwitchableSets();
   private readonly reloader = new ReloadCoalescer((trigger) => this.notifiedReload(trigger));
   // H12: metrics and systemd.
@@ -175,6 +196,7 @@ export class Daemon {
       onError: (err) => this.packetError(err),
       onLog: (rec) => this.logRecords.write(rec),
       sendReply: (packet) => loadAddon().addon.sendRaw(packet),
+      tracer: (this.tracer = new TraceHub((family) => this.engine.rules(family))), // trace:
     });
   }
 
@@ -194,8 +216,16 @@ export class Daemon {
       // Before the queue exists, so the child cannot inherit its socket (see ipmonitor.ts).
       d.startIpMonitor();
       const { addon } = loadAddon();
+      // H16: the kernel does not track queued traffic (raw CT --notrack below); nfqwall's own table does.
+      d.conntrack = new addon.ConnTable(opts.conntrackMax !== undefined ? { maxEntries: opts.conntrackMax } : {});
       d.queue = new addon.Queue(
-        { queue: opts.queue, failOpen: opts.failOpen, overloadVerdict: opts.failOpen ? 'accept' : 'drop' },
+        {
+          queue: opts.queue,
+          failOpen: opts.failOpen,
+          overloadVerdict: opts.failOpen ? 'accept' : 'drop',
+          conntrack: d.conntrack,
+          queuedHooks: queuedHookBits(opts.hooks ?? HOOKS),
+        },
         (batch) => d.onBatch(batch),
       );
       // A crashed run's hooks go first in both families, even one this run does not filter: left in place they
@@ -224,6 +254,7 @@ export class Daemon {
       throw err;
     }
     d.timers.push(setInterval(() => d.refreshHost(), HOST_REFRESH_MS));
+    d.timers.push(setInterval(() => d.tracer.tick(), 1000)); // trace: suppressed-event reports
     for (const t of d.timers) t.unref();
     d.startWatching();
     // H12: READY once hooks, queue, ruleset (and control, metrics) are live; then the watchdog and STATUS lines.
@@ -236,9 +267,24 @@ export class Daemon {
 
   private refreshHost(): void {
     this.ifnames.refresh();
-    Promise.resolve(this.host.refresh()).catch((err: unknown) =>
-      this.logger.warning('host refresh failed', { error: err instanceof Error ? err.message : String(err) }),
-    );
+    // H16: MASQUERADE bindings to an address the host no longer has go (nf_nat_masquerade's inet event).
+    const before = this.host.primaryAddresses();
+    Promise.resolve(this.host.refresh())
+      .then(() => this.flushGoneAddresses(before))
+      .catch((err: unknown) =>
+        this.logger.warning('host refresh failed', { error: err instanceof Error ? err.message : String(err) }),
+      );
+  }
+
+  /** H16: forgets connections masqueraded to addresses that are gone. */
+  private flushGoneAddresses(before: Uint8Array[]): void {
+    const table = this.conntrack;
+    if (!table) return;
+    const now = new Set(this.host.primaryAddresses().map((a) => formatIpAddr(a)));
+    for (const a of before) {
+      const text = formatIpAddr(a);
+      if (!now.has(text)) table.flushAddress(text);
+    }
   }
 
   /** The files a reload rereads. */
@@ -350,6 +396,12 @@ export class Daemon {
     return this.queue ? [this.queue.stats()] : [];
   }
 
+  /** H16: for the nfqwall_conntrack_entries / _entries_limit gauges. */
+  conntrackState(): { entries: number; limit: number } | undefined {
+    if (!this.conntrack) return undefined;
+    return { entries: this.conntrack.stats().entries, limit: this.opts.conntrackMax ?? DEFAULT_CONNTRACK_MAX };
+  }
+
   status(): Record<string, unknown> {
     const rulesets: Record<string, RulesetSummary> = {};
     for (const rs of [this.rules.rules4, this.rules.rules6]) if (rs) rulesets[familyKey(rs.family)] = summarize(rs);
@@ -363,6 +415,8 @@ export class Daemon {
       packets: { ...this.processor.stats },
       reloads: { ...this.reloads },
       logs: { written: this.logRecords.limiter.passed, suppressed: this.logRecords.limiter.suppressed },
+      conntrack: this.conntrack?.stats(), // H16
+      trace: { ...this.tracer.stats }, // trace:
       hooks: this.hooks.active.map((h) => ({
         family: familyKey(h.family),
         backend: h.backend.name,
@@ -381,6 +435,7 @@ export class Daemon {
 
   handlers(): Handlers {
     return {
+      trace: traceHandler(this.tracer), // trace: streams until the client closes
       status: (req) => {
         checkFields(req, []);
         return this.status();
@@ -397,6 +452,12 @@ export class Daemon {
         const zeroed = zeroCounters([this.rules.rules4, this.rules.rules6]);
         this.logger.notice('counters zeroed', { counters: zeroed });
         return { zeroed };
+      },
+      // H16: `nfqwall conntrack -L`.
+      conntrack: (req) => {
+        checkFields(req, []);
+        if (!this.conntrack) throw new Error('no connection table');
+        return { entries: this.conntrack.list(), stats: this.conntrack.stats() };
       },
       save: (req) => {
         checkFields(req, ['counters']);
@@ -424,6 +485,7 @@ export class Daemon {
       errors.push(`closing the queue: ${err instanceof Error ? err.message : String(err)}`);
     }
     this.queue = undefined;
+    this.tracer.close(); // trace: streaming connections would hold the control socket's close forever
     await this.control?.close();
     this.control = undefined;
     await this.metricsServer?.close(); // H12

@@ -67,6 +67,8 @@ export interface DaemonView {
   readonly reloads: { success: number; failure: number; lastSuccessful: boolean; lastSuccessTimestamp: number };
   readonly opts: { failOpen: boolean };
   queueStats(): QueueStats[];
+  /** H16: the connection table's size and limit, once the daemon has one. */
+  conntrackState?(): ConntrackState | undefined;
 }
 
 export function daemonSource(d: DaemonView): MetricsSource {
@@ -76,6 +78,7 @@ export function daemonSource(d: DaemonView): MetricsSource {
     processor: () => d.processor.stats,
     queueStats: () => d.queueStats(),
     failOpen: () => d.opts.failOpen,
+    conntrack: () => d.conntrackState?.(), // H16
     reloads: () => ({
       successes: d.reloads.success,
       failures: d.reloads.failure,
@@ -411,7 +414,9 @@ export class MetricsServer {
   ) {}
 
   static async listen(listen: MetricsListen, metrics: Metrics): Promise<MetricsServer> {
-    const server = http.createServer((req, res) => {
+    // Node checks headersTimeout only every connectionsCheckingInterval (30 s by default): check every second, so a
+    // client dribbling its headers is dropped after headersTimeout, not up to 30 s later.
+    const server = http.createServer({ connectionsCheckingInterval: 1000 }, (req, res) => {
       const url = req.url ?? '';
       const q = url.indexOf('?');
       const pathname = q < 0 ? url : url.slice(0, q);

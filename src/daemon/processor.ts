@@ -4,10 +4,20 @@ import type { Decision, PacketInput } from '../engine/decision';
 import type { LogRecord, PacketMeta } from '../extensions/types';
 import type { PacketBatch, VerdictOptions } from '../native';
 import { HOOKS } from '../rules/model';
+import type { CtNatRequest } from '../../native/index';
+import { connFromBatch, nativeNatRequest, tableFull, updateFlags } from './conntrack';
 
 export interface Decider {
-  decide(input: PacketInput): Decision;
+  decide(input: PacketInput, opts?: { trace?: boolean }): Decision; // trace: opts
 }
+
+// trace: what the processor needs of src/daemon/trace.ts's TraceHub.
+export interface Tracer {
+  readonly active: boolean;
+  wants(input: PacketInput): boolean;
+  publish(input: PacketInput, d: Decision): void;
+}
+const TRACE_OPTS = { trace: true }; // trace:
 
 export interface NameLookup {
   name(index: number): string | undefined;
@@ -27,6 +37,8 @@ export interface ProcessorStats {
   replies: number;
   replyErrors: number;
   logs: number;
+  /** H16: packets the connection table drops (table full) without evaluation. */
+  ctTableFull?: number;
 }
 
 export interface ProcessorOptions {
@@ -35,6 +47,8 @@ export interface ProcessorOptions {
   onLog?: (rec: LogRecord) => void;
   /** Sends a REJECT reply as a locally generated packet (the addon's sendRaw); it passes OUTPUT like the kernel's. */
   sendReply?: (packet: Uint8Array) => void;
+  /** trace: `nfqwall trace`'s hub; consulted per packet only while someone traces (src/daemon/trace.ts). */
+  tracer?: Tracer;
 }
 
 // The values of src/native.ts, which cannot be imported here without loading the addon (tests run without it).
@@ -66,6 +80,10 @@ export class BatchProcessor {
   private marks = new Uint32Array(256);
   private setMark = new Uint8Array(256);
   private readonly payloads: (Uint8Array | undefined)[] = [];
+  // H16: connection-table updates, for queues bound with a table.
+  private ctFlags = new Uint8Array(256);
+  private ctMarks = new Uint32Array(256);
+  private readonly ctNat: (CtNatRequest[] | undefined)[] = [];
   private readonly failVerdict: number;
 
   constructor(
@@ -88,6 +106,8 @@ export class BatchProcessor {
     this.verdicts = new Uint32Array(n);
     this.marks = new Uint32Array(n);
     this.setMark = new Uint8Array(n);
+    this.ctFlags = new Uint8Array(n);
+    this.ctMarks = new Uint32Array(n);
   }
 
   /** The input the engine sees for packet i of the batch. Throws on a packet the queue should never hand over. */
@@ -118,6 +138,9 @@ export class BatchProcessor {
       meta,
     };
     if ((batch.flags[i]! & PACKET_FLAG_TRUNCATED) !== 0) input.length = batch.origLens[i]!;
+    // H16: the engine hides it from raw itself (raw runs before conntrack).
+    const ct = connFromBatch(batch, i, input.data, family);
+    if (ct !== undefined) input.ct = ct;
     return input;
   }
 
@@ -135,11 +158,40 @@ export class BatchProcessor {
     const s = this.stats;
     s.batches++;
     s.packets += count;
+    // H16
+    const tracked = batch.ctState !== undefined;
+    const ctFlags = this.ctFlags;
+    const ctMarks = this.ctMarks;
+    const ctNat = this.ctNat;
+    ctNat.length = count;
+    let anyCt = false;
+    let anyNat = false;
+    const tracer = this.opts.tracer?.active === true ? this.opts.tracer : undefined; // trace: once per batch
     for (let i = 0; i < count; i++) {
       setMark[i] = 0;
       payloads[i] = undefined;
+      ctFlags[i] = 0;
+      ctNat[i] = undefined;
+      if (tracked && tableFull(batch, i)) {
+        verdicts[i] = NF_DROP;
+        s.dropped++;
+        s.ctTableFull = (s.ctTableFull ?? 0) + 1;
+        continue;
+      }
       try {
-        const d = this.engine.decide(this.packetInput(batch, i));
+        // trace: with nobody tracing, `tracer` is undefined and this test is the only cost.
+        const input = this.packetInput(batch, i);
+        const d = tracer === undefined ? this.engine.decide(input) : this.traced(tracer, input);
+        if (tracked && d.ct !== undefined) {
+          const f = updateFlags(d.ct);
+          ctFlags[i] = f;
+          if (f !== 0) anyCt = true;
+          if (d.ct.connmark !== undefined) ctMarks[i] = d.ct.connmark >>> 0;
+          if (d.ct.nat !== undefined && d.ct.nat.length > 0) {
+            ctNat[i] = d.ct.nat.map((r) => nativeNatRequest(r, batch.outIf[i]!));
+            anyNat = true;
+          }
+        }
         if (d.verdict === 'accept') {
           verdicts[i] = NF_ACCEPT;
           s.accepted++;
@@ -170,6 +222,8 @@ export class BatchProcessor {
         verdicts[i] = this.failVerdict;
         setMark[i] = 0;
         payloads[i] = undefined;
+        ctFlags[i] = 0;
+        ctNat[i] = undefined;
         s.errors++;
         if (this.opts.failOpen) s.accepted++;
         else s.dropped++;
@@ -182,10 +236,23 @@ export class BatchProcessor {
       v.setMark = setMark.subarray(0, count);
     }
     if (anyPayload) v.payloads = payloads;
+    if (anyCt) {
+      v.ctFlags = ctFlags.subarray(0, count);
+      v.ctMarks = ctMarks.subarray(0, count);
+    }
+    if (anyNat) v.ctNat = ctNat;
     return v;
   }
 
-  private sendReplies(replies: Uint8Array[]): void {
+  // trace: a packet's decision while someone traces; the path goes to the hub.
+  private traced(tracer: Tracer, input: PacketInput): Decision {
+    if (!tracer.wants(input)) return this.engine.decide(input);
+    const d = this.engine.decide(input, TRACE_OPTS);
+    tracer.publish(input, d);
+    return d;
+  }
+
+    private sendReplies(replies: Uint8Array[]): void {
     const s = this.stats;
     for (const r of replies) {
       if (this.opts.sendReply === undefined) {

@@ -1,5 +1,5 @@
 // What the engine returns for one packet at one hook (DESIGN.md, Contracts: Decisions).
-import type { ConnInfo, LogRecord, PacketMeta } from '../extensions/types';
+import type { ConnInfo, LogRecord, NatRequest, PacketMeta } from '../extensions/types';
 import type { Family, Hook, TableName } from '../rules/model';
 
 /** One step of the path a packet took: a rule that matched, or a policy, or a chain entered/left. */
@@ -39,4 +39,18 @@ export interface Decision {
   logs: LogRecord[];
   /** Filled only when tracing was asked for (explain, trace), so the fast path pays nothing. */
   path?: TraceStep[];
+  /** H16: what this trip changes in the packet's connection (only when something does). */
+  ct?: ConnUpdate;
+}
+
+/** H16: the trip's connection-table update (native VerdictOptions ctFlags/ctMarks/ctNat, docs/conntrack-table.md). */
+export interface ConnUpdate {
+  /** CT --notrack / NOTRACK ran in raw. */
+  notrack?: boolean;
+  /** CONNMARK changed the connection mark to this. */
+  connmark?: number;
+  /** The nat chains of these manip types ran for the connection's first packet (a null binding unless `nat` binds). */
+  natRan?: ('SRC' | 'DST')[];
+  /** The binding requests of the nat rules that bound. */
+  nat?: NatRequest[];
 }

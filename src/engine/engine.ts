@@ -4,13 +4,48 @@ import type {
   ConnInfo,
   HostView,
   LogRecord,
+  NatRequest,
   ParsedPacket,
   SetView,
   TargetContext,
 } from '../extensions/types';
 import type { Chain, Family, Hook, IpNet, MatchUse, Negatable, Rule, Ruleset, Table, TableName } from '../rules/model';
-import type { Decision, PacketInput, TraceStep } from './decision';
+import type { ConnUpdate, Decision, PacketInput, TraceStep } from './decision';
 import { ipv6HeaderChainBroken, parsePacket } from './packet';
+import { setAddress, setPort } from './rewrite';
+
+// H16: IPS_* bits (native/conntrack.h) the nat decision reads.
+const IPS_SRC_NAT_DONE = 128;
+const IPS_DST_NAT_DONE = 256;
+
+/** The manip type a hook's nat chains bind (nf_nat_inet_fn's HOOK2MANIP). */
+export function hookManip(hook: Hook): 'SRC' | 'DST' | undefined {
+  if (hook === 'PREROUTING' || hook === 'OUTPUT') return 'DST';
+  if (hook === 'INPUT' || hook === 'POSTROUTING') return 'SRC';
+  return undefined;
+}
+
+/** What raw sees when the packet is tracked: no connection yet (nf_ct_get gives none, so ctstate is INVALID). */
+function beforeConntrack(ct: ConnInfo): ConnInfo {
+  return without(ct, 'INVALID');
+}
+
+/** After CT --notrack: the untracked template (ctstate UNTRACKED, no connection). */
+function untracked(ct: ConnInfo): ConnInfo {
+  return without(ct, 'UNTRACKED');
+}
+
+/**
+ * A connection-less view of `ct`. Built on `ct` as prototype so nothing reads its tuples (the daemon's ConnInfo parses
+ * them from the packet only when a rule asks), and CONNMARK's writes to the view never reach the real connection.
+ */
+function without(ct: ConnInfo, state: 'INVALID' | 'UNTRACKED'): ConnInfo {
+  const v = Object.create(ct) as ConnInfo;
+  v.state = state;
+  v.status = 0;
+  v.mark = 0;
+  return v;
+}
 
 /** The tables each hook passes through, in priority order (raw −300, mangle −150, nat DNAT −100, filter 0, security 50, nat SNAT 100). */
 export const HOOK_TABLES: Readonly<Record<Hook, readonly TableName[]>> = {
@@ -173,23 +208,48 @@ export class Engine {
     };
     let verdict: TableVerdict = { kind: 'accept' };
     let rewritten = false;
+    // H16: the connection as each table sees it, and what the trip changes in it.
+    let conn = input.ct;
+    const connMarkIn = conn?.mark;
+    let update: ConnUpdate | undefined;
     if (loaded) {
       for (const tname of HOOK_TABLES[meta.hook]) {
         const table = loaded.rules.tables.get(tname);
         if (!table) continue;
-        if (tname === 'nat' && !this.natApplies(input.ct)) continue;
+        const manip = tname === 'nat' ? this.natManip(conn, meta.hook, ctx.pkt) : undefined;
+        if (tname === 'nat' && manip === undefined) continue;
         const chain = table.chains.get(meta.hook);
         if (!chain || !chain.builtin) continue;
+        // Raw runs before conntrack (priority −300 < −200): a tracked packet has no connection there yet.
+        ctx.ct = tname === 'raw' && conn !== undefined ? beforeConntrack(conn) : conn;
+        ctx.nat = undefined;
         const res = this.walk(loaded, table, chain, ctx, path);
         if (ctx.pkt !== pkt || res.rewritten) {
           rewritten = true;
           pkt = ctx.pkt;
+        }
+        if (tname === 'raw' && ctx.notrack === true && conn !== undefined) {
+          update = { ...update, notrack: true };
+          conn = untracked(conn);
+        }
+        if (manip !== undefined) {
+          update = { ...update, natRan: [manip] };
+          const req: NatRequest | undefined = ctx.nat;
+          ctx.nat = undefined;
+          if (req !== undefined && res.verdict.kind === 'accept') {
+            update.nat = [req];
+            if (meta.hook === 'OUTPUT') pkt = ctx.pkt = natView(ctx.pkt, req);
+          }
         }
         if (res.verdict.kind !== 'accept') {
           verdict = res.verdict;
           break;
         }
       }
+    }
+    ctx.ct = conn;
+    if (conn !== undefined && connMarkIn !== undefined && conn.mark >>> 0 !== connMarkIn >>> 0 && conn.state !== 'UNTRACKED') {
+      update = { ...update, connmark: conn.mark >>> 0 };
     }
     const d: Decision = {
       hook: meta.hook,
@@ -202,17 +262,27 @@ export class Engine {
     if (verdict.kind === 'queue') d.queue = verdict.queue;
     if (rewritten) d.payload = pkt.data;
     if (path) d.path = path;
+    if (update) d.ct = update;
     return d;
   }
 
   /**
    * The kernel consults nat only for a tracked connection's first packet (nf_nat_inet_fn: no conntrack entry, no nat;
-   * IP_CT_NEW or RELATED without a binding runs the nat chains; later packets just get the binding, REFERENCE.md 1.2).
-   * Until nfqwall's connection table reaches the engine every queued packet is untracked (kernel conntrack is exempted
-   * by CT --notrack), so nat never runs: exactly what the kernel does with untracked packets.
+   * IP_CT_NEW or non-ICMP RELATED without this manip type's binding runs the nat chains; later packets just get the binding,
+   * REFERENCE.md 1.2). Untracked and INVALID packets never see nat. Returns the manip type the chains would bind.
    */
-  private natApplies(ct: ConnInfo | undefined): boolean {
-    return ct !== undefined && (ct.state === 'NEW' || ct.state === 'RELATED');
+  private natManip(ct: ConnInfo | undefined, hook: Hook, pkt: ParsedPacket): 'SRC' | 'DST' | undefined {
+    if (ct === undefined) return undefined;
+    const manip = hookManip(hook);
+    if (manip === undefined) return undefined;
+    // nf_nat_ipv4_fn / nf_nat_ipv6_fn: a RELATED ICMP/ICMPv6 error only gets nf_nat_icmp_reply_translation, never the
+    // chains (the table translates it natively); other RELATED packets (helpers' expectations) would run them.
+    const icmp = pkt.protocol === (pkt.family === 4 ? 1 : 58);
+    const first = (ct.state === 'NEW' && ct.direction === 'ORIGINAL') || (ct.state === 'RELATED' && !icmp);
+    if (!first) return undefined;
+    // nf_nat_initialized(): this manip type was bound (or null-bound) at an earlier hook of the connection.
+    const done = manip === 'SRC' ? IPS_SRC_NAT_DONE : IPS_DST_NAT_DONE;
+    return (ct.status & done) !== 0 ? undefined : manip;
   }
 
   private baseMatches(rule: Rule, pkt: ParsedPacket, ctx: TargetContext): boolean | 'hotdrop' {
@@ -374,6 +444,28 @@ export class Engine {
       }
     }
   }
+}
+
+/**
+ * OUTPUT: filter and security run after nat in the same trip and see the DNATed packet in the kernel. The binding is
+ * made by the connection table after the verdict, so the later tables here see the packet as the request rewrites it
+ * when that is certain (one address, one port or none: what DNAT/REDIRECT to one endpoint does). A range leaves the
+ * packet as it is: which address the table picks is not known until it binds.
+ */
+function natView(pkt: ParsedPacket, req: NatRequest): ParsedPacket {
+  if (req.manip !== 'DST' || req.netmap === true) return pkt;
+  const addrFixed = req.minAddr !== undefined && req.maxAddr !== undefined && sameBytes(req.minAddr, req.maxAddr);
+  const portFixed = req.minPort !== undefined && req.minPort === req.maxPort && req.basePort === undefined;
+  if (!(addrFixed || req.minAddr === undefined) || !(portFixed || req.minPort === undefined)) return pkt;
+  if (req.minAddr === undefined && req.minPort === undefined) return pkt;
+  const view = parsePacket(pkt.data.slice(), pkt.family, pkt.length);
+  if (req.minAddr !== undefined) setAddress(view, 'dst', req.minAddr);
+  if (req.minPort !== undefined && view.dport >= 0) setPort(view, 'dst', req.minPort);
+  return parsePacket(view.data, view.family, view.length);
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
 function locText(loc: { file: string; line: number; column: number }): string {

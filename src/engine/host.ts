@@ -60,6 +60,17 @@ const RTN_NAMES: Record<string, AddrType> = {
 
 abstract class RouteHost implements HostView {
   protected routes: HostRoute[] = [];
+  /** H16: `${family}:${iface}` -> the interface's primary address (MASQUERADE, REDIRECT). */
+  protected primaries = new Map<string, Uint8Array>();
+
+  primaryAddress(family: Family, iface: string): Uint8Array | undefined {
+    return this.primaries.get(`${family}:${iface}`);
+  }
+
+  /** Every interface's primary addresses (a snapshot), so the daemon can tell which went away. */
+  primaryAddresses(): Uint8Array[] {
+    return [...this.primaries.values()];
+  }
 
   addressType(family: Family, addr: Uint8Array, iface?: string): AddrType {
     if (family === 4) {
@@ -95,6 +106,9 @@ export class StaticHost extends RouteHost {
       const r = hostRoute(at >= 0 ? l.slice(0, at) : l, 'LOCAL', at >= 0 ? l.slice(at + 1) : undefined);
       if (!r) throw new Error(`not an address: ${l}`);
       this.routes.push(r);
+      // The first address given for a device is its primary one.
+      const key = `${r.family}:${r.dev ?? ''}`;
+      if (r.dev !== undefined && !this.primaries.has(key)) this.primaries.set(key, parseIpAddr(l.slice(0, at).split('/')[0], r.family)!);
     }
     for (const x of opts.routes ?? []) {
       const r = hostRoute(x.dst, x.type, x.dev);
@@ -126,6 +140,35 @@ export function parseIpRouteJson(text: string, family: Family): HostRoute[] {
   return out;
 }
 
+interface IpAddrJson {
+  ifname?: string;
+  addr_info?: { family?: string; local?: string; scope?: string; secondary?: boolean; deprecated?: boolean }[];
+}
+
+/**
+ * H16: `ip -j addr show` into each interface's primary address per family: IPv4's first non-secondary address (what
+ * inet_select_addr and REDIRECT's ifa_local take), IPv6's first global non-deprecated one, else its first address.
+ */
+export function parseIpAddrJson(text: string): Map<string, Uint8Array> {
+  const out = new Map<string, Uint8Array>();
+  const rows: unknown = JSON.parse(text || '[]');
+  if (!Array.isArray(rows)) return out;
+  for (const row of rows as IpAddrJson[]) {
+    if (typeof row !== 'object' || row === null || typeof row.ifname !== 'string') continue;
+    const infos = Array.isArray(row.addr_info) ? row.addr_info : [];
+    for (const family of [4, 6] as const) {
+      const fam = infos.filter((a) => a.family === (family === 4 ? 'inet' : 'inet6') && typeof a.local === 'string');
+      const best =
+        family === 4
+          ? (fam.find((a) => a.secondary !== true) ?? fam[0])
+          : (fam.find((a) => a.scope === 'global' && a.deprecated !== true) ?? fam[0]);
+      const addr = best?.local === undefined ? undefined : parseIpAddr(best.local, family);
+      if (addr) out.set(`${family}:${row.ifname}`, addr);
+    }
+  }
+  return out;
+}
+
 /** The namespace the process runs in, read with iproute2. */
 export class LinuxHost extends RouteHost {
   static async load(): Promise<LinuxHost> {
@@ -143,6 +186,8 @@ export class LinuxHost extends RouteHost {
     ]);
     this.routes = [...parseIpRouteJson(v4.stdout, 4), ...parseIpRouteJson(v6.stdout, 6)];
     this.sources.clear();
+    // H16: primary addresses for MASQUERADE/REDIRECT.
+    this.primaries = parseIpAddrJson((await run('ip', ['-j', 'addr', 'show'])).stdout);
   }
 
   // Route lookups for REJECT's ICMP source, cached: errors about forwarded packets are rare and come in bursts from

@@ -35,11 +35,21 @@ function printEvents(tbl: readonly string[], mask: number): string {
   return tbl.filter((_, i) => mask & (1 << i)).join(',');
 }
 
-export function ctUnsupported(name: string): string {
-  return (
-    `${name} needs nfqwall's connection table (untracked connections, zones, helpers and event masks), ` +
-    `not yet implemented`
-  );
+/**
+ * The CT forms nfqwall's connection table cannot honour. --notrack ignores every other option (xt_ct_tg_check leaves
+ * no template), and the event masks only filter ctnetlink events, which nfqwall's table never sends.
+ */
+export function ctUnsupportedFor(o: CtOpts): string | undefined {
+  if (o.notrack) return undefined;
+  if (o.helper !== undefined)
+    return `CT --helper ${o.helper}: nfqwall's connection table has no helpers (expectations for ftp, sip, ...)`;
+  if (o.timeout !== undefined) return `CT --timeout ${o.timeout}: nfqwall's connection table has no timeout policies`;
+  if (o.zone !== 0 || o.zoneMark)
+    return (
+      'CT --zone: nfqwall classifies a packet before raw runs, so a zone chosen in raw cannot select the ' +
+      'connection (docs/conntrack-table.md)'
+    );
+  return undefined;
 }
 
 const target: TargetExtension<CtOpts> = {
@@ -57,7 +67,7 @@ const target: TargetExtension<CtOpts> = {
   ],
   allowed: { tables: ['raw'] },
   terminal: false,
-  unsupported: ctUnsupported('CT'),
+  unsupportedFor: ctUnsupportedFor,
   parse(uses, ctx) {
     collect('CT', uses);
     const o: CtOpts = { notrack: false, ctevents: 0, expevents: 0, zone: 0, zoneMark: false, zoneOrig: false, zoneReply: false };
@@ -113,6 +123,10 @@ const target: TargetExtension<CtOpts> = {
       parts.push(`${z} ${o.zoneMark ? 'mark' : o.zone}`);
     }
     return parts.join(' ');
+  },
+  apply(o, ctx) {
+    if (o.notrack) ctx.notrack = true;
+    return { verdict: 'continue' };
   },
 };
 

@@ -1,7 +1,7 @@
 // -j MASQUERADE (extensions/libxt_MASQUERADE.c, libxt_MASQUERADE.man): nat POSTROUTING only.
 import type { TargetExtension } from './types';
 import { formatPortRange, parseToPorts, type PortRange } from './util/t-natrange';
-import { formatNatFlags, natUnsupported } from './util/t-nat';
+import { formatNatFlags, requestNat, withPorts } from './util/t-nat';
 import { collect } from './util/t-options';
 
 export interface MasqueradeOpts {
@@ -21,7 +21,6 @@ const target: TargetExtension<MasqueradeOpts> = {
   ],
   allowed: { tables: ['nat'], hooks: ['POSTROUTING'] },
   terminal: true,
-  unsupported: natUnsupported('MASQUERADE'),
   parse(uses, ctx) {
     const seen = collect('MASQUERADE', uses);
     const u = seen.get('to-ports');
@@ -32,6 +31,16 @@ const target: TargetExtension<MasqueradeOpts> = {
   format(o) {
     const ports = o.ports ? `--to-ports ${formatPortRange(o.ports)}` : '';
     return `${ports}${formatNatFlags({ ...o, persistent: false })}`.trim();
+  },
+  apply(o, ctx) {
+    // nf_nat_masquerade_ipv4/6: the out interface's address for the packet; none means NF_DROP.
+    const out = ctx.meta.outIface;
+    const addr = out === undefined ? undefined : ctx.host.primaryAddress?.(ctx.pkt.family, out);
+    if (addr === undefined) return { verdict: 'drop' };
+    const req = withPorts({ manip: 'SRC', minAddr: addr, maxAddr: addr, masquerade: true }, o.ports, false);
+    if (o.random) req.random = true;
+    if (o.randomFully) req.randomFully = true;
+    return requestNat(ctx, req);
   },
 };
 

@@ -1,10 +1,10 @@
 // -j NETMAP --to ADDR[/MASK] (extensions/libxt_NETMAP.c, XTTYPE_HOSTMASK): maps a whole network 1:1; nat table, any
-// of its chains. The address is read as getaddrinfo reads it (inet_aton forms for IPv4) and masked.
-import { AddrError, formatIpNet, maskPrefixLength, parseIpNet, prefixMask } from '../rules/addr';
+// of its chains. Read as conntrack's addresses are (util/netaddr parseAddrMask), then masked.
+import { formatIpNet } from '../rules/addr';
 import type { IpNet } from '../rules/model';
-import { RuleError, type TargetExtension } from './types';
-import { parseHostAddr } from './util/t-host';
-import { natUnsupported } from './util/t-nat';
+import type { TargetExtension } from './types';
+import { parseAddrMask } from './util/netaddr';
+import { manipForHook, requestNat } from './util/t-nat';
 import { collect, mustSpecify } from './util/t-options';
 
 export interface NetmapOpts {
@@ -17,30 +17,18 @@ const target: TargetExtension<NetmapOpts> = {
   options: [{ name: 'to', args: 1 }],
   allowed: { tables: ['nat'], hooks: ['PREROUTING', 'INPUT', 'OUTPUT', 'POSTROUTING'] },
   terminal: true,
-  unsupported: natUnsupported('NETMAP'),
   parse(uses, ctx) {
     const seen = collect('NETMAP', uses);
     const u = mustSpecify('NETMAP', seen, 'to', ctx);
-    const at = u.argLocs[0] ?? u.loc;
-    const word = u.args[0];
-    const slash = word.indexOf('/');
-    const a = slash >= 0 ? word.slice(0, slash) : word;
-    const addr = parseHostAddr(a, ctx.family);
-    if (!addr) throw new RuleError(`NETMAP: invalid IPv${ctx.family} address "${a}"`, at);
-    let net: IpNet;
-    try {
-      // The mask part reads as -s/-d masks do; only the address differs.
-      const bytes = ctx.family === 4 ? 4 : 16;
-      net = slash >= 0 ? parseIpNet(`${ctx.family === 4 ? '0.0.0.0' : '::'}${word.slice(slash)}`, ctx.family) : { family: ctx.family, addr, mask: prefixMask(bytes * 8, bytes) };
-    } catch (e) {
-      if (e instanceof AddrError) throw new RuleError(`NETMAP: ${e.message}`, at);
-      throw e;
-    }
-    // The kernel maps by min/max of a range; a mask with holes has no such range (iptables-nft prints it as /32).
-    if (maskPrefixLength(net.mask) < 0) throw new RuleError(`NETMAP: the mask of "${word}" is not contiguous`, at);
-    return { to: { family: ctx.family, addr: addr.map((b, i) => b & net.mask[i]), mask: net.mask } };
+    const { addr, mask } = parseAddrMask(u, ctx.family);
+    return { to: { family: ctx.family, addr: addr.map((b, i) => b & mask[i]), mask } };
   },
   format: (o) => `--to ${formatIpNet(o.to)}`,
+  apply(o, ctx) {
+    // xt_NETMAP: the new prefix as a range (first..last address); the table keeps the host bits.
+    const last = o.to.addr.map((b, i) => (b | (~o.to.mask[i] & 0xff)) & 0xff);
+    return requestNat(ctx, { manip: manipForHook(ctx.meta.hook), minAddr: o.to.addr.slice(), maxAddr: last, netmap: true });
+  },
 };
 
 export default target;

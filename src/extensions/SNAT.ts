@@ -1,7 +1,7 @@
 // -j SNAT (extensions/libxt_NAT.c as of iptables 1.8.9): nat POSTROUTING and INPUT.
 import type { TargetExtension } from './types';
 import { formatNatRange, parseNatRange, type NatRange } from './util/t-natrange';
-import { formatNatFlags, natFlags, natUnsupported, type NatFlags } from './util/t-nat';
+import { formatNatFlags, natFlags, rangeRequest, requestNat, type NatFlags } from './util/t-nat';
 import { collect, mustSpecify } from './util/t-options';
 
 export interface SnatOpts extends NatFlags {
@@ -19,7 +19,6 @@ const target: TargetExtension<SnatOpts> = {
   ],
   allowed: { tables: ['nat'], hooks: ['POSTROUTING', 'INPUT'] },
   terminal: true,
-  unsupported: natUnsupported('SNAT'),
   parse(uses, ctx) {
     const seen = collect('SNAT', uses);
     const u = mustSpecify('SNAT', seen, 'to-source', ctx);
@@ -27,6 +26,8 @@ const target: TargetExtension<SnatOpts> = {
   },
   // The kernel keeps the port-offset flag of a SNAT /baseport but not the base, so iptables-save shows `/0`.
   format: (o, family) => `--to-source ${formatNatRange(o.to, family, true)}${formatNatFlags(o)}`,
+  // The kernel keeps PROTO_OFFSET but a base of 0 for SNAT (see format): the offset is then the port itself.
+  apply: (o, ctx) => requestNat(ctx, rangeRequest('SRC', o.to, o, false)),
 };
 
 export default target;

@@ -193,4 +193,75 @@ describe('daemon/processor', () => {
     assert.equal(p.stats.replyErrors, 1);
     assert.equal(p.stats.replies, 0);
   });
+  // H16: the connection table's columns in, its updates out.
+  describe('with a connection table', () => {
+    const tracked = (b: PacketBatch, cols: { state: number[]; dir?: number[]; status?: number[]; mark?: number[]; flags?: number[] }): PacketBatch => {
+      const n = b.count;
+      const z = (a: number[] | undefined): number[] => a ?? new Array<number>(n).fill(0);
+      return {
+        ...b,
+        ctState: Uint8Array.from(cols.state),
+        ctDir: Uint8Array.from(z(cols.dir)),
+        ctStatus: Uint32Array.from(z(cols.status)),
+        ctMark: Uint32Array.from(z(cols.mark)),
+        ctZone: new Uint16Array(n),
+        ctHandle: Uint32Array.from(cols.state, (_, i) => i + 1),
+        ctFlags: Uint8Array.from(z(cols.flags)),
+      };
+    };
+    // 198.18.0.2:40000 -> 198.18.0.1:80, TCP.
+    const TCP = [0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0, 198, 18, 0, 2, 198, 18, 0, 1, 0x9c, 0x40, 0, 80, ...new Array<number>(16).fill(0)];
+
+    it('gives the engine ConnInfo from the columns, with tuples read from the packet for its direction', () => {
+      const seen: PacketInput[] = [];
+      const engine: Decider = { decide: (input) => (seen.push(input), decision({})) };
+      const p = new BatchProcessor(engine, names, { failOpen: false });
+      p.process(tracked(makeBatch([{ bytes: TCP }, { bytes: TCP }]), {
+        state: [1, 2], dir: [0, 1], status: [0, 10], mark: [0, 7],
+      }));
+      const [a, b] = seen.map((i) => i.ct!);
+      assert.deepEqual([a.state, a.direction, a.status, a.mark], ['NEW', 'ORIGINAL', 0, 0]);
+      assert.deepEqual([b.state, b.direction, b.status, b.mark], ['ESTABLISHED', 'REPLY', 10, 7]);
+      assert.deepEqual([...a.orig.dst, a.orig.dport, a.reply.sport], [198, 18, 0, 1, 80, 80]);
+      assert.deepEqual([...b.orig.src, b.orig.sport], [198, 18, 0, 1, 80], 'a reply packet is the reply tuple');
+    });
+
+    it('drops table-full packets without evaluating them', () => {
+      const engine = new ByteEngine();
+      const p = new BatchProcessor(engine, names, { failOpen: false });
+      const v = p.process(tracked(makeBatch([{ bytes: [1] }, { bytes: [1] }]), { state: [1, 1], flags: [2, 1] }));
+      assert.deepEqual([...v.verdicts], [0, 1]);
+      assert.equal(engine.seen.length, 1);
+      assert.equal(p.stats.ctTableFull, 1);
+    });
+
+    it('turns the decision update into ctFlags, ctMarks and ctNat (MASQUERADE naming the out interface)', () => {
+      const updates: Decision['ct'][] = [
+        undefined,
+        { notrack: true },
+        { connmark: 0x55 },
+        { natRan: ['DST'] },
+        { natRan: ['SRC'], nat: [{ manip: 'SRC', minAddr: Uint8Array.of(198, 19, 0, 1), maxAddr: Uint8Array.of(198, 19, 0, 1), masquerade: true, randomFully: true }] },
+      ];
+      let k = 0;
+      const engine: Decider = { decide: () => decision({ ct: updates[k++] }) };
+      const p = new BatchProcessor(engine, names, { failOpen: false });
+      const v = p.process(tracked(makeBatch(updates.map(() => ({ bytes: [1], outIf: 2 }))), { state: [1, 1, 1, 1, 1] }));
+      assert.deepEqual([...v.ctFlags!], [0, 1, 2, 8, 4]);
+      assert.equal(v.ctMarks![2], 0x55);
+      assert.deepEqual(v.ctNat, [undefined, undefined, undefined, undefined, [
+        { manip: 'SRC', minAddr: '198.19.0.1', maxAddr: '198.19.0.1', randomFully: true, masqIfindex: 2 },
+      ]]);
+    });
+
+    it('sends no ct options when nothing changes, and none for queues without a table', () => {
+      const p = new BatchProcessor(new ByteEngine(), names, { failOpen: false });
+      const v = p.process(tracked(makeBatch([{ bytes: [1] }]), { state: [2] }));
+      assert.equal(v.ctFlags, undefined);
+      assert.equal(v.ctNat, undefined);
+      const engine = new ByteEngine();
+      new BatchProcessor(engine, names, { failOpen: false }).process(makeBatch([{ bytes: [1] }]));
+      assert.equal(engine.seen[0].ct, undefined);
+    });
+  });
 });

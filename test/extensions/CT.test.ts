@@ -40,13 +40,19 @@ describe('CT and NOTRACK targets', () => {
     refuses(CT, twice, /"--ctevents" can only be used once/, col(twice, '--ctevents', 1), RAW);
   });
 
-  it('are raw-only, continue, and fail loading with a reason', () => {
+  // H16: --notrack and NOTRACK run on nfqwall's connection table; helpers, timeouts and zones still do not.
+  it('are raw-only and continue; --notrack loads, helpers, timeouts and zones fail with a reason', () => {
     assert.deepEqual(CT.allowed, { tables: ['raw'] });
     assert.deepEqual(NOTRACK.allowed, { tables: ['raw'] });
-    assert.equal(CT.apply, undefined);
-    assert.equal(NOTRACK.apply, undefined);
-    assert.match(CT.unsupported ?? '', /connection table/);
-    assert.match(NOTRACK.unsupported ?? '', /connection table/);
+    assert.equal(typeof CT.apply, 'function');
+    assert.equal(typeof NOTRACK.apply, 'function');
+    assert.equal(CT.unsupported, undefined);
+    assert.equal(NOTRACK.unsupported, undefined);
+    const base = { notrack: false, ctevents: 0, expevents: 0, zone: 0, zoneMark: false, zoneOrig: false, zoneReply: false };
+    assert.equal(CT.unsupportedFor?.({ ...base, notrack: true, zone: 3 }), undefined);
+    assert.match(CT.unsupportedFor?.({ ...base, helper: 'ftp' }) ?? '', /no helpers/);
+    assert.match(CT.unsupportedFor?.({ ...base, timeout: 'x' }) ?? '', /timeout/);
+    assert.match(CT.unsupportedFor?.({ ...base, zone: 3 }) ?? '', /--zone/);
     assert.equal(roundTrip(NOTRACK, '', RAW), '');
   });
 });

@@ -82,11 +82,11 @@ describe('NAT targets', () => {
       s = '--to-destination 1.2.3.4 --to-destination 1.2.3.5';
       refuses(DNAT, s, /"--to-destination" can only be used once/, col(s, '--to', 1), NAT);
     });
-    it('is nat PREROUTING/OUTPUT, terminal, and not yet enforceable', () => {
+    it('is nat PREROUTING/OUTPUT, terminal, and enforceable (H16: binds through the connection table)', () => {
       assert.deepEqual(DNAT.allowed, { tables: ['nat'], hooks: ['PREROUTING', 'OUTPUT'] });
       assert.equal(DNAT.terminal, true);
-      assert.equal(DNAT.apply, undefined);
-      assert.match(DNAT.unsupported ?? '', /connection table/);
+      assert.equal(typeof DNAT.apply, 'function');
+      assert.equal(DNAT.unsupported, undefined);
     });
   });
 
@@ -148,10 +148,14 @@ describe('NAT targets', () => {
       // getaddrinfo reads `10.1` as 10.0.0.1 (iptables-nft: --to 10.1/16 prints --to 10.0.0.0/16)
       assert.equal(roundTrip(NETMAP, '--to 10.1/16', NAT), '--to 10.0.0.0/16');
       assert.equal(roundTrip(NETMAP, '--to 10.1.2/32', NAT), '--to 10.1.0.2/32');
-      refuses(NETMAP, '--to 10.0.0.0/255.0.255.0', /not contiguous/, 6, NAT);
+      // libxtables keeps only a mask's prefix length: one with holes (or past /32) is the full mask (kernel-checked).
+      assert.equal(roundTrip(NETMAP, '--to 10.0.0.0/255.0.255.0', NAT), '--to 10.0.0.0/32');
+      assert.equal(roundTrip(NETMAP, '--to 0x10/0xff', NAT), '--to 0.0.0.16/32');
+      assert.equal(roundTrip(NETMAP, '--to 1.2.3.4/0x10', NAT), '--to 1.2.0.0/16');
+      refuses(NETMAP, '--to 1.2.3.4/08', /invalid mask/, 6, NAT);
       assert.equal(roundTrip(NETMAP, '--to 2001:db8::/64', { ...NAT, family: 6 }), '--to 2001:db8::/64');
       refuses(NETMAP, '', /NETMAP: option "--to" must be specified/, 1, NAT);
-      refuses(NETMAP, '--to 10.0.0.300/8', /NETMAP: invalid IPv4 address/, 6, NAT);
+      refuses(NETMAP, '--to 10.0.0.300/8', /host\/network `10.0.0.300' not found/, 6, NAT);
     });
   });
 });
