@@ -52,6 +52,25 @@ uint8_t tcpIndex(uint8_t f) {
   return kNoneSet;
 }
 
+// tcp_error(): the flag combinations tcp_valid_flags accepts, PSH, ECE and CWR aside. Anything else is INVALID,
+// whether it opens a connection or belongs to one (a SYN|FIN, a bare FIN, no flags at all).
+bool tcpFlagsValid(uint8_t f) {
+  switch (f & (pkt::kTcpFin | pkt::kTcpSyn | pkt::kTcpRst | pkt::kTcpAck | pkt::kTcpUrg)) {
+    case pkt::kTcpSyn:
+    case pkt::kTcpSyn | pkt::kTcpUrg:
+    case pkt::kTcpSyn | pkt::kTcpAck:
+    case pkt::kTcpRst:
+    case pkt::kTcpRst | pkt::kTcpAck:
+    case pkt::kTcpFin | pkt::kTcpAck:
+    case pkt::kTcpFin | pkt::kTcpAck | pkt::kTcpUrg:
+    case pkt::kTcpAck:
+    case pkt::kTcpAck | pkt::kTcpUrg:
+      return true;
+    default:
+      return false;
+  }
+}
+
 // ICMP types with an inverse (invmap in nf_conntrack_proto_icmp.c / icmpv6.c); -1 when none.
 int icmpInverse(uint8_t family, uint8_t type) {
   if (family == 4) {
@@ -490,6 +509,10 @@ Classification ConnTable::classify(const uint8_t* p, size_t len, uint8_t family,
   if (h.fragment) {
     c.flags |= kClsFragment;
     st_.invalid++;
+    return c;
+  }
+  if (h.proto == pkt::kProtoTcp && !tcpFlagsValid(h.tcpFlags)) {
+    if (ctPoint) st_.invalid++;
     return c;
   }
   const uint64_t memoKey = c.tupleHash ^ (uint64_t(h.fingerprint) * 0x9E3779B97F4A7C15ULL);

@@ -19,7 +19,7 @@ constexpr uint8_t kProtoSctp = 132;
 constexpr uint8_t kProtoUdplite = 136;
 
 // TCP flag bits (byte 13 of the header).
-constexpr uint8_t kTcpFin = 0x01, kTcpSyn = 0x02, kTcpRst = 0x04, kTcpPsh = 0x08, kTcpAck = 0x10;
+constexpr uint8_t kTcpFin = 0x01, kTcpSyn = 0x02, kTcpRst = 0x04, kTcpPsh = 0x08, kTcpAck = 0x10, kTcpUrg = 0x20;
 
 // A connection tuple as nf_conntrack_tuple holds it. Addresses are 16 bytes; IPv4 uses the first 4 and zeros the rest.
 // For TCP/UDP/UDP-Lite/SCTP/DCCP `sport`/`dport` are the ports. For ICMP/ICMPv6 echo-like messages `sport` is the

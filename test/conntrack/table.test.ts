@@ -129,6 +129,20 @@ describe('conntrack table: TCP', () => {
     assert.equal(t.list()[0].tcpState, 'ESTABLISHED', 'the connection survives');
   });
 
+  it('flag combinations the kernel refuses (tcp_valid_flags) are INVALID, new or established, and create nothing', () => {
+    const t = table();
+    for (const flags of [SYN | FIN, SYN | RST, FIN, 0, SYN | FIN | ACK]) {
+      const c = local(t, tcp(C, 41000 + flags, S, 80, flags));
+      assert.equal(c.state, 'INVALID', `flags 0x${flags.toString(16)}`);
+    }
+    assert.equal(t.list().length, 0, 'no invalid first packet creates an entry');
+    local(t, tcp(C, 40007, S, 80, SYN));
+    local(t, tcp(S, 80, C, 40007, SYNACK));
+    local(t, tcp(C, 40007, S, 80, ACK));
+    assert.equal(local(t, tcp(C, 40007, S, 80, SYN | FIN, 100)).state, 'INVALID', 'inside a connection too');
+    assert.equal(local(t, tcp(C, 40007, S, 80, ACK | 0x08, 100)).state, 'ESTABLISHED', 'PSH does not count');
+  });
+
   it('picks up a connection from a mid-stream ACK unless tcpLoose is off', () => {
     const t = table();
     const a = local(t, tcp(C, 40007, S, 80, ACK));
