@@ -7,7 +7,7 @@ import { Engine, HOOK_TABLES } from '../engine/engine';
 import { StaticHost } from '../engine/host';
 import { parsePacket } from '../engine/packet';
 import { EmptySets } from '../engine/sets';
-import type { PacketMeta, ParsedPacket } from '../extensions/types';
+import type { ConnInfo, CtState, NatRequest, PacketMeta, ParsedPacket } from '../extensions/types';
 import { formatIpAddr, guessFamily, parseIpAddr } from '../rules/addr';
 import { RuleErrors } from '../rules/errors';
 import { formatRuleSpec } from '../rules/format';
@@ -31,6 +31,22 @@ export interface ExplainOptions {
   icmpType?: string;
   local?: string[];
   uid?: string;
+  /** The connection state the packet has (default NEW: the first packet of a connection, which walks nat). */
+  ctstate?: string;
+}
+
+const CT_STATES: readonly CtState[] = ['NEW', 'ESTABLISHED', 'RELATED', 'INVALID', 'UNTRACKED'];
+// IPS_SEEN_REPLY | IPS_ASSURED | IPS_CONFIRMED: what an established connection's status says.
+const ESTABLISHED_STATUS = 2 | 4 | 8;
+
+/** The connection the described packet belongs to, as the connection table would report it. */
+function connection(state: string | undefined, pkt: ParsedPacket): ConnInfo {
+  const s = (state ?? 'NEW').toUpperCase() as CtState;
+  if (!CT_STATES.includes(s)) throw new Error(`unknown connection state "${state}" (${CT_STATES.join(', ')})`);
+  const orig = { src: pkt.src, dst: pkt.dst, protocol: pkt.protocol, sport: Math.max(pkt.sport, 0), dport: Math.max(pkt.dport, 0) };
+  const reply = { src: pkt.dst, dst: pkt.src, protocol: pkt.protocol, sport: orig.dport, dport: orig.sport };
+  const status = s === 'ESTABLISHED' ? ESTABLISHED_STATUS : 0;
+  return { state: s, status, mark: 0, direction: 'ORIGINAL', orig, reply, expiresSeconds: 0, zone: 0 };
 }
 
 const TCP_FLAGS: Record<string, number> = { FIN: 1, SYN: 2, RST: 4, PSH: 8, ACK: 16, URG: 32, ECE: 64, CWR: 128 };
@@ -151,6 +167,7 @@ export function formatExplanation(rs: Ruleset, before: ParsedPacket, meta: Packe
   if (d.verdict === 'queue') verdict += ` ${d.queue ?? 0}`;
   out.push(`verdict: ${verdict}`);
   out.push(`mark:    0x${d.mark.toString(16)}${d.markChanged ? ' (changed)' : ''}`);
+  for (const r of d.ct?.nat ?? []) out.push(`nat:     ${formatNat(r)} (bound by the connection table for this connection)`);
   if (d.payload) {
     const after = parsePacket(d.payload, before.family);
     const changes: string[] = [];
@@ -169,6 +186,15 @@ export function formatExplanation(rs: Ruleset, before: ParsedPacket, meta: Packe
   for (const r of d.replies) out.push(`reply:   ${describePacket(parsePacket(r, before.family))}`);
   for (const l of d.logs) out.push(`log:     ${l.kind} ${l.line.trimEnd()}`);
   return out.join('\n') + '\n';
+}
+
+/** A NAT binding request as DNAT/SNAT print their ranges: `DST 198.19.2.2:80`, `SRC 198.19.0.1-198.19.0.9:1024-65535`. */
+function formatNat(r: NatRequest): string {
+  let to = '';
+  if (r.minAddr) to = formatIpAddr(r.minAddr) + (r.maxAddr && formatIpAddr(r.maxAddr) !== formatIpAddr(r.minAddr) ? `-${formatIpAddr(r.maxAddr)}` : '');
+  if (r.minPort !== undefined) to += `:${r.minPort}${r.maxPort !== undefined && r.maxPort !== r.minPort ? `-${r.maxPort}` : ''}`;
+  if (r.masquerade) to = `${to} (masquerade)`.trim();
+  return `${r.manip} ${to || '(ports and addresses kept)'}`;
 }
 
 /** Builds the packet and runs it; returns the explanation text. */
@@ -213,7 +239,7 @@ export function explain(o: ExplainOptions): string {
     sets: new EmptySets(),
   });
   const before = parsePacket(data, family);
-  const d = engine.decide({ family, data, meta: { ...meta } }, { trace: true });
+  const d = engine.decide({ family, data, meta: { ...meta }, ct: connection(o.ctstate, before) }, { trace: true });
   return formatExplanation(rs, before, meta, d);
 }
 
@@ -239,6 +265,7 @@ export function registerExplain(program: Command): void {
     .option('--mark <n>', 'the packet mark it arrives with')
     .option('--icmp-type <t>', 'ICMP type[/code] or name (echo-request, ...)')
     .option('--uid <n>', 'owner uid of a local packet')
+    .option('--ctstate <state>', 'its connection state: NEW (the default: a first packet, which walks nat), ESTABLISHED, RELATED, INVALID or UNTRACKED')
     .option('--local <addr>', "an address of this host, for addrtype (repeatable)", collect)
     .action((opts: ExplainOptions) => {
       try {

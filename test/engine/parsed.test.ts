@@ -118,6 +118,23 @@ COMMIT
     assert.equal(e.decide(tcp('PREROUTING', 8080, { in: 'eth0' })).verdict, 'accept');
   });
 
+  it('explain shows the NAT binding a first packet requests, and skips nat for an established one', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nfqw-explain-'));
+    try {
+      const file = path.join(dir, 'nat.rules');
+      fs.writeFileSync(file, '*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -d 198.19.100.10/32 -p tcp --dport 80 -j DNAT --to-destination 198.19.2.2:8080\nCOMMIT\n');
+      const first = explain({ rules: file, hook: 'PREROUTING', in: 'eth0', src: '198.18.0.2', dst: '198.19.100.10', dport: '80' });
+      assert.match(first, /PREROUTING #1: -A PREROUTING -d 198\.19\.100\.10\/32 .*-j DNAT --to-destination 198\.19\.2\.2:8080/);
+      assert.match(first, /^nat: {5}DST 198\.19\.2\.2:8080 /m);
+      const later = explain({ rules: file, hook: 'PREROUTING', src: '198.18.0.2', dst: '198.19.100.10', dport: '80', ctstate: 'established' });
+      assert.doesNotMatch(later, /^nat:/m);
+      assert.doesNotMatch(later, /PREROUTING #1/);
+      assert.throws(() => explain({ rules: file, hook: 'PREROUTING', src: '198.18.0.2', dst: '198.19.100.10', ctstate: 'OLD' }), /unknown connection state "OLD"/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('explain prints the path with rule text, the verdict and the mark', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nfqw-explain-'));
     try {
