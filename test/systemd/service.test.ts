@@ -42,6 +42,8 @@ RestartSec=500ms
 StandardOutput=append:${LOG}
 StandardError=inherit
 LimitCORE=0
+# The checkout this test runs from may sit under /tmp (CI clones anywhere), which the unit's PrivateTmp hides.
+BindReadOnlyPaths=${packageRoot()}
 `;
 
 // argv: addr port timeoutMs. Prints the outcome of a TCP connect: `connected`, or the error code.
@@ -90,7 +92,13 @@ class TestSystemd {
   static async boot(fw: Host): Promise<TestSystemd> {
     const child = spawn(
       'ip',
-      ['netns', 'exec', fw.ns, 'unshare', '--pid', '--fork', '--mount', '--propagation', 'private', '--mount-proc', BOOT_SCRIPT],
+      // The boot script mounts tmpfs over /tmp, /run and /var/tmp; a checkout under one of them (CI may clone into
+      // /tmp) would vanish for the service. Its tree is first bound onto /mnt inside the private mount namespace only,
+      // and put back at its own path once systemd is up (see exposeCheckout).
+      [
+        'netns', 'exec', fw.ns, 'unshare', '--pid', '--fork', '--mount', '--propagation', 'private', '--mount-proc',
+        'sh', '-c', 'mount --bind "$1" /mnt && exec "$2"', 'sh', packageRoot(), BOOT_SCRIPT,
+      ],
       { detached: true, stdio: 'ignore' },
     );
     child.unref();
@@ -121,7 +129,16 @@ class TestSystemd {
       sd.kill();
       throw new Error('the test systemd is not confined to the lab network namespace and a private mount namespace');
     }
+    await sd.exposeCheckout();
     return sd;
+  }
+
+  /** Makes the checkout visible at its own path inside the systemd's mount namespace, where the unit runs it. */
+  private async exposeCheckout(): Promise<void> {
+    const root = packageRoot();
+    if ((await this.exec(['test', '-e', `${root}/package.json`])).code === 0) return;
+    const r = await this.exec(['sh', '-c', 'mkdir -p "$1" && mount --bind /mnt "$1"', 'sh', root]);
+    if (r.code !== 0) throw new Error(`cannot show the checkout ${root} to the test systemd: ${r.stderr}`);
   }
 
   /** A command inside the systemd's pid, mount and network namespaces. */
@@ -288,6 +305,8 @@ describe('systemd: nfqwall as a service under a throwaway systemd in the lab', f
     await sleep(500);
     const before = await s.show('MainPID');
     const restartsBefore = Number(await s.show('NRestarts'));
+    // `kill -STOP 0` would stop this test's own process group: only ever signal a real main PID.
+    assert.ok(Number(before) > 1, `the service has no main process to hang (MainPID=${before})`);
     assert.equal((await s.exec(['kill', '-STOP', before])).code, 0);
     const after = await until('a watchdog restart', 30_000, async () => {
       const [pid, restarts, state] = [await s.show('MainPID'), Number(await s.show('NRestarts')), await s.show('ActiveState')];
