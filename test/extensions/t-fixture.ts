@@ -13,9 +13,8 @@ import type {
   TargetExtension,
 } from '../../src/extensions/types';
 import { RuleError } from '../../src/extensions/types';
-import type { Family, Hook, TableName } from '../../src/rules/model';
-
-const FILE = 'test.rules';
+import type { Family, Hook } from '../../src/rules/model';
+import { FILE, parseCtx, type CtxOptions } from './packet-fixture';
 
 /** Split like a shell / iptables-restore line: spaces, and "..." with backslash escapes. Keeps 1-based columns. */
 function words(text: string): { w: string; col: number }[] {
@@ -69,23 +68,11 @@ export function uses(ext: TargetExtension<unknown>, text: string): OptionUse[] {
   return out;
 }
 
-export interface CtxOpts {
-  family?: Family;
-  table?: TableName;
-  chain?: string;
-  proto?: number;
-  protoNegated?: boolean;
-}
+export type CtxOpts = CtxOptions;
 
+/** The match fixture's parse context, with the word at fault at column 1 (where a test's `-j` word stands). */
 export function pctx(o: CtxOpts = {}): ParseContext {
-  const ctx: ParseContext = {
-    family: o.family ?? 4,
-    table: o.table ?? 'filter',
-    chain: o.chain ?? 'INPUT',
-    loc: { file: FILE, line: 1, column: 1 },
-  };
-  if (o.proto !== undefined) ctx.proto = { value: o.proto, negated: o.protoNegated ?? false };
-  return ctx;
+  return { ...parseCtx(o), loc: { file: FILE, line: 1, column: 1 } };
 }
 
 export function parse<O>(ext: TargetExtension<O>, text: string, o: CtxOpts = {}): O {
