@@ -1,7 +1,7 @@
 // Kernel-differential tests of the engine through the daemon: forwarded traffic on the three-host lab.
 import assert from 'node:assert/strict';
 import { isRoot } from '../../lab/lab';
-import { compareSides, parseSaveCounters, runKernel, runNfqwall, type Probe } from './harness';
+import { differential, parseSaveCounters, runKernel, type Probe } from './harness';
 
 const FORWARD_RULES = `*filter
 :INPUT ACCEPT [0:0]
@@ -63,7 +63,7 @@ describe('differential: parseSaveCounters', () => {
 });
 
 describe('differential: forwarded traffic, kernel iptables vs nfqwall', function () {
-  this.timeout(180_000);
+  this.timeout(600_000);
 
   before(function () {
     if (!isRoot()) {
@@ -85,16 +85,12 @@ describe('differential: forwarded traffic, kernel iptables vs nfqwall', function
   });
 
   it('jump/goto/RETURN/count-only/policy: nfqwall gives the same outcomes and the same per-rule counters', async () => {
-    const k = await runKernel(FORWARD_RULES, undefined, PROBES);
-    const n = await runNfqwall(FORWARD_RULES, undefined, PROBES);
-    const diffs = compareSides(k, n);
-    assert.deepEqual(diffs, [], `kernel:\n${k.save}\nnfqwall:\n${n.save}`);
+    const { diffs, kernel, nfqwall } = await differential(FORWARD_RULES, undefined, PROBES);
+    assert.deepEqual(diffs, [], `kernel:\n${kernel.save}\nnfqwall:\n${nfqwall.save}`);
   });
 
   it('REJECT: the replies reach the client and cross OUTPUT, as the kernel does it', async () => {
-    const k = await runKernel(REJECT_RULES, undefined, REJECT_PROBES);
-    const n = await runNfqwall(REJECT_RULES, undefined, REJECT_PROBES);
-    const diffs = compareSides(k, n);
-    assert.deepEqual(diffs, [], `kernel:\n${k.save}\nnfqwall:\n${n.save}`);
+    const { diffs, kernel, nfqwall } = await differential(REJECT_RULES, undefined, REJECT_PROBES);
+    assert.deepEqual(diffs, [], `kernel:\n${kernel.save}\nnfqwall:\n${nfqwall.save}`);
   });
 });

@@ -27,6 +27,12 @@ export interface SideResult {
   counters: Map<string, Counter>;
   /** The save text the counters came from, for failure messages. */
   save: string;
+  /**
+   * What the client and server stacks sent and received (TCP/UDP/ICMP segment counts from /proc/net/snmp{,6}).
+   * Real TCP endpoints choose by timing whether an ACK rides alone or on data or a FIN, so two runs of the same probes
+   * can put a different number of packets through fw; counters are comparable only between runs whose endpoints agree.
+   */
+  endpoints: string;
 }
 
 export function probeName(p: Probe): string {
@@ -94,6 +100,34 @@ export function parseSaveCounters(text: string, skipChains: (name: string) => bo
   return out;
 }
 
+const SNMP_KEYS: Record<string, string[]> = {
+  Tcp: ['InSegs', 'OutSegs', 'RetransSegs', 'OutRsts'],
+  Udp: ['InDatagrams', 'OutDatagrams'],
+  Icmp: ['InMsgs', 'OutMsgs'],
+};
+// Not Icmp6In/OutMsgs: those count router solicitations and neighbour discovery, sent on timers of their own.
+const SNMP6_KEYS = ['Udp6InDatagrams', 'Udp6OutDatagrams', 'Icmp6InEchos', 'Icmp6OutEchos', 'Icmp6InEchoReplies', 'Icmp6OutEchoReplies', 'Icmp6InDestUnreachs', 'Icmp6OutDestUnreachs'];
+
+async function endpointCounts(host: Host): Promise<string> {
+  const parts: string[] = [];
+  const lines = (await host.exec(['cat', '/proc/net/snmp'])).stdout.split('\n');
+  for (let i = 0; i + 1 < lines.length; i += 2) {
+    const names = lines[i].split(/\s+/);
+    const values = lines[i + 1].split(/\s+/);
+    const proto = names[0].replace(/:$/, '');
+    for (const key of SNMP_KEYS[proto] ?? []) parts.push(`${proto}${key}=${values[names.indexOf(key)]}`);
+  }
+  for (const line of (await host.exec(['cat', '/proc/net/snmp6'])).stdout.split('\n')) {
+    const [key, value] = line.split(/\s+/);
+    if (SNMP6_KEYS.includes(key)) parts.push(`${key}=${value}`);
+  }
+  return `${host.name}: ${parts.join(' ')}`;
+}
+
+async function endpoints(lab: Lab): Promise<string> {
+  return `${await endpointCounts(lab.host('client'))}\n${await endpointCounts(lab.host('server'))}`;
+}
+
 /** Runs the probes with the kernel's iptables holding the rules on fw. */
 export async function runKernel(rules4: string, rules6: string | undefined, probes: Probe[]): Promise<SideResult> {
   const lab = await Lab.create(threeHostSpec());
@@ -103,7 +137,7 @@ export async function runKernel(rules4: string, rules6: string | undefined, prob
     if (rules6 !== undefined) await fw.exec(['ip6tables-restore'], { input: rules6 });
     const results = await runProbes(lab, probes);
     const save = (await fw.exec(['iptables-save', '-c'])).stdout + (rules6 !== undefined ? (await fw.exec(['ip6tables-save', '-c'])).stdout : '');
-    return { results, counters: parseSaveCounters(save), save };
+    return { results, counters: parseSaveCounters(save), save, endpoints: await endpoints(lab) };
   } finally {
     await lab.destroy();
   }
@@ -126,7 +160,7 @@ export async function runNfqwall(rules4: string, rules6: string | undefined, pro
     if (!res.ok) throw new Error(`nfqwall save: ${res.error}`);
     const rs = (res as { rulesets?: { ipv4?: string; ipv6?: string } }).rulesets ?? {};
     const save = (rs.ipv4 ?? '') + (rs.ipv6 ?? '');
-    return { results, counters: parseSaveCounters(save), save };
+    return { results, counters: parseSaveCounters(save), save, endpoints: await endpoints(lab) };
   } finally {
     if (daemon) await daemon.stop();
     await lab.destroy();
@@ -149,4 +183,22 @@ export function compareSides(kernel: SideResult, nfqwall: SideResult): string[] 
   }
   for (const key of nfqwall.counters.keys()) if (!kernel.counters.has(key)) diffs.push(`${key}: only nfqwall has it`);
   return diffs;
+}
+
+/**
+ * Runs the probes on both sides until the endpoints exchanged the same segments (at most `attempts` pairs) and returns
+ * the differences of that pair. If no pair agrees, the endpoint counts are the difference: nfqwall made the stacks
+ * retransmit or answer differently, which is a finding, not noise.
+ */
+export async function differential(rules4: string, rules6: string | undefined, probes: Probe[], attempts = 3): Promise<{ diffs: string[]; kernel: SideResult; nfqwall: SideResult }> {
+  let last: { diffs: string[]; kernel: SideResult; nfqwall: SideResult } | undefined;
+  for (let i = 0; i < attempts; i++) {
+    const kernel = await runKernel(rules4, rules6, probes);
+    const nfqwall = await runNfqwall(rules4, rules6, probes);
+    if (kernel.endpoints === nfqwall.endpoints) return { diffs: compareSides(kernel, nfqwall), kernel, nfqwall };
+    process.stderr.write(`differential: endpoints exchanged different segments on attempt ${i + 1}, running the pair again\n${kernel.endpoints}\n${nfqwall.endpoints}\n`);
+    last = { diffs: [`endpoints differ:\nkernel:\n${kernel.endpoints}\nnfqwall:\n${nfqwall.endpoints}`], kernel, nfqwall };
+  }
+  if (!last) throw new Error('differential: attempts must be at least 1');
+  return last;
 }
