@@ -14,6 +14,7 @@ interface RunOptions {
   ipset?: string[];
   queue?: string;
   queues?: string;
+  queueMaxlen?: string;
   failOpen?: boolean;
   control?: string;
   metrics?: string;
@@ -34,6 +35,7 @@ export function daemonOptions(cfg: Config): DaemonOptions {
     rules6: cfg.rules6,
     ipsets: cfg.ipsets,
     queue: cfg.queue,
+    queueMaxlen: cfg.queueMaxlen,
     failOpen: cfg.failOpen,
     hooks: cfg.hooks,
     controlPath: cfg.control,
@@ -61,6 +63,7 @@ export function registerRun(program: Command): void {
     .option('--ipset <file>', 'ipset save file for -m set (repeatable)', collect)
     .option('--queue <n>', 'NFQUEUE number (default 0)')
     .option('--queues <count>', 'number of consecutive queues (only 1 is served yet)')
+    .option('--queue-maxlen <packets>', 'packets the kernel holds for the queue at most (default 4096)')
     .option('--fail-open', 'accept traffic when nfqwall is not there to decide (--queue-bypass, fail-open queue)')
     .option('--fail-closed', 'drop traffic when nfqwall is not there to decide (the default)')
     .option('--control <path>', 'control socket path (default /run/nfqwall/control.sock)')
@@ -76,6 +79,7 @@ export function registerRun(program: Command): void {
           ipset: opts.ipset,
           queue: opts.queue,
           queues: opts.queues,
+          queueMaxlen: opts.queueMaxlen,
           failOpen: opts.failOpen === true ? true : opts.failClosed === true ? false : undefined,
           control: opts.control,
           metrics: opts.metrics,

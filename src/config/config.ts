@@ -32,8 +32,10 @@ export interface Config {
   failOpen: boolean;
   /** Hooks nfqwall installs NFQUEUE jumps in; empty: none (the administrator's own rules queue). */
   hooks: Hook[];
-  /** Connection-tracking table size (reserved: accepted and reported, not used yet). */
+  /** Connection-tracking table size (nfqwall's nf_conntrack_max). */
   conntrackMax?: number;
+  /** Packets the kernel holds for the queue at most (NFQA_CFG_QUEUE_MAXLEN); beyond it the fail-open/closed policy. */
+  queueMaxlen: number;
   /** Prometheus endpoint, or undefined when off. */
   metrics?: ListenAddress;
   logLevel: LogLevel;
@@ -52,6 +54,7 @@ export function defaultConfig(): Config {
     ipsets: [],
     queue: 0,
     queues: 1,
+    queueMaxlen: DEFAULT_QUEUE_MAXLEN,
     failOpen: false,
     hooks: [...HOOKS],
     metrics: parseListen(DEFAULT_METRICS),
@@ -89,6 +92,15 @@ export class ConfigErrors extends Error {
 export function parseQueueNumber(text: string): number {
   const n = Number(text);
   if (!/^\d+$/.test(text) || n > 65535) throw new Error(`"${text}" is not a queue number (0..65535)`);
+  return n;
+}
+
+/** The addon's default (native/addon.cc): room for a few milliseconds of a flood, or a second of moderate traffic. */
+export const DEFAULT_QUEUE_MAXLEN = 4096;
+
+export function parseQueueMaxlen(text: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < 1 || n > 1_048_576) throw new Error(`"${text}" is not a queue length (1..1048576 packets)`);
   return n;
 }
 
@@ -172,6 +184,7 @@ const KEYS: Readonly<Record<string, { set: Setter; repeatable?: boolean }>> = {
   ipset: { set: (c, v, r) => c.ipsets.push(r(v)), repeatable: true },
   queue: { set: (c, v) => (c.queue = parseQueueNumber(v)) },
   queues: { set: (c, v) => (c.queues = parseQueueCount(v)) },
+  queue_maxlen: { set: (c, v) => (c.queueMaxlen = parseQueueMaxlen(v)) },
   fail_open: { set: (c, v) => (c.failOpen = parseBool(v)) },
   hooks: { set: (c, v) => (c.hooks = parseHooks(v)) },
   conntrack_max: { set: (c, v) => (c.conntrackMax = parsePositiveInt(v)) },
@@ -276,6 +289,7 @@ export interface ConfigOverrides {
   ipset?: string[];
   queue?: string;
   queues?: string;
+  queueMaxlen?: string;
   failOpen?: boolean;
   control?: string;
   metrics?: string;
@@ -298,6 +312,7 @@ export function applyOverrides(base: Config, o: ConfigOverrides, cwd = process.c
   if (o.ipset !== undefined && o.ipset.length > 0) cfg.ipsets = o.ipset.map((p) => path.resolve(cwd, p));
   if (o.queue !== undefined) cfg.queue = flag('queue', () => parseQueueNumber(o.queue!));
   if (o.queues !== undefined) cfg.queues = flag('queues', () => parseQueueCount(o.queues!));
+  if (o.queueMaxlen !== undefined) cfg.queueMaxlen = flag('queue-maxlen', () => parseQueueMaxlen(o.queueMaxlen!));
   if (o.failOpen !== undefined) cfg.failOpen = o.failOpen;
   if (o.control !== undefined) cfg.control = path.resolve(cwd, o.control);
   if (o.metrics !== undefined) cfg.metrics = flag('metrics', () => parseMetrics(o.metrics!));

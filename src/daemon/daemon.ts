@@ -31,9 +31,10 @@ import {
   type ReloadStats,
 } from './reload';
 import { FileWatcher } from './watch';
+import { LossReporter, lossCounters } from './loss-report';
 import { checkFileSafety } from './files'; // H18: StrictModes for rule and ipset files
 // H12: metrics and systemd notifications.
-import { Metrics, MetricsServer, daemonSource } from './metrics';
+import { Metrics, MetricsServer, daemonSource, type ConntrackState } from './metrics';
 import { ServiceNotifier, queueHealth, statusLine } from './systemd';
 
 export interface DaemonOptions {
@@ -59,6 +60,8 @@ export interface DaemonOptions {
   ipMonitor?: boolean;
   /** Prometheus endpoint from the configuration (`metrics`); undefined: off. */
   metrics?: ListenAddress;
+  /** NFQA_CFG_QUEUE_MAXLEN (`queue_maxlen`); default the addon's (4096). */
+  queueMaxlen?: number;
   /** H16: nf_conntrack_max of nfqwall's connection table (`conntrack_max`); default the table's. */
   conntrackMax?: number;
   log?: (msg: string) => void;
@@ -221,6 +224,7 @@ export class Daemon {
       d.queue = new addon.Queue(
         {
           queue: opts.queue,
+          ...(opts.queueMaxlen !== undefined ? { maxLen: opts.queueMaxlen } : {}),
           failOpen: opts.failOpen,
           overloadVerdict: opts.failOpen ? 'accept' : 'drop',
           conntrack: d.conntrack,
@@ -255,6 +259,7 @@ export class Daemon {
     }
     d.timers.push(setInterval(() => d.refreshHost(), HOST_REFRESH_MS));
     d.timers.push(setInterval(() => d.tracer.tick(), 1000)); // trace: suppressed-event reports
+    d.timers.push(setInterval(() => d.reportLoss(), 1000));
     for (const t of d.timers) t.unref();
     d.startWatching();
     // H12: READY once hooks, queue, ruleset (and control, metrics) are live; then the watchdog and STATUS lines.
@@ -274,6 +279,17 @@ export class Daemon {
       .catch((err: unknown) =>
         this.logger.warning('host refresh failed', { error: err instanceof Error ? err.message : String(err) }),
       );
+  }
+
+  private readonly loss = new LossReporter();
+
+  /** At most one line a second, and only when packets were decided without the rules or refused for lack of room. */
+  private reportLoss(): void {
+    const moved = this.loss.next(lossCounters(this.queueStats()));
+    if (moved === undefined) return;
+    // overload and kernel-queue drops follow the fail-open/closed policy; ctDropped are always drops (table full).
+    const policy = this.opts.failOpen ? 'fail-open' : 'fail-closed';
+    this.logger.warning('packets decided without the rules or refused for lack of room in the last second', { ...moved, policy });
   }
 
   /** H16: forgets connections masqueraded to addresses that are gone. */
@@ -396,10 +412,25 @@ export class Daemon {
     return this.queue ? [this.queue.stats()] : [];
   }
 
-  /** H16: for the nfqwall_conntrack_entries / _entries_limit gauges. */
-  conntrackState(): { entries: number; limit: number } | undefined {
+  /** H16: for the nfqwall_conntrack_* metrics. */
+  conntrackState(): ConntrackState | undefined {
     if (!this.conntrack) return undefined;
-    return { entries: this.conntrack.stats().entries, limit: this.opts.conntrackMax ?? DEFAULT_CONNTRACK_MAX };
+    const s = this.conntrack.stats();
+    return {
+      entries: s.entries,
+      limit: this.opts.conntrackMax ?? DEFAULT_CONNTRACK_MAX,
+      events: {
+        found: s.found,
+        new: s.created,
+        invalid: s.invalid,
+        drop: s.drop,
+        early_drop: s.earlyDrop,
+        insert_failed: s.insertFailed,
+        nat_failed: s.natFailed,
+        expired: s.expired,
+        deleted: s.deleted,
+      },
+    };
   }
 
   status(): Record<string, unknown> {

@@ -43,7 +43,13 @@ export interface ReloadState {
 export interface ConntrackState {
   entries: number;
   limit: number;
+  /** Cumulative table events by name (`conntrack -S` style), each a counter. */
+  events: Readonly<Record<ConntrackEvent, number>>;
 }
+
+/** The connection-table events exported, as `conntrack -S` names them (drop: refused because the table was full). */
+export const CONNTRACK_EVENTS = ['found', 'new', 'invalid', 'drop', 'early_drop', 'insert_failed', 'nat_failed', 'expired', 'deleted'] as const;
+export type ConntrackEvent = (typeof CONNTRACK_EVENTS)[number];
 
 /** What the daemon offers the metrics; every method is called at scrape time only. */
 export interface MetricsSource {
@@ -53,7 +59,7 @@ export interface MetricsSource {
   failOpen(): boolean;
   /** Undefined until the daemon tracks reloads: then the start is reported as the one successful load. */
   reloads?(): ReloadState | undefined;
-  /** Undefined while nfqwall has no connection table of its own. */
+  /** Undefined before the daemon has bound its queue (and with it the connection table). */
   conntrack?(): ConntrackState | undefined;
   /** Milliseconds since the epoch when the daemon started. */
   startedAt: number;
@@ -297,7 +303,7 @@ export class Metrics {
 
     new Gauge({
       name: 'nfqwall_conntrack_entries',
-      help: 'Entries in the nfqwall connection table; 0 while nfqwall has no connection table of its own.',
+      help: 'Entries in the nfqwall connection table (the kernel does not track queued traffic: docs/conntrack.md).',
       registers: register,
       collect() {
         this.set(src.conntrack?.()?.entries ?? 0);
@@ -305,10 +311,22 @@ export class Metrics {
     });
     new Gauge({
       name: 'nfqwall_conntrack_entries_limit',
-      help: 'Size limit of the nfqwall connection table; 0 while nfqwall has no connection table of its own.',
+      help: 'Size limit of the nfqwall connection table (conntrack_max); new connections beyond it are dropped and counted.',
       registers: register,
       collect() {
         this.set(src.conntrack?.()?.limit ?? 0);
+      },
+    });
+    new Counter({
+      name: 'nfqwall_conntrack_events_total',
+      help: 'Connection-table events as conntrack -S names them: found, new, invalid, drop (new connection refused, table full), early_drop, insert_failed, nat_failed (no free NAT tuple), expired, deleted.',
+      labelNames: ['event'],
+      registers: register,
+      collect() {
+        this.reset();
+        const ct = src.conntrack?.();
+        if (ct === undefined) return;
+        for (const e of CONNTRACK_EVENTS) this.inc({ event: e }, ct.events[e]);
       },
     });
 

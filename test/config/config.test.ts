@@ -35,6 +35,7 @@ describe('config: parser', () => {
         'ipset = sub/b.ipset',
         'queue = 7',
         'queues = 1',
+        'queue_maxlen = 20000',
         'fail_open = yes',
         'hooks = forward, input',
         'conntrack_max = 65536',
@@ -57,6 +58,7 @@ describe('config: parser', () => {
     assert.equal(c.failOpen, true);
     assert.deepEqual(c.hooks, ['INPUT', 'FORWARD']);
     assert.equal(c.conntrackMax, 65536);
+    assert.equal(c.queueMaxlen, 20000);
     assert.deepEqual(c.metrics, { host: '::1', port: 9100 });
     assert.equal(c.logLevel, 'debug');
     assert.equal(c.logDestination, 'stderr');
@@ -110,6 +112,7 @@ describe('config: parser', () => {
     assert.match(errorsOf('queue = 65535\nqueues = 2')[0]!, /:2:1: queues: queue 65535 \+ 2 queues goes past 65535/);
     assert.match(errorsOf('control_mode = 0400')[0]!, /owner read and write/);
     assert.match(errorsOf('queues = 0')[0]!, /not a queue count/);
+    assert.match(errorsOf('queue_maxlen = 0')[0]!, /:1:\d+: queue_maxlen: "0" is not a queue length/);
     assert.match(errorsOf('log_destination = syslog')[0]!, /not a log destination/);
   });
 
@@ -130,7 +133,7 @@ describe('config: parser', () => {
     assert.ok(config.rules !== undefined && fs.existsSync(config.rules), `rules: ${config.rules}`);
     // Every key the format knows is documented in the example's comment block.
     const text = fs.readFileSync(file, 'utf8');
-    for (const key of ['rules', 'rules6', 'ipset', 'queue', 'queues', 'fail_open', 'hooks', 'conntrack_max', 'metrics', 'log_level', 'log_destination', 'log_rate', 'log_burst', 'control', 'control_mode', 'control_group']) {
+    for (const key of ['rules', 'rules6', 'ipset', 'queue', 'queues', 'queue_maxlen', 'fail_open', 'hooks', 'conntrack_max', 'metrics', 'log_level', 'log_destination', 'log_rate', 'log_burst', 'control', 'control_mode', 'control_group']) {
       assert.match(text, new RegExp(`^#   ${key} = `, 'm'), `key ${key} documented`);
     }
     assert.ok(given.size >= 10);

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { Metrics, MetricsServer, ruleLabel, type MetricsSource, type ProcessorCounts, type ReloadState } from '../../src/daemon/metrics';
+import { Metrics, MetricsServer, ruleLabel, type ConntrackState, type MetricsSource, type ProcessorCounts, type ReloadState } from '../../src/daemon/metrics';
 import type { QueueStats } from '../../src/native';
 import { parseRuleset } from '../../src/rules/parse';
 import type { Ruleset } from '../../src/rules/model';
@@ -56,6 +56,10 @@ class FakeSource implements MetricsSource {
   reloads(): ReloadState | undefined {
     return this.reload;
   }
+  conntrack(): ConntrackState | undefined {
+    return this.ct;
+  }
+  ct: ConntrackState | undefined;
 }
 
 function get(port: number, path: string, method = 'GET'): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
@@ -122,6 +126,19 @@ describe('metrics: values read at scrape time', () => {
     assert.equal(series(text, 'nfqwall_reject_replies_total').get('{result="sent"}'), 4);
     assert.equal(series(text, 'nfqwall_conntrack_entries').get(''), 0);
     assert.equal(series(text, 'nfqwall_conntrack_entries_limit').get(''), 0);
+    assert.equal(series(text, 'nfqwall_conntrack_events_total').size, 0, 'no table, no events');
+  });
+
+  it('reports the connection table: entries, limit, and every event counter by name', async () => {
+    const src = new FakeSource();
+    const events = { found: 11, new: 7, invalid: 3, drop: 2, early_drop: 0, insert_failed: 1, nat_failed: 4, expired: 5, deleted: 6 };
+    src.ct = { entries: 9, limit: 16, events };
+    const text = await new Metrics(src).text();
+    assert.equal(series(text, 'nfqwall_conntrack_entries').get(''), 9);
+    assert.equal(series(text, 'nfqwall_conntrack_entries_limit').get(''), 16);
+    const ev = series(text, 'nfqwall_conntrack_events_total');
+    for (const [name, n] of Object.entries(events)) assert.equal(ev.get(`{event="${name}"}`), n, name);
+    assert.equal(ev.size, Object.keys(events).length);
   });
 
   it('reports reload state, with the start as the one successful load until the daemon tracks reloads', async () => {
