@@ -18,11 +18,12 @@ process.stdin.on('end', () => process.exit(0));
 process.stdin.resume();
 `;
 
-// argv: addr port count timeoutMs [localAddress]. One request at a time, each on a new connection; one JSON line per request:
+// argv: addr port count timeoutMs [localAddress] [pauseMs]. One request at a time, each on a new connection, pauseMs
+// apart; one JSON line per request:
 // {"ok":true,"body":"backend1","peer":"198.18.0.2","ms":3} or {"ok":false,"error":"ECONNREFUSED"|"timeout"|...,"ms":2001}.
 const CLIENT = `
 const http = require('node:http');
-const [addr, port, count, timeoutMs, localAddress] = process.argv.slice(1);
+const [addr, port, count, timeoutMs, localAddress, pauseMs] = process.argv.slice(1);
 function one() {
   return new Promise((resolve) => {
     const t0 = process.hrtime.bigint();
@@ -41,7 +42,10 @@ function one() {
   });
 }
 (async () => {
-  for (let i = 0; i < Number(count); i++) process.stdout.write(JSON.stringify(await one()) + '\\n');
+  for (let i = 0; i < Number(count); i++) {
+    if (i > 0 && Number(pauseMs) > 0) await new Promise((r) => setTimeout(r, Number(pauseMs)));
+    process.stdout.write(JSON.stringify(await one()) + '\\n');
+  }
   process.exit(0);
 })();
 `;
@@ -85,7 +89,8 @@ export async function startServer(host: Host, name: string, addr: string, ports:
 
 /**
  * `count` GET requests from `host`, one after the other; `onResult` sees each as it completes (for progress).
- * `localAddress` picks the source address when the host has several. Resolves with all of them.
+ * `localAddress` picks the source address when the host has several; `pauseMs` spaces the requests (a stream that
+ * lasts while something else happens). Resolves with all of them.
  */
 export function httpRequests(
   host: Host,
@@ -95,9 +100,10 @@ export function httpRequests(
   timeoutMs: number,
   onResult: (r: HttpResult, i: number) => void = () => undefined,
   localAddress?: string,
+  pauseMs = 0,
 ): Promise<HttpResult[]> {
-  const args = [NODE, '-e', CLIENT, addr, String(port), String(count), String(timeoutMs)];
-  const child = host.spawn(localAddress === undefined ? args : [...args, localAddress]);
+  const args = [NODE, '-e', CLIENT, addr, String(port), String(count), String(timeoutMs), localAddress ?? '', String(pauseMs)];
+  const child = host.spawn(args);
   const results: HttpResult[] = [];
   return new Promise((resolve, reject) => {
     let buf = '';

@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { packageRoot } from '../paths';
+import { CONFIG_KEYS } from '../../src/config/config';
 import { cliCommands, cliOptions } from './docs';
 
 const page = path.join(packageRoot(), 'docs', 'nfqwall.8');
@@ -49,5 +50,13 @@ describe('docs/nfqwall.8', () => {
       for (const opt of cliOptions(cmd)) assert.ok(new RegExp(`(^|[\\s"])${opt}(?![a-z0-9-])`).test(sectionText), `nfqwall ${cmd} ${opt} is not in its section`);
     }
     assert.ok(plain.includes('fail-closed'));
+  });
+
+  it('documents every configuration key under CONFIGURATION FILE, each as a .TP item', () => {
+    const start = source.indexOf('\n.SH CONFIGURATION FILE\n');
+    assert.ok(start >= 0, 'no ".SH CONFIGURATION FILE" section');
+    const end = source.indexOf('\n.SH ', start + 1);
+    const items = [...source.slice(start, end).matchAll(/^\.TP\n\.B[IR]? "?([a-z_0-9]+) = /gm)].map((m) => m[1]!);
+    assert.deepEqual([...items].sort(), [...CONFIG_KEYS].sort());
   });
 });
