@@ -16,8 +16,11 @@ export function registerShadow(program: Command): void {
     .option('--duration <seconds>', 'stop after this long (default: until SIGINT/SIGTERM)')
     .option('--against <file>', 'a second IPv4 ruleset: list only the flows whose fate differs')
     .option('--against6 <file>', 'a second IPv6 ruleset for --against')
+    .option('--against-running', "compare with the ruleset the running daemon enforces (fetched over its control socket)")
+    .option('--control <path>', 'control socket of the daemon for --against-running (default /run/nfqwall/control.sock)')
     .option('--ipset <file>', 'ipset save file for -m set (repeatable)', collect)
     .option('--max-flows <n>', 'distinct flows kept per report table (default 10000; the rest are counted)')
+    .option('--max-connections <n>', "entries of each shadow connection table (default 65536; give the daemon's conntrack_max: when full, new connections are judged dropped, as the daemon drops them)")
     .option('--no-progress', 'no progress line every second on stderr')
     .option('--json', 'print the report as JSON')
     .action(async (opts: ShadowCliOptions) => {

@@ -4,7 +4,7 @@ import { EmptySets } from '../../src/engine/sets';
 import { parseRuleset } from '../../src/rules/parse';
 import { StaticRoutes } from '../../src/shadow/hookpath';
 import { LINKTYPE } from '../../src/shadow/pcap';
-import { UNTRACKED_NOTE, buildReport, formatReport, type ShadowReport } from '../../src/shadow/report';
+import { CONNTRACK_NOTE, buildReport, formatReport, type ShadowReport } from '../../src/shadow/report';
 import { Shadow, type Rulesets } from '../../src/shadow/shadow';
 import { FW_MAC, PEER_MAC, eth, packet } from './helpers';
 
@@ -15,7 +15,7 @@ const CANDIDATE = `*filter
 -A INPUT -p udp -m udp --dport 53 -j ACCEPT
 -A INPUT -p tcp -m tcp --dport 22 -j REJECT --reject-with tcp-reset
 -A FORWARD -i to-client -o to-server -p udp -m udp --dport 5002 -j DROP
--A FORWARD -p udp -m conntrack --ctstate UNTRACKED -m udp --dport 5003 -j DROP
+-A FORWARD -p udp -m conntrack --ctstate NEW -m udp --dport 5003 -j DROP
 -A FORWARD -p udp -m udp --dport 9999 -j ACCEPT
 -A OUTPUT -o to-client -j ACCEPT
 COMMIT
@@ -28,7 +28,7 @@ const AGAINST = `*filter
 -A INPUT -p udp -m udp --dport 53 -j ACCEPT
 -A INPUT -p tcp -m tcp --dport 22 -j DROP
 -A FORWARD -p udp -m udp --dport 5001 -j DROP
--A FORWARD -p udp -m conntrack --ctstate UNTRACKED -m udp --dport 5003 -j DROP
+-A FORWARD -p udp -m conntrack --ctstate NEW -m udp --dport 5003 -j DROP
 COMMIT
 `;
 
@@ -98,7 +98,7 @@ describe('shadow: evaluation and report', () => {
     assert.ok(saved.includes(`[1:${u}] -A INPUT -p udp -m udp --dport 53 -j ACCEPT`), saved);
     assert.ok(saved.includes(`[2:${2 * len(tcp22)}] -A INPUT -p tcp -m tcp --dport 22 -j REJECT --reject-with tcp-reset`), saved);
     assert.ok(saved.includes(`[2:${2 * u}] -A FORWARD -i to-client -o to-server -p udp -m udp --dport 5002 -j DROP`), saved);
-    assert.ok(saved.includes(`[1:${u}] -A FORWARD -p udp -m conntrack --ctstate UNTRACKED -m udp --dport 5003 -j DROP`), saved);
+    assert.ok(saved.includes(`[1:${u}] -A FORWARD -p udp -m conntrack --ctstate NEW -m udp --dport 5003 -j DROP`), saved);
     assert.ok(saved.includes(`[0:0] -A FORWARD -p udp -m udp --dport 9999 -j ACCEPT`), saved);
     assert.ok(saved.includes(`[1:${len(fromFw)}] -A OUTPUT -o to-client -j ACCEPT`), saved);
   });
@@ -119,7 +119,7 @@ describe('shadow: evaluation and report', () => {
     assert.deepEqual(r.neverHit.map((h) => h.text), ['-A FORWARD -p udp -m udp --dport 9999 -j ACCEPT']);
     assert.equal(r.differing, undefined);
     const text = formatReport(r);
-    assert.ok(text.includes(UNTRACKED_NOTE));
+    assert.ok(text.includes(CONNTRACK_NOTE));
     assert.ok(text.includes('udp 198.18.0.2 -> 198.19.0.2 dport 5002: 2 packets'), text);
     assert.ok(text.includes('DROP at FORWARD by filter/FORWARD#1: -A FORWARD -i to-client'), text);
     assert.ok(text.includes('## Rules never hit (1)'), text);
