@@ -12,6 +12,8 @@ import type {
 import type { Chain, Family, Hook, IpNet, MatchUse, Negatable, Rule, Ruleset, Table, TableName } from '../rules/model';
 import type { ConnUpdate, Decision, PacketInput, TraceStep } from './decision';
 import { ipv6HeaderChainBroken, parsePacket } from './packet';
+import type { Candidates } from '../compile/chain-index';
+import { compileRuleset, type CompileOptions, type CompiledRuleset } from '../compile/compile';
 import { setAddress, setPort } from './rewrite';
 
 // H16: IPS_* bits (native/conntrack.h) the nat decision reads.
@@ -71,6 +73,11 @@ export interface EngineOptions {
   random31?: () => number;
   now?: () => number;
   wallclock?: () => Date;
+  /**
+   * Hashed dispatch over each chain's rules (src/compile), compiled on every load: on unless false. The walk without
+   * it is the reference the index is tested against.
+   */
+  index?: boolean | CompileOptions;
 }
 
 type TableVerdict =
@@ -94,6 +101,8 @@ interface Loaded {
    * kernel refuses loops either way, so only an unvalidated ruleset can overflow.)
    */
   stackLimit: Map<TableName, number>;
+  /** The chain indexes, when the engine uses them. */
+  compiled?: CompiledRuleset;
 }
 
 function defaultRandom31(): number {
@@ -125,6 +134,7 @@ export class Engine {
   private readonly random31: () => number;
   private readonly now: () => number;
   private readonly wallclock: () => Date;
+  private readonly index: CompileOptions | undefined;
   private v4?: Loaded;
   private v6?: Loaded;
 
@@ -134,6 +144,7 @@ export class Engine {
     this.random31 = opts.random31 ?? defaultRandom31;
     this.now = opts.now ?? (() => performance.now());
     this.wallclock = opts.wallclock ?? (() => new Date());
+    this.index = opts.index === false ? undefined : opts.index === true || opts.index === undefined ? {} : opts.index;
     this.swap(opts.rules4, opts.rules6);
   }
 
@@ -177,7 +188,8 @@ export class Engine {
       }
       stackLimit.set(name, userChains + 1);
     }
-    return { rules, state, stackLimit };
+    const compiled = this.index ? compileRuleset(rules, this.index) : undefined;
+    return { rules, state, stackLimit, compiled };
   }
 
   decide(input: PacketInput, opts?: { trace?: boolean }): Decision {
@@ -320,8 +332,13 @@ export class Engine {
     const tname = table.name;
     const limit = loaded.stackLimit.get(tname) ?? 0;
     const stack: Frame[] = [];
+    const indexes = loaded.compiled?.chains;
     let chain = base;
     let i = 0;
+    /** The step of the rule being evaluated; -1 before the first. */
+    let steps = -1;
+    /** The rules of `chain` that can match the packet as it was when last looked up; undefined: every rule. */
+    let cand: Candidates | undefined;
     let rewritten = false;
     const policy = (): { verdict: TableVerdict; rewritten: boolean } => {
       base.counters.packets++;
@@ -329,15 +346,42 @@ export class Engine {
       path?.push({ table: tname, chain: base.name, rule: 0, result: 'policy' });
       return { verdict: { kind: base.policy === 'DROP' ? 'drop' : 'accept' }, rewritten };
     };
+    /**
+     * Moves to the first rule at or after position `from` that can match. The rules skipped count as steps, as if
+     * walked, so the loop guard stops at the same rule (with the same counters) as the walk without the index.
+     */
+    const advance = (from: number): void => {
+      if (!cand) {
+        i = from;
+        return;
+      }
+      const n = cand.next();
+      const to = n < 0 ? chain.rules.length : n;
+      if (to - from >= MAX_STEPS - steps) {
+        i = from + Math.max(0, MAX_STEPS - steps);
+        steps = MAX_STEPS;
+        return;
+      }
+      steps += to - from;
+      i = to;
+    };
+    /** Looks `chain` up for the packet as it is now (a target or a called chain may have changed its mark or bytes). */
+    const enter = (from: number): void => {
+      cand = indexes?.get(chain)?.lookup(ctx.pkt, ctx.meta);
+      cand?.seek(from);
+      advance(from);
+    };
     /** RETURN: resume in the caller, or the policy when the stack is empty (ipt_do_table's underflow). */
     const doReturn = (): boolean => {
       const f = stack.pop();
       if (!f) return false;
       chain = f.chain;
-      i = f.next;
+      enter(f.next);
       return true;
     };
-    for (let steps = 0; ; steps++) {
+    enter(0);
+    for (;;) {
+      steps++;
       if (steps > MAX_STEPS) {
         path?.push({ table: tname, chain: chain.name, rule: i + 1, result: 'drop' });
         return { verdict: { kind: 'drop' }, rewritten };
@@ -357,7 +401,7 @@ export class Engine {
         return { verdict: { kind: 'drop' }, rewritten };
       }
       if (!base) {
-        i++;
+        advance(i + 1);
         continue;
       }
       ctx.table = tname;
@@ -378,7 +422,7 @@ export class Engine {
         return { verdict: { kind: 'drop' }, rewritten };
       }
       if (!ok) {
-        i++;
+        advance(i + 1);
         continue;
       }
       rule.counters.packets++;
@@ -389,7 +433,7 @@ export class Engine {
       };
       if (!t) {
         step('match');
-        i++;
+        advance(i + 1);
         continue;
       }
       if (t.kind === 'chain') {
@@ -407,7 +451,7 @@ export class Engine {
           stack.push({ chain, next: i + 1 });
         }
         chain = target;
-        i = 0;
+        enter(0);
         continue;
       }
       if (!t.ext.apply) throw new Error(`${locText(t.loc)}: target "${t.ext.name}" cannot be evaluated by the engine`);
@@ -423,7 +467,7 @@ export class Engine {
       switch (res.verdict) {
         case 'continue':
           step('continue');
-          i++;
+          enter(i + 1);
           continue;
         case 'return':
           step('return');
