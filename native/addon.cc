@@ -87,6 +87,7 @@ void ctColumns(Napi::Env env, Napi::Object o, Napi::ArrayBuffer& ab, size_t& off
   o.Set("ctStatus", column<uint32_t, Napi::Uint32Array>(env, ab, off, c.status, n));
   o.Set("ctMark", column<uint32_t, Napi::Uint32Array>(env, ab, off, c.mark, n));
   o.Set("ctHandle", column<uint32_t, Napi::Uint32Array>(env, ab, off, c.handle, n));
+  o.Set("ctGen", column<uint32_t, Napi::Uint32Array>(env, ab, off, c.gen, n));
   Napi::Uint16Array zone = Napi::Uint16Array::New(env, n, ab, off);
   off += (n * 2 + 7) & ~size_t(7);
   Napi::Uint8Array flags = Napi::Uint8Array::New(env, n, ab, off);
@@ -105,7 +106,7 @@ Napi::Object batchObject(Napi::Env env, const Batch& b) {
   auto al = [](size_t x) { return (x + 7) & ~size_t(7); };
   size_t total = 9 * al(n * 4) + al((n + 1) * 4) + al(n * 2) + 3 * al(n) + al(n * 6) + al(b.data.size());
   bool ct = b.classified && b.ct.cls.size() >= n;
-  if (ct) total += 3 * al(n) + 3 * al(n * 4) + al(n * 2);
+  if (ct) total += 3 * al(n) + 4 * al(n * 4) + al(n * 2);
   Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, total ? total : 8);
   size_t off = 0;
   Napi::Object o = Napi::Object::New(env);
@@ -139,6 +140,7 @@ void callJs(Napi::Env env, Napi::Function onBatch, Bridge* bridge, void* data) {
   if (!b) return;  // defaulted by close() while it waited in the queue
   try {
     Napi::Object obj = batchObject(env, *b);
+    if (q.config().table && b->classified) obj.Set("ctEntry", nfqwall::entryLookup(env, q.config().table));
     onBatch.Call({obj});
   } catch (const Napi::Error& e) {
     if (auto taken = q.takePending(seq)) q.defaultBatch(std::move(taken));
@@ -366,6 +368,7 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
       nfqwall::ct::Update& u = ctu_[i];
       uint8_t f = flags ? flags[i] : 0;
       u.notrack = (f & kCtNotrack) != 0;
+      u.replied = (f & kCtReplied) != 0;
       if (f & kCtSetMark) {
         if (!marks) throw Napi::TypeError::New(env, "verdict: ctFlags asks to set a connmark without ctMarks");
         u.setMark = true;
@@ -432,7 +435,7 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
   }
 
   // VerdictOptions.ctFlags bits.
-  static constexpr uint8_t kCtNotrack = 1, kCtSetMark = 2, kCtNatSrcRan = 4, kCtNatDstRan = 8;
+  static constexpr uint8_t kCtNotrack = 1, kCtSetMark = 2, kCtNatSrcRan = 4, kCtNatDstRan = 8, kCtReplied = 16;
 
   std::shared_ptr<Bridge> bridge_;
   std::vector<nfqwall::PacketVerdict> pv_;

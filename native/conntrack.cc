@@ -44,6 +44,13 @@ const uint8_t kTcpTable[2][6][kTcpMax] = {
 
 enum { kSynSet = 0, kSynAckSet, kFinSet, kAckSet, kRstSet, kNoneSet };
 
+// How long a dying entry waits for the packets holding it (kClsHolder) to finish their trips through the queue, should
+// one of them never come back (routed nowhere, a hook not queued, a reply that could not be sent).
+constexpr int64_t kHoldMs = 2000;
+
+// Whether a classification counts among an entry's original-direction packets in flight (Entry::pendingOrig).
+bool countsOrig(uint8_t dir, uint8_t state) { return dir == 0 && state != kRelated; }
+
 uint8_t tcpIndex(uint8_t f) {
   if (f & pkt::kTcpRst) return kRstSet;
   if (f & pkt::kTcpSyn) return (f & pkt::kTcpAck) ? kSynAckSet : kSynSet;
@@ -254,30 +261,68 @@ void ConnTable::rehashKeys(uint32_t idx) {
   }
 }
 
-int32_t ConnTable::find(const Tuple& t, uint8_t maxKey, uint8_t* keyOut) {
+int32_t ConnTable::find(const Tuple& t, uint8_t maxKey, uint8_t* keyOut, Want w) {
   int64_t now = nowLocked();
   uint64_t b = hashTuple(t) & mask_;
-  int32_t reap = -1;
+  int32_t reap = -1, alive = -1, other = -1;
+  uint8_t aliveKey = 0, otherKey = 0;
   for (int32_t node = buckets_[b]; node >= 0;) {
     uint32_t idx = uint32_t(node) >> 2;
     uint8_t k = uint8_t(node & 3);
     Entry& e = entries_[idx];
     st_.searched++;
     if (k <= maxKey && (k < 2 ? e.t[k] : e.mid[k - 2]) == t) {
-      if (!(e.status & kDying) && !expired(e, now)) {
-        *keyOut = k;
-        return int32_t(idx);
+      if (expired(e, now)) {
+        if (e.pending == 0) reap = int32_t(idx);
+      } else if (!(e.status & kDying)) {
+        if (alive < 0) {
+          alive = int32_t(idx);
+          aliveKey = k;
+        }
+      } else if ((w.holderFp && e.holds && e.holdFp == *w.holderFp) || (w.attach && e.attachOpen && (k & 1) == 1)) {
+        // A dying entry is out of the hash for everyone but the packets that hold it (and, while a REJECT reply is
+        // on its way, that reply).
+        if (other < 0) {
+          other = int32_t(idx);
+          otherKey = k;
+        }
       }
-      if (e.pending == 0) reap = int32_t(idx);
     }
     node = e.next[k];
   }
   // Lazy expiry: an expired entry met on the way is removed now.
-  if (reap >= 0) {
+  if (reap >= 0 && reap != alive && reap != other) {
     if (!(entries_[uint32_t(reap)].status & kDying)) st_.expired++;
     destroy(uint32_t(reap));
   }
-  return -1;
+  // The holder of a dying entry gets it even when a new connection with the same tuple exists: the packet belongs to
+  // the old one. A reply may attach only when no live connection has the tuple.
+  if (other >= 0 && (w.holderFp || alive < 0)) {
+    *keyOut = otherKey;
+    return other;
+  }
+  if (alive >= 0) *keyOut = aliveKey;
+  return alive;
+}
+
+// The packet keeps a dying entry alive for its later hooks (kClsHolder), as an skb keeps its nf_conn.
+void ConnTable::hold(uint32_t idx, uint32_t fp, Classification& c) {
+  Entry& e = entries_[idx];
+  e.holds++;
+  e.holdFp = fp;
+  e.expires = std::max(e.expires, nowLocked() + kHoldMs);
+  c.flags |= kClsHolder;
+}
+
+// The connection is gone for new lookups (nf_ct_kill, or an unconfirmed one whose first packet was dropped); the
+// packets holding it keep it until their last trip. `attachable`: a REJECT reply sent for the dropped packet has not
+// been classified yet and will attach to it.
+void ConnTable::doom(uint32_t idx, bool attachable) {
+  Entry& e = entries_[idx];
+  e.status |= kDying;
+  e.attachOpen = attachable ? 1 : 0;
+  int64_t now = nowLocked();
+  e.expires = (e.holds || e.attachOpen) ? std::max(e.expires, now + kHoldMs) : now;
 }
 
 void ConnTable::destroy(uint32_t idx) {
@@ -310,7 +355,7 @@ bool ConnTable::earlyDrop(const Tuple& t) {
       // Also an unconfirmed entry whose packet left a second ago and never reached its confirmation point (the
       // kernel would have freed it with the packet), so a flood of such packets cannot hold the table.
       bool stale = !(e.status & kConfirmed) && nowLocked() - e.created > 1000;
-      if (!(e.status & kAssured) && ((e.status & kConfirmed) || stale) && e.pending == 0) {
+      if (!(e.status & (kAssured | kDying)) && ((e.status & kConfirmed) || stale) && e.pending == 0) {
         destroy(idx);
         st_.earlyDrop++;
         return true;
@@ -433,6 +478,7 @@ void ConnTable::fill(Classification& c, uint32_t idx, uint8_t dir, uint8_t state
   c.tcpState = e.tcpState;
   c.zone = e.t[0].zone;
   e.pending++;
+  if (countsOrig(dir, state)) e.pendingOrig++;
 }
 
 ConnTable::Entry* ConnTable::live(const Classification& c) {
@@ -464,23 +510,37 @@ bool ConnTable::relate(const uint8_t* p, size_t len, const Parsed& h, bool ctPoi
   uint8_t k = 0;
   int32_t idx;
   uint8_t dir;
+  const uint32_t fp = h.fingerprint;
   if (ctPoint) {
     // nf_conntrack_inet_error(): the quoted packet went the other way; its inverse is a tuple of the connection.
-    idx = find(invert(q), 1, &k);
+    Want w;
+    w.attach = true;
+    idx = find(invert(q), 1, &k, w);
     if (idx < 0) return false;
     dir = k;
     // The error must go to the quoted packet's sender.
-    const Tuple& ct = entries_[uint32_t(idx)].t[dir];
-    if (std::memcmp(h.tuple.dst, ct.dst, 16) != 0) return false;
+    Entry& e = entries_[uint32_t(idx)];
+    if (std::memcmp(h.tuple.dst, e.t[dir].dst, 16) != 0) return false;
+    if (!(e.status & kConfirmed)) {
+      // Only an error nfqwall's REJECT sends can meet an unconfirmed connection (a real one answers a packet that
+      // left, so was confirmed): icmp_send attached it to the rejected packet's connection (nf_ct_attach), which it
+      // keeps even after that packet is dropped.
+      if (e.attachOpen) e.attachOpen--;
+      hold(uint32_t(idx), fp, c);
+    }
   } else {
-    idx = find(q, 3, &k);
+    Want w;
+    w.holderFp = &fp;
+    idx = find(q, 3, &k, w);
     if (idx >= 0) {
       dir = uint8_t(1 - (k & 1));
     } else {
-      idx = find(invert(q), 1, &k);
+      idx = find(invert(q), 1, &k, w);
       if (idx < 0) return false;
       dir = k;
     }
+    const Entry& e = entries_[uint32_t(idx)];
+    if (e.holds && e.holdFp == fp) c.flags |= kClsHolder;
   }
   fill(c, uint32_t(idx), dir, kRelated);
   return true;
@@ -540,12 +600,14 @@ Classification ConnTable::classify(const uint8_t* p, size_t len, uint8_t family,
       return c;
     }
     uint8_t k = 0;
-    int32_t idx = find(h.tuple, 3, &k);
+    Want w;
+    w.holderFp = &h.fingerprint;
+    int32_t idx = find(h.tuple, 3, &k, w);
     uint8_t dir;
     if (idx >= 0) {
       dir = k & 1;
     } else {
-      idx = find(invert(h.tuple), 1, &k);
+      idx = find(invert(h.tuple), 1, &k, w);
       if (idx < 0) {
         st_.invalid++;
         return c;
@@ -553,6 +615,7 @@ Classification ConnTable::classify(const uint8_t* p, size_t len, uint8_t family,
       dir = uint8_t(1 - k);
     }
     Entry& e = entries_[uint32_t(idx)];
+    if (e.holds && e.holdFp == h.fingerprint) c.flags |= kClsHolder;
     uint8_t state;
     if (e.lastFp[dir] == h.fingerprint)
       state = e.lastState[dir];
@@ -564,9 +627,29 @@ Classification ConnTable::classify(const uint8_t* p, size_t len, uint8_t family,
 
   // nf_conntrack_in(): resolve_normal_ct, then the protocol's packet function.
   uint8_t k = 0;
-  int32_t idx = find(h.tuple, 1, &k);
+  const bool rst = h.proto == pkt::kProtoTcp && (h.tcpFlags & pkt::kTcpRst);
+  Want w;
+  w.attach = rst;  // a REJECT's reset may still attach to the connection its rejected first packet left behind
+  int32_t idx = find(h.tuple, 1, &k, w);
   uint8_t dir = k;
   bool created = false;
+  if (idx >= 0 && dir == 1 && rst &&
+      !(entries_[uint32_t(idx)].status & kConfirmed) &&
+      (entries_[uint32_t(idx)].pendingOrig || entries_[uint32_t(idx)].attachOpen)) {
+    // A reset in the reply direction of an unconfirmed connection whose first packet is being decided (or was just
+    // dropped after sending replies): the tcp-reset of nfqwall's REJECT, since a real reply answers a packet that left,
+    // so was confirmed. nf_send_reset attaches it to the rejected packet's connection as RELATED_REPLY (nf_ct_attach)
+    // and nf_conntrack_in leaves it alone: no state change, no counters. (Only a reset: a crafted reply that overtakes
+    // a first packet still in the queue is tracked as the kernel would track it once that packet had left.)
+    Entry& e = entries_[uint32_t(idx)];
+    if (e.attachOpen) e.attachOpen--;
+    e.lastFp[1] = h.fingerprint;
+    e.lastState[1] = kRelated;
+    hold(uint32_t(idx), h.fingerprint, c);
+    st_.found++;
+    fill(c, uint32_t(idx), 1, kRelated);
+    return c;
+  }
   if (idx >= 0 && h.proto == pkt::kProtoTcp && dir == 0 && tcpIndex(h.tcpFlags) == kSynSet) {
     Entry& e = entries_[uint32_t(idx)];
     if (e.tcpState == sTW || e.tcpState == sCL) {
@@ -624,8 +707,10 @@ Classification ConnTable::classify(const uint8_t* p, size_t len, uint8_t family,
   }
   if (dir == 1) e.status |= kSeenReply;
   if (kill) {
+    // nf_ct_kill_acct(): out of the hash now; this packet keeps it for its later hooks, where it is still translated.
     e.status |= kDying;
     e.expires = now;
+    hold(uint32_t(idx), h.fingerprint, c);
   }
   fill(c, uint32_t(idx), dir, state);
   if (created) c.flags |= kClsCreated;
@@ -844,8 +929,10 @@ bool ConnTable::setupNat(uint32_t idx, const nat::Request* r, uint8_t manip) {
 
 bool ConnTable::bindLocked(uint32_t idx, const Classification& c, const Update& u) {
   Entry& e = entries_[idx];
-  // nf_nat_inet_fn(): the nat chains bind only a new connection, once per manip type.
-  if ((e.status & kConfirmed) || c.state != kNew || c.dir != 0) return true;
+  // nf_nat_inet_fn(): the nat chains bind only a new connection, or a non-ICMP RELATED packet (a REJECT's TCP reset,
+  // helpers' expectations), once per manip type.
+  const bool first = c.state == kNew && c.dir == 0 && !(e.status & kConfirmed);
+  if (!first && c.state != kRelated) return true;
   bool ok = true;
   for (uint8_t m = 0; m < 2; m++) {
     if (!(u.natRan & (1u << m))) continue;
@@ -876,6 +963,24 @@ bool ConnTable::bind(const Classification& c, const Update& u) {
 bool ConnTable::commit(const Classification& c, const Update& u) {
   std::lock_guard<std::mutex> g(mu_);
   tick();
+  int32_t reap = -1;
+  bool ok = commitLocked(c, u, reap);
+  if (reap >= 0) destroy(uint32_t(reap));
+  return ok;
+}
+
+bool ConnTable::finish(const Classification& c, const Update& u, uint8_t* p, size_t len, uint8_t family, uint8_t hook,
+                       bool& changed) {
+  std::lock_guard<std::mutex> g(mu_);
+  tick();
+  int32_t reap = -1;
+  bool ok = commitLocked(c, u, reap);
+  changed = ok && u.accept && p && translateLocked(c, p, len, family, hook);
+  if (reap >= 0) destroy(uint32_t(reap));
+  return ok;
+}
+
+bool ConnTable::commitLocked(const Classification& c, const Update& u, int32_t& reap) {
   int64_t now = nowLocked();
   const uint64_t memoKey = c.tupleHash ^ (uint64_t(c.fingerprint) * 0x9E3779B97F4A7C15ULL);
   Entry* e = live(c);
@@ -883,31 +988,44 @@ bool ConnTable::commit(const Classification& c, const Update& u) {
   if (!e) return true;
   uint32_t idx = c.handle - 1;
   if (e->pending) e->pending--;
+  if (countsOrig(c.dir, c.state) && e->pendingOrig) e->pendingOrig--;
+  // The packet's last trip (its confirmation point, or a drop) releases a hold it has on the entry.
+  if ((c.flags & kClsHolder) && ((u.final && !u.looped) || !u.accept) && e->holds) e->holds--;
+  // A dying entry goes once nothing holds it and no packet of it is in the queue (the last nf_ct_put).
+  auto release = [&]() {
+    if (!(e->status & kDying)) return;
+    if (!e->holds && !e->attachOpen && e->expires > now) e->expires = now;
+    if (e->pending == 0 && expired(*e, now)) reap = int32_t(idx);
+  };
   if (!u.accept || (u.notrack && (c.flags & kClsCreated))) {
-    // The kernel frees an unconfirmed connection with the packet that made it.
-    if (!(e->status & kConfirmed) && e->pending == 0) destroy(idx);
+    // The kernel frees an unconfirmed connection with the packet that made it, unless a duplicate of that packet is
+    // still in flight (it may yet confirm it). A REJECT reply attached to it keeps it for its own trips.
+    if (!(e->status & (kConfirmed | kDying)) && countsOrig(c.dir, c.state) && e->pendingOrig == 0)
+      doom(idx, u.replied && !u.notrack && e->holds == 0);
+    release();
     return true;
   }
   if (e->status & kDying) {
-    if (e->pending == 0) destroy(idx);
+    // nf_nat_inet_fn() runs the nat chains for a RELATED packet whose manip type is unbound, even when its connection
+    // is on its way out (a REJECT reply attached to a rejected first packet's connection).
+    if (c.state == kRelated) bindLocked(idx, c, u);
+    release();
     return true;
   }
   if (u.setMark) e->mark = u.mark;
   bool ok = bindLocked(idx, c, u);
-  {
-    if (!ok) {
-      // No unique tuple: __nf_conntrack_confirm would fail to insert it and drop the packet.
-      st_.natFailed++;
-      st_.insertFailed++;
-      if (e->pending == 0) destroy(idx);
-      else {
-        e->status |= kDying;
-        e->expires = now;
-      }
-      return false;
-    }
+  if (!ok) {
+    // No unique tuple: __nf_conntrack_confirm would fail to insert it and drop the packet.
+    st_.natFailed++;
+    st_.insertFailed++;
+    e->status |= kDying;
+    e->expires = now;
+    if (e->pending == 0) reap = int32_t(idx);
+    return false;
   }
-  if (u.final && !(e->status & kConfirmed)) {
+  // __nf_conntrack_confirm() confirms only from the original direction: a REJECT reply attached to an unconfirmed
+  // connection (RELATED_REPLY) passes its last hook without confirming it.
+  if (u.final && c.dir == 0 && !(e->status & kConfirmed)) {
     e->status |= kConfirmed;
     unconfirmed_--;
     e->expires = now + (e->timeoutMs ? int64_t(e->timeoutMs) : int64_t(cfg_.timeouts.generic) * 1000);
@@ -918,6 +1036,10 @@ bool ConnTable::commit(const Classification& c, const Update& u) {
 bool ConnTable::translate(const Classification& c, uint8_t* p, size_t len, uint8_t family, uint8_t hook) {
   std::lock_guard<std::mutex> g(mu_);
   tick();
+  return translateLocked(c, p, len, family, hook);
+}
+
+bool ConnTable::translateLocked(const Classification& c, uint8_t* p, size_t len, uint8_t family, uint8_t hook) {
   if (c.state != kNew && c.state != kEstablished && c.state != kRelated) return false;
   Entry* e = live(c);
   if (!e) return false;
@@ -935,7 +1057,7 @@ bool ConnTable::translate(const Classification& c, uint8_t* p, size_t len, uint8
   Parsed h = pkt::parse(p, len, family);
   if (!h.ok || h.truncated || h.fragment) return false;
   const Tuple& other = e->t[1 - c.dir];
-  if (c.state == kRelated) {
+  if (c.state == kRelated && pkt::isIcmpProto(h.proto, h.family) && pkt::isIcmpError(h.family, h.icmpType)) {
     // nf_nat_icmp_reply_translation(): the quoted packet gets the opposite manip, the outer header the usual one,
     // and the ICMP checksum is recomputed over the result.
     pkt::Inner in;
@@ -957,7 +1079,8 @@ size_t ConnTable::sweepLocked(size_t budget, int64_t now) {
     if (sweepCursor_ >= n) sweepCursor_ = 0;
     uint32_t idx = uint32_t(sweepCursor_++);
     Entry& e = entries_[idx];
-    if (e.used && e.pending == 0 && ((e.status & kDying) || expired(e, now))) {
+    // A dying entry's expiry is when its last holder lets go (kHoldMs at most): until then it stays.
+    if (e.used && e.pending == 0 && expired(e, now)) {
       if (!(e.status & kDying)) st_.expired++;
       destroy(idx);
       removed++;
@@ -1034,6 +1157,13 @@ bool ConnTable::view(const Classification& c, EntryView& v) {
   if (!e) return false;
   v = viewOf(c.handle - 1);
   return true;
+}
+
+bool ConnTable::viewAt(uint32_t handle, uint32_t gen, EntryView& v) {
+  Classification c;
+  c.handle = handle;
+  c.gen = gen;
+  return view(c, v);
 }
 
 EntryView ConnTable::viewOf(uint32_t i) const {
@@ -1177,6 +1307,7 @@ void classifyBatch(ConnTable& t, uint32_t n, const uint8_t* data, const uint32_t
     out.status[i] = c.status;
     out.mark[i] = c.mark;
     out.handle[i] = c.handle;
+    out.gen[i] = c.gen;
   }
 }
 

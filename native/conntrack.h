@@ -82,6 +82,10 @@ constexpr uint8_t kClsCreated = 1;   // this packet created the (unconfirmed) en
 constexpr uint8_t kClsDrop = 2;      // the table is full: the kernel drops the packet (NF_DROP), counted in `drop`
 constexpr uint8_t kClsFragment = 4;  // a non-first fragment: not tracked (no reassembly here)
 constexpr uint8_t kClsIgnored = 8;   // TCP: the packet did not move the state machine (sIG)
+// The packet holds its entry the way an skb holds its nf_conn: the RST that killed it (nf_ct_kill_acct unhashes the
+// entry, the packet keeps it for its later hooks) or a REJECT reply attached to it (nf_ct_attach). Its last trip
+// releases the hold.
+constexpr uint8_t kClsHolder = 16;
 
 // What the table says about one packet. Copy it around freely; `handle`/`gen` name the entry (0 = none).
 struct Classification {
@@ -105,6 +109,12 @@ struct Update {
   bool final = false;    // the trip is the packet's confirmation point (last queued hook on its path)
   bool notrack = false;  // CT --notrack / NOTRACK matched in raw: the packet is UNTRACKED, nothing is created
   bool setMark = false;  // CONNMARK wrote the connection mark
+  // The trip sent REJECT replies (nf_send_reset, icmp_send: both nf_ct_attach their packet to this one's connection)
+  // before its verdict: a dropped first packet's entry stays attachable until the reply is classified.
+  bool replied = false;
+  // The trip is POSTROUTING out of the loopback device: the packet comes back in through PREROUTING and INPUT with
+  // the connection it has (the kernel keeps a looped skb's nf_conn), so a hold it has on a dying entry lasts.
+  bool looped = false;
   uint32_t mark = 0;
   // Manip types (bit 1 << kManipSrc, 1 << kManipDst) whose nat chains ran for this new connection in this trip: each
   // gets the request below if there is one, else the null binding (nf_nat_alloc_null_binding).
@@ -148,6 +158,11 @@ class ConnTable {
   // packet was dropped, NAT bindings, connmark, notrack. Returns false when a NAT binding could not be made unique
   // (the kernel drops such a packet: give it NF_DROP).
   bool commit(const Classification& c, const Update& u);
+  // commit() and, for an accepted packet with `p`, translate() under one lock: an entry the commit releases (a dropped
+  // first packet's, one an RST killed) goes only after the packet is translated, as the kernel frees an nf_conn after
+  // the last skb holding it. `changed` tells whether bytes changed. The queue's verdict path uses this.
+  bool finish(const Classification& c, const Update& u, uint8_t* p, size_t len, uint8_t family, uint8_t hook,
+              bool& changed);
   // Installs only the NAT bindings of `u` (natRan/nat) for a new connection, at once: for the engine, when a later
   // table of the same trip must see the rewritten packet (nat OUTPUT before filter OUTPUT). commit() then skips the
   // manip types already bound. Returns false as commit() does.
@@ -170,6 +185,8 @@ class ConnTable {
   std::vector<EntryView> list();
   // The entry a classification names (tuples for --ctorig*/--ctrepl*, expiry), false when it is gone.
   bool view(const Classification& c, EntryView& out);
+  // The same by handle and generation (a batch's ctHandle/ctGen columns).
+  bool viewAt(uint32_t handle, uint32_t gen, EntryView& out);
   static std::string format(const EntryView& e);  // one `conntrack -L` line
 
  private:
@@ -182,6 +199,10 @@ class ConnTable {
     uint32_t status = 0, mark = 0;
     uint32_t gen = 0;
     uint32_t pending = 0;   // packets classified and not committed yet
+    uint32_t pendingOrig = 0;  // those of them in the original direction (not RELATED): they can still confirm it
+    uint16_t holds = 0;     // packets in flight holding the entry after it died (kClsHolder)
+    uint8_t attachOpen = 0; // a dropped first packet's REJECT reply may still attach to it (Update::replied)
+    uint32_t holdFp = 0;    // the fingerprint of the last holder, so its later hooks find the dying entry
     uint32_t masqIfindex = 0;
     int64_t expires = 0;    // ms
     int64_t created = 0;
@@ -201,8 +222,20 @@ class ConnTable {
     int64_t at = 0;
   };
 
+  // What a lookup may return besides live entries: a dying entry the packet with fingerprint *holderFp holds (its
+  // later hooks), or a doomed unconfirmed entry whose REJECT reply may still attach (`attach`, reply keys only).
+  struct Want {
+    const uint32_t* holderFp = nullptr;
+    bool attach = false;
+  };
+
   uint64_t hashTuple(const pkt::Tuple& t) const;
-  int32_t find(const pkt::Tuple& t, uint8_t maxKey, uint8_t* keyOut);
+  int32_t find(const pkt::Tuple& t, uint8_t maxKey, uint8_t* keyOut, Want w);
+  int32_t find(const pkt::Tuple& t, uint8_t maxKey, uint8_t* keyOut) { return find(t, maxKey, keyOut, Want()); }
+  void hold(uint32_t idx, uint32_t fp, Classification& c);
+  void doom(uint32_t idx, bool attachable);
+  bool commitLocked(const Classification& c, const Update& u, int32_t& reap);
+  bool translateLocked(const Classification& c, uint8_t* p, size_t len, uint8_t family, uint8_t hook);
   void link(uint32_t idx, uint8_t k);
   void unlinkAll(uint32_t idx);
   void rehashKeys(uint32_t idx);
@@ -256,14 +289,20 @@ class ConnTable {
 // (bit 1 << hook) and, with the table in use, always queues PREROUTING, OUTPUT, INPUT and POSTROUTING: then the
 // conntrack points are PREROUTING and OUTPUT, as in the kernel. Without PREROUTING queued, INPUT/FORWARD take over for
 // received packets; without OUTPUT, POSTROUTING for local ones (inIf == 0 there).
+// A packet received on the loopback device (ifindex 1 in every namespace) was sent by this host and tracked at OUTPUT
+// (or POSTROUTING): nf_conntrack_in leaves a looped skb's connection alone, so it is no conntrack point there.
+constexpr uint32_t kLoopbackIfindex = 1;
+
 inline uint32_t ctPointFlags(uint8_t hook, uint32_t inIf, uint32_t queued) {
   auto q = [queued](uint8_t h) { return (queued & (1u << h)) != 0; };
+  const bool looped = inIf == kLoopbackIfindex && (q(kLocalOut) || q(kPostRouting));
   switch (hook) {
     case kPreRouting:
+      return looped ? 0 : kCtPoint;
     case kLocalOut:
       return kCtPoint;
     case kLocalIn:
-      return q(kPreRouting) ? 0 : kCtPoint;
+      return (q(kPreRouting) || looped) ? 0 : kCtPoint;
     case kForward:
       return q(kPreRouting) ? 0 : kCtPoint;
     default:  // POSTROUTING
@@ -290,9 +329,10 @@ inline bool isFinalTrip(uint8_t hook, uint32_t queued) {
 struct BatchColumns {
   std::vector<Classification> cls;
   std::vector<uint8_t> state, dir;
-  std::vector<uint32_t> status, mark, handle;
+  std::vector<uint32_t> status, mark, handle, gen;
   void resize(size_t n) {
     cls.resize(n);
+    gen.resize(n);
     state.resize(n);
     dir.resize(n);
     status.resize(n);

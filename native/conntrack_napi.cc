@@ -139,6 +139,7 @@ class ConnTableWrap : public Napi::ObjectWrap<ConnTableWrap> {
     return DefineClass(env, "ConnTable",
                        {InstanceMethod<&ConnTableWrap::Classify>("classify"),
                         InstanceMethod<&ConnTableWrap::Commit>("commit"),
+                        InstanceMethod<&ConnTableWrap::Finish>("finish"),
                         InstanceMethod<&ConnTableWrap::Bind>("bind"),
                         InstanceMethod<&ConnTableWrap::Translate>("translate"),
                         InstanceMethod<&ConnTableWrap::List>("list"),
@@ -213,6 +214,29 @@ class ConnTableWrap : public Napi::ObjectWrap<ConnTableWrap> {
     return Napi::Boolean::New(env, table_->commit(c, u));
   }
 
+  Napi::Value Finish(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 5 || !info[1].IsObject())
+      throw Napi::TypeError::New(env, "finish(classification, update, packet, family, hook)");
+    Classification c = clsArg(info[0]);
+    Napi::Object o = info[1].As<Napi::Object>();
+    Napi::Value acc = o.Get("accept");
+    if (!acc.IsBoolean()) throw Napi::TypeError::New(env, "finish: update.accept must be a boolean");
+    ct::Update u = updateArg(o);
+    u.accept = acc.As<Napi::Boolean>().Value();
+    Napi::Uint8Array p = bytesArg(info[2], "packet");
+    uint8_t family = familyArg(info[3]);
+    uint8_t hook = hookArg(info[4]);
+    Napi::Uint8Array out = Napi::Uint8Array::New(env, p.ByteLength());
+    std::memcpy(out.Data(), p.Data(), p.ByteLength());
+    bool changed = false;
+    bool ok = table_->finish(c, u, out.Data(), out.ByteLength(), family, hook, changed);
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("ok", Napi::Boolean::New(env, ok));
+    if (changed) r.Set("packet", out);
+    return r;
+  }
+
   Napi::Value Bind(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (info.Length() < 2 || !info[1].IsObject()) throw Napi::TypeError::New(env, "bind(classification, {natRan, nat})");
@@ -226,6 +250,8 @@ class ConnTableWrap : public Napi::ObjectWrap<ConnTableWrap> {
     ct::Update u;
     u.final = boolOpt(o, "final", false);
     u.notrack = boolOpt(o, "notrack", false);
+    u.replied = boolOpt(o, "replied", false);
+    u.looped = boolOpt(o, "looped", false);
     Napi::Value cm = o.Get("connmark");
     if (!cm.IsUndefined()) {
       u.setMark = true;
@@ -278,6 +304,7 @@ class ConnTableWrap : public Napi::ObjectWrap<ConnTableWrap> {
     return entryObject(env, v);
   }
 
+ public:
   static Napi::Object entryObject(Napi::Env env, const ct::EntryView& e) {
     Napi::Object o = Napi::Object::New(env);
     o.Set("orig", tupleObject(env, e.orig));
@@ -377,6 +404,25 @@ std::shared_ptr<ct::ConnTable> connTableOf(const Napi::Value& v) {
 }
 
 void parseNatRequest(Napi::Object r, nat::Request& q, const std::string& where) { natRequestArg(r, q, where); }
+
+Napi::Function entryLookup(Napi::Env env, const std::shared_ptr<ct::ConnTable>& t) {
+  auto* held = new std::shared_ptr<ct::ConnTable>(t);
+  Napi::Function fn = Napi::Function::New(
+      env,
+      [](const Napi::CallbackInfo& info) -> Napi::Value {
+        Napi::Env env = info.Env();
+        if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber())
+          throw Napi::TypeError::New(env, "ctEntry(handle, gen)");
+        auto* table = static_cast<std::shared_ptr<ct::ConnTable>*>(info.Data());
+        ct::EntryView v;
+        if (!(*table)->viewAt(info[0].As<Napi::Number>().Uint32Value(), info[1].As<Napi::Number>().Uint32Value(), v))
+          return env.Undefined();
+        return ConnTableWrap::entryObject(env, v);
+      },
+      "ctEntry", held);
+  fn.AddFinalizer([](Napi::Env, std::shared_ptr<ct::ConnTable>* p) { delete p; }, held);
+  return fn;
+}
 
 void registerConnTable(Napi::Env env, Napi::Object exports) { exports.Set("ConnTable", ConnTableWrap::Define(env)); }
 

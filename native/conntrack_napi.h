@@ -15,5 +15,8 @@ void registerConnTable(Napi::Env env, Napi::Object exports);
 std::shared_ptr<ct::ConnTable> connTableOf(const Napi::Value& v);
 // Reads one CtNatRequest (native/index.d.ts) into `q`; throws a TypeError/RangeError prefixed with `where`.
 void parseNatRequest(Napi::Object r, nat::Request& q, const std::string& where);
+// PacketBatch.ctEntry: (handle, gen) => CtEntry | undefined, reading `t` (the tuples and expiry behind a packet's
+// ctHandle/ctGen, for --ctorig*/--ctrepl*/--ctexpire).
+Napi::Function entryLookup(Napi::Env env, const std::shared_ptr<ct::ConnTable>& t);
 
 }  // namespace nfqwall

@@ -77,6 +77,13 @@ export interface PacketBatch {
   readonly ctZone?: Uint16Array;
   /** Entry index + 1 (CtClassification.handle); 0 when the packet has no entry (INVALID, UNTRACKED). */
   readonly ctHandle?: Uint32Array;
+  /** The entry's generation: with ctHandle, names it for ctEntry (a slot reused since reads as gone). */
+  readonly ctGen?: Uint32Array;
+  /**
+   * The entry a packet's ctHandle/ctGen name, now: its real tuples (after NAT) for --ctorigsrc, --ctrepldst and the
+   * like, and its remaining timeout for --ctexpire. Undefined when it is gone.
+   */
+  ctEntry?(handle: number, gen: number): CtEntry | undefined;
   /**
    * Bits: 1 this packet created its (unconfirmed) entry, 2 table full: the packet is dropped whatever JavaScript
    * answers (verdict() sends NF_DROP, counted in QueueStats.ctDropped and ConnTableStats.drop), 4 a non-first fragment
@@ -130,7 +137,8 @@ export interface VerdictOptions {
    * Connection-table updates of this trip, per packet (queues bound with `conntrack` only; TypeError otherwise).
    * Bits: 1 notrack (CT --notrack / NOTRACK in raw: UNTRACKED, creates nothing), 2 set the connection mark to
    * ctMarks[i] (CONNMARK), 4 the nat chains of the SRC manip type ran for this packet, 8 those of DST ran (a NEW
-   * connection whose nat chains ran without binding gets the null binding). Absent: all zero.
+   * connection whose nat chains ran without binding gets the null binding), 16 the trip sent REJECT replies before
+   * its verdict (CtUpdate.replied). Absent: all zero.
    *
    * verdict() then, per packet: commits the trip (accept = verdict is not NF_DROP; confirmation at INPUT/POSTROUTING
    * or the last queued hook), so a dropped first packet leaves no entry; sends NF_DROP when the table is full for it
@@ -247,6 +255,14 @@ export interface CtUpdate {
   final?: boolean;
   /** CT --notrack matched in raw: the packet is UNTRACKED and creates nothing. */
   notrack?: boolean;
+  /**
+   * The trip sent REJECT replies (a TCP reset, an ICMP error) before its verdict. They belong to this packet's
+   * connection (the kernel's nf_ct_attach): if this first packet is dropped, its connection stays for them until the
+   * reply's last trip, without being found by anything else.
+   */
+  replied?: boolean;
+  /** The trip is POSTROUTING out of the loopback device: the packet comes back through PREROUTING and INPUT. */
+  looped?: boolean;
   /** CONNMARK: the new connection mark. */
   connmark?: number;
   /** The nat chains of these manip types ran for this new connection: each gets its request, else a null binding. */
@@ -297,6 +313,12 @@ export class ConnTable {
   classify(packet: Uint8Array, family: 4 | 6, hook: number, options?: { ctPoint?: boolean; zone?: number }): CtClassification;
   /** Records the trip's outcome. False when no unique NAT tuple was found (the packet must be dropped). */
   commit(c: CtClassification, update: CtUpdate): boolean;
+  /**
+   * commit() then translate() in one step, as the queue's verdict path does: an entry the commit releases (a dropped
+   * first packet's, one an RST killed) goes only after the packet is translated. `ok` as commit(); `packet` when the
+   * translation changed bytes.
+   */
+  finish(c: CtClassification, update: CtUpdate, packet: Uint8Array, family: 4 | 6, hook: number): { ok: boolean; packet?: Uint8Array };
   /**
    * Installs only the NAT bindings of `update` now (the engine, when a later table of the same trip must see the
    * rewritten packet: nat OUTPUT before filter OUTPUT). commit() then skips those manip types. False as commit().

@@ -440,19 +440,19 @@ void Queue::commitSame(Batch& b, uint32_t verdict, std::vector<PacketVerdict>& p
     ct::Update u;
     u.accept = accepts(verdict) && !(c.flags & ct::kClsDrop);
     u.final = ct::isFinalTrip(b.hooks[i], cfg_.queuedHooks);
-    bool ok = t.commit(c, u);
+    u.looped = b.hooks[i] == ct::kPostRouting && b.outIf[i] == ct::kLoopbackIfindex;
+    // A NATed connection's packets must not pass untranslated, even by default.
+    uint8_t* p = b.data.data() + b.offsets[i];
+    size_t len = b.offsets[i + 1] - b.offsets[i];
+    bool changed = false;
+    bool ok = t.finish(c, u, c.handle ? p : nullptr, len, b.protos[i] == 0x86dd ? 6 : 4, b.hooks[i], changed);
     pv[i].verdict = verdict;
     if (c.flags & ct::kClsDrop || !ok) {
       pv[i].verdict = NF_DROP;
       counters_.ctDropped++;
       continue;
     }
-    // A NATed connection's packets must not pass untranslated, even by default.
-    if (u.accept && c.handle) {
-      uint8_t* p = b.data.data() + b.offsets[i];
-      size_t len = b.offsets[i + 1] - b.offsets[i];
-      if (t.translate(c, p, len, b.protos[i] == 0x86dd ? 6 : 4, b.hooks[i])) finishTranslated(b, i, pv[i], p, len);
-    }
+    if (changed) finishTranslated(b, i, pv[i], p, len);
   }
 }
 
@@ -493,27 +493,32 @@ void Queue::applyTable(Batch& b, PacketVerdict* v, const ct::Update* cu) {
     if (c.flags & ct::kClsDrop) u.accept = false;
     else u.accept = accepts(v[i].verdict);
     u.final = ct::isFinalTrip(b.hooks[i], cfg_.queuedHooks);
-    bool ok = t.commit(c, u);
+    u.looped = b.hooks[i] == ct::kPostRouting && b.outIf[i] == ct::kLoopbackIfindex;
+    // The bytes to translate are ready before the commit: commit and translation are one step of the table (an entry
+    // the commit releases goes after its packet is translated).
+    uint8_t* p = nullptr;
+    size_t len = 0;
+    bool fromJs = v[i].payload != nullptr;
+    if (u.accept && c.handle && !(c.flags & ct::kClsDrop)) {
+      if (fromJs) {
+        p = natScratch_.data() + off;
+        len = v[i].payloadLen;
+        std::memcpy(p, v[i].payload, len);
+        off += len;
+      } else {
+        p = b.data.data() + b.offsets[i];
+        len = b.offsets[i + 1] - b.offsets[i];
+      }
+    }
+    bool changed = false;
+    bool ok = t.finish(c, u, p, len, b.protos[i] == 0x86dd ? 6 : 4, b.hooks[i], changed);
     if ((c.flags & ct::kClsDrop) || !ok) {
       v[i].verdict = NF_DROP;
       v[i].payload = nullptr;
       counters_.ctDropped++;
       continue;
     }
-    if (!u.accept || !c.handle) continue;
-    uint8_t* p;
-    size_t len;
-    bool fromJs = v[i].payload != nullptr;
-    if (fromJs) {
-      p = natScratch_.data() + off;
-      len = v[i].payloadLen;
-      std::memcpy(p, v[i].payload, len);
-      off += len;
-    } else {
-      p = b.data.data() + b.offsets[i];
-      len = b.offsets[i + 1] - b.offsets[i];
-    }
-    if (!t.translate(c, p, len, b.protos[i] == 0x86dd ? 6 : 4, b.hooks[i])) continue;
+    if (!changed) continue;
     if (fromJs) {
       v[i].payload = p;  // the caller's checksums were complete, so the incremental update kept them right
     } else {

@@ -3,9 +3,9 @@
 import type { ConnUpdate } from '../engine/decision';
 import { parsePacket } from '../engine/packet';
 import type { ConnInfo, ConnTuple, CtState, NatRequest } from '../extensions/types';
-import type { CtNatRequest } from '../../native/index';
+import type { CtEntry, CtNatRequest, CtTuple } from '../../native/index';
 import type { PacketBatch } from '../native';
-import { formatIpAddr } from '../rules/addr';
+import { formatIpAddr, parseIpAddr } from '../rules/addr';
 import type { Family } from '../rules/model';
 
 /** PacketBatch.ctState values, in order. */
@@ -19,15 +19,18 @@ export const CT_NOTRACK = 1;
 export const CT_SET_MARK = 2;
 export const CT_NAT_SRC_RAN = 4;
 export const CT_NAT_DST_RAN = 8;
+/** The trip sent REJECT replies (attached to the packet's connection, as the kernel's nf_ct_attach does). */
+export const CT_REPLIED = 16;
 
 /**
- * ConnInfo for a packet of the batch. The tuples are read from the packet only when a rule asks for them
- * (--ctorigsrc, --ctreplsrc and the like): the packet's own tuple is its direction's, the other direction's is its inverse. That is the
- * table's answer for connections without NAT; for NATed ones the other direction's tuple is the translated one, which
- * this does not know (the table's entry() needs the native classification, which batches do not carry).
+ * ConnInfo for a packet of the batch. The tuples and the remaining timeout are read from the connection table only
+ * when a rule asks for them (--ctorigsrc, --ctrepldst, --ctexpire and the like): the entry's tuples are the real ones,
+ * translated by NAT (xt_conntrack reads ct->tuplehash). Without an entry to read (a queue without ctEntry, or the entry
+ * gone) the packet's own tuple stands for its direction's and its inverse for the other's.
  */
 export class BatchConn implements ConnInfo {
   private tuples?: { orig: ConnTuple; reply: ConnTuple };
+  private read?: CtEntry | null;
 
   constructor(
     public state: CtState,
@@ -37,15 +40,30 @@ export class BatchConn implements ConnInfo {
     public zone: number,
     private readonly data: Uint8Array,
     private readonly family: Family,
+    private readonly lookup?: () => CtEntry | undefined,
   ) {}
 
-  /** The kernel's ctexpire needs the entry's timer, which the batch does not carry: 0 (as for a fresh entry's match). */
+  private entry(): CtEntry | undefined {
+    if (this.read === undefined) this.read = this.lookup?.() ?? null;
+    return this.read ?? undefined;
+  }
+
+  /** Whole seconds left on the connection's timer (nf_ct_expires / HZ); 0 without an entry. */
   get expiresSeconds(): number {
-    return 0;
+    return this.entry()?.expiresSeconds ?? 0;
   }
 
   private both(): { orig: ConnTuple; reply: ConnTuple } {
     if (this.tuples) return this.tuples;
+    const e = this.entry();
+    if (e !== undefined) {
+      const orig = connTuple(e.orig, this.family);
+      const reply = connTuple(e.reply, this.family);
+      if (orig !== undefined && reply !== undefined) {
+        this.tuples = { orig, reply };
+        return this.tuples;
+      }
+    }
     const p = parsePacket(this.data, this.family);
     const own: ConnTuple = { src: p.src, dst: p.dst, protocol: p.protocol, sport: Math.max(p.sport, 0), dport: Math.max(p.dport, 0) };
     const inv: ConnTuple = { src: p.dst, dst: p.src, protocol: p.protocol, sport: own.dport, dport: own.sport };
@@ -62,11 +80,22 @@ export class BatchConn implements ConnInfo {
   }
 }
 
+/** A table tuple (addresses as text) as the engine's ConnTuple; undefined if an address does not parse. */
+function connTuple(t: CtTuple, family: Family): ConnTuple | undefined {
+  const src = parseIpAddr(t.src, family);
+  const dst = parseIpAddr(t.dst, family);
+  if (src === undefined || dst === undefined) return undefined;
+  return { src, dst, protocol: t.proto, sport: t.sport, dport: t.dport };
+}
+
 /** The packet's connection from the batch's ct columns, or undefined when the queue tracks nothing. */
 export function connFromBatch(batch: PacketBatch, i: number, data: Uint8Array, family: Family): ConnInfo | undefined {
   const st = batch.ctState;
   if (st === undefined) return undefined;
   const state = CT_STATES[st[i]!] ?? 'INVALID';
+  const handle = batch.ctHandle?.[i] ?? 0;
+  const gen = batch.ctGen?.[i];
+  const lookup = handle !== 0 && gen !== undefined && batch.ctEntry !== undefined ? () => batch.ctEntry!(handle, gen) : undefined;
   return new BatchConn(
     state,
     batch.ctStatus?.[i] ?? 0,
@@ -75,6 +104,7 @@ export function connFromBatch(batch: PacketBatch, i: number, data: Uint8Array, f
     batch.ctZone?.[i] ?? 0,
     data,
     family,
+    lookup,
   );
 }
 

@@ -5,7 +5,8 @@ import type { LogRecord, PacketMeta } from '../extensions/types';
 import type { PacketBatch, VerdictOptions } from '../native';
 import { HOOKS } from '../rules/model';
 import type { CtNatRequest } from '../../native/index';
-import { connFromBatch, nativeNatRequest, tableFull, updateFlags } from './conntrack';
+import { finalPayload } from './payload';
+import { connFromBatch, CT_REPLIED, nativeNatRequest, tableFull, updateFlags } from './conntrack';
 
 export interface Decider {
   decide(input: PacketInput, opts?: { trace?: boolean }): Decision; // trace: opts
@@ -37,6 +38,8 @@ export interface ProcessorStats {
   replies: number;
   replyErrors: number;
   logs: number;
+  /** Rewritten packets dropped because only part of them was copied to nfqwall (see payload.ts). */
+  rewriteTruncated?: number;
   /** H16: packets the connection table drops (table full) without evaluation. */
   ctTableFull?: number;
 }
@@ -209,11 +212,32 @@ export class BatchProcessor {
           s.marked++;
         }
         if (d.payload !== undefined && d.verdict !== 'drop') {
-          payloads[i] = d.payload;
-          anyPayload = true;
-          s.rewritten++;
+          const flags = batch.flags[i]!;
+          const payload = finalPayload(d.payload, input.family, {
+            truncated: (flags & PACKET_FLAG_TRUNCATED) !== 0,
+            checksumNotReady: (flags & PACKET_FLAG_CSUM_NOT_READY) !== 0,
+          });
+          if (payload === undefined) {
+            // Cut short it would reach the peer corrupted, and unrewritten it would skip what the rules did to it.
+            if (verdicts[i] === NF_ACCEPT) s.accepted--;
+            else s.queued--;
+            verdicts[i] = NF_DROP;
+            s.dropped++;
+            s.rewriteTruncated = (s.rewriteTruncated ?? 0) + 1;
+          } else {
+            payloads[i] = payload;
+            anyPayload = true;
+            s.rewritten++;
+          }
         }
-        if (d.replies.length > 0) this.sendReplies(d.replies);
+        if (d.replies.length > 0) {
+          this.sendReplies(d.replies);
+          // A dropped first packet's connection must outlive it for the replies (native/conntrack.cc doom()).
+          if (tracked) {
+            ctFlags[i] |= CT_REPLIED;
+            anyCt = true;
+          }
+        }
         if (d.logs.length > 0) {
           s.logs += d.logs.length;
           if (this.opts.onLog) for (const rec of d.logs) this.opts.onLog(rec);

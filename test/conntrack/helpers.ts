@@ -107,22 +107,24 @@ export interface TripOptions {
   natRan?: ('SRC' | 'DST')[];
   connmark?: number;
   notrack?: boolean;
+  /** The trip sent REJECT replies before its verdict. */
+  replied?: boolean;
 }
 
-/** One trip through the queue as the daemon will make it: classify, commit the verdict, translate. */
+/** One trip through the queue as the daemon makes it: classify, then commit the verdict and translate in one step. */
 export function trip(t: ConnTable, p: Uint8Array, o: TripOptions): { c: CtClassification; out: Uint8Array; ok: boolean } {
   const f: Family = (p[0] >> 4) === 6 ? 6 : 4;
   const c = t.classify(p, f, o.hook, { ctPoint: o.ctPoint ?? (o.hook === PRE || o.hook === OUT) });
-  const ok = t.commit(c, {
+  const r = t.finish(c, {
     accept: o.accept ?? true,
     final: o.final ?? (o.hook === POST || o.hook === IN),
     natRan: o.natRan ?? (c.state === 'NEW' && o.hook !== FWD ? [o.hook === PRE || o.hook === OUT ? 'DST' : 'SRC'] : []),
     nat: o.nat,
     connmark: o.connmark,
     notrack: o.notrack,
-  });
-  const out = ok ? (t.translate(c, p, f, o.hook) ?? p) : p;
-  return { c, out, ok };
+    replied: o.replied,
+  }, p, f, o.hook);
+  return { c, out: r.packet ?? p, ok: r.ok };
 }
 
 export interface ForwardResult {

@@ -29,6 +29,12 @@ interface Case {
    * runs (to see whether it is fixed) with NFQW_KNOWN=1.
    */
   knownDifference?: string;
+  /**
+   * Milliseconds between packets (default 5). The kernel decides a packet in microseconds, so the next packet of a
+   * flow always finds the previous one decided; nfqwall's first packets after a start can take longer (cold code), and
+   * a packet that arrives while an earlier one of its flow is still queued shares its unconfirmed connection.
+   */
+  gapMs?: number;
 }
 
 /** A TCP segment of a handshake whose sequence numbers the kernel's window tracking accepts. */
@@ -416,8 +422,6 @@ COMMIT
     // the destination).
     title: 'a tcp-reset for a rejected forwarded SYN traverses nat POSTROUTING',
     conntrackOnly: true,
-    knownDifference:
-      'nfqwall does not walk nat for the RST it sends (the kernel attaches the RST to the rejected SYN\'s connection as RELATED_REPLY, nf_send_reset -> nf_ct_attach, and nf_nat_inet_fn runs nat POSTROUTING for it; in nfqwall the RST is not classified RELATED to that connection, native/conntrack.cc ConnTable::classify, so src/engine/engine.ts natManip skips nat)',
     rules: `*nat
 :PREROUTING ACCEPT [0:0]
 :INPUT ACCEPT [0:0]
@@ -448,8 +452,8 @@ COMMIT
   {
     title: 'a connection whose first packet was rejected starts again with the next packet',
     conntrackOnly: true,
-    knownDifference:
-      'after a REJECT, nfqwall keeps the rejected first packet\'s connection and the next packet of the flow skips nat (native/conntrack.cc ConnTable::commit: the REJECT reply, classified RELATED to the unconfirmed entry, holds it (pending) when the original is dropped, then its own accepted final-hook commit confirms it; the kernel frees an unconfirmed connection with its packet)',
+    // The second packet must find the first one rejected (as in the kernel), not still on its way through REJECT.
+    gapMs: 20,
     rules: startAgainRules('REJECT'),
     packets: START_AGAIN,
   },
@@ -460,8 +464,6 @@ COMMIT
     // and the server answers a SYN DNATed to a closed port.
     title: 'a RST answering a REDIRECTed or DNATed SYN is translated back to the original destination',
     conntrackOnly: true,
-    knownDifference:
-      'nfqwall sends the RST untranslated, from the redirected/DNATed address and port (native/conntrack.cc ConnTable::commit destroys the entry when the first reply is a RST, at the RST\'s conntrack hook (PREROUTING, or OUTPUT for fw\'s own); its POSTROUTING trip then finds no entry and ConnTable::translate never undoes the DNAT; the kernel\'s nf_ct_kill_acct unhashes the entry but the RST keeps it attached to the skb)',
     rules: `*nat
 :PREROUTING ACCEPT [0:0]
 :INPUT ACCEPT [0:0]
@@ -476,6 +478,43 @@ COMMIT
       tcp({ dir: 'fwd-sc', src: '198.19.0.2', dst: '198.18.0.66', sport: 40000, dport: 9999, flags: 0x02, seq: 100 }),
       tcp({ sport: 40001, dport: 8080, flags: 0x02, seq: 100 }),
       tcp({ dir: 'fwd-sc', src: '198.19.0.3', dst: '198.18.0.2', sport: 80, dport: 40001, flags: 0x14, seq: 0, ack: 101 }),
+    ],
+  },
+  {
+    // xt_conntrack reads the connection's own tuples (ct->tuplehash), which NAT rewrote, not the packet's; and
+    // --ctexpire its timer (nf_ct_expires / HZ: a replied UDP flow younger than 2 s has 30 s). The first packet is
+    // left out of --ctexpire: its connection is unconfirmed, and the kernel's value for it is meaningless.
+    title: 'conntrack --ctorig*/--ctrepl* see the NATed tuples, --ctexpire the time left',
+    conntrackOnly: true,
+    // The crafted reply must not overtake the request while nfqwall still decides it (a real one cannot).
+    gapMs: 20,
+    rules: `*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -i to-client -p udp --dport 8053 -j DNAT --to-destination 198.19.0.3:53
+-A POSTROUTING -o to-server -p udp -j SNAT --to-source 198.19.0.1:7000
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -m conntrack --ctorigdst 198.19.0.2 --ctorigdstport 8053
+-A FORWARD -m conntrack --ctorigsrc 198.18.0.2 --ctorigsrcport 40001
+-A FORWARD -m conntrack --ctreplsrc 198.19.0.3 --ctreplsrcport 53
+-A FORWARD -m conntrack --ctrepldst 198.19.0.1 --ctrepldstport 7000
+-A FORWARD -m conntrack --ctrepldst 198.18.0.2
+-A FORWARD -m conntrack --ctorigdst 198.19.0.3
+-A FORWARD -m conntrack --ctstate ESTABLISHED --ctexpire 25:31
+-A FORWARD -m conntrack --ctstate ESTABLISHED --ctexpire 0:24
+COMMIT
+`,
+    unmatched: 2,
+    packets: [
+      pkt({ sport: 40001, dport: 8053 }),
+      pkt({ dir: 'fwd-sc', src: '198.19.0.3', dst: '198.19.0.1', sport: 53, dport: 7000 }),
+      pkt({ sport: 40001, dport: 8053 }),
     ],
   },
   {
@@ -522,7 +561,8 @@ describe('differential: small cases, kernel vs nfqwall', function () {
       const p = pair!;
       const items = c.packets.map((s, i) => build(s, i));
       await Promise.all([p.kernel.load(c.rules), p.nfqwall.load(c.rules)]);
-      const [k, n] = await Promise.all([p.kernel.run(items, 5), p.nfqwall.run(items, 5)]);
+      const gap = c.gapMs ?? 5;
+      const [k, n] = await Promise.all([p.kernel.run(items, gap), p.nfqwall.run(items, gap)]);
       const [ks, ns] = await Promise.all([p.kernel.save(), p.nfqwall.save()]);
       const diffs = [...compareWire(c.packets, k, n), ...compareCounters(c.rules, ks, ns), ...(await p.nfqwall.selfReported())];
       assert.ok(diffs.length === 0, `${diffs.length} differences:\n  ${diffs.join('\n  ')}`);

@@ -43,12 +43,6 @@ function installed(tool: string): boolean {
  * skipped with it, run anyway with NFQW_KNOWN=1.
  */
 const KNOWN: Record<string, string> = {
-  '16-shadowsocks-transparent-proxy-2019.rules':
-    "a RST answering a REDIRECTed SYN leaves untranslated, from the redirected port (native/conntrack.cc ConnTable::commit kills the entry before the RST's POSTROUTING; cases.test.ts: 'a RST answering a REDIRECTed or DNATed SYN')",
-  '18-zerotier-starter-rules.rules':
-    "after a REJECT the rejected connection survives and the flow's next packet skips nat (native/conntrack.cc ConnTable::commit; cases.test.ts: 'first packet was rejected')",
-  '19-centos7-firewalld-2018.rules':
-    "after a REJECT the rejected connection survives and the flow's next packet skips nat (native/conntrack.cc ConnTable::commit; cases.test.ts: 'first packet was rejected')",
 };
 
 function firstLine(e: unknown): string {

@@ -289,16 +289,22 @@ export class DiffSide {
       return;
     }
     await this.stopDaemon();
+    const ipset: string[] = [];
     if (prereq) {
       await this.runPrereq(prereq);
       // nfqwall reads one file: the chains the commands created (`iptables -N`) are declared in it instead.
       rules = declareChains(rules, prereq.chains);
+      // and the sets they created (`ipset create`) come as an `ipset save` file, as a user would give them.
+      if (prereq.commands.some((c) => /^ipset\s/.test(c))) {
+        const saved = await fw.exec(['ipset', 'save']);
+        ipset.push(this.scratch.write('sets.ipset', saved.stdout));
+      }
     }
     const control = path.join(this.scratch.dir, 'control.sock');
-    if (family === 4) this.daemon = await Daemon.start(fw, control, { rules: this.scratch.write('rules.v4', rules) });
+    if (family === 4) this.daemon = await Daemon.start(fw, control, { rules: this.scratch.write('rules.v4', rules), ipset });
     else {
       const rules4 = this.scratch.write('rules.v4', OPEN4);
-      this.daemon = await Daemon.start(fw, control, { rules: rules4, rules6: this.scratch.write('rules.v6', rules) });
+      this.daemon = await Daemon.start(fw, control, { rules: rules4, rules6: this.scratch.write('rules.v6', rules), ipset });
     }
   }
 
@@ -370,6 +376,8 @@ export class DiffSide {
         s.child.stdin?.write(Buffer.from(item.bytes).toString('hex') + '\n');
         const ans = await s.next();
         sendResults.push(ans.startsWith('ok ') ? 'ok' : ans.replace(/^err \d+ /, ''));
+        // The kernel has decided the packet when the send returns; nfqwall must have too before the next one goes.
+        if (this.daemon !== undefined) await this.daemon.settled();
         await sleep(gapMs);
       }
       await sleep(300);

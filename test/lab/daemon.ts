@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Host } from './lab';
 import { packageRoot } from '../paths';
+import { controlRequest } from '../../src/daemon/control';
 
 export { packageRoot };
 
@@ -32,6 +33,8 @@ export interface StatusJson {
 export interface DaemonOptions {
   rules: string;
   rules6?: string;
+  /** `ipset save` files for -m set (--ipset, repeatable). */
+  ipset?: string[];
   queue?: number;
   failOpen?: boolean;
 }
@@ -70,6 +73,7 @@ export class Daemon {
   static async start(host: Host, control: string, opts: DaemonOptions, readyMs = 20_000): Promise<Daemon> {
     const argv = [process.execPath, cliPath(), 'run', '--rules', opts.rules, '--control', control];
     if (opts.rules6 !== undefined) argv.push('--rules6', opts.rules6);
+    for (const f of opts.ipset ?? []) argv.push('--ipset', f);
     if (opts.queue !== undefined) argv.push('--queue', String(opts.queue));
     if (opts.failOpen === true) argv.push('--fail-open');
     const d = new Daemon(host, control, host.spawn(argv));
@@ -111,6 +115,28 @@ export class Daemon {
     const q = s.queues.find((x) => x.queue === queue);
     if (q === undefined) throw new Error(`status has no queue ${queue}: ${JSON.stringify(s)}`);
     return q;
+  }
+
+  /**
+   * Resolves once every packet the kernel queued has its verdict and none waits in the kernel queue, seen twice in a
+   * row (a verdict can send the packet on to the next queued hook). The kernel decides a packet before the sender's
+   * call returns; nfqwall decides it a little later, and a test that sends the next packet of a flow meanwhile
+   * compares a race, not the rules. Throws when the queue does not settle within `ms`.
+   */
+  async settled(ms = 2_000): Promise<void> {
+    const deadline = Date.now() + ms;
+    let quiet = 0;
+    let last = '';
+    while (Date.now() < deadline) {
+      const res = await controlRequest(this.control, { cmd: 'status' });
+      const queues = ((res as { queues?: QueueStatsJson[] }).queues ?? []);
+      const idle = queues.every((q) => q.received === q.accepted + q.dropped && q.kernelQueueTotal === 0);
+      last = JSON.stringify(queues.map((q) => ({ received: q.received, accepted: q.accepted, dropped: q.dropped, waiting: q.kernelQueueTotal })));
+      quiet = idle ? quiet + 1 : 0;
+      if (quiet >= 2) return;
+      await sleep(1);
+    }
+    throw new Error(`nfqwall's queue did not settle within ${ms} ms: ${last}`);
   }
 
   /** Sends `signal` and resolves with how the process ended (SIGKILL after `ms` if it has not). */
