@@ -32,6 +32,7 @@ import {
 } from './reload';
 import { FileWatcher } from './watch';
 import { LossReporter, lossCounters } from './loss-report';
+import { runSliced } from '../steps';
 import { checkFileSafety } from './files'; // H18: StrictModes for rule and ipset files
 // H12: metrics and systemd notifications.
 import { Metrics, MetricsServer, daemonSource, type ConntrackState } from './metrics';
@@ -352,10 +353,14 @@ export class Daemon {
       return { ok: false, trigger, errors, durationMs };
     }
     if (this.stopping) return { ok: false, trigger, errors: ['nfqwall is stopping'], durationMs: 0 };
+    // In slices, between which batches are still decided by the running rules (src/steps.ts): the counters and
+    // match state carried over are shared objects, so what those batches count lands in the new rules too.
+    const carried4 = next.rules4 ? await runSliced(carryCounters(this.rules.rules4, next.rules4)) : 0;
+    const carried6 = next.rules6 ? await runSliced(carryCounters(this.rules.rules6, next.rules6)) : 0;
+    const prepared = await runSliced(this.engine.prepare(next.rules4, next.rules6));
+    if (this.stopping) return { ok: false, trigger, errors: ['nfqwall is stopping'], durationMs: 0 };
     // One synchronous step: batches are processed synchronously too, so none sees a mixture.
-    const carried4 = next.rules4 ? carryCounters(this.rules.rules4, next.rules4) : 0;
-    const carried6 = next.rules6 ? carryCounters(this.rules.rules6, next.rules6) : 0;
-    this.engine.swap(next.rules4, next.rules6);
+    this.engine.commit(prepared);
     this.sets.current = next.sets ?? this.sets.current;
     this.rules = next;
     retainStores([next.rules4, next.rules6]);

@@ -6,7 +6,8 @@ import { hashlimitStore } from '../extensions/util/b-hashlimit-store';
 import { recentStore } from '../extensions/util/b-recent-store';
 import { EmptySets, IpsetError, IpsetStore } from '../engine/sets';
 import { RuleErrors } from '../rules/errors';
-import type { MatchUse, Ruleset } from '../rules/model';
+import type { Counters, MatchUse, Ruleset } from '../rules/model';
+import type { Steps } from '../steps';
 
 /** Loads `ipset save` files into one store. Throws RuleErrors naming file:line:1 for every file that fails. */
 export function loadIpsetFiles(files: readonly string[]): IpsetStore {
@@ -60,31 +61,30 @@ function forEachMatch(rulesets: readonly (Ruleset | undefined)[], f: (m: MatchUs
 }
 
 /**
- * Copies packet/byte counters from the old ruleset to the new one for rules with the same id in the same table and
- * chain, and for built-in chains (policy counters) of the same name. Returns how many rules carried over.
- * Call it in the same synchronous step as the swap, so no packet is counted in between.
+ * Gives rules of the new ruleset with the same id in the same table and chain the old rule's counter object itself,
+ * and built-in chains of the same name the old policy counters. Shared, not copied: packets the old rules count
+ * until the swap land in the objects the new rules own, so this can run in steps (src/steps.ts) before the swap
+ * while traffic is decided. Returns how many rules carried over.
  */
-export function carryCounters(from: Ruleset | undefined, to: Ruleset): number {
+export function* carryCounters(from: Ruleset | undefined, to: Ruleset): Steps<number> {
   if (!from) return 0;
-  const old = new Map<string, { packets: number; bytes: number }>();
-  const policies = new Map<string, { packets: number; bytes: number }>();
-  for (const [tname, t] of from.tables) {
-    for (const [cname, c] of t.chains) {
-      if (c.builtin) policies.set(`${tname}/${cname}`, c.counters);
-      for (const r of c.rules) old.set(`${r.table}/${r.chain}/${r.id}`, r.counters);
-    }
-  }
   let carried = 0;
   for (const [tname, t] of to.tables) {
+    const oldTable = from.tables.get(tname);
+    if (!oldTable) continue;
     for (const [cname, c] of t.chains) {
-      const p = c.builtin ? policies.get(`${tname}/${cname}`) : undefined;
-      if (p) c.counters = { packets: p.packets, bytes: p.bytes };
+      const oldChain = oldTable.chains.get(cname);
+      if (!oldChain) continue;
+      if (c.builtin && oldChain.builtin) c.counters = oldChain.counters;
+      const byId = new Map<string, Counters>();
+      for (const r of oldChain.rules) byId.set(r.id, r.counters);
       for (const r of c.rules) {
-        const o = old.get(`${r.table}/${r.chain}/${r.id}`);
+        const o = byId.get(r.id);
         if (!o) continue;
-        r.counters = { packets: o.packets, bytes: o.bytes };
+        r.counters = o;
         carried++;
       }
+      yield;
     }
   }
   return carried;

@@ -15,6 +15,7 @@ import { ipv6HeaderChainBroken, parsePacket } from './packet';
 import type { Candidates } from '../compile/chain-index';
 import { compileRuleset, type CompileOptions, type CompiledRuleset } from '../compile/compile';
 import { setAddress, setPort } from './rewrite';
+import { runSync, type Steps } from '../steps';
 
 // H16: IPS_* bits (native/conntrack.h) the nat decision reads.
 const IPS_SRC_NAT_DONE = 128;
@@ -91,6 +92,12 @@ interface Frame {
 }
 
 /** What the engine precomputes per loaded ruleset. */
+/** Rulesets loaded for the engine and not yet in force (Engine.prepare). */
+export interface PreparedRules {
+  v4?: Loaded;
+  v6?: Loaded;
+}
+
 interface Loaded {
   rules: Ruleset;
   /** Per-match state from createState, keyed by the MatchUse object of this ruleset. */
@@ -153,8 +160,24 @@ export class Engine {
    * (table, chain, canonical text) is unchanged, as counters do.
    */
   swap(rules4?: Ruleset, rules6?: Ruleset): void {
-    if (rules4) this.v4 = this.load(rules4, this.v4);
-    if (rules6) this.v6 = this.load(rules6, this.v6);
+    this.commit(runSync(this.prepare(rules4, rules6)));
+  }
+
+  /**
+   * Everything a swap needs except the swap itself, in steps (src/steps.ts) so a daemon can keep deciding packets
+   * meanwhile: the state objects carried over are the very objects the running rules update, so nothing changes
+   * between prepare and commit. Reloads must not overlap (the daemon runs one at a time).
+   */
+  *prepare(rules4?: Ruleset, rules6?: Ruleset): Steps<PreparedRules> {
+    const v4 = rules4 ? yield* this.load(rules4, this.v4) : undefined;
+    const v6 = rules6 ? yield* this.load(rules6, this.v6) : undefined;
+    return { v4, v6 };
+  }
+
+  /** Puts prepared rulesets in force, in one synchronous step. */
+  commit(p: PreparedRules): void {
+    if (p.v4) this.v4 = p.v4;
+    if (p.v6) this.v6 = p.v6;
   }
 
   /** The ruleset in force for a family. */
@@ -162,15 +185,17 @@ export class Engine {
     return (family === 4 ? this.v4 : this.v6)?.rules;
   }
 
-  private load(rules: Ruleset, prev: Loaded | undefined): Loaded {
+  private *load(rules: Ruleset, prev: Loaded | undefined): Steps<Loaded> {
     const old = new Map<string, unknown>();
     if (prev) {
       for (const [, t] of prev.rules.tables)
-        for (const [, c] of t.chains)
+        for (const [, c] of t.chains) {
           for (const r of c.rules)
             r.matches.forEach((m, i) => {
               if (prev.state.has(m)) old.set(stateKey(r, i), prev.state.get(m));
             });
+          yield;
+        }
     }
     const state = new Map<MatchUse, unknown>();
     const stackLimit = new Map<TableName, number>();
@@ -185,10 +210,12 @@ export class Engine {
             state.set(m, old.has(k) ? old.get(k) : m.ext.createState(m.opts));
           });
         }
+        yield;
       }
       stackLimit.set(name, userChains + 1);
     }
     const compiled = this.index ? compileRuleset(rules, this.index) : undefined;
+    yield;
     return { rules, state, stackLimit, compiled };
   }
 

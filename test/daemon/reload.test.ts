@@ -18,6 +18,7 @@ import {
   type ReloadOutcome,
 } from '../../src/daemon/reload';
 import { zeroCounters } from '../../src/rules/counters';
+import { runSync } from '../../src/steps';
 
 const rs = (text: string, family: 4 | 6 = 4): Ruleset => parseRuleset(text, 'test.rules', { family });
 
@@ -60,7 +61,7 @@ describe('daemon/reload: counters carry over by rule id', () => {
     rule(a, 'user', 0).counters = { packets: 9, bytes: 900 };
     a.tables.get('filter')!.chains.get('FORWARD')!.counters = { packets: 11, bytes: 1100 };
     const b = rs(NEW);
-    const carried = carryCounters(a, b);
+    const carried = runSync(carryCounters(a, b));
     assert.equal(carried, 3);
     assert.deepEqual(rule(b, 'INPUT', 0).counters, { packets: 7, bytes: 700 });
     assert.deepEqual(rule(b, 'INPUT', 1).counters, { packets: 5, bytes: 500 });
@@ -68,17 +69,19 @@ describe('daemon/reload: counters carry over by rule id', () => {
     assert.deepEqual(rule(b, 'FORWARD', 0).counters, { packets: 3, bytes: 300 });
     assert.deepEqual(rule(b, 'user', 0).counters, { packets: 0, bytes: 0 }, 'changed target: a different rule');
     assert.deepEqual(b.tables.get('filter')!.chains.get('FORWARD')!.counters, { packets: 11, bytes: 1100 });
-    // Copies, not shared objects: the old ruleset's counters no longer move with the new one.
-    rule(b, 'INPUT', 0).counters.packets++;
-    assert.equal(rule(a, 'INPUT', 1).counters.packets, 7);
+    // Shared objects, not copies: what the old rules count until the swap is the new rules' count too.
+    rule(a, 'INPUT', 1).counters.packets++;
+    assert.equal(rule(b, 'INPUT', 0).counters.packets, 8);
+    a.tables.get('filter')!.chains.get('FORWARD')!.counters.bytes += 10;
+    assert.equal(b.tables.get('filter')!.chains.get('FORWARD')!.counters.bytes, 1110);
   });
 
   it('does not carry a rule to another chain with the same text', () => {
     const a = rs('*filter\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -j ACCEPT\nCOMMIT\n');
     a.tables.get('filter')!.chains.get('INPUT')!.rules[0]!.counters = { packets: 1, bytes: 1 };
     const b = rs('*filter\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -j ACCEPT\nCOMMIT\n');
-    assert.equal(carryCounters(a, b), 0);
-    assert.equal(carryCounters(undefined, b), 0);
+    assert.equal(runSync(carryCounters(a, b)), 0);
+    assert.equal(runSync(carryCounters(undefined, b)), 0);
   });
 
   it('zeroCounters zeroes rules and chains', () => {
