@@ -13,6 +13,8 @@ export interface CommentOptions {
 export const MAX_COMMENT_BYTES = 255;
 
 export function truncateComment(text: string): string {
+  // A UTF-16 unit is at most 3 UTF-8 bytes: short comments (nearly all) need no encoding to know they fit.
+  if (text.length * 3 <= MAX_COMMENT_BYTES) return text;
   const buf = Buffer.from(text, 'utf8');
   if (buf.length <= MAX_COMMENT_BYTES) return text;
   let end = MAX_COMMENT_BYTES;

@@ -18,16 +18,27 @@ const TWO31 = 0x80000000;
 /** strtod over the whole word for decimal numbers, as XTTYPE_DOUBLE accepts them. */
 function parseProbability(use: OptionUse): number {
   const w = use.args[0] ?? '';
-  const bad = (): never => badArg(use, 'statistic: bad value for option "--probability", or out of range (0-1).');
-  if (!/^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(w)) bad();
-  const p = Number(w);
-  if (!(p >= 0 && p <= 1)) bad();
+  const p = /^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(w) ? Number(w) : NaN;
+  if (!(p >= 0 && p <= 1)) badArg(use, 'statistic: bad value for option "--probability", or out of range (0-1).');
   // lround: half away from zero; p >= 0 here and 2^31 * p is exact.
   return Math.round(TWO31 * p);
 }
 
 /** `%.11f` of stored / 2^31, rounded half to even on the exact binary value as glibc printf does. */
 export function formatProbability(stored: number): string {
+  let text = probabilityTexts.get(stored);
+  if (text === undefined) {
+    text = probabilityText(stored);
+    // A ruleset holds few distinct probabilities (kube-proxy: 1/n for its endpoint counts); bound the memory anyway.
+    if (probabilityTexts.size >= 4096) probabilityTexts.clear();
+    probabilityTexts.set(stored, text);
+  }
+  return text;
+}
+
+const probabilityTexts = new Map<number, string>();
+
+function probabilityText(stored: number): string {
   const scale = 10n ** 11n;
   const num = BigInt(stored) * scale;
   const den = BigInt(TWO31);

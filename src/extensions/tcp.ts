@@ -137,27 +137,20 @@ const tcp: MatchExtension<TcpOptions> = {
   ],
   parse(opts) {
     const m = byName(opts, 'tcp');
+    const sp = m.get('sport');
+    const dp = m.get('dport');
+    // Built whole, in this order (sport is read before dport): a ruleset keeps one per tcp match.
     const o: TcpOptions = {
-      sport: { ...ALL_PORTS },
-      sportInvert: false,
-      dport: { ...ALL_PORTS },
-      dportInvert: false,
+      sport: sp ? parsePortRange(sp, 'tcp') : { min: ALL_PORTS.min, max: ALL_PORTS.max },
+      sportInvert: sp ? sp.negated : false,
+      dport: dp ? parsePortRange(dp, 'tcp') : { min: ALL_PORTS.min, max: ALL_PORTS.max },
+      dportInvert: dp ? dp.negated : false,
       flagMask: 0,
       flagCmp: 0,
       flagsInvert: false,
       option: 0,
       optionInvert: false,
     };
-    const sp = m.get('sport');
-    if (sp) {
-      o.sport = parsePortRange(sp, 'tcp');
-      o.sportInvert = sp.negated;
-    }
-    const dp = m.get('dport');
-    if (dp) {
-      o.dport = parsePortRange(dp, 'tcp');
-      o.dportInvert = dp.negated;
-    }
     const syn = m.get('syn');
     const flags = m.get('tcp-flags');
     if (syn && flags) {

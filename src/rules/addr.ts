@@ -12,48 +12,64 @@ export class AddrError extends Error {
   }
 }
 
-function parseV4(s: string): Uint8Array | undefined {
-  // inet_aton-strict form as iptables' xtables_numeric_to_ipaddr: one to four decimal parts of up to three digits,
-  // each at most 255, the missing ones zero ("10" is 10.0.0.0). Scanned in place: this runs for every -s/-d.
+/**
+ * The address as a 32-bit number, or -1 when `s` is not one: inet_aton-strict form as iptables'
+ * xtables_numeric_to_ipaddr, one to four decimal parts of up to three digits, each at most 255, the missing ones zero
+ * ("10" is 10.0.0.0). Scanned in place, allocating nothing: this runs for every -s/-d.
+ */
+function scanV4(s: string): number {
   const n = s.length;
-  if (n === 0) return undefined;
+  if (n === 0) return -1;
   let parts = 0;
   let v = 0;
   let digits = 0;
-  let o0 = 0;
-  let o1 = 0;
-  let o2 = 0;
+  let value = 0;
   for (let i = 0; i <= n; i++) {
     const c = i < n ? s.charCodeAt(i) : 46;
     if (c === 46) {
-      if (digits === 0 || v > 255 || parts === 4) return undefined;
-      if (parts === 0) o0 = v;
-      else if (parts === 1) o1 = v;
-      else if (parts === 2) o2 = v;
-      else {
-        parts++;
-        const out = new Uint8Array(4);
-        out[0] = o0;
-        out[1] = o1;
-        out[2] = o2;
-        out[3] = v;
-        return i === n ? out : undefined;
-      }
+      if (digits === 0 || v > 255 || parts === 4) return -1;
+      if (parts === 3 && i !== n) return -1;
+      value += v * 2 ** (24 - 8 * parts);
       parts++;
+      if (i === n) return value;
       v = 0;
       digits = 0;
       continue;
     }
     const d = c - 48;
-    if (d < 0 || d > 9 || digits === 3) return undefined;
+    if (d < 0 || d > 9 || digits === 3) return -1;
     v = v * 10 + d;
     digits++;
   }
-  const out = new Uint8Array(4);
-  out[0] = o0;
-  if (parts > 1) out[1] = o1;
-  if (parts > 2) out[2] = o2;
+  return value;
+}
+
+/**
+ * IPv4 addresses are cut from shared slabs: a ruleset keeps tens of thousands of them, and a Uint8Array of its own
+ * costs an ArrayBuffer and its bytes besides the view (three heap objects for four bytes, all copied by the GC).
+ * Views of one slab are independent 4-byte arrays; nothing reads an address through its `.buffer`.
+ */
+const SLAB_BYTES = 4096;
+let slab = new ArrayBuffer(SLAB_BYTES);
+let slabUsed = 0;
+
+function v4Bytes(value: number): Uint8Array {
+  if (slabUsed === SLAB_BYTES) {
+    slab = new ArrayBuffer(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const out = new Uint8Array(slab, slabUsed, 4);
+  slabUsed += 4;
+  out[0] = value >>> 24;
+  out[1] = (value >>> 16) & 0xff;
+  out[2] = (value >>> 8) & 0xff;
+  out[3] = value & 0xff;
   return out;
+}
+
+function parseV4(s: string): Uint8Array | undefined {
+  const v = scanV4(s);
+  return v < 0 ? undefined : v4Bytes(v);
 }
 
 function parseV6(s: string): Uint8Array | undefined {
@@ -73,9 +89,9 @@ function parseV6(s: string): Uint8Array | undefined {
     for (let i = 0; i < items.length; i++) {
       const it = items[i];
       if (allowV4Tail && i === items.length - 1 && it.includes('.')) {
-        const v4 = it.split('.').length === 4 ? parseV4(it) : undefined;
-        if (!v4) return false;
-        out.push((v4[0] << 8) | v4[1], (v4[2] << 8) | v4[3]);
+        const v4 = it.split('.').length === 4 ? scanV4(it) : -1;
+        if (v4 < 0) return false;
+        out.push(v4 >>> 16, v4 & 0xffff);
         continue;
       }
       if (!/^[0-9a-fA-F]{1,4}$/.test(it)) return false;
@@ -114,7 +130,7 @@ export function guessFamily(word: string): Family | undefined {
   const slash = word.indexOf('/');
   const a = slash >= 0 ? word.slice(0, slash) : word;
   if (a.includes(':')) return parseV6(a) ? 6 : undefined;
-  return parseV4(a) ? 4 : undefined;
+  return scanV4(a) >= 0 ? 4 : undefined;
 }
 
 const sharedMasks = new Map<number, Uint8Array>();

@@ -8,7 +8,7 @@ import { RuleError } from '../extensions/types';
 import { AddrError, guessFamily, parseIpNet } from './addr';
 import { RuleErrors } from './errors';
 import { formatRuleSpec, writeRuleSpec, type TextSink } from './format';
-import { LexError, lexLine, type Word } from './lexer';
+import { LexBuf, LexError, lexInto, lexLine, type Word } from './lexer';
 import {
   BUILTIN_CHAINS,
   TABLES,
@@ -169,6 +169,8 @@ interface TableBuild {
   touched: boolean;
   /** The chain the previous command line named. */
   last?: Chain;
+  /** A chain was renamed (-E): the ids rules got when they were added name the old chain, so all are recomputed. */
+  renamed?: boolean;
 }
 
 class LineError extends Error {
@@ -238,6 +240,8 @@ interface LoadedExt {
   uses: OptionUse[];
   loc: SourceLocation;
   isTarget: boolean;
+  /** ext's options by the word that names them. */
+  opts: Map<string, OptionSpec>;
 }
 
 interface Command {
@@ -264,10 +268,6 @@ interface LineResult {
   spec: RuleSpec;
   /** A `-4` line in an IPv6 file or `-6` in an IPv4 file: iptables-restore skips it. */
   skip: boolean;
-}
-
-function optionKey(spec: OptionSpec, word: string): boolean {
-  return spec.name === word || (spec.aliases?.includes(word) ?? false);
 }
 
 /**
@@ -301,9 +301,50 @@ const NATIVE_MERGED = ['tcp', 'udp'];
 /** Options that set the same field of the merged match (--syn is --tcp-flags SYN,RST,ACK,FIN SYN). */
 const SAME_SLOT: Record<string, string> = { syn: 'tcp-flags' };
 
+/** The options of a module by the word that names them (`--dport`, aliases too); the first spec in order wins. */
+const optionMaps = new WeakMap<MatchExtension | TargetExtension, Map<string, OptionSpec>>();
+
+function optionsByWord(ext: MatchExtension | TargetExtension): Map<string, OptionSpec> {
+  let m = optionMaps.get(ext);
+  if (m === undefined) {
+    m = new Map();
+    for (const s of ext.options) {
+      if (!m.has(`--${s.name}`)) m.set(`--${s.name}`, s);
+      for (const a of s.aliases ?? []) if (!m.has(`--${a}`)) m.set(`--${a}`, s);
+    }
+    optionMaps.set(ext, m);
+  }
+  return m;
+}
+
+const LONG_BY_WORD = new Map<string, CoreOpt>(Object.entries(LONG).map(([k, v]) => [`--${k}`, v]));
+/**
+ * `--constructor` and the like: LONG is a plain object, so these have always found Object.prototype's members and
+ * been refused as "unexpected option"; kept so the messages stay what they were.
+ */
+const INHERITED_WORDS = new Set(Object.getOwnPropertyNames(Object.prototype).map((n) => `--${n}`));
+
+// Bits of the options that may appear once per rule.
+const ONCE_SRC = 1;
+const ONCE_DST = 2;
+const ONCE_IN = 4;
+const ONCE_OUT = 8;
+const ONCE_PROTO = 16;
+const ONCE_FRAG = 32;
+
 export class Parser {
   readonly errors: RuleError[] = [];
   private lineNo = 0;
+  // The words of the line being read (a LexBuf's arrays), and the next one to read.
+  private tx: string[] = [];
+  private cl: number[] = [];
+  private end = 0;
+  private pos = 0;
+  /** What takeArg read last: the argument's text and column. */
+  private argText = '';
+  private argCol = 0;
+  /** What findExtOption found besides the module. */
+  private foundSpec: OptionSpec | undefined;
 
   constructor(
     readonly file: string,
@@ -314,9 +355,69 @@ export class Parser {
     return { file: this.file, line: this.lineNo, column: col };
   }
 
-  /** Parse the words of one command line into its command and rule spec. */
-  parseCommandLine(words: Word[], lineNo: number, table: TableName, counterPrefix?: Counters): LineResult {
+  /**
+   * The same, for locations the Ruleset keeps (of matches, targets and jumps). A literal of its own: V8 decides per
+   * allocation site whether to allocate straight into the old generation, and these all live as long as the ruleset
+   * while loc()'s (of option words) die with the line; mixed in one site, neither would be.
+   */
+  private keptLoc(col: number): SourceLocation {
+    return { file: this.file, line: this.lineNo, column: col };
+  }
+
+  /** An option's argument: attached (`-sX`, `--opt=X`) or the next word. */
+  private takeArg(optCol: number, label: string, inline: string | undefined): void {
+    if (inline !== undefined) {
+      this.argText = inline;
+      this.argCol = optCol;
+      return;
+    }
+    if (this.pos >= this.end) throw new LineError(`option "${label}" requires an argument`, optCol);
+    this.argText = this.tx[this.pos];
+    this.argCol = this.cl[this.pos];
+    this.pos++;
+  }
+
+  private argWord(): Word {
+    return { text: this.argText, col: this.argCol };
+  }
+
+  /** The next word when it is not an option (-I's rule number, -F's chain). */
+  private optionalPositional(): Word | undefined {
+    if (this.pos < this.end) {
+      const t = this.tx[this.pos];
+      if (t[0] !== '-' && t[0] !== '!') return { text: t, col: this.cl[this.pos++] };
+    }
+    return undefined;
+  }
+
+  private loadExt(ext: MatchExtension | TargetExtension, col: number, isTarget: boolean): LoadedExt {
+    return { ext, uses: [], loc: this.keptLoc(col), isTarget, opts: optionsByWord(ext) };
+  }
+
+  /** What a module is told while it builds its options (iptables' final_check). */
+  private context(table: TableName, cmd: Command | undefined, spec: RuleSpec, loc: SourceLocation): ParseContext {
+    return {
+      family: this.family,
+      table,
+      chain: cmd?.args[0]?.text ?? '',
+      proto: spec.proto ? { value: spec.proto.value, negated: spec.proto.negated } : undefined,
+      loc,
+    };
+  }
+
+  /**
+   * Parse the words `first ..` of `buf` (one command line) into its command and rule spec. Throws LineError or
+   * RuleError for the first thing iptables would refuse.
+   */
+  parseCommandLine(buf: LexBuf, first: number, lineNo: number, table: TableName, counterPrefix?: Counters): LineResult {
     this.lineNo = lineNo;
+    const tx = buf.texts;
+    const cl = buf.cols;
+    const end = buf.n;
+    this.tx = tx;
+    this.cl = cl;
+    this.end = end;
+    this.pos = first;
     const family = this.family;
     const spec: RuleSpec = { matches: [], hasSpec: false, counters: counterPrefix };
     let cmd: Command | undefined;
@@ -328,59 +429,45 @@ export class Parser {
     let invertCol = 0;
     let protoUsed = false;
     let protoWord = '';
-    const seen = new Set<CoreOpt>();
+    let seen = 0;
 
-    const once = (o: CoreOpt, col: number, label: string) => {
-      if (seen.has(o)) throw new LineError(`multiple ${label} flags not allowed`, col);
-      seen.add(o);
-    };
-    const noInvert = (label: string, col: number) => {
-      if (invert) throw new LineError(`cannot have ! before ${label}`, col);
-    };
-
-    let i = 0;
-    const takeArg = (optCol: number, label: string, inline?: string): Word => {
-      if (inline !== undefined) return { text: inline, col: optCol };
-      if (i >= words.length) throw new LineError(`option "${label}" requires an argument`, optCol);
-      return words[i++];
-    };
-    const optionalPositional = (): Word | undefined => {
-      if (i < words.length && words[i].text[0] !== '-' && words[i].text[0] !== '!') return words[i++];
-      return undefined;
-    };
-
-    while (i < words.length) {
-      const w = words[i++];
-      const t = w.text;
+    while (this.pos < end) {
+      const t = tx[this.pos];
+      const col = cl[this.pos];
+      this.pos++;
       if (t === '!') {
-        if (invert) throw new LineError('multiple consecutive ! not allowed', w.col);
+        if (invert) throw new LineError('multiple consecutive ! not allowed', col);
         invert = true;
-        invertCol = w.col;
+        invertCol = col;
         continue;
       }
-      if (t.length < 2 || t[0] !== '-') throw new LineError(`bad argument "${t}"`, w.col);
+      if (t.length < 2 || t[0] !== '-') throw new LineError(`bad argument "${t}"`, col);
 
       // Which option is it: core short, core long, or an extension's long option.
       let core: CoreOpt | undefined;
-      let extOpt: { le: LoadedExt; spec: OptionSpec } | undefined;
+      let extLe: LoadedExt | undefined;
+      let extSpec: OptionSpec | undefined;
       let inline: string | undefined;
       let label = t;
       if (t[1] !== '-') {
         core = SHORT[t[1]];
-        if (!core) throw new LineError(`unknown option "${t}"`, w.col);
+        if (!core) throw new LineError(`unknown option "${t}"`, col);
         if (t.length > 2) inline = t.slice(2);
       } else {
-        let name = t.slice(2);
-        const eq = name.indexOf('=');
+        const eq = t.indexOf('=', 2);
         if (eq >= 0) {
-          inline = name.slice(eq + 1);
-          name = name.slice(0, eq);
+          inline = t.slice(eq + 1);
+          label = t.slice(0, eq);
         }
-        label = `--${name}`;
-        core = LONG[name];
-        if (!core) extOpt = this.findExtOption(name, loaded, target);
-        if (!core && !extOpt) {
+        core = LONG_BY_WORD.get(label);
+        if (core === undefined && INHERITED_WORDS.has(label)) core = LONG[label.slice(2)];
+        if (!core) {
+          extLe = this.findExtOption(label, loaded, target);
+          extSpec = this.foundSpec;
+        }
+        if (!core && !extSpec) {
           // getopt_long accepts an unambiguous prefix of a long option.
+          const name = label.slice(2);
           const cands: { core?: CoreOpt; ext?: { le: LoadedExt; spec: OptionSpec } }[] = [];
           for (const ln of LONG_NAMES) if (ln.startsWith(name)) cands.push({ core: LONG[ln] });
           for (const le of [...(target ? [target] : []), ...loaded].reverse())
@@ -390,10 +477,11 @@ export class Parser {
           const distinct = new Set(cands.map((c) => c.core ?? c.ext?.spec));
           if (distinct.size === 1 && name.length > 0) {
             core = cands[0].core;
-            extOpt = cands[0].ext;
-          } else if (distinct.size > 1) throw new LineError(`option "${label}" is ambiguous`, w.col);
+            extLe = cands[0].ext?.le;
+            extSpec = cands[0].ext?.spec;
+          } else if (distinct.size > 1) throw new LineError(`option "${label}" is ambiguous`, col);
         }
-        if (!core && !extOpt && spec.proto && !protoUsed) {
+        if (!core && !extSpec && spec.proto && !protoUsed) {
           // iptables command_default: an unknown option after -p loads the protocol's match implicitly, by the name
           // written (lowercased), or by the protocol's name when a number was written (find_proto).
           const m = findMatch(/^[0-9]/.test(protoWord) ? protocolName(spec.proto.value) : protoWord);
@@ -401,172 +489,202 @@ export class Parser {
           const inFamily = m !== undefined && (m.family === undefined || m.family === family);
           if (m && inFamily && m.protocolMatch !== undefined && !loaded.some((le) => le.ext === m)) {
             protoUsed = true;
-            const le: LoadedExt = { ext: m, uses: [], loc: this.loc(w.col), isTarget: false };
-            loaded.push(le);
-            extOpt = this.findExtOption(name, loaded, target);
+            loaded.push(this.loadExt(m, col, false));
+            extLe = this.findExtOption(label, loaded, target);
+            extSpec = this.foundSpec;
           }
         }
-        if (!core && !extOpt) throw new LineError(`unknown option "${label}"`, w.col);
+        if (!core && !extSpec) throw new LineError(`unknown option "${label}"`, col);
       }
 
-      if (extOpt) {
-        const { le, spec: os } = extOpt;
+      if (extSpec !== undefined) {
+        const le = extLe as LoadedExt;
+        const os = extSpec;
         if (invert && !os.invertible) throw new LineError(`cannot have ! before --${os.name}`, invertCol);
-        if (!os.repeatable && le.uses.some((u) => u.name === os.name))
-          throw new LineError(`multiple --${os.name} options not allowed`, w.col);
-        const args: string[] = [];
-        const argLocs: SourceLocation[] = [];
-        for (let k = 0; k < os.args; k++) {
-          const a = k === 0 ? takeArg(w.col, label, inline) : takeArg(w.col, label);
-          args.push(a.text);
-          argLocs.push(this.loc(a.col));
+        if (!os.repeatable)
+          for (const u of le.uses) if (u.name === os.name) throw new LineError(`multiple --${os.name} options not allowed`, col);
+        let args: string[];
+        let argLocs: SourceLocation[];
+        const nargs: number = os.args;
+        if (nargs === 1) {
+          this.takeArg(col, label, inline);
+          args = [this.argText];
+          argLocs = [this.loc(this.argCol)];
+        } else {
+          args = [];
+          argLocs = [];
+          for (let k = 0; k < nargs; k++) {
+            this.takeArg(col, label, k === 0 ? inline : undefined);
+            args.push(this.argText);
+            argLocs.push(this.loc(this.argCol));
+          }
         }
-        if (os.args === 0 && inline !== undefined) throw new LineError(`option "${label}" doesn't allow an argument`, w.col);
-        le.uses.push({ name: os.name, args, negated: invert, loc: this.loc(w.col), argLocs });
+        if (nargs === 0 && inline !== undefined) throw new LineError(`option "${label}" doesn't allow an argument`, col);
+        le.uses.push({ name: os.name, args, negated: invert, loc: this.loc(col), argLocs });
         invert = false;
         continue;
       }
 
       const op = core as CoreOpt;
       if (COMMANDS.has(op)) {
-        noInvert(label, invertCol);
-        if (cmd) throw new LineError(`cannot use ${label} with another command`, w.col);
+        if (invert) throw new LineError(`cannot have ! before ${label}`, invertCol);
+        if (cmd) throw new LineError(`cannot use ${label} with another command`, col);
         const args: Word[] = [];
         switch (op) {
           case 'append':
           case 'new-chain':
-            args.push(takeArg(w.col, label, inline));
+            this.takeArg(col, label, inline);
+            args.push(this.argWord());
             break;
           case 'insert':
           case 'delete': {
-            args.push(takeArg(w.col, label, inline));
-            const n = optionalPositional();
+            this.takeArg(col, label, inline);
+            args.push(this.argWord());
+            const n = this.optionalPositional();
             if (n) args.push(n);
             break;
           }
           case 'replace':
           case 'policy':
           case 'rename-chain': {
-            args.push(takeArg(w.col, label, inline));
-            const n = optionalPositional();
-            if (!n) throw new LineError(`${label} requires a ${op === 'replace' ? 'rule number' : op === 'policy' ? 'policy' : 'new chain name'}`, w.col);
+            this.takeArg(col, label, inline);
+            args.push(this.argWord());
+            const n = this.optionalPositional();
+            if (!n) throw new LineError(`${label} requires a ${op === 'replace' ? 'rule number' : op === 'policy' ? 'policy' : 'new chain name'}`, col);
             args.push(n);
             break;
           }
           default: {
-            if (inline !== undefined) args.push({ text: inline, col: w.col });
+            if (inline !== undefined) args.push({ text: inline, col });
             else {
-              const n = optionalPositional();
+              const n = this.optionalPositional();
               if (n) args.push(n);
             }
           }
         }
-        cmd = { op, loc: this.loc(w.col), args };
+        cmd = { op, loc: this.loc(col), args };
         continue;
       }
 
       switch (op) {
         case 'source':
         case 'destination': {
-          once(op, w.col, op === 'source' ? '-s' : '-d');
-          const a = takeArg(w.col, label, inline);
-          const nets: IpNet[] = [];
-          for (const part of a.text.split(',')) {
-            try {
-              nets.push(parseIpNet(part, family));
-            } catch (e) {
-              if (e instanceof AddrError) throw new LineError(e.message, a.col);
-              throw e;
+          const bit = op === 'source' ? ONCE_SRC : ONCE_DST;
+          if (seen & bit) throw new LineError(`multiple ${op === 'source' ? '-s' : '-d'} flags not allowed`, col);
+          seen |= bit;
+          this.takeArg(col, label, inline);
+          const text = this.argText;
+          const argCol = this.argCol;
+          let nets: IpNet[];
+          try {
+            if (text.indexOf(',') < 0) nets = [parseIpNet(text, family)];
+            else {
+              nets = [];
+              for (const part of text.split(',')) nets.push(parseIpNet(part, family));
             }
+          } catch (e) {
+            if (e instanceof AddrError) throw new LineError(e.message, argCol);
+            throw e;
           }
           spec[op === 'source' ? 'src' : 'dst'] = { value: nets, negated: invert };
           if (invert && nets.length > 1) throw new LineError(`! not allowed with multiple source or destination IP addresses`, invertCol);
           // iptables-nft turns `! -s x/0` into a zero-length comparison, which the kernel refuses (EINVAL).
-          if (invert && nets.some((n) => n.mask.every((b) => b === 0)))
-            throw new LineError(`"! ${label} ${a.text}" can never match (the kernel refuses an inverted /0)`, invertCol);
+          if (invert && nets.some(isAny))
+            throw new LineError(`"! ${label} ${text}" can never match (the kernel refuses an inverted /0)`, invertCol);
           spec.hasSpec = true;
           break;
         }
         case 'in-interface':
         case 'out-interface': {
-          once(op, w.col, op === 'in-interface' ? '-i' : '-o');
-          const a = takeArg(w.col, label, inline);
-          if (a.text.length > MAX_IFACE)
-            throw new LineError(`interface name "${a.text}" must be shorter than 16 characters`, a.col);
-          if (a.text.length === 0) throw new LineError('empty interface name', a.col);
-          spec[op === 'in-interface' ? 'inIface' : 'outIface'] = { value: a.text, negated: invert, col: w.col };
+          const bit = op === 'in-interface' ? ONCE_IN : ONCE_OUT;
+          if (seen & bit) throw new LineError(`multiple ${op === 'in-interface' ? '-i' : '-o'} flags not allowed`, col);
+          seen |= bit;
+          this.takeArg(col, label, inline);
+          const text = this.argText;
+          if (text.length > MAX_IFACE)
+            throw new LineError(`interface name "${text}" must be shorter than 16 characters`, this.argCol);
+          if (text.length === 0) throw new LineError('empty interface name', this.argCol);
+          spec[op === 'in-interface' ? 'inIface' : 'outIface'] = { value: text, negated: invert, col };
           spec.hasSpec = true;
           break;
         }
         case 'protocol': {
-          once(op, w.col, '-p');
-          const a = takeArg(w.col, label, inline);
+          if (seen & ONCE_PROTO) throw new LineError('multiple -p flags not allowed', col);
+          seen |= ONCE_PROTO;
+          this.takeArg(col, label, inline);
+          const text = this.argText;
           let p: number;
           try {
-            p = parseProtocol(a.text);
+            p = parseProtocol(text);
           } catch (e) {
-            if (e instanceof NameError) throw new LineError(e.message, a.col);
+            if (e instanceof NameError) throw new LineError(e.message, this.argCol);
             throw e;
           }
           // Any protocol number is accepted in either family (iptables takes `-p icmpv6` in IPv4); the family-only
           // matches (icmp, icmp6) are what refuse the wrong one.
           if (invert && p === 0) throw new LineError('rule would never match protocol', invertCol);
           spec.proto = { value: p, negated: invert };
-          protoWord = a.text.toLowerCase();
+          protoWord = text.toLowerCase();
           spec.hasSpec = true;
           break;
         }
         case 'fragment':
-          if (family === 6) throw new LineError('-f is not supported by ip6tables (use -m frag)', w.col);
-          once(op, w.col, '-f');
+          if (family === 6) throw new LineError('-f is not supported by ip6tables (use -m frag)', col);
+          if (seen & ONCE_FRAG) throw new LineError('multiple -f flags not allowed', col);
+          seen |= ONCE_FRAG;
           spec.fragment = { value: true, negated: invert };
           spec.hasSpec = true;
           break;
         case 'match': {
-          noInvert(label, invertCol);
-          const a = takeArg(w.col, label, inline);
-          const m = findMatch(a.text);
-          if (!m) throw new LineError(`unknown match "${a.text}"`, a.col);
+          if (invert) throw new LineError(`cannot have ! before ${label}`, invertCol);
+          this.takeArg(col, label, inline);
+          const text = this.argText;
+          const m = findMatch(text);
+          if (!m) throw new LineError(`unknown match "${text}"`, this.argCol);
           if (m.family && m.family !== family)
-            throw new LineError(`match "${a.text}" is IPv${m.family}-only, in an IPv${family} rule`, a.col);
+            throw new LineError(`match "${text}" is IPv${m.family}-only, in an IPv${family} rule`, this.argCol);
           if (m.protocolMatch !== undefined && spec.proto && spec.proto.value === m.protocolMatch) protoUsed = true;
-          loaded.push({ ext: m, uses: [], loc: this.loc(a.col), isTarget: false });
+          loaded.push(this.loadExt(m, this.argCol, false));
           spec.hasSpec = true;
           break;
         }
         case 'jump':
         case 'goto': {
-          noInvert(label, invertCol);
-          if (target || chainJump) throw new LineError('multiple -j/-g flags not allowed', w.col);
-          const a = takeArg(w.col, label, inline);
-          if (a.text.length === 0) throw new LineError('empty target name', a.col);
-          const tx = op === 'jump' ? findTarget(a.text) : undefined;
-          if (op === 'goto' && (STANDARD_VERDICTS.has(a.text) || findTarget(a.text)))
-            throw new LineError(`goto target "${a.text}" must be a user chain`, a.col);
+          if (invert) throw new LineError(`cannot have ! before ${label}`, invertCol);
+          if (target || chainJump) throw new LineError('multiple -j/-g flags not allowed', col);
+          this.takeArg(col, label, inline);
+          const text = this.argText;
+          const argCol = this.argCol;
+          if (text.length === 0) throw new LineError('empty target name', argCol);
+          const tx = op === 'jump' ? findTarget(text) : undefined;
+          if (op === 'goto' && (STANDARD_VERDICTS.has(text) || findTarget(text)))
+            throw new LineError(`goto target "${text}" must be a user chain`, argCol);
           if (tx) {
             if (tx.family && tx.family !== family)
-              throw new LineError(`target "${a.text}" is IPv${tx.family}-only, in an IPv${family} rule`, a.col);
-            target = { ext: tx, uses: [], loc: this.loc(a.col), isTarget: true };
-          } else if (op === 'jump' && STANDARD_VERDICTS.has(a.text)) {
-            throw new LineError(`unknown target "${a.text}"`, a.col);
+              throw new LineError(`target "${text}" is IPv${tx.family}-only, in an IPv${family} rule`, argCol);
+            target = this.loadExt(tx, argCol, true);
+          } else if (op === 'jump' && STANDARD_VERDICTS.has(text)) {
+            throw new LineError(`unknown target "${text}"`, argCol);
           } else {
-            if (a.text.length > MAX_CHAIN_NAME) throw new LineError(`unknown target "${a.text}"`, a.col);
-            chainJump = { name: a.text, goto: op === 'goto', loc: this.loc(a.col) };
+            if (text.length > MAX_CHAIN_NAME) throw new LineError(`unknown target "${text}"`, argCol);
+            chainJump = { name: text, goto: op === 'goto', loc: this.keptLoc(argCol) };
           }
           spec.hasSpec = true;
           break;
         }
         case 'set-counters': {
-          noInvert(label, invertCol);
-          const p = takeArg(w.col, label, inline);
-          const b = takeArg(w.col, label);
+          if (invert) throw new LineError(`cannot have ! before ${label}`, invertCol);
+          this.takeArg(col, label, inline);
+          const p = this.argWord();
+          this.takeArg(col, label, undefined);
+          const b = this.argWord();
           if (!/^\d+$/.test(p.text)) throw new LineError(`packet counter "${p.text}" is not a number`, p.col);
           if (!/^\d+$/.test(b.text)) throw new LineError(`byte counter "${b.text}" is not a number`, b.col);
           spec.counters = { packets: Number(p.text), bytes: Number(b.text) };
           break;
         }
         case 'table':
-          throw new LineError('the -t option cannot be used in iptables-restore', w.col);
+          throw new LineError('the -t option cannot be used in iptables-restore', col);
         case 'ipv4':
           if (family === 6) skip = true;
           break;
@@ -581,7 +699,7 @@ export class Parser {
         case 'exact':
           break;
         default:
-          throw new LineError(`unexpected option "${label}"`, w.col);
+          throw new LineError(`unexpected option "${label}"`, col);
       }
       invert = false;
     }
@@ -590,19 +708,23 @@ export class Parser {
       throw new LineError('! not allowed with multiple source or destination IP addresses', 1);
 
     // Let each module build its options (iptables' final_check), in load order.
-    const ctx = (loc: SourceLocation): ParseContext => ({
-      family,
-      table,
-      chain: cmd?.args[0]?.text ?? '',
-      proto: spec.proto ? { value: spec.proto.value, negated: spec.proto.negated } : undefined,
-      loc,
-    });
     // Each tcp/udp match is checked on its own first, as iptables parses it, before the nft merge.
-    for (const name of NATIVE_MERGED) {
-      const same = loaded.filter((le) => le.ext.name === name && le.uses.length > 0);
-      if (same.length > 1) for (const le of same) (le.ext as MatchExtension).parse(le.uses, ctx(le.loc));
+    let tcpWithOptions = 0;
+    let udpWithOptions = 0;
+    for (let k = 0; k < loaded.length; k++) {
+      const le = loaded[k];
+      if (le.uses.length === 0) continue;
+      if (le.ext.name === 'tcp') tcpWithOptions++;
+      else if (le.ext.name === 'udp') udpWithOptions++;
     }
-    mergeNativeMatches(loaded);
+    if (tcpWithOptions > 1 || udpWithOptions > 1) {
+      for (const name of NATIVE_MERGED) {
+        if ((name === 'tcp' ? tcpWithOptions : udpWithOptions) < 2) continue;
+        for (const le of loaded)
+          if (le.ext.name === name && le.uses.length > 0) (le.ext as MatchExtension).parse(le.uses, this.context(table, cmd, spec, le.loc));
+      }
+      mergeNativeMatches(loaded);
+    }
     // Sized up front: an array grown by push from [] keeps 17 slots, and a ruleset keeps 100,000 of these.
     if (loaded.length > 0) spec.matches = new Array<MatchUse>(loaded.length);
     for (let k = 0; k < loaded.length; k++) {
@@ -611,37 +733,42 @@ export class Parser {
       if (m.protocolMatch !== undefined) {
         // The kernel's xt_tcpudp/icmp/sctp checkentry wants -p NAME, not negated. iptables-nft translates tcp/udp
         // options to native expressions instead, and only asks that -p name the protocol (negated or not).
-        const native = NATIVE_MERGED.includes(m.name) && le.uses.length > 0;
+        const native = (m.name === 'tcp' || m.name === 'udp') && le.uses.length > 0;
         if (!spec.proto || spec.proto.value !== m.protocolMatch || (spec.proto.negated && !native))
           throw new RuleError(`match "${m.name}" needs "-p ${m.name}"${native ? '' : ' (not negated)'} on the rule`, le.loc);
       }
-      spec.matches[k] = { ext: m, opts: m.parse(le.uses, ctx(le.loc)), loc: le.loc };
+      spec.matches[k] = { ext: m, opts: m.parse(le.uses, this.context(table, cmd, spec, le.loc)), loc: le.loc };
     }
     if (target) {
       const tx = target.ext as TargetExtension;
-      spec.target = { kind: 'extension', ext: tx, opts: tx.parse(target.uses, ctx(target.loc)), loc: target.loc };
+      spec.target = { kind: 'extension', ext: tx, opts: tx.parse(target.uses, this.context(table, cmd, spec, target.loc)), loc: target.loc };
     } else if (chainJump) {
       spec.target = { kind: 'chain', chain: chainJump.name, goto: chainJump.goto, loc: chainJump.loc };
     }
     return { cmd, spec, skip };
   }
 
-  private findExtOption(
-    name: string,
-    loaded: LoadedExt[],
-    target: LoadedExt | undefined,
-  ): { le: LoadedExt; spec: OptionSpec } | undefined {
-    // Newest first: xtables_merge_options puts the newest module's options before the older ones. The target is
-    // merged when -j is read; treat it as loaded at that point relative to matches.
-    const order: LoadedExt[] = [...loaded];
-    if (target) {
-      // Target loaded after some matches: matches loaded later come before it.
-      order.push(target);
+  /**
+   * The module whose option `word` (`--dport`) is, with the option in foundSpec. Newest first:
+   * xtables_merge_options puts the newest module's options before the older ones; the target, merged when -j is
+   * read, is looked at before the matches.
+   */
+  private findExtOption(word: string, loaded: LoadedExt[], target: LoadedExt | undefined): LoadedExt | undefined {
+    if (target !== undefined) {
+      const s = target.opts.get(word);
+      if (s !== undefined) {
+        this.foundSpec = s;
+        return target;
+      }
     }
-    for (let k = order.length - 1; k >= 0; k--) {
-      const le = order[k];
-      for (const s of le.ext.options) if (optionKey(s, name)) return { le, spec: s };
+    for (let k = loaded.length - 1; k >= 0; k--) {
+      const s = loaded[k].opts.get(word);
+      if (s !== undefined) {
+        this.foundSpec = s;
+        return loaded[k];
+      }
     }
+    this.foundSpec = undefined;
     return undefined;
   }
 }
@@ -653,30 +780,41 @@ function isAny(n: IpNet): boolean {
   return true;
 }
 
+function makeRule(
+  spec: RuleSpec,
+  s: IpNet | undefined,
+  d: IpNet | undefined,
+  table: TableName,
+  chain: string,
+  loc: SourceLocation,
+): Rule {
+  const r: Rule = {
+    id: '',
+    table,
+    chain,
+    matches: spec.matches,
+    counters: spec.counters ? { packets: spec.counters.packets, bytes: spec.counters.bytes } : emptyCounters(),
+    loc,
+  };
+  // An address with a /0 mask matches everything: iptables-nft stores nothing for it and prints nothing.
+  if (s && spec.src && !isAny(s)) r.src = { value: s, negated: spec.src.negated };
+  if (d && spec.dst && !isAny(d)) r.dst = { value: d, negated: spec.dst.negated };
+  if (spec.inIface) r.inIface = { value: spec.inIface.value, negated: spec.inIface.negated };
+  if (spec.outIface) r.outIface = { value: spec.outIface.value, negated: spec.outIface.negated };
+  if (spec.proto) r.proto = spec.proto;
+  if (spec.fragment) r.fragment = spec.fragment;
+  if (spec.target) r.target = spec.target;
+  return r;
+}
+
+/** The rules of a spec: one per source and destination pair (`-s a,b` makes two). */
 function expandRules(spec: RuleSpec, table: TableName, chain: string, loc: SourceLocation): Rule[] {
-  const srcs = spec.src ? spec.src.value : [undefined];
-  const dsts = spec.dst ? spec.dst.value : [undefined];
+  const srcs = spec.src ? spec.src.value : undefined;
+  const dsts = spec.dst ? spec.dst.value : undefined;
+  if ((srcs === undefined || srcs.length === 1) && (dsts === undefined || dsts.length === 1))
+    return [makeRule(spec, srcs?.[0], dsts?.[0], table, chain, loc)];
   const out: Rule[] = [];
-  for (const s of srcs)
-    for (const d of dsts) {
-      const r: Rule = {
-        id: '',
-        table,
-        chain,
-        matches: spec.matches,
-        counters: spec.counters ? { ...spec.counters } : emptyCounters(),
-        loc,
-      };
-      // An address with a /0 mask matches everything: iptables-nft stores nothing for it and prints nothing.
-      if (s && spec.src && !isAny(s)) r.src = { value: s, negated: spec.src.negated };
-      if (d && spec.dst && !isAny(d)) r.dst = { value: d, negated: spec.dst.negated };
-      if (spec.inIface) r.inIface = { value: spec.inIface.value, negated: spec.inIface.negated };
-      if (spec.outIface) r.outIface = { value: spec.outIface.value, negated: spec.outIface.negated };
-      if (spec.proto) r.proto = spec.proto;
-      if (spec.fragment) r.fragment = spec.fragment;
-      if (spec.target) r.target = spec.target;
-      out.push(r);
-    }
+  for (const s of srcs ?? [undefined]) for (const d of dsts ?? [undefined]) out.push(makeRule(spec, s, d, table, chain, loc));
   return out;
 }
 
@@ -685,8 +823,10 @@ function expandRules(spec: RuleSpec, table: TableName, chain: string, loc: Sourc
  * stable, cheap for 100k rules. Fed piece by piece (writeRuleSpec), so the rule text is never built.
  */
 class RuleHash implements TextSink {
-  h1 = 0x811c9dc5;
-  h2 = 0x050c5d1f;
+  static readonly H1 = 0x811c9dc5;
+  static readonly H2 = 0x050c5d1f;
+  h1 = RuleHash.H1;
+  h2 = RuleHash.H2;
 
   add(text: string): void {
     let h1 = this.h1;
@@ -724,36 +864,74 @@ const ID_DIGITS = Array.from('0123456789abcdefghijklmnopqrstuvwxyz', (c) => c.ch
 /** Give every rule of the table its identity: hash of table, chain and canonical text; `#n` for repeats. */
 export function assignRuleIds(table: Table, family: Family): void {
   for (const chain of table.chains.values()) {
+    const rules = chain.rules;
+    for (let k = 0; k < rules.length; k++) rules[k].id = baseRuleId(rules[k], family);
+  }
+  numberRuleIds(table);
+}
+
+const hash = new RuleHash();
+// The hash of the table and chain parts of the last rule's id, which the next rule of the same chain starts from.
+let headTable = '';
+let headChain = '';
+let headH1 = 0;
+let headH2 = 0;
+
+/**
+ * A rule's id without its occurrence number: the hash of its table, chain and canonical text. The parser takes it as
+ * each rule is added, while the rule's objects are still in the CPU's cache; walking 100,000 rules again at COMMIT
+ * to format them costs several times more.
+ */
+function baseRuleId(r: Rule, family: Family): string {
+  const h = hash;
+  if (r.table !== headTable || r.chain !== headChain) {
+    h.h1 = RuleHash.H1;
+    h.h2 = RuleHash.H2;
+    h.add(r.table);
+    h.end();
+    h.add(r.chain);
+    h.end();
+    headTable = r.table;
+    headChain = r.chain;
+    headH1 = h.h1;
+    headH2 = h.h2;
+  }
+  h.h1 = headH1;
+  h.h2 = headH2;
+  writeRuleSpec(r, family, h);
+  h.end();
+  return h.digest();
+}
+
+/** Turns base ids into ids: `#n` on the n-th rule of a chain with the same base (n > 1). */
+function numberRuleIds(table: Table): void {
+  // The ids of a chain's first rules: repeats among them are found by comparing, without a map per chain.
+  const firsts: string[] = [];
+  for (const chain of table.chains.values()) {
+    const rules = chain.rules;
     let seen: Map<string, number> | undefined;
-    let prev = '';
-    // The table and chain parts are the same for every rule of the chain: hash them once and start from there.
-    const head = new RuleHash();
-    head.add(table.name);
-    head.end();
-    head.add(chain.name);
-    head.end();
-    const h = new RuleHash();
-    for (const r of chain.rules) {
-      h.h1 = head.h1;
-      h.h2 = head.h2;
-      writeRuleSpec(r, family, h);
-      h.end();
-      const base = h.digest();
-      if (seen === undefined) {
-        // Most chains have no duplicates: only build the map once a second rule shows up.
-        if (prev === '') {
-          prev = base;
-          r.id = base;
-          continue;
+    for (let k = 0; k < rules.length; k++) {
+      const r = rules[k];
+      const base = r.id;
+      let n = 1;
+      if (k < FEW_RULES) {
+        for (let j = 0; j < k; j++) if (firsts[j] === base) n++;
+        firsts[k] = base;
+      } else {
+        if (seen === undefined) {
+          seen = new Map();
+          for (let j = 0; j < FEW_RULES; j++) seen.set(firsts[j], (seen.get(firsts[j]) ?? 0) + 1);
         }
-        seen = new Map([[prev, 1]]);
+        n = (seen.get(base) ?? 0) + 1;
+        seen.set(base, n);
       }
-      const n = (seen.get(base) ?? 0) + 1;
-      seen.set(base, n);
-      r.id = n === 1 ? base : `${base}#${n}`;
+      if (n > 1) r.id = `${base}#${n}`;
     }
   }
 }
+
+/** Chains up to this long (nearly all) look for repeated ids by comparing. */
+const FEW_RULES = 16;
 
 // ---- the file ----
 
@@ -771,8 +949,7 @@ export function parseRuleset(text: string, file: string, opts: ParseOptions = {}
 }
 
 function parseWith(text: string, file: string, opts: ParseOptions): Ruleset {
-  const lines = text.split('\n');
-  const family: Family = opts.family ?? inferFamily(lines);
+  const family: Family = opts.family ?? inferFamily(text.split('\n'));
   const p = new Parser(file, family);
   const errors = p.errors;
   const tables = new Map<TableName, Table>();
@@ -780,14 +957,17 @@ function parseWith(text: string, file: string, opts: ParseOptions): Ruleset {
   let curFailed = false;
   const err = (line: number, col: number, msg: string) => errors.push(new RuleError(msg, { file, line, column: col }));
 
-  for (let ln = 0; ln < lines.length; ln++) {
-    const lineNo = ln + 1;
-    let line = lines[ln];
-    if (line.endsWith('\r')) line = line.slice(0, -1);
-    if (line.length === 0 || line[0] === '#') continue;
-    let words: Word[];
+  const buf = new LexBuf();
+  // Line by line as text.split('\n') would give them, lexed in place: a line is never copied out of the text.
+  let next = -1;
+  for (let lineNo = 1, from = 0; from <= text.length; lineNo++, from = next + 1) {
+    next = text.indexOf('\n', from);
+    if (next < 0) next = text.length;
+    let to = next;
+    if (to > from && text.charCodeAt(to - 1) === 13) to--;
+    if (to === from || text.charCodeAt(from) === 35 /* # */) continue;
     try {
-      words = lexLine(line);
+      lexInto(text, from, to, buf);
     } catch (e) {
       if (e instanceof LexError) {
         err(lineNo, e.col, e.message);
@@ -795,14 +975,23 @@ function parseWith(text: string, file: string, opts: ParseOptions): Ruleset {
       }
       throw e;
     }
-    if (words.length === 0) continue;
+    const tx = buf.texts;
+    const cl = buf.cols;
+    if (buf.n === 0) continue;
     // iptables-restore reads the name after `*` and `:` with strtok, so `* mangle` is `*mangle`.
-    if ((words[0].text === '*' || words[0].text === ':') && words[0].col === 1 && words.length > 1)
-      words = [{ text: words[0].text + words[1].text, col: 1 }, ...words.slice(2)];
-    const first = words[0].text;
-    const loc: SourceLocation = { file, line: lineNo, column: words[0].col };
+    if ((tx[0] === '*' || tx[0] === ':') && cl[0] === 1 && buf.n > 1) {
+      tx[0] = tx[0] + tx[1];
+      for (let k = 1; k + 1 < buf.n; k++) {
+        tx[k] = tx[k + 1];
+        cl[k] = cl[k + 1];
+      }
+      buf.n--;
+    }
+    const nw = buf.n;
+    const first = tx[0];
+    const loc: SourceLocation = { file, line: lineNo, column: cl[0] };
 
-    if (first[0] === '*' && words[0].col === 1) {
+    if (first[0] === '*' && cl[0] === 1) {
       const name = first.slice(1);
       if (cur) err(lineNo, 1, `table "${cur.table.name}" (line ${cur.loc.line}) is not closed by COMMIT before this table`);
       if (!isTableName(name)) {
@@ -815,7 +1004,7 @@ function parseWith(text: string, file: string, opts: ParseOptions): Ruleset {
       curFailed = false;
       continue;
     }
-    if (first === 'COMMIT' && words.length === 1) {
+    if (first === 'COMMIT' && nw === 1) {
       if (!cur) {
         if (!curFailed) err(lineNo, 1, 'COMMIT outside of a table');
         curFailed = false;
@@ -824,7 +1013,8 @@ function parseWith(text: string, file: string, opts: ParseOptions): Ruleset {
       const before = errors.length;
       validateTable(cur.table, family, errors);
       if (errors.length === before) {
-        assignRuleIds(cur.table, family);
+        if (cur.renamed) assignRuleIds(cur.table, family);
+        else numberRuleIds(cur.table);
         if (cur.touched) tables.set(cur.table.name, cur.table);
         else tables.delete(cur.table.name);
       }
@@ -832,15 +1022,15 @@ function parseWith(text: string, file: string, opts: ParseOptions): Ruleset {
       continue;
     }
     if (!cur) {
-      if (!curFailed) err(lineNo, words[0].col, `"${first}" outside of a table (no *table line before it)`);
+      if (!curFailed) err(lineNo, cl[0], `"${first}" outside of a table (no *table line before it)`);
       continue;
     }
     const tb = cur;
     const chains = tb.table.chains;
 
-    if (first[0] === ':' && words[0].col === 1) {
+    if (first[0] === ':' && cl[0] === 1) {
       const name = first.slice(1);
-      const policy = words[1]?.text;
+      const policy = nw > 1 ? tx[1] : undefined;
       if (!name) {
         err(lineNo, 2, 'empty chain name');
         continue;
@@ -850,14 +1040,16 @@ function parseWith(text: string, file: string, opts: ParseOptions): Ruleset {
         continue;
       }
       if (policy === undefined) {
-        err(lineNo, words[0].col + first.length, `chain "${name}" declared without a policy`);
+        err(lineNo, cl[0] + first.length, `chain "${name}" declared without a policy`);
         continue;
       }
-      let counters = emptyCounters();
-      if (words[2]) {
-        const c = parseCounterWord(words[2].text);
+      // Read (and checked) on every declaration, kept by built-in chains only; no object otherwise: emptyCounters()'s
+      // objects all live as long as the ruleset, which lets V8 allocate them straight into the old generation.
+      let counters: Counters | undefined;
+      if (nw > 2) {
+        const c = parseCounterWord(tx[2]);
         if (!c) {
-          err(lineNo, words[2].col, `invalid counters "${words[2].text}" for chain "${name}"`);
+          err(lineNo, cl[2], `invalid counters "${tx[2]}" for chain "${name}"`);
           continue;
         }
         counters = c;
@@ -866,16 +1058,16 @@ function parseWith(text: string, file: string, opts: ParseOptions): Ruleset {
       tb.touched = true;
       if (existing?.builtin) {
         if (policy !== 'ACCEPT' && policy !== 'DROP') {
-          err(lineNo, words[1].col, `invalid policy "${policy}" for built-in chain "${name}" (ACCEPT or DROP)`);
+          err(lineNo, cl[1], `invalid policy "${policy}" for built-in chain "${name}" (ACCEPT or DROP)`);
           continue;
         }
         existing.policy = policy;
-        existing.counters = counters;
+        existing.counters = counters ?? emptyCounters();
         existing.loc = loc;
         continue;
       }
       if (policy !== '-') {
-        err(lineNo, words[1].col, `cannot set policy "${policy}" on user chain "${name}" (built-in chains only; write "-")`);
+        err(lineNo, cl[1], `cannot set policy "${policy}" on user chain "${name}" (built-in chains only; write "-")`);
         continue;
       }
       if (STANDARD_VERDICTS.has(name) || findTarget(name)) {
@@ -894,17 +1086,17 @@ function parseWith(text: string, file: string, opts: ParseOptions): Ruleset {
 
     // A command line, with an optional [p:b] prefix.
     let counterPrefix: Counters | undefined;
-    let rest = words;
+    let start = 0;
     if (first[0] === '[') {
       counterPrefix = parseCounterWord(first);
       if (!counterPrefix) {
-        err(lineNo, words[0].col, `invalid counters "${first}"`);
+        err(lineNo, cl[0], `invalid counters "${first}"`);
         continue;
       }
-      rest = words.slice(1);
+      start = 1;
     }
     try {
-      const res = p.parseCommandLine(rest, lineNo, tb.table.name, counterPrefix);
+      const res = p.parseCommandLine(buf, start, lineNo, tb.table.name, counterPrefix);
       if (res.skip) continue;
       applyCommand(res, tb, loc, family);
     } catch (e) {
@@ -962,14 +1154,39 @@ function referencedBy(table: Table, name: string): Rule | undefined {
   return undefined;
 }
 
+/**
+ * c.rules.push(r), with short chains in arrays of their own length: push grows an empty array to 17 slots, and a
+ * large file has tens of thousands of chains of one to four rules.
+ */
+function appendRule(c: Chain, r: Rule): void {
+  const a = c.rules;
+  switch (a.length) {
+    case 0:
+      c.rules = [r];
+      break;
+    case 1:
+      c.rules = [a[0], r];
+      break;
+    case 2:
+      c.rules = [a[0], a[1], r];
+      break;
+    case 3:
+      c.rules = [a[0], a[1], a[2], r];
+      break;
+    default:
+      a.push(r);
+  }
+}
+
+function needNoSpec(spec: RuleSpec, loc: SourceLocation): void {
+  if (spec.hasSpec) throw new RuleError(`rule options are not allowed with this command`, loc);
+}
+
 function applyCommand(res: LineResult, tb: TableBuild, lineLoc: SourceLocation, family: Family): void {
   const { cmd, spec } = res;
   if (!cmd) throw new RuleError('no command given (expected -A, -I, -N, ...)', lineLoc);
   const loc = cmd.loc;
   const table = tb.table;
-  const needNoSpec = () => {
-    if (spec.hasSpec) throw new RuleError(`rule options are not allowed with this command`, loc);
-  };
   tb.touched = true;
   switch (cmd.op) {
     case 'append':
@@ -977,8 +1194,9 @@ function applyCommand(res: LineResult, tb: TableBuild, lineLoc: SourceLocation, 
       const c = chainOf(tb, cmd.args[0], loc);
       checkIfaceForChain(spec, c);
       const rules = expandRules(spec, table.name, c.name, lineLoc);
+      for (let k = 0; k < rules.length; k++) rules[k].id = baseRuleId(rules[k], family);
       if (cmd.op === 'append') {
-        for (const r of rules) c.rules.push(r);
+        for (let k = 0; k < rules.length; k++) appendRule(c, rules[k]);
       } else {
         const n = cmd.args[1] ? ruleNumber(cmd.args[1], loc) : 1;
         if (n > c.rules.length + 1)
@@ -993,7 +1211,7 @@ function applyCommand(res: LineResult, tb: TableBuild, lineLoc: SourceLocation, 
     case 'delete': {
       const c = chainOf(tb, cmd.args[0], loc);
       if (cmd.args[1]) {
-        needNoSpec();
+        needNoSpec(spec, loc);
         const n = ruleNumber(cmd.args[1], loc);
         if (n > c.rules.length)
           throw new RuleError(`index of deletion too big (chain "${c.name}" has ${c.rules.length} rules)`, {
@@ -1017,6 +1235,7 @@ function applyCommand(res: LineResult, tb: TableBuild, lineLoc: SourceLocation, 
       const n = ruleNumber(cmd.args[1], loc);
       const rules = expandRules(spec, table.name, c.name, lineLoc);
       if (rules.length !== 1) throw new RuleError('-R takes exactly one source and destination address', loc);
+      rules[0].id = baseRuleId(rules[0], family);
       if (n > c.rules.length)
         throw new RuleError(`index of replacement too big (chain "${c.name}" has ${c.rules.length} rules)`, {
           ...loc,
@@ -1026,7 +1245,7 @@ function applyCommand(res: LineResult, tb: TableBuild, lineLoc: SourceLocation, 
       return;
     }
     case 'new-chain': {
-      needNoSpec();
+      needNoSpec(spec, loc);
       const w = cmd.args[0];
       const wl = { ...loc, column: w.col };
       if (w.text.length > MAX_CHAIN_NAME)
@@ -1039,7 +1258,7 @@ function applyCommand(res: LineResult, tb: TableBuild, lineLoc: SourceLocation, 
       return;
     }
     case 'delete-chain': {
-      needNoSpec();
+      needNoSpec(spec, loc);
       tb.last = undefined;
       const w = cmd.args[0];
       const targets = w ? [chainOf(tb, w, loc)] : [...table.chains.values()].filter((c) => !c.builtin);
@@ -1056,14 +1275,14 @@ function applyCommand(res: LineResult, tb: TableBuild, lineLoc: SourceLocation, 
       return;
     }
     case 'flush': {
-      needNoSpec();
+      needNoSpec(spec, loc);
       const w = cmd.args[0];
       const targets = w ? [chainOf(tb, w, loc)] : [...table.chains.values()];
       for (const c of targets) c.rules = [];
       return;
     }
     case 'zero': {
-      needNoSpec();
+      needNoSpec(spec, loc);
       const w = cmd.args[0];
       const targets = w ? [chainOf(tb, w, loc)] : [...table.chains.values()];
       for (const c of targets) {
@@ -1073,7 +1292,7 @@ function applyCommand(res: LineResult, tb: TableBuild, lineLoc: SourceLocation, 
       return;
     }
     case 'policy': {
-      needNoSpec();
+      needNoSpec(spec, loc);
       const c = chainOf(tb, cmd.args[0], loc);
       const pol = cmd.args[1];
       if (!c.builtin) throw new RuleError(`cannot set a policy on user chain "${c.name}"`, { ...loc, column: cmd.args[0].col });
@@ -1084,8 +1303,9 @@ function applyCommand(res: LineResult, tb: TableBuild, lineLoc: SourceLocation, 
       return;
     }
     case 'rename-chain': {
-      needNoSpec();
+      needNoSpec(spec, loc);
       tb.last = undefined;
+      tb.renamed = true;
       const c = chainOf(tb, cmd.args[0], loc);
       const nw = cmd.args[1];
       const nl = { ...loc, column: nw.col };

@@ -12,6 +12,19 @@ export class NameError extends Error {
 
 /** strtoumax(s, &end, 0) accepting the whole word only; undefined when not a number or out of range. */
 export function parseUInt(word: string, max: number): number | undefined {
+  // Fast paths for what rule files hold (every -p and port goes through here): a name, or a plain decimal number.
+  const c0 = word.length > 0 ? word.charCodeAt(0) : 0;
+  if ((c0 >= 97 && c0 <= 122) || (c0 >= 65 && c0 <= 90)) return undefined;
+  if (c0 >= 49 && c0 <= 57 && word.length <= 9) {
+    let v = 0;
+    let i = 0;
+    for (; i < word.length; i++) {
+      const d = word.charCodeAt(i) - 48;
+      if (d < 0 || d > 9) break;
+      v = v * 10 + d;
+    }
+    if (i === word.length) return v > max ? undefined : v;
+  }
   let s = word.trim();
   if (s.startsWith('+')) s = s.slice(1);
   let v: number;
@@ -120,6 +133,18 @@ export function parseProtocol(word: string): number {
 
 /** The name iptables-save prints for -p (xtables_chain_protos first, then /etc/protocols), or the number. */
 export function protocolName(num: number): string {
+  let name = protocolNames.get(num);
+  if (name === undefined) {
+    name = lookUpProtocolName(num);
+    protocolNames.set(num, name);
+  }
+  return name;
+}
+
+// Every rule's canonical text names its protocol: remember the answers.
+const protocolNames = new Map<number, string>();
+
+function lookUpProtocolName(num: number): string {
   for (const [name, n] of KERNEL_PROTOS) if (n === num && name !== 'all') return name;
   if (num === 0) return 'all';
   for (const [name, n] of loadProtocols()) if (n === num) return name;

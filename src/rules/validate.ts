@@ -12,6 +12,22 @@ interface Graph {
   edgeStart: Int32Array;
   edgeDest: Int32Array;
   edgeRule: Rule[];
+  /**
+   * The rules whose matches or target the kernel restricts to some tables or hooks, with their chain's number, in
+   * table order: the only ones the hook checks need to look at again (a large file has few kinds of them).
+   */
+  checkRules: Rule[];
+  checkChain: number[];
+}
+
+/** Whether a rule uses a match or target that validation must check against tables and hooks. */
+function needsHookCheck(r: Rule, builtin: boolean): boolean {
+  const t = r.target;
+  if (t !== undefined && t.kind === 'extension' && (t.ext.allowed !== undefined || (builtin && t.ext.allowedFor !== undefined)))
+    return true;
+  const ms = r.matches;
+  for (let j = 0; j < ms.length; j++) if (ms[j].ext.allowedHooks !== undefined) return true;
+  return false;
 }
 
 function buildGraph(table: Table, errors: RuleError[] | undefined): Graph | undefined {
@@ -21,12 +37,20 @@ function buildGraph(table: Table, errors: RuleError[] | undefined): Graph | unde
   const edgeStart = new Int32Array(chains.length + 1);
   const dest: number[] = [];
   const edgeRule: Rule[] = [];
+  const checkRules: Rule[] = [];
+  const checkChain: number[] = [];
   let ok = true;
   for (let i = 0; i < chains.length; i++) {
     edgeStart[i] = dest.length;
+    const builtin = chains[i].builtin;
     const rules = chains[i].rules;
     for (let k = 0; k < rules.length; k++) {
-      const t = rules[k].target;
+      const r = rules[k];
+      if (needsHookCheck(r, builtin)) {
+        checkRules.push(r);
+        checkChain.push(i);
+      }
+      const t = r.target;
       if (t === undefined || t.kind !== 'chain') continue;
       const d = index.get(t.chain);
       if (d === undefined) {
@@ -42,12 +66,12 @@ function buildGraph(table: Table, errors: RuleError[] | undefined): Graph | unde
       // Share the declared name's string: later lookups by it hit the map's own key.
       if (t.chain !== chains[d].name) t.chain = chains[d].name;
       dest.push(d);
-      edgeRule.push(rules[k]);
+      edgeRule.push(r);
     }
   }
   edgeStart[chains.length] = dest.length;
   if (!ok) return undefined;
-  return { chains, edgeStart, edgeDest: Int32Array.from(dest), edgeRule };
+  return { chains, edgeStart, edgeDest: Int32Array.from(dest), edgeRule, checkRules, checkChain };
 }
 
 /** Per chain, a bit set of the hooks it is reachable from (bit i = HOOKS[i]), as the kernel's mark_source_chains. */
@@ -73,8 +97,11 @@ function hookBits(g: Graph): Uint8Array {
   return bits;
 }
 
-function hooksOf(b: number): Hook[] {
-  return HOOKS.filter((_, i) => b & (1 << i));
+/** The hooks of a bit set, in HOOKS order; one array per set (validation only reads them). */
+const HOOK_SETS: readonly (readonly Hook[])[] = Array.from({ length: 1 << HOOKS.length }, (_, b) => HOOKS.filter((__, i) => b & (1 << i)));
+
+function hooksOf(b: number): readonly Hook[] {
+  return HOOK_SETS[b];
 }
 
 /** The hooks from which each chain of the table is reachable (built-in chains: their own). */
@@ -135,61 +162,61 @@ export function validateTable(table: Table, family: Family, errors: RuleError[])
     errors.push(new RuleError(`loop among chains: ${loop.path.join(' -> ')}`, loop.rule.target?.loc ?? loop.rule.loc));
     return;
   }
+  // The hooks reaching each chain, computed when a check first needs them.
   let bits: Uint8Array | undefined;
-  for (let i = 0; i < g.chains.length; i++) {
+  for (let n = 0; n < g.checkRules.length; n++) {
+    const i = g.checkChain[n];
     const c = g.chains[i];
-    const rules = c.rules;
-    let reached: Hook[] | undefined;
-    for (let k = 0; k < rules.length; k++) {
-      const r = rules[k];
-      const ms = r.matches;
-      for (let j = 0; j < ms.length; j++) {
-        const m = ms[j];
-        const ok = m.ext.allowedHooks?.(m.opts);
-        if (!ok) continue;
-        reached ??= hooksOf((bits ??= hookBits(g))[i]);
-        if (reached.every((h) => ok.includes(h))) continue;
-        // The kernel's words (xt_check_match): every hook the rule is used from, then the ones allowed.
-        errors.push(
-          new RuleError(
-            `${m.ext.name} match: used from hooks ${reached.join('/')}, but only valid from ${ok.join('/')}${via(c, reached)}`,
-            m.loc,
-          ),
-        );
-      }
-      const t = r.target;
-      if (t === undefined || t.kind !== 'extension') continue;
-      const allowed = t.ext.allowed;
-      if (allowed?.tables && !allowed.tables.includes(table.name)) {
-        errors.push(
-          new RuleError(
-            `target ${t.ext.name} is only valid in table${allowed.tables.length > 1 ? 's' : ''} ${allowed.tables.join(', ')}, not ${table.name}`,
-            t.loc,
-          ),
-        );
-        continue;
-      }
-      // allowedFor is checkentry's business, which sees the hook of built-in chains only (see TargetExtension).
-      const narrower = c.builtin ? t.ext.allowedFor?.(t.opts) : undefined;
-      if (!allowed?.hooks && !narrower?.hooks) continue;
-      reached ??= hooksOf((bits ??= hookBits(g))[i]);
-      const bad = hooksOutside(reached, allowed) ?? hooksOutside(reached, narrower);
-      if (bad)
-        errors.push(
-          new RuleError(
-            `target ${t.ext.name} used from hook ${bad.hooks.join(', ')}, but only usable from ${bad.allowed.join(', ')}${via(c, reached)}`,
-            t.loc,
-          ),
-        );
+    const r = g.checkRules[n];
+    const ms = r.matches;
+    for (let j = 0; j < ms.length; j++) {
+      const m = ms[j];
+      const ok = m.ext.allowedHooks?.(m.opts);
+      if (!ok) continue;
+      const hooks = hooksOf((bits ??= hookBits(g))[i]);
+      if (hooks.every((h) => ok.includes(h))) continue;
+      // The kernel's words (xt_check_match): every hook the rule is used from, then the ones allowed.
+      errors.push(
+        new RuleError(
+          `${m.ext.name} match: used from hooks ${hooks.join('/')}, but only valid from ${ok.join('/')}${via(c, hooks)}`,
+          m.loc,
+        ),
+      );
     }
+    const t = r.target;
+    if (t === undefined || t.kind !== 'extension') continue;
+    const allowed = t.ext.allowed;
+    if (allowed?.tables && !allowed.tables.includes(table.name)) {
+      errors.push(
+        new RuleError(
+          `target ${t.ext.name} is only valid in table${allowed.tables.length > 1 ? 's' : ''} ${allowed.tables.join(', ')}, not ${table.name}`,
+          t.loc,
+        ),
+      );
+      continue;
+    }
+    // allowedFor is checkentry's business, which sees the hook of built-in chains only (see TargetExtension).
+    const narrower = c.builtin ? t.ext.allowedFor?.(t.opts) : undefined;
+    if (!allowed?.hooks && !narrower?.hooks) continue;
+    const hooks = hooksOf((bits ??= hookBits(g))[i]);
+    const bad = hooksOutside(hooks, allowed) ?? hooksOutside(hooks, narrower);
+    if (bad)
+      errors.push(
+        new RuleError(
+          `target ${t.ext.name} used from hook ${bad.hooks.join(', ')}, but only usable from ${bad.allowed.join(', ')}${via(c, hooks)}`,
+          t.loc,
+        ),
+      );
   }
 }
 
 function hooksOutside(reached: readonly Hook[], rule: TargetHookRule | undefined): { hooks: Hook[]; allowed: readonly Hook[] } | undefined {
   const allowed = rule?.hooks;
   if (!allowed) return undefined;
-  const hooks = reached.filter((h) => !allowed.includes(h));
-  return hooks.length > 0 ? { hooks, allowed } : undefined;
+  // A loop, not filter(): this runs for every rule with a restricted target (every DNAT of a kube-proxy file).
+  let hooks: Hook[] | undefined;
+  for (const h of reached) if (!allowed.includes(h)) (hooks ??= []).push(h);
+  return hooks !== undefined ? { hooks, allowed } : undefined;
 }
 
 function via(c: Chain, reached: readonly Hook[]): string {

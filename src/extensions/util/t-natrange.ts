@@ -137,7 +137,9 @@ function portText(p: PortRange, baseAsZero: boolean): string {
 }
 
 function sameAddr(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /**
