@@ -4,7 +4,8 @@ import { RuleError } from '../extensions/types';
 import { zeroCounters } from './counters';
 import { RuleErrors } from './errors';
 import type { Family, Ruleset } from './model';
-import { parseRuleset } from './parse';
+import { parseRulesetSteps } from './parse';
+import { runSync, type Steps } from '../steps';
 
 export interface LoadOptions {
   /**
@@ -16,6 +17,11 @@ export interface LoadOptions {
 
 /** Parse and validate a rule file. `family` absent: inferred from the file (IPv4 when nothing tells). */
 export function loadRuleFile(path: string, family?: Family, opts: LoadOptions = {}): Ruleset {
+  return runSync(loadRuleFileSteps(path, family, opts));
+}
+
+/** loadRuleFile in steps (src/steps.ts), for the daemon's reload. */
+export function* loadRuleFileSteps(path: string, family?: Family, opts: LoadOptions = {}): Steps<Ruleset> {
   let text: string;
   try {
     text = fs.readFileSync(path, 'utf8');
@@ -23,7 +29,8 @@ export function loadRuleFile(path: string, family?: Family, opts: LoadOptions = 
     const reason = e instanceof Error ? e.message : String(e);
     throw new RuleErrors([new RuleError(`cannot read rule file: ${reason}`, { file: path, line: 0, column: 0 })]);
   }
-  const rs = parseRuleset(text, path, family ? { family } : {});
+  const rs = yield* parseRulesetSteps(text, path, family ? { family } : {});
+  yield;
   if (opts.counters !== true) zeroCounters([rs]);
   return rs;
 }
