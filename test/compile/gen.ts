@@ -8,26 +8,8 @@ import type { ConnInfo, CtState } from '../../src/extensions/types';
 import type { Hook } from '../../src/rules/model';
 import { parseIpAddr } from '../../src/rules/addr';
 
-/** mulberry32, as test/differential uses (not imported: that module pulls in the lab harness). */
-export class Rng {
-  constructor(private s: number) {}
-  next(): number {
-    this.s = (this.s + 0x6d2b79f5) | 0;
-    let t = this.s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(lo: number, hi: number): number {
-    return lo + Math.floor(this.next() * (hi - lo + 1));
-  }
-  pick<T>(a: readonly T[]): T {
-    return a[Math.floor(this.next() * a.length)] as T;
-  }
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
-}
+export { Rng } from '../rng';
+import { Rng } from '../rng';
 
 const DST4 = ['198.18.0.1', '198.18.0.2', '198.18.1.7', '198.19.0.9', '198.19.3.3'];
 const DST6 = ['2001:db8::1', '2001:db8::2', '2001:db8:1::7', '2001:db8:2::9', '2001:db8:3::3'];

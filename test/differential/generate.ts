@@ -3,26 +3,8 @@
 import { addrBytes, DIRECTIONS, familyOf, interfacesOf, pools, totalLength, type Direction, type PacketSpec } from './packets';
 import { CLIENT_ADDRS, SERVER_ADDRS } from './harness';
 
-/** mulberry32: small, seedable, good enough to pick test cases. */
-export class Rng {
-  constructor(private s: number) {}
-  next(): number {
-    this.s = (this.s + 0x6d2b79f5) | 0;
-    let t = this.s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(lo: number, hi: number): number {
-    return lo + Math.floor(this.next() * (hi - lo + 1));
-  }
-  pick<T>(a: readonly T[]): T {
-    return a[Math.floor(this.next() * a.length)] as T;
-  }
-  chance(p: number): boolean {
-    return this.next() < p;
-  }
-}
+export { Rng } from '../rng';
+import { Rng } from '../rng';
 
 interface Net {
   base: string;
