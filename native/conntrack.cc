@@ -575,6 +575,15 @@ Classification ConnTable::classify(const uint8_t* p, size_t len, uint8_t family,
     if (ctPoint) st_.invalid++;
     return c;
   }
+  // tcp_error, udp_error, icmp_error: a malformed transport header is INVALID; so is a bad checksum of a received
+  // packet nobody has verified yet (nf_conntrack_checksum, checked at PREROUTING, the conntrack point of received
+  // packets, never for locally generated ones). IPv6 "no next header" has no protocol to track (ipv6_skip_exthdr).
+  const bool received = hook == kPreRouting || hook == kLocalIn || hook == kForward;
+  if (!pkt::transportHeaderValid(p, len, h) || (h.family == 6 && h.proto == 59) ||
+      (ctPoint && received && (flags & kCsumUnverified) && !pkt::transportChecksumOk(p, len, h))) {
+    if (ctPoint) st_.invalid++;
+    return c;
+  }
   const uint64_t memoKey = c.tupleHash ^ (uint64_t(h.fingerprint) * 0x9E3779B97F4A7C15ULL);
   const bool icmp = pkt::isIcmpProto(h.proto, h.family);
 
@@ -1295,12 +1304,13 @@ std::string ConnTable::format(const EntryView& e) {
 }
 
 void classifyBatch(ConnTable& t, uint32_t n, const uint8_t* data, const uint32_t* offsets, const uint16_t* protos,
-                   const uint8_t* hooks, const uint32_t* inIf, uint32_t queued, BatchColumns& out) {
+                   const uint8_t* hooks, const uint32_t* inIf, const uint8_t* pktFlags, uint8_t csumUnverifiedBit,
+                   uint32_t queued, BatchColumns& out) {
   out.resize(n);
   for (uint32_t i = 0; i < n; i++) {
     const uint8_t family = protos[i] == 0x86dd ? 6 : 4;
-    Classification c = t.classify(data + offsets[i], offsets[i + 1] - offsets[i], family, hooks[i],
-                                  ctPointFlags(hooks[i], inIf[i], queued));
+    const uint32_t flags = ctPointFlags(hooks[i], inIf[i], queued) | ((pktFlags[i] & csumUnverifiedBit) ? kCsumUnverified : 0);
+    Classification c = t.classify(data + offsets[i], offsets[i + 1] - offsets[i], family, hooks[i], flags);
     out.cls[i] = c;
     out.state[i] = c.state;
     out.dir[i] = c.dir;

@@ -76,6 +76,8 @@ struct Config {
 
 // classify() flags.
 constexpr uint32_t kCtPoint = 1;  // this trip is the packet's conntrack hook (nf_conntrack_in): track it here
+// NFQA_SKB_CSUM_NOTVERIFIED: nobody has checked the transport checksum (not CHECKSUM_UNNECESSARY, not PARTIAL).
+constexpr uint32_t kCsumUnverified = 2;
 
 // Classification flags (Classification::flags).
 constexpr uint8_t kClsCreated = 1;   // this packet created the (unconfirmed) entry
@@ -342,9 +344,10 @@ struct BatchColumns {
 };
 
 // Classifies the n packets data[offsets[i], offsets[i+1]) (ethertype protos[i], hook hooks[i], input interface
-// inIf[i]) into `out`.
+// inIf[i]; pktFlags[i] & csumUnverifiedBit when the kernel has not verified its checksum) into `out`.
 void classifyBatch(ConnTable& t, uint32_t n, const uint8_t* data, const uint32_t* offsets, const uint16_t* protos,
-                   const uint8_t* hooks, const uint32_t* inIf, uint32_t queued, BatchColumns& out);
+                   const uint8_t* hooks, const uint32_t* inIf, const uint8_t* pktFlags, uint8_t csumUnverifiedBit,
+                   uint32_t queued, BatchColumns& out);
 
 pkt::Tuple invert(const pkt::Tuple& t);
 // t with the `manip` part taken from target (as nf_nat_manip_pkt writes it).

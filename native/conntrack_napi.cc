@@ -182,6 +182,7 @@ class ConnTableWrap : public Napi::ObjectWrap<ConnTableWrap> {
     if (info.Length() >= 4 && info[3].IsObject()) {
       Napi::Object o = info[3].As<Napi::Object>();
       if (!boolOpt(o, "ctPoint", true)) flags &= ~ct::kCtPoint;
+      if (boolOpt(o, "checksumUnverified", false)) flags |= ct::kCsumUnverified;
       zone = uint16_t(u32Opt(o, "zone", 0, 0xffff));
     }
     Classification c = table_->classify(p.Data(), p.ByteLength(), family, hook, flags, zone);

@@ -58,7 +58,7 @@ export interface PacketBatch {
   readonly gids: Uint32Array;
   /** Length of the packet on the wire (>= copied length when truncated). */
   readonly origLens: Uint32Array;
-  /** PACKET_FLAG_* bits (src/native.ts): checksum not ready 1, GSO 2, truncated copy 4. */
+  /** PACKET_FLAG_* bits (src/native.ts): checksum not ready 1, GSO 2, truncated copy 4, checksum not verified 8. */
   readonly flags: Uint8Array;
   /** 6-byte source hardware address per packet when the kernel reported one (hwLens[i] = 6), else zeros. */
   readonly hwAddrs: Uint8Array;
@@ -310,7 +310,11 @@ export interface ConnTableStats {
 export class ConnTable {
   constructor(options?: ConnTableOptions);
   /** hook: NF_INET_* number. ctPoint (default true): track the packet here, as nf_conntrack_in does. */
-  classify(packet: Uint8Array, family: 4 | 6, hook: number, options?: { ctPoint?: boolean; zone?: number }): CtClassification;
+  /**
+   * checksumUnverified: the kernel has not verified the transport checksum (NFQA_SKB_CSUM_NOTVERIFIED); at the
+   * conntrack point of a received packet a bad one makes it INVALID, as nf_conntrack_checksum does.
+   */
+  classify(packet: Uint8Array, family: 4 | 6, hook: number, options?: { ctPoint?: boolean; zone?: number; checksumUnverified?: boolean }): CtClassification;
   /** Records the trip's outcome. False when no unique NAT tuple was found (the packet must be dropped). */
   commit(c: CtClassification, update: CtUpdate): boolean;
   /**

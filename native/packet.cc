@@ -275,6 +275,41 @@ void fixTransportChecksum(uint8_t* p, size_t len, const Parsed& h) {
   wr16(l4 + co, c);
 }
 
+bool transportHeaderValid(const uint8_t* p, size_t len, const Parsed& h) {
+  if (h.l4len == 0 || h.ipLen <= h.l4off) return true;
+  const uint32_t segLen = h.ipLen - h.l4off;
+  if (h.proto == kProtoTcp && h.l4len >= 13) {
+    const uint32_t doff = uint32_t(p[h.l4off + 12] >> 4) * 4;
+    return doff >= 20 && doff <= segLen;
+  }
+  if (h.proto == kProtoUdp && h.l4len >= 6) {
+    const uint32_t ulen = rd16(p + h.l4off + 4);
+    // A first fragment carries the whole datagram's length: it can only be checked after reassembly.
+    return ulen >= 8 && (h.isFirstFragment || ulen <= segLen);
+  }
+  (void)len;
+  return true;
+}
+
+bool transportChecksumOk(const uint8_t* p, size_t len, const Parsed& h) {
+  if (h.l4len == 0 || h.isFirstFragment || len < h.ipLen || h.ipLen <= h.l4off) return true;
+  const uint8_t* l4 = p + h.l4off;
+  const size_t n = h.ipLen - h.l4off;
+  if (h.proto == kProtoIcmp && h.family == 4) return fold(sum16(l4, n)) == 0xffff;
+  const bool pseudo = h.proto == kProtoTcp || h.proto == kProtoUdp || (h.proto == kProtoIcmpv6 && h.family == 6);
+  if (!pseudo) return true;
+  // udp_error and udp6_error alike skip a datagram without a checksum (0), which IPv6 forbids but conntrack passes.
+  if (h.proto == kProtoUdp && n >= 8 && rd16(l4 + 6) == 0) return true;
+  const uint8_t* src = h.family == 4 ? p + 12 : p + 8;
+  const uint8_t* dst = h.family == 4 ? p + 16 : p + 24;
+  const size_t alen = h.family == 4 ? 4 : 16;
+  uint32_t s = sum16(src, alen);
+  s = sum16(dst, alen, s);
+  s += h.proto;
+  s += uint32_t(n & 0xffff) + uint32_t(n >> 16);
+  return fold(sum16(l4, n, s)) == 0xffff;
+}
+
 uint32_t crc32c(const uint8_t* d, size_t n) {
   struct Table {
     uint32_t v[256];

@@ -96,6 +96,14 @@ void fixIpv4Checksum(uint8_t* p);
 void fixTransportChecksum(uint8_t* p, size_t len, const Parsed& h);
 // Offset within the transport header of the checksum field with a pseudo-header, or -1.
 int l4ChecksumOffset(uint8_t proto, uint8_t family);
+
+// What the kernel's tcp_error and udp_error refuse before any state (nf_conntrack_proto_tcp.c, _udp.c): a TCP data
+// offset under 5 words or past the segment, a UDP length under 8 or past the datagram. Lengths are the IP header's.
+bool transportHeaderValid(const uint8_t* p, size_t len, const Parsed& h);
+
+// Whether the TCP, UDP, ICMP or ICMPv6 checksum of a whole packet is right (nf_ip_checksum / nf_ip6_checksum; an
+// UDP checksum of 0 is taken as none, in both families, as conntrack does). True for other protocols and for packets not held whole.
+bool transportChecksumOk(const uint8_t* p, size_t len, const Parsed& h);
 // CRC32c over the SCTP packet with its checksum field zeroed (RFC 4960 appendix B), written in place.
 void fixSctpChecksum(uint8_t* l4, size_t n);
 uint32_t crc32c(const uint8_t* d, size_t n);

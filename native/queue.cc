@@ -305,6 +305,7 @@ void Queue::addPacket(const nlmsghdr* nlh) {
     uint32_t info = attrU32(attr[NFQA_SKB_INFO]);
     if (info & NFQA_SKB_CSUMNOTREADY) flags |= kFlagCsumNotReady;
     if (info & NFQA_SKB_GSO) flags |= kFlagGso;
+    if (info & NFQA_SKB_CSUM_NOTVERIFIED) flags |= kFlagCsumNotVerified;
   }
   auto u32or = [&](int type, uint32_t dflt) { return attr[type] ? attrU32(attr[type]) : dflt; };
 
@@ -427,7 +428,7 @@ void Queue::defaultBatch(std::unique_ptr<Batch> b) {
 void Queue::classify(Batch& b) {
   if (b.classified) return;
   ct::classifyBatch(*cfg_.table, b.count, b.data.data(), b.offsets.data(), b.protos.data(), b.hooks.data(),
-                    b.inIf.data(), cfg_.queuedHooks, b.ct);
+                    b.inIf.data(), b.flags.data(), kFlagCsumNotVerified, cfg_.queuedHooks, b.ct);
   b.classified = true;
 }
 

@@ -41,6 +41,7 @@ struct QueueConfig {
 constexpr uint8_t kFlagCsumNotReady = 1;
 constexpr uint8_t kFlagGso = 2;
 constexpr uint8_t kFlagTruncated = 4;
+constexpr uint8_t kFlagCsumNotVerified = 8;  // NFQA_SKB_CSUM_NOTVERIFIED
 
 // Packets of one wakeup, in columns. Reused: clear() keeps every vector's capacity.
 struct Batch {

@@ -11,6 +11,7 @@ export const NF_QUEUE = 3;
 export const PACKET_FLAG_CSUM_NOT_READY = 1;
 export const PACKET_FLAG_GSO = 2;
 export const PACKET_FLAG_TRUNCATED = 4;
+export const PACKET_FLAG_CSUM_NOT_VERIFIED = 8;
 
 /** NF_INET_* hook numbers in the order the kernel numbers them. */
 export const HOOK_BY_NUMBER = ['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'] as const;

@@ -287,6 +287,41 @@ describe('conntrack table: UDP, ICMP, other protocols', () => {
   });
 });
 
+describe('conntrack table: malformed and corrupt packets (tcp_error, udp_error, icmp_error)', () => {
+  it('a TCP data offset under 5 or past the segment, a UDP length under 8 or past the datagram: INVALID, nothing created', () => {
+    const t = table();
+    for (const doff of [4, 15]) {
+      const p = tcp(C, 41000 + doff, S, 80, SYN);
+      p[20 + 12] = (doff << 4) | (p[20 + 12]! & 0x0f);
+      assert.equal(t.classify(p, 4, PRE).state, 'INVALID', `data offset ${doff}`);
+    }
+    for (const len of [7, 200]) {
+      const p = udp(C, 42000 + len, S, 53);
+      p[20 + 4] = len >> 8;
+      p[20 + 5] = len & 0xff;
+      assert.equal(t.classify(p, 4, PRE).state, 'INVALID', `udp length ${len}`);
+    }
+    assert.equal(t.classify(udp(C, 42999, S, 53), 4, PRE).state, 'NEW', 'the same datagram well formed');
+    assert.equal(t.stats().created, 1);
+  });
+
+  it('a bad checksum is INVALID only where the kernel checks it: received, at the conntrack point, not yet verified', () => {
+    const t = table();
+    const bad = udp(C, 43000, S, 53);
+    bad[20 + 6] ^= 0xff;
+    assert.equal(t.classify(bad, 4, PRE, { checksumUnverified: true }).state, 'INVALID');
+    assert.equal(t.classify(bad, 4, PRE).state, 'NEW', 'verified by the device (CHECKSUM_UNNECESSARY): not checked again');
+    assert.equal(t.classify(udp(C, 43001, S, 53), 4, PRE, { checksumUnverified: true }).state, 'NEW', 'a good checksum');
+    const noSum = udp(C, 43002, S, 53);
+    noSum[20 + 6] = 0;
+    noSum[20 + 7] = 0;
+    assert.equal(t.classify(noSum, 4, PRE, { checksumUnverified: true }).state, 'NEW', 'UDP checksum 0: none');
+    const own = udp(C, 43003, S, 53);
+    own[20 + 6] ^= 0xff;
+    assert.equal(t.classify(own, 4, OUT, { checksumUnverified: true }).state, 'NEW', 'locally generated: never checked');
+  });
+});
+
 describe('conntrack table: limits', () => {
   it('when full, evicts a connection not yet ASSURED (early drop)', () => {
     const t = table(2);

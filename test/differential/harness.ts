@@ -261,6 +261,7 @@ export class DiffSide {
     for (const a of SERVER6_ADDRS) await fw.exec(['ip', '-6', 'neigh', 'replace', a, 'lladdr', sMac, 'dev', fwS, 'nud', 'permanent']);
     await client.exec(['ip', '-6', 'neigh', 'replace', FW6_ADDRS[0], 'lladdr', await this.mac(fw, fwC), 'dev', cIf, 'nud', 'permanent']);
     await server.exec(['ip', '-6', 'neigh', 'replace', FW6_ADDRS[1], 'lladdr', await this.mac(fw, fwS), 'dev', sIf, 'nud', 'permanent']);
+    await this.quietIpv6();
     for (const s of ['client', 'server', 'fw'] as const) {
       const lines = new Lines(this.host(s).spawn([process.execPath, fixture('send.js'), addonPath()]), `sender in ${s}`);
       const first = await lines.next();
@@ -275,7 +276,7 @@ export class DiffSide {
    */
   async load(rules: string, family: Family = 4, prereq?: Prereq): Promise<void> {
     const conntrack = this.side === 'kernel' && ORACLE_MODE === 'conntrack';
-    if (conntrack && this.loaded && !HAVE_CONNTRACK_TOOL) await this.rebuild(family);
+    if (conntrack && this.loaded && !HAVE_CONNTRACK_TOOL) await this.rebuild();
     this.loaded = true;
     const fw = this.host('fw');
     if (this.side === 'kernel') {
@@ -401,15 +402,37 @@ export class DiffSide {
   private loaded = false;
 
   /** A fresh lab in place of this one (the kernel's connection table starts empty). */
-  private async rebuild(family: Family): Promise<void> {
+  private async rebuild(): Promise<void> {
     for (const s of this.senders.values()) s.child.stdin?.end();
     this.senders.clear();
     this.macs.clear();
     await this.lab.destroy();
     this.lab = await Lab.create(threeHostSpec());
     await this.setup();
-    // A new link's IPv6 MLD reports go out during its first second or two; fw would count its own.
-    if (family === 6) await sleep(2500);
+  }
+
+  /**
+   * A new link's IPv6 multicast listener reports (and the reports for each address added) go out at random times in
+   * the following second or two, through fw's OUTPUT and POSTROUTING: counted by whichever side they fall in, they
+   * would make the policy counters differ by chance. Waits until fw has sent none for 1.5 s (at most 8 s).
+   */
+  private async quietIpv6(): Promise<void> {
+    const fw = this.host('fw');
+    const sent = async (): Promise<string> => {
+      const text = (await fw.exec(['cat', '/proc/net/snmp6'])).stdout;
+      return text.split('\n').filter((l) => /^Icmp6Out(MLDv2Reports|GroupMembResponses|RouterSolicits|NeighborSolicits)\s/.test(l)).join(' ');
+    };
+    const deadline = Date.now() + 8_000;
+    let last = await sent();
+    let since = Date.now();
+    while (Date.now() < deadline && Date.now() - since < 1_500) {
+      await sleep(100);
+      const now = await sent();
+      if (now !== last) {
+        last = now;
+        since = Date.now();
+      }
+    }
   }
 
   async destroy(): Promise<void> {

@@ -361,8 +361,6 @@ ${FILTER_HEAD}-A FORWARD -m length --length 60000:65535
 COMMIT
 `;
 
-/** RULES4 without its `--ctstate INVALID` counter: for packets whose state is a known difference (see CASES). */
-const RULES4_STATELESS = RULES4.replace('-A FORWARD -m conntrack --ctstate INVALID\n', '');
 
 /** Counts what the kernel's conntrack calls INVALID and nothing else. */
 const INVALID4 = `${FILTER_HEAD}-A FORWARD -m conntrack --ctstate INVALID
@@ -420,13 +418,7 @@ ${FILTER_HEAD}-A INPUT -p udp -m udp --dport 22 -j DROP
 COMMIT
 `;
 
-const RULES6_STATELESS = RULES6.replace('-A FORWARD -m conntrack --ctstate INVALID\n', '');
 const INVALID6 = INVALID4;
-
-const CHECKSUM_DIFFERENCE =
-  'nfqwall tracks such a packet as a good one: native/conntrack.cc ConnTable::classify checks no transport checksum ' +
-  'and no UDP length, where the kernel\'s tcp_error, udp_error and icmp_error (nf_conntrack_proto_*.c; checksums ' +
-  'with nf_conntrack_checksum=1, at PREROUTING, for packets not marked CHECKSUM_UNNECESSARY/PARTIAL) return INVALID';
 
 const RULES6_FRAG = `*mangle
 :PREROUTING ACCEPT [0:0]
@@ -466,11 +458,9 @@ const CASES: HostileCase[] = [
     ],
   },
   {
-    // The data offsets below 5 and past the end are INVALID to the kernel's conntrack and not to nfqwall's: that is
-    // the known-difference case below; here the rest of what they do is compared.
     title: 'IPv4: TCP data offsets below 5 and past the end, malformed TCP options, REJECT tcp-reset of them',
     family: 4,
-    rules: RULES4_STATELESS,
+    rules: RULES4,
     packets: [
       tcpDoff(4, { dport: 80 }, 4),
       tcpDoff(4, { dport: 80 }, 0),
@@ -488,18 +478,12 @@ const CASES: HostileCase[] = [
     title: 'IPv4: a TCP data offset below 5 or past the end is INVALID (tracking kernel)',
     family: 4,
     rules: INVALID4,
-    knownDifference:
-      'nfqwall tracks such a segment as a normal one: native/conntrack.cc ConnTable::classify has no check of the data ' +
-      'offset (native/packet.cc parseL4 reads only the fixed 20 bytes), where the kernel\'s tcp_error ' +
-      '(nf_conntrack_proto_tcp.c) returns INVALID for doff * 4 < 20 or doff * 4 > the TCP length',
     packets: [tcpDoff(4, { dport: 80 }, 4), tcpDoff(4, { dport: 80 }, 15)],
   },
   {
-    // Wrong checksums and UDP lengths are INVALID to the kernel's conntrack and not to nfqwall's (the known-difference
-    // case below); here their fates, what fw sends and the other counters are compared.
     title: 'IPv4: wrong transport checksums, UDP length fields, an unknown ICMP type',
     family: 4,
-    rules: RULES4_STATELESS,
+    rules: RULES4,
     packets: [
       badChecksum(4, { proto: 6, dport: 80, payloadLen: 0 }),
       badChecksum(4, { dport: 53 }),
@@ -517,7 +501,6 @@ const CASES: HostileCase[] = [
     title: 'IPv4: wrong TCP, UDP and ICMP checksums and impossible UDP lengths are INVALID (tracking kernel)',
     family: 4,
     rules: INVALID4,
-    knownDifference: CHECKSUM_DIFFERENCE,
     packets: [
       badChecksum(4, { proto: 6, dport: 80, payloadLen: 0 }),
       badChecksum(4, { dport: 53 }),
@@ -644,17 +627,12 @@ const CASES: HostileCase[] = [
     title: 'IPv6: a packet whose next header is 59 (no next header) is INVALID (tracking kernel)',
     family: 6,
     rules: RULES6,
-    knownDifference:
-      'nfqwall tracks it as a connection of protocol 59: native/packet.cc parse6 stops the chain at next header 59 and ' +
-      'takes 59 as the transport protocol, and native/conntrack.cc ConnTable::classify gives it a generic entry; the ' +
-      'kernel\'s ipv6_skip_exthdr returns -1 for NEXTHDR_NONE, so nf_conntrack_in finds no protocol and the packet ' +
-      'has no connection (INVALID)',
     packets: [withExts({ dport: 53, payloadLen: 8 }, [], 'next header 59 (none) with bytes after it', { nextAfter: NH.none })],
   },
   {
     title: 'IPv6: wrong transport checksums, UDP checksum 0, UDP length fields',
     family: 6,
-    rules: RULES6_STATELESS,
+    rules: RULES6,
     packets: [
       badChecksum(6, { proto: 6, dport: 80, payloadLen: 0 }),
       badChecksum(6, { dport: 53 }),
@@ -669,7 +647,6 @@ const CASES: HostileCase[] = [
     title: 'IPv6: wrong TCP, UDP and ICMPv6 checksums and impossible UDP lengths are INVALID (tracking kernel)',
     family: 6,
     rules: INVALID6,
-    knownDifference: CHECKSUM_DIFFERENCE,
     packets: [
       badChecksum(6, { proto: 6, dport: 80, payloadLen: 0 }),
       badChecksum(6, { dport: 53 }),
