@@ -45,12 +45,20 @@ export function isOwnedChain(name: string): boolean {
 /** The raw hooks that see every packet first: incoming and forwarded (PREROUTING) and locally sent (OUTPUT). */
 const NOTRACK_HOOKS: readonly Hook[] = ['PREROUTING', 'OUTPUT'];
 
+/**
+ * A raw chain nothing jumps to, holding one conntrack match: loading it registers the kernel's connection tracking
+ * for this namespace and family (nf_ct_netns_get), and with it defragmentation (nf_defrag_ipv4/ipv6, priority -400),
+ * as any host tracking connections has. The queue then sees whole datagrams, as the kernel's own rules would, instead
+ * of fragments nfqwall cannot reassemble; the kernel's tracker itself sees only untracked packets (CT --notrack).
+ */
+export const DEFRAG_CHAIN = `${CHAIN_PREFIX}DEFRAG`;
+
 /** The chains and jumps `installScript(plan)` creates, in the order it creates them. */
 export function ownedFromPlan(plan: HookPlan): OwnedState {
   const state: OwnedState = new Map();
   if (plan.notrack) {
     state.set('raw', {
-      chains: NOTRACK_HOOKS.map(chainName),
+      chains: [...NOTRACK_HOOKS.map(chainName), DEFRAG_CHAIN],
       jumps: NOTRACK_HOOKS.map((h) => ({ from: h, to: chainName(h) })),
     });
   }
@@ -79,7 +87,8 @@ export function installScript(plan: HookPlan): string {
     lines.push(`*${table}`);
     for (const c of chains) lines.push(`:${c} - [0:0]`);
     for (const c of chains) {
-      if (table === 'raw') lines.push(`-A ${c}${owner} -j CT --notrack`);
+      if (c === DEFRAG_CHAIN) lines.push(`-A ${c}${owner} -m conntrack --ctstate INVALID -j RETURN`);
+      else if (table === 'raw') lines.push(`-A ${c}${owner} -j CT --notrack`);
       else lines.push(`-A ${c}${owner} -j NFQUEUE --queue-num ${plan.queue}${plan.failOpen ? ' --queue-bypass' : ''}`);
     }
     for (const j of jumps) lines.push(`-I ${j.from} 1 -j ${j.to}`);

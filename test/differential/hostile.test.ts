@@ -19,7 +19,7 @@ import type { ChildProcess } from 'node:child_process';
 import { isRoot, Lab, threeHostSpec } from '../lab/lab';
 import { Daemon, scratchDir, sleep } from '../lab/daemon';
 import { compareCounters, compareWire, hitRules } from './compare';
-import { createPair, ORACLE_CHAIN, ORACLE_MODE, type DiffSide, type Family, type RunResult, type SendItem } from './harness';
+import { createPair, ORACLE_MODE, type DiffSide, type Family, type RunResult, type SendItem } from './harness';
 import { build, type PacketSpec } from './packets';
 
 /** One crafted packet: the spec it started from (sender, messages) and its final bytes. */
@@ -35,13 +35,6 @@ interface HostileCase {
   family: Family;
   rules: string;
   packets: Hostile[];
-  /**
-   * Compare against a kernel that does not track connections. The default oracle tracks them, and conntrack makes the
-   * kernel reassemble fragments first (nf_defrag_ipv4/ipv6 run before raw), so its rules see whole datagrams; nfqwall
-   * exempts queued traffic from the kernel's conntrack (CT --notrack, docs/conntrack.md), so nothing reassembles
-   * them and its rules see each fragment as it arrives, as the kernel's iptables do without conntrack.
-   */
-  untracked?: boolean;
   /** A real, reported nfqwall difference (what and where): skipped with this in its title; NFQW_KNOWN=1 runs it. */
   knownDifference?: string;
 }
@@ -367,7 +360,7 @@ const INVALID4 = `${FILTER_HEAD}-A FORWARD -m conntrack --ctstate INVALID
 COMMIT
 `;
 
-/** For fragments: no conntrack match (compared against an untracked kernel). */
+/** For fragments: port rules only; both sides reassemble first (the kernel's conntrack, nfqwall's NFQWALL-DEFRAG). */
 const RULES4_FRAG = `*mangle
 :PREROUTING ACCEPT [0:0]
 :INPUT ACCEPT [0:0]
@@ -576,10 +569,9 @@ const CASES: HostileCase[] = [
     packets: [sized(4, { dport: 63 }, 65535, false)],
   },
   {
-    title: 'IPv4 fragments against port rules (first, later, tiny, TCP offset 1, overlapping), untracked kernel',
+    title: 'IPv4 fragments against port rules (first, later, tiny, TCP offset 1, overlapping)',
     family: 4,
     rules: RULES4_FRAG,
-    untracked: true,
     packets: [
       ...fragments4(spec(4, { dport: 53, payloadLen: 40 }), [[0, 24], [24, 24]], 'UDP to 53'),
       ...fragments4(spec(4, { dport: 54, payloadLen: 40 }), [[0, 16], [16, 32]], 'UDP to 54'),
@@ -595,11 +587,6 @@ const CASES: HostileCase[] = [
     title: 'IPv4: a fragmented UDP datagram through a stateful ruleset (tracking kernel)',
     family: 4,
     rules: STATEFUL4,
-    knownDifference:
-      'the kernel reassembles the datagram before its rules see it (nf_defrag_ipv4, enabled with conntrack), so the ' +
-      'later fragments pass with the first; nfqwall sees each fragment, and native/conntrack.cc ConnTable::classify ' +
-      'gives a non-first fragment no entry (state INVALID), so `--ctstate INVALID -j DROP` drops the rest of every ' +
-      'fragmented datagram (fragmented DNS answers, large UDP) that the same rules pass in the kernel',
     packets: [...fragments4(spec(4, { dport: 53, payloadLen: 40 }), [[0, 24], [24, 24]], 'UDP to 53')],
   },
   {
@@ -669,10 +656,9 @@ const CASES: HostileCase[] = [
     ],
   },
   {
-    title: 'IPv6 fragments against port rules (first, later, atomic, truncated first), untracked kernel',
+    title: 'IPv6 fragments against port rules (first, later, atomic, truncated first)',
     family: 6,
     rules: RULES6_FRAG,
-    untracked: true,
     packets: [
       ...fragments6(spec(6, { dport: 53, payloadLen: 40 }), [[0, 24], [24, 24]], 'UDP to 53'),
       ...fragments6(spec(6, { dport: 54, payloadLen: 40 }), [[0, 16], [16, 32]], 'UDP to 54'),
@@ -688,19 +674,6 @@ const CASES: HostileCase[] = [
 /** The side's running daemon (DiffSide keeps it private; the harness is shared and this is the only reader). */
 function daemonOf(side: DiffSide): Daemon | undefined {
   return side['daemon'];
-}
-
-/**
- * Drops the harness's oracle chain from the kernel side, so that no rule needs conntrack and the kernel stops
- * tracking (and with it defragmenting) in fw: the kernel as nfqwall's hooks leave it (see HostileCase.untracked).
- */
-async function untrack(side: DiffSide, family: Family): Promise<void> {
-  const tool = family === 4 ? 'iptables' : 'ip6tables';
-  const fw = side.host('fw');
-  await fw.exec([tool, '-t', 'raw', '-F', ORACLE_CHAIN]);
-  await fw.exec([tool, '-t', 'raw', '-X', ORACLE_CHAIN]);
-  // nft_compat releases the match (nf_ct_netns_put) after its transaction: let it settle.
-  await sleep(300);
 }
 
 /**
@@ -779,7 +752,6 @@ describe('differential: hostile packets, kernel vs nfqwall', function () {
       const names = c.packets.map((h) => h.what);
       const items: SendItem[] = c.packets.map((h, i) => ({ from: build(h.spec, i).from, bytes: h.make(i) }));
       await Promise.all([p.kernel.load(c.rules, c.family), p.nfqwall.load(c.rules, c.family)]);
-      if (c.untracked === true) await untrack(p.kernel, c.family);
       const [k, n] = await Promise.all([p.kernel.run(items, 20), p.nfqwall.run(items, 20)]);
       const [ks, ns] = await Promise.all([p.kernel.save(c.family), p.nfqwall.save(c.family)]);
       const sendDiffs = k.sendResults.flatMap((r, i) =>

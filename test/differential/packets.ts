@@ -269,6 +269,11 @@ export function normalize(ip: Uint8Array, keepId: boolean): { hex: string; probl
     b[hl + 2] = 0;
     b[hl + 3] = 0;
   }
+  if (f.family === 6 && b[6] === 44 && total >= 48) {
+    // fw reassembles fragments (conntrack's defrag, on both sides) and fragments them again on the way out with an
+    // identification of its own (ipv6_select_ident: a hash keyed by a per-namespace random secret).
+    b.fill(0, 44, 48);
+  }
   if (f.family === 4 && FW_TEXT.has(addrText(f.src)) && !keepId) {
     b[4] = 0;
     b[5] = 0;
