@@ -168,7 +168,7 @@ describe('chain index: the corpus, indexed against walked', () => {
     });
   }
   it('the packets matched keyed rules (so the comparison exercised the index)', function () {
-    if (list.length === 0) this.skip();
+    assert.ok(list.length > 0, `no corpus rule files at ${CORPUS}`);
     assert.ok(keyedHits >= 50, `only ${keyedHits} keyed rules matched a packet`);
   });
 });

@@ -14,6 +14,7 @@ import {
   type Runner,
 } from '../../src/daemon/hooks';
 import { HOOKS } from '../../src/rules/model';
+import { skipUnlessRoot } from '../lab/lab';
 
 const plan4: HookPlan = { family: 4, hooks: HOOKS, queue: 7, failOpen: false, notrack: true };
 
@@ -269,7 +270,7 @@ describe('daemon/hooks in a network namespace (root)', function () {
   let created = false;
 
   before(function () {
-    if (process.getuid?.() !== 0) this.skip(); // needs root: creates a network namespace and changes its iptables
+    skipUnlessRoot(this, 'daemon/hooks in a network namespace');
     sh(['ip', 'netns', 'add', NS]);
     created = true;
     // A pre-existing unrelated rule in each table we touch, and a user chain, which must survive everything.

@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { controlRequest } from '../../src/daemon/control';
 import { HookManager, commandRunner, parseOwned } from '../../src/daemon/hooks';
+import { skipUnlessRoot } from '../lab/lab';
 
 const NS = `nfqw-daemon-run-${process.pid}`;
 
@@ -84,7 +85,7 @@ describe('daemon run/status CLI in a network namespace (root)', function () {
   const running: Running[] = [];
 
   before(function () {
-    if (process.getuid?.() !== 0) this.skip(); // needs root: binds an NFQUEUE and installs hooks in a namespace
+    skipUnlessRoot(this, 'daemon/run');
     const r = spawnSync('ip', ['netns', 'add', NS], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`ip netns add ${NS}: ${r.stderr}`);
     created = true;

@@ -5,6 +5,7 @@ import { isRoot } from '../lab/lab';
 import { compareCounters, compareWire, hitRules } from './compare';
 import { createPair, ORACLE_MODE, type DiffSide } from './harness';
 import { build, type PacketSpec } from './packets';
+import { skipBecause } from '../lab/lab';
 
 function pkt(over: Partial<PacketSpec>): PacketSpec {
   return {
@@ -557,7 +558,7 @@ describe('differential: small cases, kernel vs nfqwall', function () {
     }
     it(c.title, async function () {
       this.timeout(60_000);
-      if (CONNTRACK_ONLY.has(c.title) && ORACLE_MODE !== 'conntrack') this.skip();
+      skipBecause(this, c.title, CONNTRACK_ONLY.has(c.title) && ORACLE_MODE !== 'conntrack' ? 'needs the tracking oracle (NFQW_ORACLE=notrack is set)' : undefined);
       const p = pair!;
       const items = c.packets.map((s, i) => build(s, i));
       await Promise.all([p.kernel.load(c.rules), p.nfqwall.load(c.rules)]);

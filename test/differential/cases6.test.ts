@@ -5,6 +5,7 @@ import { sleep } from '../lab/daemon';
 import { compareCounters, compareWire, hitRules } from './compare';
 import { createPair, ORACLE_MODE, type DiffSide } from './harness';
 import { build, type PacketSpec } from './packets';
+import { skipBecause } from '../lab/lab';
 
 function pkt(over: Partial<PacketSpec>): PacketSpec {
   return {
@@ -191,7 +192,7 @@ describe('differential: IPv6 cases, kernel vs nfqwall', function () {
   for (const c of CASES) {
     it(c.title, async function () {
       this.timeout(60_000);
-      if (c.conntrackOnly && ORACLE_MODE !== 'conntrack') this.skip();
+      skipBecause(this, c.title, c.conntrackOnly && ORACLE_MODE !== 'conntrack' ? 'needs the tracking oracle (NFQW_ORACLE=notrack is set)' : undefined);
       const p = pair!;
       const items = c.packets.map((s, i) => build(s, i));
       await Promise.all([p.kernel.load(c.rules, 6), p.nfqwall.load(c.rules, 6)]);

@@ -3,6 +3,7 @@ import { LinuxHost, StaticHost, parseIpRouteJson } from '../../src/engine/host';
 import { EmptySets } from '../../src/engine/sets';
 import { parseIpAddr } from '../../src/rules/addr';
 import { v4 } from './build';
+import { skipBecause } from '../lab/lab';
 
 describe('host views (addrtype)', () => {
   it('StaticHost: local, broadcast, multicast, unicast, and the interface limit', () => {
@@ -44,7 +45,7 @@ describe('host views (addrtype)', () => {
       h = await LinuxHost.load();
     } catch (e) {
       // Only a missing `ip` binary is a reason to skip; anything else is a failure.
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') this.skip();
+      skipBecause(this, 'LinuxHost', (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'the `ip` command is not installed' : undefined);
       throw e;
     }
     assert.equal(h.addressType(4, v4('127.0.0.1')), 'LOCAL');

@@ -7,6 +7,7 @@ import { findMatch } from '../../src/extensions/index';
 import { RuleError } from '../../src/extensions/types';
 import { parseProtocol } from '../../src/rules/services';
 import { optionUses, parseCtx } from './packet-fixture';
+import { skipBecause, skipUnlessRoot } from '../lab/lab';
 
 interface Case {
   family: 4 | 6;
@@ -179,8 +180,8 @@ function refusedByUs(k: Case): boolean {
 describe('part-A matches against kernel iptables-nft in a lab namespace', function () {
   const ns = `nfqw-h5-${process.pid}`;
   before(function () {
-    if (process.getuid?.() !== 0) this.skip(); // needs root to create a network namespace
-    if (!hasCmd('iptables-nft') || !hasCmd('ip6tables-nft')) this.skip(); // no iptables-nft on this host
+    skipUnlessRoot(this, 'matches against kernel iptables-nft');
+    skipBecause(this, 'matches against kernel iptables-nft', hasCmd('iptables-nft') && hasCmd('ip6tables-nft') ? undefined : 'iptables-nft is not installed');
     execFileSync('ip', ['netns', 'add', ns]);
   });
   after(() => {

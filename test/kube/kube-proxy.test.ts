@@ -2,7 +2,7 @@
 // with the rules in the node's kernel iptables and with nfqwall holding them, each held to what kube-proxy promises,
 // and the two compared. See test/kube/lab.ts for the lab and the probes.
 import assert from 'node:assert/strict';
-import { isRoot, useLab } from '../lab/lab';
+import { skipUnlessRoot, useLab } from '../lab/lab';
 import { ADDR, BACKENDS, COUNTS, VIP, kubeLabSpec, runScenario, type Backend, type Mode, type Outcome } from './lab';
 
 /** log C(n, k) */
@@ -203,7 +203,7 @@ describe('kube-proxy rules with real connections: kernel and nfqwall (root)', fu
     it('kernel and nfqwall agree on everything but the random picks', function () {
       const k = outcomes.get('kernel');
       const n = outcomes.get('nfqwall');
-      if (!isRoot()) this.skip();
+      skipUnlessRoot(this, 'kube-proxy: both runs');
       assert.ok(k && n, 'a run is missing (its before hook failed: see above)');
       assert.deepEqual(deterministic(n), deterministic(k));
     });
@@ -211,7 +211,7 @@ describe('kube-proxy rules with real connections: kernel and nfqwall (root)', fu
     it('kernel and nfqwall count the same first packets in the nat rules outside the random picks', function () {
       const k = outcomes.get('kernel');
       const n = outcomes.get('nfqwall');
-      if (!isRoot()) this.skip();
+      skipUnlessRoot(this, 'kube-proxy: both runs');
       assert.ok(k && n, 'a run is missing (its before hook failed: see above)');
       assert.deepEqual(deterministicNat(natCounters(n.save)), deterministicNat(natCounters(k.save)));
     });

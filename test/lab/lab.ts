@@ -59,6 +59,21 @@ export function isRoot(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0;
 }
 
+/**
+ * Skips the calling suite or test when `why` is set, saying so on stderr: a skip a reader of the output can check
+ * (CI runs as root with every tool installed, so none of these fire there).
+ */
+export function skipBecause(ctx: Mocha.Context, what: string, why: string | undefined): void {
+  if (why === undefined) return;
+  process.stderr.write(`${what}: skipped: ${why}\n`);
+  ctx.skip();
+}
+
+/** skipBecause for tests that build network namespaces, bind NFQUEUE or change a namespace's rules. */
+export function skipUnlessRoot(ctx: Mocha.Context, what: string): void {
+  skipBecause(ctx, what, isRoot() ? undefined : 'needs root (network namespaces, NFQUEUE, iptables in a namespace)');
+}
+
 function run(argv: string[], opts: ExecOptions = {}): Promise<ExecResult> {
   const [file, ...args] = argv;
   if (file === undefined) return Promise.reject(new Error('lab: empty argv'));

@@ -8,8 +8,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { ControlServer, controlRequest, MAX_CONNECTIONS, type Handlers } from '../../src/daemon/control';
+import { skipUnlessRoot } from '../lab/lab';
 
-const isRoot = (): boolean => typeof process.getuid === 'function' && process.getuid() === 0;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 interface Conn {
@@ -148,7 +148,7 @@ describe('robust: hostile control-socket clients', function () {
   });
 
   it('refuses a uid other than the owner: EACCES on the 0600 socket (root)', function () {
-    if (!isRoot()) this.skip(); // needs root to run a child as another uid
+    skipUnlessRoot(this, 'control socket: another uid');
     fs.chmodSync(dir, 0o755); // the directory lets anyone in: the socket's own mode is what refuses
     const probe = `const s=require('net').connect(${JSON.stringify(sockPath)});` +
       `s.on('connect',()=>{console.log('connected');process.exit(0)});s.on('error',e=>{console.log(e.code);process.exit(0)})`;

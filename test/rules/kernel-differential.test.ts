@@ -15,6 +15,7 @@ import type { Family, TableName } from '../../src/rules/model';
 import { parseRuleset } from '../../src/rules/parse';
 import { saveRuleset } from '../../src/rules/save';
 import { CORPUS } from '../paths';
+import { skipBecause } from '../lab/lab';
 
 // ipvs needs the ip_vs kernel module and SECMARK/CONNSECMARK a security module (SELinux) to resolve contexts, which
 // this kernel may not have: their verdict is the machine's, not the text's.
@@ -203,8 +204,7 @@ describe('rules/kernel differential (root)', function () {
   let ready = false;
 
   before(function () {
-    const why = hasRoot();
-    if (why) this.skip();
+    skipBecause(this, 'rules/kernel differential', hasRoot());
     const r = spawnSync('ip', ['netns', 'add', ns]);
     assert.equal(r.status, 0, `ip netns add ${ns}: ${r.stderr}`);
     ready = true;

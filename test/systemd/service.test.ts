@@ -8,7 +8,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { cliPath, kernelRules, sleep } from '../lab/daemon';
-import { isRoot, THREE_HOST, threeHostSpec, useLab, type Host } from '../lab/lab';
+import { skipUnlessRoot, THREE_HOST, threeHostSpec, useLab, type Host } from '../lab/lab';
 import { udpExchange } from '../lab/traffic';
 import { packageRoot } from '../paths';
 
@@ -205,7 +205,7 @@ describe('systemd: nfqwall as a service under a throwaway systemd in the lab', f
   let sd: TestSystemd | undefined;
 
   before(function () {
-    if (!isRoot()) this.skip();
+    skipUnlessRoot(this, 'systemd service');
     for (const f of [BOOT_SCRIPT, SYSTEMD]) {
       if (!fs.existsSync(f)) throw new Error(`${f} is missing (the lab boot script sits in ../shared; systemd in the systemd package)`);
     }
