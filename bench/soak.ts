@@ -2,8 +2,11 @@
 // DNAT and MASQUERADE, ICMP echo), with a reload of a randomly changed ruleset every second and a scrape of /metrics
 // every second. Every interval it prints the daemon's resident size, V8 heap, open descriptors, verdict accounting and
 // connection-table size; at the end it fails (exit 1) if resident memory grew past a bound after warm-up, descriptors
-// grew, any verdict was lost, a reload failed, a carried rule counter went backwards, or the traffic did not get
-// through.
+// grew, any verdict was lost, a reload failed, a carried rule counter went backwards, the traffic did not get
+// through, or any of the exact accounting identities (accountingFailures below) does not hold: the kernel's queue ids
+// against the verdicts, the daemon's own verdict counts and /metrics against the queue, counting rules that no reload
+// changes against the packets the endpoints' kernels received (/proc/net/snmp in their namespaces), the NAT rules and
+// the connection table against the connections the endpoints opened.
 //
 // Run (root): `npm run soak` (10 minutes), `npm run soak -- --minutes 2`, or `npx tsx bench/soak.ts --seconds 30`.
 // Options: --minutes N | --seconds N, --interval S (10), --rss-growth-mib M (32), --seed N.
@@ -53,8 +56,36 @@ const UDP_PORT = 5000;
 const UDP_DNAT_PORT = 6000;
 const TCP_PORT = 8080;
 const TCP_DNAT_PORT = 6080;
-/** The rules whose counters must only grow across reloads (their text never changes). */
-const STABLE_RULES = ['-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT', `--dport ${UDP_PORT} -j ACCEPT`];
+/** The fw's interfaces towards the client and the server. */
+export interface SoakIfs {
+  toClient: string;
+  toServer: string;
+}
+
+/**
+ * Rules no reload changes, found in nfqwall's save by their comment. The six `count ...` rules have no target and
+ * stand first in FORWARD, so each counts every forwarded packet of one direction of one kind of traffic, which the
+ * receiving host's kernel counts too; the NAT rules see the first packet of each connection only.
+ */
+export const SOAK_RULES = {
+  countUdpToServer: 'soak: count udp to server',
+  countUdpToClient: 'soak: count udp to client',
+  countTcpToServer: 'soak: count tcp to server',
+  countTcpToClient: 'soak: count tcp to client',
+  countEchoRequests: 'soak: count echo requests',
+  countEchoReplies: 'soak: count echo replies',
+  dnatUdp: 'soak: dnat udp',
+  dnatTcp: 'soak: dnat tcp',
+  masquerade: 'soak: masquerade',
+  established: 'soak: established',
+  acceptUdp: 'soak: accept udp',
+} as const;
+export type SoakRule = keyof typeof SOAK_RULES;
+const SOAK_RULE_NAMES = Object.keys(SOAK_RULES) as SoakRule[];
+
+/** Flows the generators open besides TCP connections: the UDP client's one socket and ping's one ICMP id. */
+const UDP_FLOWS = 1;
+const ICMP_FLOWS = 1;
 
 /** A small deterministic PRNG (mulberry32), so a run's rule changes can be replayed with --seed. */
 function prng(seed: number): () => number {
@@ -69,10 +100,11 @@ function prng(seed: number): () => number {
 }
 
 /**
- * The ruleset of reload number `n`: NAT and the rules the traffic needs never change; around them, a random number of
- * random rules that match nothing in the lab (sources in 10/8), with random matches, comments and targets.
+ * The ruleset of reload number `n`: NAT, the counting rules and the rules the traffic needs never change; around them,
+ * a random number of random rules that match nothing in the lab (sources in 10/8), with random matches, comments and
+ * targets.
  */
-export function soakRules(rand: () => number, fwToServer: string): string {
+export function soakRules(rand: () => number, ifs: SoakIfs): string {
   const noise = (): string => {
     const src = `10.${Math.floor(rand() * 256)}.${Math.floor(rand() * 256)}.${1 + Math.floor(rand() * 254)}`;
     const kinds = [
@@ -84,6 +116,7 @@ export function soakRules(rand: () => number, fwToServer: string): string {
     ];
     return kinds[Math.floor(rand() * kinds.length)] as string;
   };
+  const c = (k: SoakRule): string => `-m comment --comment "${SOAK_RULES[k]}"`;
   const before = Array.from({ length: Math.floor(rand() * 20) }, () => `-A FORWARD ${noise()}`);
   const after = Array.from({ length: Math.floor(rand() * 40) }, () => `-A FORWARD ${noise()}`);
   return [
@@ -92,18 +125,25 @@ export function soakRules(rand: () => number, fwToServer: string): string {
     ':INPUT ACCEPT [0:0]',
     ':OUTPUT ACCEPT [0:0]',
     ':POSTROUTING ACCEPT [0:0]',
-    `-A PREROUTING -d ${A.server4}/32 -p udp -m udp --dport ${UDP_DNAT_PORT} -j DNAT --to-destination ${A.server4}:${UDP_PORT}`,
-    `-A PREROUTING -d ${A.server4}/32 -p tcp -m tcp --dport ${TCP_DNAT_PORT} -j DNAT --to-destination ${A.server4}:${TCP_PORT}`,
-    `-A POSTROUTING -o ${fwToServer} -j MASQUERADE`,
+    `-A PREROUTING -d ${A.server4}/32 -p udp -m udp --dport ${UDP_DNAT_PORT} ${c('dnatUdp')} -j DNAT --to-destination ${A.server4}:${UDP_PORT}`,
+    `-A PREROUTING -d ${A.server4}/32 -p tcp -m tcp --dport ${TCP_DNAT_PORT} ${c('dnatTcp')} -j DNAT --to-destination ${A.server4}:${TCP_PORT}`,
+    `-A POSTROUTING -o ${ifs.toServer} ${c('masquerade')} -j MASQUERADE`,
     'COMMIT',
     '*filter',
     ':INPUT ACCEPT [0:0]',
     ':FORWARD DROP [0:0]',
     ':OUTPUT ACCEPT [0:0]',
-    `-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
+    // After DNAT and before the reply's un-DNAT, so the server's ports.
+    `-A FORWARD -i ${ifs.toClient} -p udp -m udp --dport ${UDP_PORT} ${c('countUdpToServer')}`,
+    `-A FORWARD -i ${ifs.toServer} -p udp -m udp --sport ${UDP_PORT} ${c('countUdpToClient')}`,
+    `-A FORWARD -i ${ifs.toClient} -p tcp -m tcp --dport ${TCP_PORT} ${c('countTcpToServer')}`,
+    `-A FORWARD -i ${ifs.toServer} -p tcp -m tcp --sport ${TCP_PORT} ${c('countTcpToClient')}`,
+    `-A FORWARD -i ${ifs.toClient} -p icmp -m icmp --icmp-type 8 ${c('countEchoRequests')}`,
+    `-A FORWARD -i ${ifs.toServer} -p icmp -m icmp --icmp-type 0 ${c('countEchoReplies')}`,
+    `-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED ${c('established')} -j ACCEPT`,
     ...before,
     '-A FORWARD -m conntrack --ctstate INVALID -j DROP',
-    `-A FORWARD -p udp -m udp --dport ${UDP_PORT} -j ACCEPT`,
+    `-A FORWARD -p udp -m udp --dport ${UDP_PORT} ${c('acceptUdp')} -j ACCEPT`,
     `-A FORWARD -p tcp -m tcp --dport ${TCP_PORT} --tcp-flags FIN,SYN,RST,ACK SYN -j ACCEPT`,
     '-A FORWARD -p icmp -m icmp --icmp-type 8 -j ACCEPT',
     ...after,
@@ -129,21 +169,30 @@ process.stdin.resume();
 `;
 
 // argv: addr port seconds intervalMs. One datagram every intervalMs; prints `udp <sent> <replies>` at the end.
+// The stream starts once the first datagram's reply is back (or after 3 s without it): datagrams sent while the
+// first is still in the queue would each be NEW and see the NAT rules too, as in the kernel (an unconfirmed
+// connection is not shared), and the flow's NAT rule would not count exactly one.
 const UDP_CLIENT = `
 const [addr, port, seconds, every] = process.argv.slice(1).map((v, i) => (i === 0 ? v : Number(v)));
 const s = require('node:dgram').createSocket('udp4');
 const seen = new Set();
 let sent = 0;
-s.on('message', (m) => seen.add(m.toString()));
-const t0 = Date.now();
-const tick = setInterval(() => {
-  if (Date.now() - t0 >= seconds * 1000) {
-    clearInterval(tick);
-    setTimeout(() => { process.stdout.write('udp ' + sent + ' ' + seen.size + '\\n'); process.exit(0); }, 1000);
-    return;
-  }
-  s.send('soak-' + sent++, port, addr);
-}, every);
+let stream;
+const start = () => {
+  if (stream) return;
+  const t0 = Date.now();
+  stream = setInterval(() => {
+    if (Date.now() - t0 >= seconds * 1000) {
+      clearInterval(stream);
+      setTimeout(() => { process.stdout.write('udp ' + sent + ' ' + seen.size + '\\n'); process.exit(0); }, 1000);
+      return;
+    }
+    s.send('soak-' + sent++, port, addr);
+  }, every);
+};
+s.on('message', (m) => { seen.add(m.toString()); start(); });
+s.send('soak-' + sent++, port, addr);
+setTimeout(start, 3000);
 `;
 
 // argv: addr port seconds. Connection after connection (connect, 200 bytes echoed, close); prints `tcp <tried> <ok>`.
@@ -189,6 +238,27 @@ function one() {
 one();
 `;
 
+// argv: port. One GET of /metrics; prints the body.
+const SCRAPE_ONCE = `
+require('node:http').get({ host: '127.0.0.1', port: Number(process.argv[1]), path: '/metrics', agent: false }, (res) => {
+  res.pipe(process.stdout);
+}).on('error', (e) => { process.stderr.write(e.message); process.exit(1); });
+`;
+
+/** The sum over all label sets of one metric in a Prometheus text exposition. */
+export function metricSum(text: string, name: string): number {
+  let sum = 0;
+  let seen = false;
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{[^}]*\})? (\S+)$/.exec(line);
+    if (m === null || m[1] !== name) continue;
+    sum += Number(m[2]);
+    seen = true;
+  }
+  if (!seen) throw new Error(`/metrics has no ${name}`);
+  return sum;
+}
+
 /** Collects a child's stdout lines. */
 function lines(child: ChildProcess): { all: string[]; exited: Promise<void> } {
   const all: string[] = [];
@@ -220,30 +290,177 @@ interface QueueCounts {
   dropped: number;
   kernelIdSequence: number;
   kernelQueueTotal: number;
+  kernelQueueDropped: number;
   kernelUserDropped: number;
   overload: number;
+  defaulted: number;
 }
 
-async function statusOf(control: string): Promise<{ q: QueueCounts; conntrack: number; reloads: { success: number; failure: number; lastError?: string } }> {
+/** The processor's own tally (status `packets`): every packet JavaScript decided, by verdict. */
+interface JsCounts {
+  packets: number;
+  accepted: number;
+  dropped: number;
+  queued: number;
+}
+
+/** The connection table's counters (status `conntrack`, `conntrack -S` style). */
+interface CtCounts {
+  entries: number;
+  created: number;
+  expired: number;
+  earlyDrop: number;
+  deleted: number;
+  drop: number;
+}
+
+interface Status {
+  q: QueueCounts;
+  js: JsCounts;
+  ct: CtCounts;
+  reloads: { success: number; failure: number; lastError?: string };
+}
+
+async function statusOf(control: string): Promise<Status> {
   const r = await controlRequest(control, { cmd: 'status' });
   if (!r.ok) throw new Error(`status: ${r.error}`);
   const q = (r['queues'] as QueueCounts[]).find((x) => x.queue === QUEUE);
   if (q === undefined) throw new Error('status shows no queue');
-  const ct = r['conntrack'] as { entries: number } | undefined;
-  return { q, conntrack: ct?.entries ?? 0, reloads: r['reloads'] as { success: number; failure: number; lastError?: string } };
+  const ct = r['conntrack'] as CtCounts | undefined;
+  if (ct === undefined) throw new Error('status shows no connection table');
+  return { q, js: r['packets'] as JsCounts, ct, reloads: r['reloads'] as Status['reloads'] };
 }
 
-/** Packet counters of the rules whose text contains each of `texts`, from nfqwall's live ruleset. */
-async function stableCounters(control: string): Promise<number[]> {
+/** Packet counters of the SOAK_RULES, from nfqwall's live ruleset (each found once by its comment). */
+async function ruleCounters(control: string): Promise<Record<SoakRule, number>> {
   const r = await controlRequest(control, { cmd: 'save', counters: true });
   if (!r.ok) throw new Error(`save: ${r.error}`);
   const text = (r['rulesets'] as Record<string, string>)['ipv4'] ?? '';
-  return STABLE_RULES.map((t) => {
-    const line = text.split('\n').find((l) => l.includes(t));
-    const m = line === undefined ? null : /^\[(\d+):/.exec(line);
-    if (m === null) throw new Error(`no rule "${t}" in nfqwall's save`);
-    return Number(m[1]);
-  });
+  const out = {} as Record<SoakRule, number>;
+  for (const k of SOAK_RULE_NAMES) {
+    const found = text.split('\n').filter((l) => l.includes(`"${SOAK_RULES[k]}"`));
+    const m = found.length === 1 ? /^\[(\d+):/.exec(found[0] as string) : null;
+    if (m === null) throw new Error(`${found.length} rules "${SOAK_RULES[k]}" with a counter in nfqwall's save`);
+    out[k] = Number(m[1]);
+  }
+  return out;
+}
+
+/** /proc/net/snmp of a lab host's namespace as `Proto.Name` -> value (the kernel's own per-namespace counts). */
+export function parseSnmp(text: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  const ls = text.trim().split('\n');
+  for (let i = 0; i + 1 < ls.length; i += 2) {
+    const names = (ls[i] as string).trim().split(/\s+/);
+    const values = (ls[i + 1] as string).trim().split(/\s+/);
+    const proto = (names[0] ?? '').replace(/:$/, '');
+    if (values[0] !== names[0]) throw new Error(`/proc/net/snmp: "${values[0]}" after "${names[0]}"`);
+    names.slice(1).forEach((n, j) => (out[`${proto}.${n}`] = Number(values[j + 1])));
+  }
+  return out;
+}
+
+async function snmpOf(h: Host): Promise<Record<string, number>> {
+  return parseSnmp((await h.exec(['cat', '/proc/net/snmp'])).stdout);
+}
+
+/** Endpoint counters the accounting uses: what arrived at a host (delivered, to no socket, or in error). */
+export interface HostCounts {
+  udpArrived: number;
+  tcpInSegs: number;
+  tcpActiveOpens: number;
+  icmpInEchos: number;
+  icmpInEchoReps: number;
+  /** Resets the host sent (for the record: each kills a connection-table entry without an event counter). */
+  tcpOutRsts: number;
+}
+
+function hostCounts(after: Record<string, number>, before: Record<string, number>): HostCounts {
+  const d = (k: string): number => {
+    const a = after[k];
+    const b = before[k];
+    if (a === undefined || b === undefined) throw new Error(`/proc/net/snmp has no ${k}`);
+    return a - b;
+  };
+  return {
+    udpArrived: d('Udp.InDatagrams') + d('Udp.NoPorts') + d('Udp.InErrors'),
+    tcpInSegs: d('Tcp.InSegs'),
+    tcpActiveOpens: d('Tcp.ActiveOpens'),
+    icmpInEchos: d('Icmp.InEchos'),
+    icmpInEchoReps: d('Icmp.InEchoReps'),
+    tcpOutRsts: d('Tcp.OutRsts'),
+  };
+}
+
+/** Everything the end-of-run accounting compares, measured once the traffic stopped and the queue settled. */
+export interface SoakAccounting {
+  q: QueueCounts;
+  js: JsCounts;
+  /** Connection-table counters at the end (since the daemon started), and `created` before the traffic started. */
+  ct: CtCounts;
+  ctCreatedBefore: number;
+  /** Rule packet counters gained over the run. */
+  rules: Record<SoakRule, number>;
+  client: HostCounts;
+  server: HostCounts;
+  fw: HostCounts;
+  /** One scrape of /metrics after the queue settled, and the verdicts sent before and after it. */
+  metrics: { verdicts: number; received: number; verdictsBefore: number; verdictsAfter: number };
+}
+
+/**
+ * The identities that must hold at the end of a soak (none depends on timing: the traffic has stopped and the queue is
+ * empty). Returns one line per identity that does not hold. The queue's own identities are exact. The end-to-end ones
+ * (rules against endpoints, NAT rules and the connection table against connections opened) are exact too unless
+ * packets were decided without the rules or lost by the kernel queue (overload, defaulted, queue_dropped,
+ * user_dropped): each such packet can move each of them by one (counted at FORWARD, then dropped at POSTROUTING; a
+ * dropped SYN retried as a new connection), so they get that much slack, and none in a run without such packets.
+ */
+export function accountingFailures(a: SoakAccounting): string[] {
+  const f: string[] = [];
+  const eq = (what: string, got: number, want: number, why: string): void => {
+    if (got !== want) f.push(`${what}: ${got} != ${want} (${why})`);
+  };
+  const { q, js, ct, rules, client, server, fw } = a;
+  const slack = q.overload + q.defaulted + q.kernelQueueDropped + q.kernelUserDropped;
+  const near = (what: string, got: number, want: number, why: string): void => {
+    if (Math.abs(got - want) > slack) f.push(`${what}: ${got} != ${want} (${why}${slack > 0 ? `; off by more than the ${slack} packets decided without the rules or lost by the queue` : ''})`);
+  };
+  // Every packet the kernel handed over got exactly one verdict, and the kernel numbered no packet nfqwall did not get.
+  eq('verdicts sent', q.accepted + q.dropped, q.received, 'accepted + dropped against packets received: lost or doubled verdicts');
+  eq('kernel id_sequence', q.kernelIdSequence, q.accepted + q.dropped + q.kernelUserDropped, 'ids the kernel gave against verdicts sent + packets it could not deliver');
+  eq('kernel queue_total', q.kernelQueueTotal, 0, 'packets still waiting in the kernel queue');
+  // JavaScript's tally: each packet it decided has one verdict, and it decided all the queue gave it.
+  eq('decided by JavaScript', js.accepted + js.dropped + js.queued, js.packets, 'its accept + drop + queue verdicts against its packets');
+  eq('packets received', q.received, js.packets + q.overload + q.defaulted, 'the queue against JavaScript + overload + defaulted verdicts');
+  // /metrics is scraped over TCP through the queue itself, so it is bracketed by the verdicts before and after it.
+  if (a.metrics.verdicts < a.metrics.verdictsBefore || a.metrics.verdicts > a.metrics.verdictsAfter) {
+    f.push(`nfqwall_verdicts_total: ${a.metrics.verdicts} outside [${a.metrics.verdictsBefore}, ${a.metrics.verdictsAfter}] (the verdicts sent before and after the scrape)`);
+  }
+  if (a.metrics.received < a.metrics.verdicts) f.push(`nfqwall_queue_received_total ${a.metrics.received} < nfqwall_verdicts_total ${a.metrics.verdicts}`);
+  // Counting rules, against what the receiving kernels counted: every forwarded packet was judged, counted once and
+  // carried across every reload, and nothing nfqwall passed went missing.
+  near('rule "count udp to server"', rules.countUdpToServer, server.udpArrived, "UDP datagrams arrived at the server (its kernel's InDatagrams + NoPorts + InErrors)");
+  near('rule "count udp to client"', rules.countUdpToClient, client.udpArrived, "UDP datagrams arrived at the client");
+  near('rule "count tcp to server"', rules.countTcpToServer, server.tcpInSegs, "TCP segments arrived at the server (InSegs)");
+  near('rule "count tcp to client"', rules.countTcpToClient, client.tcpInSegs, 'TCP segments arrived at the client (InSegs)');
+  near('rule "count echo requests"', rules.countEchoRequests, server.icmpInEchos, 'echo requests arrived at the server (InEchos)');
+  near('rule "count echo replies"', rules.countEchoReplies, client.icmpInEchoReps, 'echo replies arrived at the client (InEchoReps)');
+  // NAT rules see only the first packet of a connection; the connection table creates one entry per connection.
+  near('rule "dnat tcp"', rules.dnatTcp, client.tcpActiveOpens, "TCP connections the client opened (its kernel's ActiveOpens)");
+  near('rule "dnat udp"', rules.dnatUdp, UDP_FLOWS, "the UDP client's flows");
+  near('rule "masquerade"', rules.masquerade, client.tcpActiveOpens + UDP_FLOWS + ICMP_FLOWS, 'connections leaving towards the server: TCP + UDP + ICMP');
+  near(
+    'connection table: created',
+    ct.created - a.ctCreatedBefore,
+    client.tcpActiveOpens + fw.tcpActiveOpens + UDP_FLOWS + ICMP_FLOWS,
+    'connections opened: client TCP + the scraper on fw (loopback TCP) + UDP + ICMP',
+  );
+  eq('connection table: drop', ct.drop, 0, 'new connections refused (table full)');
+  // Entries also go uncounted (killed by a reset, doomed with a dropped first packet), so this one is a bound.
+  const gone = ct.entries + ct.expired + ct.earlyDrop + ct.deleted;
+  if (gone > ct.created) f.push(`connection table: entries ${ct.entries} + expired ${ct.expired} + early_drop ${ct.earlyDrop} + deleted ${ct.deleted} = ${gone} > created ${ct.created}`);
+  return f;
 }
 
 function writeAtomically(file: string, text: string): void {
@@ -265,7 +482,8 @@ export async function soak(opts: SoakOptions): Promise<SoakResult> {
     const fw = lab.host('fw');
     const client = lab.host('client');
     const server = lab.host('server');
-    const rulesFile = scratch.write('rules.v4', soakRules(rand, fw.ifname('server')));
+    const ifs: SoakIfs = { toClient: fw.ifname('client'), toServer: fw.ifname('server') };
+    const rulesFile = scratch.write('rules.v4', soakRules(rand, ifs));
     const control = `${scratch.dir}/control.sock`;
     daemon = await Daemon.start(fw, control, { rules: rulesFile, queue: QUEUE });
     const pid = daemon.child.pid;
@@ -276,6 +494,11 @@ export async function soak(opts: SoakOptions): Promise<SoakResult> {
     const echoOut = lines(echo);
     for (let i = 0; i < 50 && !echoOut.all.includes('ready'); i++) await sleep(100);
     if (!echoOut.all.includes('ready')) throw new Error('the echo server did not start');
+
+    // Baselines for the accounting, taken with nothing moving yet.
+    const snmpBefore = { client: await snmpOf(client), server: await snmpOf(server), fw: await snmpOf(fw) };
+    const rulesBefore = await ruleCounters(control);
+    const ctCreatedBefore = (await statusOf(control)).ct.created;
 
     const secs = String(opts.seconds);
     const spawnTraffic = (h: Host, argv: string[]): { all: string[]; exited: Promise<void> } => {
@@ -297,22 +520,20 @@ export async function soak(opts: SoakOptions): Promise<SoakResult> {
     let warm: SoakSample | undefined;
     /** RSS and V8 heap once a second, for the floors compared at the end. */
     const series: { t: number; rssKiB: number; heap: number }[] = [];
-    let lastStable: number[] | undefined;
+    let lastRules = rulesBefore;
     log(`soak: ${opts.seconds} s, samples every ${opts.interval} s, reload every second, seed ${opts.seed}, daemon pid ${pid}`);
     log('   t(s)   rss(KiB)  heap(MiB)  fds   received  unverdicted  kqueue  conntrack  reloads  scrapes');
     while ((Date.now() - t0) / 1000 < opts.seconds) {
       const tick = Date.now();
-      writeAtomically(rulesFile, soakRules(rand, fw.ifname('server')));
+      writeAtomically(rulesFile, soakRules(rand, ifs));
       const r = await controlRequest(control, { cmd: 'reload' }, 15_000);
       reloads++;
       if (!r.ok) failures.push(`reload ${reloads} failed: ${r.error}`);
-      const stable = await stableCounters(control);
-      if (lastStable !== undefined) {
-        stable.forEach((v, i) => {
-          if (v < (lastStable?.[i] ?? 0)) failures.push(`the counter of "${STABLE_RULES[i]}" went back from ${lastStable?.[i]} to ${v} at reload ${reloads}`);
-        });
+      const now = await ruleCounters(control);
+      for (const k of SOAK_RULE_NAMES) {
+        if (now[k] < lastRules[k]) failures.push(`the counter of "${SOAK_RULES[k]}" went back from ${lastRules[k]} to ${now[k]} at reload ${reloads}`);
       }
-      lastStable = stable;
+      lastRules = now;
       const t = (Date.now() - t0) / 1000;
       const heapNow = [...scraper.all].reverse().find((l) => l.startsWith('scrape 200 '));
       series.push({ t, rssKiB: rssKiB(pid), heap: heapNow ? Number(heapNow.split(' ')[2]) : -1 });
@@ -328,7 +549,7 @@ export async function soak(opts: SoakOptions): Promise<SoakResult> {
           received: st.q.received,
           unverdicted: st.q.received - st.q.accepted - st.q.dropped,
           kernelQueue: st.q.kernelQueueTotal,
-          conntrack: st.conntrack,
+          conntrack: st.ct.entries,
           reloads,
           scrapes: scraper.all.filter((l) => l.startsWith('scrape 200 ')).length,
         };
@@ -343,26 +564,58 @@ export async function soak(opts: SoakOptions): Promise<SoakResult> {
       await sleep(Math.max(0, 1000 - (Date.now() - tick)));
     }
 
-    // Traffic stops by itself; then every queued packet must have had its verdict.
+    // Traffic stops by itself; then every queued packet must have had its verdict, and the last packets in flight
+    // (late replies, the closing segments) must have arrived: the figures are read until two reads agree.
     await Promise.all([udp.exited, tcp.exited, ping.exited, scraper.exited]);
-    let st = await statusOf(control);
-    for (let i = 0; i < 50 && (st.q.received !== st.q.accepted + st.q.dropped || st.q.kernelQueueTotal !== 0); i++) {
-      await sleep(200);
-      st = await statusOf(control);
+    const read = async (): Promise<{ st: Status; rules: Record<SoakRule, number>; snmp: Record<'client' | 'server' | 'fw', Record<string, number>> }> => ({
+      st: await statusOf(control),
+      rules: await ruleCounters(control),
+      snmp: { client: await snmpOf(client), server: await snmpOf(server), fw: await snmpOf(fw) },
+    });
+    let last = await read();
+    for (let i = 0; i < 40; i++) {
+      await sleep(500);
+      const next = await read();
+      // threadIdleMs and the like move on their own: compare only what the accounting reads.
+      const key = (x: typeof next): string => JSON.stringify([x.rules, x.snmp, x.st.js, x.st.ct.created, x.st.q.received, x.st.q.accepted, x.st.q.dropped]);
+      const same = key(next) === key(last);
+      last = next;
+      if (same && next.st.q.kernelQueueTotal === 0 && next.st.q.received === next.st.q.accepted + next.st.q.dropped) break;
     }
+    const st = last.st;
     const q = st.q;
+    // /metrics last: its own request passes the queue (loopback TCP), so it is bracketed by the verdicts around it.
+    const verdictsBefore = q.accepted + q.dropped;
+    const metricsText = (await fw.exec([process.execPath, '-e', SCRAPE_ONCE, '9469'], { timeoutMs: 10_000 })).stdout;
+    let after = await statusOf(control);
+    for (let i = 0; i < 20 && (after.q.kernelQueueTotal !== 0 || after.q.received !== after.q.accepted + after.q.dropped); i++) {
+      await sleep(100);
+      after = await statusOf(control);
+    }
+    const accounting: SoakAccounting = {
+      q,
+      js: st.js,
+      ct: st.ct,
+      ctCreatedBefore,
+      rules: Object.fromEntries(SOAK_RULE_NAMES.map((k) => [k, last.rules[k] - rulesBefore[k]])) as Record<SoakRule, number>,
+      client: hostCounts(last.snmp.client, snmpBefore.client),
+      server: hostCounts(last.snmp.server, snmpBefore.server),
+      fw: hostCounts(last.snmp.fw, snmpBefore.fw),
+      metrics: {
+        verdicts: metricSum(metricsText, 'nfqwall_verdicts_total'),
+        received: metricSum(metricsText, 'nfqwall_queue_received_total'),
+        verdictsBefore,
+        verdictsAfter: after.q.accepted + after.q.dropped,
+      },
+    };
     const end: SoakSample = {
       t: Math.round((Date.now() - t0) / 1000), rssKiB: rssKiB(pid), heapUsedBytes: samples.at(-1)?.heapUsedBytes ?? -1,
       fds: fdCount(pid), received: q.received, unverdicted: q.received - q.accepted - q.dropped, kernelQueue: q.kernelQueueTotal,
-      conntrack: st.conntrack, reloads, scrapes: scraper.all.filter((l) => l.startsWith('scrape 200 ')).length,
+      conntrack: st.ct.entries, reloads, scrapes: scraper.all.filter((l) => l.startsWith('scrape 200 ')).length,
     };
     samples.push(end);
     warm ??= samples[0];
-    if (q.received !== q.accepted + q.dropped) failures.push(`lost verdicts: received ${q.received}, accepted ${q.accepted} + dropped ${q.dropped}`);
-    if (q.kernelIdSequence !== q.received + q.kernelUserDropped) {
-      failures.push(`the kernel's id sequence ${q.kernelIdSequence} != received ${q.received} + undeliverable ${q.kernelUserDropped}`);
-    }
-    if (q.kernelQueueTotal !== 0) failures.push(`${q.kernelQueueTotal} packets left in the kernel queue`);
+    failures.push(...accountingFailures(accounting));
     if (st.reloads.failure > 0) failures.push(`${st.reloads.failure} reloads failed (last: ${st.reloads.lastError ?? ''})`);
     const quarter = (opts.seconds - warmAt) / 4;
     const floor = (from: number, to: number, key: 'rssKiB' | 'heap'): number => {
@@ -400,6 +653,17 @@ export async function soak(opts: SoakOptions): Promise<SoakResult> {
       rssFloorWarmKiB: rssFloorWarm, rssFloorEndKiB: rssFloorEnd, rssGrowthKiB: growthKiB, rssEndKiB: end.rssKiB,
       heapFloorWarmMiB: Math.round((heapFloorWarm / 1048576) * 10) / 10, heapFloorEndMiB: Math.round((heapFloorEnd / 1048576) * 10) / 10,
       fdsWarm: warm?.fds ?? 0, fdsEnd: end.fds, conntrackEnd: end.conntrack, lostVerdicts: q.received - q.accepted - q.dropped,
+      kernelIdSequence: q.kernelIdSequence, kernelQueueDropped: q.kernelQueueDropped, kernelUserDropped: q.kernelUserDropped, defaulted: q.defaulted,
+      jsPackets: st.js.packets, jsAccepted: st.js.accepted, jsDropped: st.js.dropped,
+      ctCreated: st.ct.created - ctCreatedBefore, ctExpired: st.ct.expired, ctEarlyDrop: st.ct.earlyDrop, ctDeleted: st.ct.deleted,
+      ctRemovedUncounted: st.ct.created - st.ct.entries - st.ct.expired - st.ct.earlyDrop - st.ct.deleted,
+      clientTcpActiveOpens: accounting.client.tcpActiveOpens, fwTcpActiveOpens: accounting.fw.tcpActiveOpens,
+      clientTcpOutRsts: accounting.client.tcpOutRsts, serverTcpOutRsts: accounting.server.tcpOutRsts,
+      ...Object.fromEntries(SOAK_RULE_NAMES.map((k) => [`rule_${k}`, accounting.rules[k]])),
+      serverUdpArrived: accounting.server.udpArrived, clientUdpArrived: accounting.client.udpArrived,
+      serverTcpInSegs: accounting.server.tcpInSegs, clientTcpInSegs: accounting.client.tcpInSegs,
+      serverInEchos: accounting.server.icmpInEchos, clientInEchoReps: accounting.client.icmpInEchoReps,
+      metricsVerdicts: accounting.metrics.verdicts, metricsReceived: accounting.metrics.received,
     };
     log(`soak: ${Object.entries(summary).map(([k, v]) => `${k}=${v}`).join(' ')}`);
     for (const f of failures) log(`soak: FAIL: ${f}`);

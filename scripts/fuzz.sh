@@ -3,6 +3,8 @@
 #   packet     the packet parser and checksum writers (fuzz/packet_fuzz.cc -> native/packet.cc)
 #   nat        the NAT rewrite of packets and of ICMP errors' quotes (fuzz/nat_fuzz.cc -> native/nat.cc)
 #   conntrack  the connection table's classify/commit/translate over sequences of packets (native/conntrack_fuzz.cc)
+# and, never by default, two canaries with known bugs (fuzz/canary_fuzz.cc): canary-ub (signed overflow, UBSan) and
+# canary-asan (a read past the input, ASan); their seeds trigger the bug, so a run of either must exit 1.
 #
 #   scripts/fuzz.sh [seconds-per-target] [target...]     default 60 s, every target
 #   FUZZ_JOBS=n       n workers per target
@@ -55,7 +57,8 @@ target_src() {
     packet) echo fuzz/packet_fuzz.cc ;;
     nat) echo fuzz/nat_fuzz.cc ;;
     conntrack) echo native/conntrack_fuzz.cc ;;
-    *) say "unknown target $1 (packet, nat, conntrack)"; exit 2 ;;
+    canary-ub | canary-asan) echo fuzz/canary_fuzz.cc ;;
+    *) say "unknown target $1 (packet, nat, conntrack, canary-ub, canary-asan)"; exit 2 ;;
   esac
 }
 

@@ -1,13 +1,15 @@
 // Property: whatever text a rule file holds, parseRuleset either returns a ruleset or throws RuleErrors whose every
 // error carries this file's name and a line within the text; never another exception, never a hang. Inputs are
 // the shared corpus's real rulesets, mutated (characters, tokens, lines), and files made from their tokens at random.
+// The same for configuration files (parseConfig), from the examples' configurations.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseRuleset } from '../../src/rules/parse';
 import { RuleErrors } from '../../src/rules/errors';
 import { saveRuleset } from '../../src/rules/save';
-import { CORPUS } from '../paths';
+import { CONFIG_KEYS, ConfigError, ConfigErrors, parseConfig } from '../../src/config/config';
+import { CORPUS, packageRoot } from '../paths';
 
 const MUTATIONS = Number(process.env['NFQW_PARSE_MUTATIONS'] ?? 2000);
 const BUDGET_MS = 20_000;
@@ -176,5 +178,89 @@ describe('robust: parseRuleset under random and mutated rule files', function ()
       '',
     ];
     for (const [i, t] of big.entries()) parseOnce(t, `pathological #${i}`);
+  });
+});
+
+// Configuration files: the same property for parseConfig (what `nfqwall run --config` reads): a configuration, or
+// ConfigErrors whose every error names the file, a line of it and a column, never another exception.
+const CONF = 'mutant.conf';
+
+function parseConfigOnce(text: string, label: string): 'ok' | 'errors' {
+  const lineCount = text.split('\n').length;
+  const t0 = performance.now();
+  let outcome: 'ok' | 'errors';
+  try {
+    const { config } = parseConfig(text, CONF);
+    assert.equal(config.file, CONF, label);
+    outcome = 'ok';
+  } catch (err) {
+    if (!(err instanceof ConfigErrors)) {
+      const what = err instanceof Error ? (err.stack ?? err.message) : String(err);
+      assert.fail(`${label}: not a ConfigErrors: ${what}\n--- input ---\n${text.slice(0, 4000)}`);
+    }
+    assert.ok(err.errors.length > 0, `${label}: ConfigErrors without errors`);
+    for (const e of err.errors) {
+      assert.ok(e instanceof ConfigError, label);
+      assert.equal(e.file, CONF, `${label}: ${e.message}`);
+      assert.ok(Number.isInteger(e.line) && e.line >= 1 && e.line <= lineCount, `${label}: line out of range: ${e.message}`);
+      assert.ok(Number.isInteger(e.column) && e.column >= 1, `${label}: column out of range: ${e.message}`);
+      assert.ok(e.message.startsWith(`${CONF}:${e.line}:${e.column}: `), `${label}: ${e.message}`);
+    }
+    outcome = 'errors';
+  }
+  const ms = performance.now() - t0;
+  assert.ok(ms < SLOW_MS, `${label}: parsing took ${Math.round(ms)} ms`);
+  return outcome;
+}
+
+describe('robust: parseConfig under random and mutated configuration files', function () {
+  this.timeout(60_000);
+  const dir = path.join(packageRoot(), 'examples');
+  const confs = fs.readdirSync(dir).filter((f) => f.endsWith('.conf')).sort();
+  const texts = confs.map((f) => fs.readFileSync(path.join(dir, f), 'utf8'));
+  // Keys with the values the examples and the format allow, and values of every kind, for the mutator to mix.
+  const values = ['yes', 'no', 'all', 'none', 'off', 'INPUT,FORWARD', 'PREROUTING,BOGUS', '0', '1', '65535', '65536', '-1', '0600',
+    '0888', '1e3', '127.0.0.1:9469', '[::1]:9469', '[::1', ':9469', 'host:99999', 'debug', 'loud', 'stdout', 'syslog', 'root',
+    'nosuchgroup-nfqw', '/etc/passwd', '../../x', '""', '=', '= =', '#', '\t'];
+  const tokens = [...new Set([...texts.flatMap((t) => t.split(/\s+/)), ...CONFIG_KEYS, ...values].filter((w) => w !== ''))];
+
+  it('finds the example configurations, and they parse', () => {
+    assert.ok(texts.length >= 3, `expected *.conf in ${dir}`);
+    for (const [i, t] of texts.entries()) assert.equal(parseConfigOnce(t, confs[i]!), 'ok', confs[i]);
+  });
+
+  it('2000 mutations of the examples: a configuration or located ConfigErrors, never anything else', () => {
+    const r = rng(0xc0f1);
+    const tally = { ok: 0, errors: 0 };
+    for (let i = 0; i < 2000; i++) {
+      const src = r() % texts.length;
+      tally[parseConfigOnce(mutate(texts[src]!, tokens, r), `config #${i} (${confs[src]})`)]++;
+    }
+    console.log(`      ${tally.ok} parsed, ${tally.errors} refused with locations`);
+    assert.ok(tally.ok > 0 && tally.errors > 0, JSON.stringify(tally));
+  });
+
+  it('1000 random `key = value` files: the same', () => {
+    const r = rng(0xbeef);
+    const tally = { ok: 0, errors: 0 };
+    for (let i = 0; i < 1000; i++) {
+      const n = r() % 12;
+      const lines = Array.from({ length: n }, () => {
+        const k = r() % 10;
+        const key = CONFIG_KEYS[r() % CONFIG_KEYS.length]!;
+        if (k === 0) return `${tokens[r() % tokens.length]}`;
+        if (k === 1) return `# ${tokens[r() % tokens.length]}`;
+        return `${k === 2 ? ' ' : ''}${key} = ${values[r() % values.length]}`;
+      });
+      tally[parseConfigOnce(lines.join(r() % 2 === 0 ? '\n' : '\r\n'), `random config #${i}`)]++;
+    }
+    assert.ok(tally.ok > 0 && tally.errors > 0, JSON.stringify(tally));
+  });
+
+  it('pathological shapes: a huge value, NULs, a BOM, no newline, every key twice', () => {
+    const twice = CONFIG_KEYS.map((k) => `${k} = ${k === 'ipset' ? 'a.ipset' : 'yes'}`).join('\n');
+    for (const [i, t] of [`rules = ${'a'.repeat(1_000_000)}`, 'queue = 1\0', '\ufeffqueue = 1', 'queue = 1', `${twice}\n${twice}`, '\0'.repeat(10_000)].entries()) {
+      parseConfigOnce(t, `pathological config #${i}`);
+    }
   });
 });
