@@ -1,6 +1,8 @@
-// Follows address and route changes of the daemon's network namespace with `ip monitor address route`, calling back
-// (debounced) so the host view (addrtype LOCAL, REJECT sources) and interface names stay current. Restarted with a
-// delay if it dies; killed at close.
+// Follows link, address and route changes of the daemon's network namespace with `ip monitor link address route`,
+// calling back (debounced) so the host view (addrtype LOCAL, REJECT sources, MASQUERADE and REDIRECT addresses) and
+// interface names stay current, and reporting each link and address event as its line comes, so the daemon can forget
+// MASQUERADE bindings as the kernel's netdevice and inetaddr notifiers do. Restarted with a delay if it dies; killed
+// at close.
 //
 // A child inherits every descriptor not marked close-on-exec. If the NFQUEUE socket is such a descriptor, a monitor
 // outliving a SIGKILLed daemon would keep the queue bound, and the kernel would hold packets for it instead of
@@ -37,11 +39,51 @@ export function inheritableSockets(procDir = '/proc/self'): number[] {
   return out;
 }
 
+/**
+ * One link or address event of `ip monitor`. `up` is IFF_UP (administratively up) in the link's flags: a link
+ * event without it is the kernel's NETDEV_DOWN state (set down, or being deleted).
+ */
+export type IpEvent =
+  | { kind: 'link'; ifindex: number; ifname: string; up: boolean; deleted: boolean }
+  | { kind: 'address'; ifindex: number; ifname: string; family: 4 | 6; address: string; deleted: boolean };
+
+// `3: to-server@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu ...`, `Deleted 5: d1@NONE: <BROADCAST,MULTICAST> ...`
+const LINK_LINE = /^(Deleted )?(\d+): ([^\s:@]+)(?:@\S+)?: <([^>]*)>/;
+// `3: d0    inet 198.18.9.5/24 scope global secondary d0`, `Deleted 3: d0    inet6 2001:db8:9::1/64 scope global`
+const ADDRESS_LINE = /^(Deleted )?(\d+): ([^\s:@]+)\s+inet(6?) ([0-9A-Fa-f.:]+)/;
+
+/**
+ * A line of `ip monitor link address` output as an event; undefined for routes, the indented continuation lines of
+ * an event (`link/ether ...`, `valid_lft ...`) and anything else. With `-o` an event is one line: read the same.
+ */
+export function parseMonitorLine(line: string): IpEvent | undefined {
+  const link = LINK_LINE.exec(line);
+  if (link) {
+    const deleted = link[1] !== undefined;
+    const flags = link[4]!.split(',');
+    return { kind: 'link', ifindex: Number(link[2]), ifname: link[3]!, up: !deleted && flags.includes('UP'), deleted };
+  }
+  const addr = ADDRESS_LINE.exec(line);
+  if (addr) {
+    return {
+      kind: 'address',
+      ifindex: Number(addr[2]),
+      ifname: addr[3]!,
+      family: addr[4] === '6' ? 6 : 4,
+      address: addr[5]!,
+      deleted: addr[1] !== undefined,
+    };
+  }
+  return undefined;
+}
+
 export interface IpMonitorOptions {
   debounceMs?: number;
   restartMs?: number;
-  /** The command, for tests: defaults to `ip monitor address route`. */
+  /** The command, for tests: defaults to `ip monitor link address route`. */
   argv?: readonly string[];
+  /** Each link and address event, as its line arrives (before the debounced onChange). */
+  onEvent?: (event: IpEvent) => void;
   /** Sockets a restarted child would inherit; a restart is skipped when there are any (default: /proc). */
   leakingFds?: () => number[];
   onError?: (msg: string) => void;
@@ -67,11 +109,26 @@ export class IpMonitor {
   }
 
   private start(): void {
-    const [cmd, ...args] = this.opts.argv ?? ['ip', 'monitor', 'address', 'route'];
+    const [cmd, ...args] = this.opts.argv ?? ['ip', 'monitor', 'link', 'address', 'route'];
     const child = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
+    // A chunk can end inside a line: the rest waits for the next chunk.
+    let partial = '';
     child.stdout?.on('data', (chunk: Buffer) => {
-      this.events += chunk.toString().split('\n').filter((l) => l.trim() !== '').length;
+      const lines = (partial + chunk.toString()).split('\n');
+      partial = lines.pop() ?? '';
+      for (const line of lines) {
+        if (line.trim() === '') continue;
+        this.events++;
+        const event = this.opts.onEvent === undefined ? undefined : parseMonitorLine(line);
+        if (event === undefined) continue;
+        try {
+          this.opts.onEvent?.(event);
+        } catch (err) {
+          // A failing handler must not take the stream (and with it the daemon's uncaughtException path) down.
+          this.opts.onError?.(`ip monitor event ${JSON.stringify(line)}: ${err instanceof Error ? err.message : String(err)}`);
+        }
+      }
       this.schedule();
     });
     let stderr = '';

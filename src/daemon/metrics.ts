@@ -63,6 +63,8 @@ export interface MetricsSource {
   conntrack?(): ConntrackState | undefined;
   /** Milliseconds since the epoch when the daemon started. */
   startedAt: number;
+  /** H2: log lines that could not be written (src/daemon/logger.ts). */
+  logLinesDropped?(): number;
 }
 
 /** What the metrics read from the daemon (src/daemon/daemon.ts Daemon), structurally, so this file needs no import of it. */
@@ -75,6 +77,8 @@ export interface DaemonView {
   queueStats(): QueueStats[];
   /** H16: the connection table's size and limit, once the daemon has one. */
   conntrackState?(): ConntrackState | undefined;
+  /** H2: the daemon's logger, for the lines it lost. */
+  readonly logger?: { readonly dropped: number };
 }
 
 export function daemonSource(d: DaemonView): MetricsSource {
@@ -85,6 +89,7 @@ export function daemonSource(d: DaemonView): MetricsSource {
     queueStats: () => d.queueStats(),
     failOpen: () => d.opts.failOpen,
     conntrack: () => d.conntrackState?.(), // H16
+    logLinesDropped: () => d.logger?.dropped ?? 0, // H2
     reloads: () => ({
       successes: d.reloads.success,
       failures: d.reloads.failure,
@@ -327,6 +332,17 @@ export class Metrics {
         const ct = src.conntrack?.();
         if (ct === undefined) return;
         for (const e of CONNTRACK_EVENTS) this.inc({ event: e }, ct.events[e]);
+      },
+    });
+
+    // H2: a full disk or a broken log stream costs log lines, never filtering.
+    new Counter({
+      name: 'nfqwall_log_lines_dropped_total',
+      help: 'Log lines (daemon messages and LOG/NFLOG records) that could not be written: disk full, log stream broken or stalled. Filtering goes on; the first line written again says how many were lost.',
+      registers: register,
+      collect() {
+        this.reset();
+        this.inc(src.logLinesDropped?.() ?? 0);
       },
     });
 

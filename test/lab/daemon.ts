@@ -31,8 +31,16 @@ export interface StatusJson {
 }
 
 export interface DaemonOptions {
-  rules: string;
+  /** Rule files (--rules, --rules6); optional when `config` names them. */
+  rules?: string;
   rules6?: string;
+  /** A configuration file (--config): queue_maxlen, hooks, metrics, conntrack_max and the rest. */
+  config?: string;
+  /**
+   * Runs nfqwall under a wrapper: receives the `nfqwall run` argv and returns the command to spawn (it must exec
+   * nfqwall in the end, so the child's pid stays nfqwall's).
+   */
+  wrap?: (argv: string[]) => string[];
   /** `ipset save` files for -m set (--ipset, repeatable). */
   ipset?: string[];
   queue?: number;
@@ -71,12 +79,14 @@ export class Daemon {
 
   /** Starts `nfqwall run` in `host` and resolves once `nfqwall status` answers. */
   static async start(host: Host, control: string, opts: DaemonOptions, readyMs = 20_000): Promise<Daemon> {
-    const argv = [process.execPath, cliPath(), 'run', '--rules', opts.rules, '--control', control];
+    const argv = [process.execPath, cliPath(), 'run', '--control', control];
+    if (opts.config !== undefined) argv.push('--config', opts.config);
+    if (opts.rules !== undefined) argv.push('--rules', opts.rules);
     if (opts.rules6 !== undefined) argv.push('--rules6', opts.rules6);
     for (const f of opts.ipset ?? []) argv.push('--ipset', f);
     if (opts.queue !== undefined) argv.push('--queue', String(opts.queue));
     if (opts.failOpen === true) argv.push('--fail-open');
-    const d = new Daemon(host, control, host.spawn(argv));
+    const d = new Daemon(host, control, host.spawn(opts.wrap ? opts.wrap(argv) : argv));
     await d.waitReady(readyMs);
     return d;
   }
@@ -102,7 +112,7 @@ export class Daemon {
   }
 
   async status(): Promise<StatusJson> {
-    const r = await this.host.exec([process.execPath, cliPath(), 'status', '--control', this.control], { timeoutMs: 5_000 });
+    const r = await this.host.exec([process.execPath, cliPath(), 'status', '--control', this.control], { timeoutMs: 10_000 });
     try {
       return JSON.parse(r.stdout) as StatusJson;
     } catch {
@@ -141,7 +151,11 @@ export class Daemon {
 
   /** Sends `signal` and resolves with how the process ended (SIGKILL after `ms` if it has not). */
   async stop(signal: NodeJS.Signals = 'SIGTERM', ms = 10_000): Promise<{ code: number | null; signal: NodeJS.Signals | null; timedOut: boolean }> {
-    if (this.running) this.child.kill(signal);
+    if (this.running) {
+      // A test may have frozen it (SIGSTOP, to let the kernel queue fill): a stopped process would not act on TERM.
+      if (signal !== 'SIGKILL') this.child.kill('SIGCONT');
+      this.child.kill(signal);
+    }
     let timedOut = false;
     const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), ms).unref());
     if ((await Promise.race([this.exited, timer])) === 'timeout') {

@@ -8,8 +8,7 @@
 // before nfqwall's queue) and arriving at the server (raw PREROUTING there, which also drops them so the server never
 // answers). Every flood stops by itself after a packet count or a time, whichever comes first.
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
-import { cliPath, scratchDir, sleep, type QueueStatsJson, type StatusJson } from '../lab/daemon';
+import { cliPath, Daemon, scratchDir, sleep, type QueueStatsJson } from '../lab/daemon';
 import { THREE_HOST as A, threeHostSpec, useLab, type Host } from '../lab/lab';
 import { udpExchange } from '../lab/traffic';
 
@@ -81,68 +80,25 @@ async function ruleCounter(host: Host, table: string, chain: string, match: stri
 /** The queue's counters this test reads (QueueStats, native/index.d.ts, as `nfqwall status` prints them). */
 type Queue = QueueStatsJson & { overload: number; kernelQueueDropped: number; kernelUserDropped: number; ctDropped?: number };
 
-/** `nfqwall run --config` in fw, driven over its control socket and metrics endpoint. */
-class ConfiguredDaemon {
-  output = '';
-  private constructor(
-    readonly host: Host,
-    readonly control: string,
-    readonly child: ChildProcess,
-  ) {
-    child.stdout?.on('data', (d: Buffer) => (this.output += d.toString()));
-    child.stderr?.on('data', (d: Buffer) => (this.output += d.toString()));
-  }
+/** The queue's counters in `nfqwall status`. */
+async function queueOf(d: Daemon): Promise<Queue> {
+  return (await d.queueStats(QUEUE)) as Queue;
+}
 
-  static async start(host: Host, config: string, control: string): Promise<ConfiguredDaemon> {
-    const d = new ConfiguredDaemon(host, control, host.spawn([process.execPath, cliPath(), 'run', '--config', config]));
-    const deadline = Date.now() + 20_000;
-    while (Date.now() < deadline) {
-      if (!d.running) throw new Error(`nfqwall exited before ready:\n${d.output}`);
-      const r = await host.exec([process.execPath, cliPath(), 'status', '--control', control], { check: false, timeoutMs: 5_000 });
-      if (r.code === 0) return d;
-      await sleep(200);
-    }
-    throw new Error(`nfqwall did not answer status within 20 s:\n${d.output}`);
-  }
-
-  get running(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  async status(): Promise<StatusJson> {
-    const r = await this.host.exec([process.execPath, cliPath(), 'status', '--control', this.control], { timeoutMs: 10_000 });
-    return JSON.parse(r.stdout) as StatusJson;
-  }
-
-  async queue(): Promise<Queue> {
-    const q = (await this.status()).queues.find((x) => x.queue === QUEUE);
-    if (q === undefined) throw new Error('status shows no queue');
-    return q as Queue;
-  }
-
-  async scrape(): Promise<string> {
-    return (await this.host.exec([process.execPath, '-e', FETCH, String(METRICS_PORT)], { timeoutMs: 10_000 })).stdout;
-  }
-
-  async stop(): Promise<void> {
-    if (!this.running) return;
-    this.child.kill('SIGCONT');
-    this.child.kill('SIGTERM');
-    const exited = new Promise((r) => this.child.once('exit', r));
-    const timer = new Promise((r) => setTimeout(r, 10_000).unref());
-    if ((await Promise.race([exited.then(() => 'exit'), timer.then(() => 'timeout')])) === 'timeout') this.child.kill('SIGKILL');
-  }
+/** nfqwall's /metrics, fetched inside its host. */
+async function scrape(d: Daemon): Promise<string> {
+  return (await d.host.exec([process.execPath, '-e', FETCH, String(METRICS_PORT)], { timeoutMs: 10_000 })).stdout;
 }
 
 /**
  * Waits for the queue to settle, then: received == accepted + dropped, the kernel's id sequence == received + what
  * the kernel could not deliver (user_dropped takes an id), nothing left in the kernel queue.
  */
-async function assertAccounted(d: ConfiguredDaemon): Promise<Queue> {
-  let q = await d.queue();
+async function assertAccounted(d: Daemon): Promise<Queue> {
+  let q = await queueOf(d);
   for (let i = 0; i < 50 && (q.received !== q.accepted + q.dropped || q.kernelQueueTotal !== 0); i++) {
     await sleep(200);
-    q = await d.queue();
+    q = await queueOf(d);
   }
   const s = JSON.stringify(q);
   assert.equal(q.accepted + q.dropped, q.received, `every received packet got one verdict: ${s}`);
@@ -173,7 +129,7 @@ describe('robust: overload (lab)', function () {
   this.timeout(180_000);
   const env = useLab(threeHostSpec);
   let scratch: ReturnType<typeof scratchDir> | undefined;
-  let daemon: ConfiguredDaemon | undefined;
+  let daemon: Daemon | undefined;
 
   const fw = (): Host => env.lab.host('fw');
   const client = (): Host => env.lab.host('client');
@@ -185,7 +141,7 @@ describe('robust: overload (lab)', function () {
     await server().exec(['iptables', '-t', 'raw', '-A', 'PREROUTING', '-p', 'udp', '--dport', FLOOD_PORTS, '-j', 'DROP']);
   });
 
-  async function start(opts: { failOpen: boolean; slowRules?: number; conntrackMax?: number }): Promise<ConfiguredDaemon> {
+  async function start(opts: { failOpen: boolean; slowRules?: number; conntrackMax?: number }): Promise<Daemon> {
     scratch = scratchDir();
     const rules = scratch.write('rules.v4', rulesFile(opts.slowRules ?? 0));
     const control = `${scratch.dir}/control.sock`;
@@ -199,27 +155,26 @@ describe('robust: overload (lab)', function () {
         // One trip through the queue per forwarded packet: the counts below are per packet.
         'hooks = FORWARD',
         `metrics = 127.0.0.1:${METRICS_PORT}`,
-        `control = ${control}`,
         ...(opts.conntrackMax !== undefined ? [`conntrack_max = ${opts.conntrackMax}`] : []),
         '',
       ].join('\n'),
     );
-    daemon = await ConfiguredDaemon.start(fw(), config, control);
+    daemon = await Daemon.start(fw(), control, { config });
     return daemon;
   }
 
   /** Counters before a flood, to measure what it moved. */
-  async function snapshot(d: ConfiguredDaemon): Promise<{ atFw: number; atServer: number; judged: number; q: Queue }> {
+  async function snapshot(d: Daemon): Promise<{ atFw: number; atServer: number; judged: number; q: Queue }> {
     return {
       atFw: await ruleCounter(fw(), 'raw', 'PREROUTING', `--dport ${FLOOD_PORTS}`),
       atServer: await ruleCounter(server(), 'raw', 'PREROUTING', `--dport ${FLOOD_PORTS}`),
       judged: await judged(d),
-      q: await d.queue(),
+      q: await queueOf(d),
     };
   }
 
   /** Flood packets the rules accepted (the flood rule's counter in nfqwall). */
-  async function judged(d: ConfiguredDaemon): Promise<number> {
+  async function judged(d: Daemon): Promise<number> {
     const r = await fw().exec([process.execPath, cliPath(), 'save', '-c', '-4', '--control', d.control]);
     const m = new RegExp(`^\\[(\\d+):\\d+\\] -A FORWARD -p udp -m udp --dport ${FLOOD_PORTS} -j ACCEPT$`, 'm').exec(r.stdout);
     if (m === null) throw new Error(`no flood rule in nfqwall's save:\n${r.stdout.slice(0, 2000)}`);
@@ -239,7 +194,7 @@ describe('robust: overload (lab)', function () {
 
   afterEach(async function () {
     this.timeout(30_000);
-    await daemon?.stop();
+    if (daemon?.running === true) await daemon.stop('SIGTERM');
     daemon = undefined;
     scratch?.cleanup();
     scratch = undefined;
@@ -250,7 +205,7 @@ describe('robust: overload (lab)', function () {
     it(`${mode}: the kernel queue at its limit (${KERNEL_QUEUE_MAXLEN}) while nfqwall is stopped: ${failOpen ? 'the excess passes' : 'the excess is dropped'}, counted; nfqwall resumes and judges what was queued`, async () => {
       const d = await start({ failOpen });
       const before = await snapshot(d);
-      const scrape0 = await d.scrape();
+      const scrape0 = await scrape(d);
       const linkDrops0 = await txDropped(fw(), fw().ifname('server'));
       // Frozen (SIGSTOP): nothing reads the queue, so it fills to its length and the kernel's policy takes the rest.
       d.child.kill('SIGSTOP');
@@ -284,7 +239,7 @@ describe('robust: overload (lab)', function () {
         assert.equal(kernelDropped, excess, 'fail-closed: the kernel dropped exactly the excess');
         assert.equal(delivered + linkDrops, ruled, 'fail-closed: only the judged packets went on to the server');
       }
-      const scrape1 = await d.scrape();
+      const scrape1 = await scrape(d);
       const lbl = `{queue="${QUEUE}"}`;
       assert.equal(metric(scrape1, 'nfqwall_queue_kernel_dropped_total', lbl) - metric(scrape0, 'nfqwall_queue_kernel_dropped_total', lbl), kernelDropped);
       assert.equal(metric(scrape1, 'nfqwall_queue_received_total', lbl) - metric(scrape0, 'nfqwall_queue_received_total', lbl), KERNEL_QUEUE_MAXLEN);
@@ -295,7 +250,7 @@ describe('robust: overload (lab)', function () {
     it(`${mode}: a flood of new connections beyond what the slow path takes gets the overload verdict, counted, and nfqwall recovers`, async () => {
       const d = await start({ failOpen, slowRules: 3000 });
       const before = await snapshot(d);
-      const scrape0 = await d.scrape();
+      const scrape0 = await scrape(d);
       const linkDrops0 = await txDropped(fw(), fw().ifname('server'));
       const sent = await flood(client(), { count: 60_000, ms: 6_000 });
       await sleep(500);
@@ -321,7 +276,7 @@ describe('robust: overload (lab)', function () {
         assert.ok(delivered <= ruled, `fail-closed: nothing unjudged reached the server (delivered <= judged): ${facts}`);
         assert.equal(q.dropped - before.q.dropped, overload, `fail-closed: the drops are the overload verdicts: ${facts}`);
       }
-      const scrape1 = await d.scrape();
+      const scrape1 = await scrape(d);
       const lbl = `{queue="${QUEUE}"}`;
       assert.equal(metric(scrape1, 'nfqwall_queue_overload_total', lbl) - metric(scrape0, 'nfqwall_queue_overload_total', lbl), overload, 'overload on /metrics');
       assert.equal(metric(scrape1, 'nfqwall_queue_received_total', lbl) - metric(scrape0, 'nfqwall_queue_received_total', lbl), received, 'received on /metrics');
@@ -351,10 +306,10 @@ describe('robust: overload (lab)', function () {
     if (process.env['NFQW_VERBOSE'] === '1') process.stderr.write(`connection table: ${JSON.stringify(ct)}\n`);
     assert.ok(ct.entries <= LIMIT, `entries ${ct.entries} <= ${LIMIT}`);
     assert.ok(ct.earlyDrop > 0, `the limit was reached: early drops ${JSON.stringify(ct)}`);
-    const scrape = await d.scrape();
-    assert.equal(metric(scrape, 'nfqwall_conntrack_entries_limit'), LIMIT);
-    assert.ok(metric(scrape, 'nfqwall_conntrack_entries') <= LIMIT, 'entries gauge within the limit');
-    assert.ok(metric(scrape, 'nfqwall_conntrack_events_total', '{event="early_drop"}') >= ct.earlyDrop, 'early drops on /metrics');
+    const text = await scrape(d);
+    assert.equal(metric(text, 'nfqwall_conntrack_entries_limit'), LIMIT);
+    assert.ok(metric(text, 'nfqwall_conntrack_entries') <= LIMIT, 'entries gauge within the limit');
+    assert.ok(metric(text, 'nfqwall_conntrack_events_total', '{event="early_drop"}') >= ct.earlyDrop, 'early drops on /metrics');
     const q = await assertAccounted(d);
     const delivered = (await ruleCounter(server(), 'raw', 'PREROUTING', `--dport ${FLOOD_PORTS}`)) - before.atServer;
     const ruled = (await judged(d)) - before.judged;
