@@ -7,8 +7,17 @@ export const QUEUE_CPU = '1';
 export const BENCH_QUEUE = 10;
 
 export interface Running {
-  /** Ends the program (SIGTERM, then SIGKILL) and returns its output. */
+  /**
+   * Ends the program (SIGTERM, then SIGKILL) and returns its output; a program that queues says `packets N` (the C
+   * loop, the npm binding) or `queued N` (nfqwall, summed over its queues): the trips its queue(s) made.
+   */
   stop(): Promise<string>;
+}
+
+/** Packets the mode's queue program received, from what stop() returned; undefined when it did not say. */
+export function queuedPackets(note: string): number | undefined {
+  const m = /\b(?:packets|queued) (\d+)/.exec(note);
+  return m === null ? undefined : Number(m[1]);
 }
 
 export interface Mode {
@@ -103,16 +112,43 @@ export const ACCEPT_ALL_RULES = `*filter
 COMMIT
 `;
 
+export interface NfqwallVariant {
+  /** --queues (default 1). */
+  queues?: number;
+  /**
+   * Rewrites nfqwall's hook rules to add --queue-cpu-fanout once it runs (the queue chosen by the CPU that handles
+   * the packet, not by address hash): nfqwall has no option for it, this measures whether it should.
+   */
+  cpuFanout?: boolean;
+}
+
+export function nfqwallName(v: NfqwallVariant = {}): string {
+  const n = v.queues ?? 1;
+  return n === 1 ? 'nfqwall' : `nfqwall --queues ${n}${v.cpuFanout === true ? ' cpu-fanout' : ''}`;
+}
+
+/** Adds --queue-cpu-fanout to every NFQUEUE rule of nfqwall's mangle chains in fw, in one transaction. */
+async function addCpuFanout(fw: Host): Promise<void> {
+  const saved = (await fw.exec(['iptables-save', '-t', 'mangle'])).stdout;
+  const lines = saved.split('\n').filter((l) => /^-A NFQWALL-\S+ .*-j NFQUEUE --queue-balance /.test(l));
+  if (lines.length === 0) throw new Error(`no balanced NFQUEUE rule of nfqwall in fw:\n${saved}`);
+  const script = ['*mangle', ...lines.map((l) => l.replace(/^-A (\S+) /, '-R $1 1 ') + ' --queue-cpu-fanout'), 'COMMIT', ''].join('\n');
+  await fw.exec(['iptables-restore', '--noflush'], { input: script });
+}
+
 /** nfqwall's own `run`, which installs and removes its hook rules itself. */
-export function nfqwallMode(cli: string | undefined, rulesFile: string, controlPath: string): Mode {
+export function nfqwallMode(cli: string | undefined, rulesFile: string, controlPath: string, variant: NfqwallVariant = {}): Mode {
+  const name = nfqwallName(variant);
   if (cli === undefined) {
     const why = 'dist/src/cli/main.js is missing (build nfqwall first)';
-    return { name: 'nfqwall', unavailable: why, start: () => Promise.reject(new Error(why)) };
+    return { name, unavailable: why, start: () => Promise.reject(new Error(why)) };
   }
+  const queues = variant.queues ?? 1;
   return {
-    name: 'nfqwall',
+    name,
     async start(fw) {
       const argv = [process.execPath, cli, 'run', '--rules', rulesFile, '--queue', String(BENCH_QUEUE), '--control', controlPath];
+      if (queues > 1) argv.push('--queues', String(queues));
       const child = fw.spawn(['taskset', '-c', QUEUE_CPU, ...argv]);
       const c = collect(child);
       const status = async (): Promise<boolean> => {
@@ -122,6 +158,7 @@ export function nfqwallMode(cli: string | undefined, rulesFile: string, controlP
       };
       try {
         await waitFor('nfqwall', 20_000, status, c.text);
+        if (variant.cpuFanout === true) await addCpuFanout(fw);
       } catch (err) {
         child.kill('SIGKILL');
         throw err;
@@ -137,13 +174,16 @@ export function nfqwallMode(cli: string | undefined, rulesFile: string, controlP
   };
 }
 
+/** `queued N` (all queues), then each queue's own counters. */
 function summarizeStatus(json: string): string {
   try {
     const s = JSON.parse(json) as { queues?: Record<string, unknown>[] };
-    const q = s.queues?.[0];
-    if (q === undefined) return '';
+    const qs = s.queues ?? [];
+    if (qs.length === 0) return '';
+    const queued = qs.reduce((sum, q) => sum + Number(q['received'] ?? 0), 0);
     const keys = ['received', 'accepted', 'dropped', 'batches', 'overload', 'enobufs', 'kernelQueueDropped', 'kernelUserDropped'];
-    return keys.filter((k) => k in q).map((k) => `${k} ${String(q[k])}`).join(' ');
+    const each = qs.map((q) => `queue ${String(q['queue'])}: ${keys.filter((k) => k in q).map((k) => `${k} ${String(q[k])}`).join(' ')}`);
+    return [`queued ${queued}`, ...each].join('; ');
   } catch {
     return '';
   }

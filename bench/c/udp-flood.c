@@ -1,8 +1,9 @@
 /*
  * A bounded UDP flood: sends COUNT datagrams of SIZE bytes to ADDR:PORT with sendmmsg, stopping early after SECONDS.
- * Prints "sent N seconds S" when done.
+ * Prints "sent N seconds S" when done. With SOURCES (a comma list of local addresses), one socket per source sends
+ * in turn, a burst each, so the flood is several address pairs (flows the kernel's --queue-balance hash can spread).
  *
- * usage: udp-flood ADDR PORT COUNT SECONDS SIZE
+ * usage: udp-flood ADDR PORT COUNT SECONDS SIZE [SOURCES]
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -15,6 +16,7 @@
 #include <time.h>
 
 #define BATCH 64
+#define MAX_SOURCES 16
 
 static double now(void) {
   struct timespec ts; clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -22,7 +24,7 @@ static double now(void) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 6) { fprintf(stderr, "usage: %s ADDR PORT COUNT SECONDS SIZE\n", argv[0]); return 2; }
+  if (argc != 6 && argc != 7) { fprintf(stderr, "usage: %s ADDR PORT COUNT SECONDS SIZE [SOURCES]\n", argv[0]); return 2; }
   const char *addr = argv[1];
   int port = atoi(argv[2]);
   unsigned long count = strtoul(argv[3], NULL, 10);
@@ -39,10 +41,30 @@ int main(int argc, char **argv) {
   else if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) { fam = AF_INET6; s6->sin6_family = AF_INET6; s6->sin6_port = htons(port); sslen = sizeof *s6; }
   else { fprintf(stderr, "bad address %s\n", addr); return 2; }
 
-  int fd = socket(fam, SOCK_DGRAM, 0);
-  if (fd < 0 || connect(fd, (struct sockaddr *)&ss, sslen) < 0) { perror("socket/connect"); return 1; }
-  int sndbuf = 4 << 20;
-  setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf);
+  int fds[MAX_SOURCES];
+  int nfds = 0;
+  char *sources = argc == 7 ? strdup(argv[6]) : NULL;
+  char *save = NULL;
+  char *src = sources != NULL ? strtok_r(sources, ",", &save) : NULL;
+  do {
+    if (nfds == MAX_SOURCES) { fprintf(stderr, "more than %d sources\n", MAX_SOURCES); return 2; }
+    int fd = socket(fam, SOCK_DGRAM, 0);
+    if (fd < 0) { perror("socket"); return 1; }
+    if (src != NULL) {
+      struct sockaddr_storage ls; memset(&ls, 0, sizeof ls);
+      struct sockaddr_in *l4 = (struct sockaddr_in *)&ls;
+      struct sockaddr_in6 *l6 = (struct sockaddr_in6 *)&ls;
+      int ok = fam == AF_INET ? inet_pton(AF_INET, src, &l4->sin_addr) : inet_pton(AF_INET6, src, &l6->sin6_addr);
+      if (ok != 1) { fprintf(stderr, "bad source %s\n", src); return 2; }
+      if (fam == AF_INET) l4->sin_family = AF_INET; else l6->sin6_family = AF_INET6;
+      if (bind(fd, (struct sockaddr *)&ls, fam == AF_INET ? sizeof *l4 : sizeof *l6) < 0) { perror("bind"); return 1; }
+    }
+    if (connect(fd, (struct sockaddr *)&ss, sslen) < 0) { perror("connect"); return 1; }
+    int sndbuf = 4 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf);
+    fds[nfds++] = fd;
+    src = src != NULL ? strtok_r(NULL, ",", &save) : NULL;
+  } while (src != NULL);
 
   char *payload = calloc(1, size);
   struct iovec iov[BATCH];
@@ -55,10 +77,11 @@ int main(int argc, char **argv) {
 
   double start = now(), deadline = start + seconds;
   unsigned long sent = 0;
+  unsigned turn = 0;
   while (sent < count) {
     if (now() >= deadline) break;
     unsigned want = count - sent < BATCH ? (unsigned)(count - sent) : BATCH;
-    int n = sendmmsg(fd, msgs, want, 0);
+    int n = sendmmsg(fds[turn++ % nfds], msgs, want, 0);
     if (n < 0) {
       if (errno == ENOBUFS || errno == EAGAIN || errno == EINTR) continue;
       perror("sendmmsg"); return 1;

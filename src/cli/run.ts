@@ -35,6 +35,7 @@ export function daemonOptions(cfg: Config): DaemonOptions {
     rules6: cfg.rules6,
     ipsets: cfg.ipsets,
     queue: cfg.queue,
+    queues: cfg.queues,
     queueMaxlen: cfg.queueMaxlen,
     failOpen: cfg.failOpen,
     hooks: cfg.hooks,
@@ -46,8 +47,8 @@ export function daemonOptions(cfg: Config): DaemonOptions {
     metrics: cfg.metrics,
     conntrackMax: cfg.conntrackMax, // H16
   };
-  const out = cfg.logDestination === 'stderr' ? process.stderr : process.stdout;
-  opts.logger = new Logger({ level: cfg.logLevel, write: (line) => out.write(line + '\n') });
+  // H2: by descriptor, so a full disk or a broken log stream costs lines (counted), not the daemon.
+  opts.logger = new Logger({ level: cfg.logLevel, fd: cfg.logDestination === 'stderr' ? 2 : 1 });
   return opts;
 }
 
@@ -62,7 +63,7 @@ export function registerRun(program: Command): void {
     .option('--rules6 <file>', 'IPv6 rule file (ip6tables-save format)')
     .option('--ipset <file>', 'ipset save file for -m set (repeatable)', collect)
     .option('--queue <n>', 'NFQUEUE number (default 0)')
-    .option('--queues <count>', 'number of consecutive queues (only 1 is served yet)')
+    .option('--queues <count>', 'consecutive queues from --queue, spread by address hash (default 1)')
     .option('--queue-maxlen <packets>', 'packets the kernel holds for the queue at most (default 4096)')
     .option('--fail-open', 'accept traffic when nfqwall is not there to decide (--queue-bypass, fail-open queue)')
     .option('--fail-closed', 'drop traffic when nfqwall is not there to decide (the default)')
@@ -91,7 +92,6 @@ export function registerRun(program: Command): void {
         if (cfg.rules === undefined && cfg.rules6 === undefined) {
           throw new Error('no rule file: give --rules FILE and/or --rules6 FILE, or rules/rules6 in the configuration');
         }
-        if (cfg.queues > 1) throw new Error(`queues = ${cfg.queues}: serving more than one queue is not supported yet`);
         code = await runDaemon(daemonOptions(cfg));
       } catch (err) {
         for (const line of startErrorLines(err)) process.stderr.write(line + '\n');

@@ -27,7 +27,7 @@ export interface Config {
   rules6?: string;
   ipsets: string[];
   queue: number;
-  /** How many consecutive queues starting at `queue` (only 1 is served yet). */
+  /** How many consecutive queues starting at `queue`: the hooks spread packets over them (--queue-balance). */
   queues: number;
   failOpen: boolean;
   /** Hooks nfqwall installs NFQUEUE jumps in; empty: none (the administrator's own rules queue). */

@@ -3,7 +3,7 @@
 import { Engine } from '../engine/engine';
 import { LinuxHost } from '../engine/host';
 import type { IpsetStore } from '../engine/sets';
-import type { QueueStats, PacketBatch } from '../native';
+import type { QueueOptions, QueueStats, PacketBatch } from '../native';
 import { checkEnforceable } from '../rules/enforce';
 import { RuleErrors, type RuleError } from '../rules/errors';
 import { zeroCounters } from '../rules/counters';
@@ -16,7 +16,7 @@ import { formatIpAddr } from '../rules/addr'; // H16
 import { ControlServer, checkFields, claimSocketPath, type Handlers } from './control';
 import { HookManager } from './hooks';
 import { InterfaceNames } from './interfaces';
-import { IpMonitor } from './ipmonitor';
+import { IpMonitor, type IpEvent } from './ipmonitor';
 import { Logger, LogRecordSink } from './logger';
 import { BatchProcessor } from './processor';
 import { TraceHub, traceHandler } from './trace'; // trace:
@@ -42,6 +42,10 @@ export interface DaemonOptions {
   rules4?: string;
   rules6?: string;
   queue: number;
+  /** Consecutive queues from `queue` (default 1), one receive thread each, all sharing the connection table. */
+  queues?: number;
+  /** With several queues, the kernel picks one by CPU (--queue-cpu-fanout) instead of by address hash. */
+  queueCpuFanout?: boolean;
   failOpen: boolean;
   controlPath: string;
   /** `ipset save` files for -m set; reloaded with the rule files. */
@@ -152,6 +156,16 @@ function loadAddon(): typeof import('../native') {
 }
 
 type Queue = InstanceType<ReturnType<typeof loadAddon>['addon']['Queue']>;
+
+/** How many queues a daemon serves (`queues`, default 1). */
+export function queueCount(opts: Pick<DaemonOptions, 'queues'>): number {
+  return opts.queues ?? 1;
+}
+
+function queueRange(opts: Pick<DaemonOptions, 'queue' | 'queues'>): string {
+  const n = queueCount(opts);
+  return n > 1 ? `queues ${opts.queue}-${opts.queue + n - 1}` : `queue ${opts.queue}`;
+}
 // H16: ConnTableOptions.maxEntries' default (native/index.d.ts).
 const DEFAULT_CONNTRACK_MAX = 262144;
 type ConnTable = InstanceType<ReturnType<typeof loadAddon>['addon']['ConnTable']>;
@@ -169,7 +183,8 @@ const ERROR_LOG_INTERVAL_MS = 1000;
 
 export class Daemon {
   readonly startedAt = Date.now();
-  private queue: Queue | undefined;
+  /** One per queue number, `opts.queue` upwards; empty before start and after stop. */
+  private queues: Queue[] = [];
   /** H16: nfqwall's connection table, shared by the queue (tracking, NAT) and `nfqwall conntrack -L`. */
   conntrack: ConnTable | undefined;
   private control: ControlServer | undefined;
@@ -237,18 +252,22 @@ export class Daemon {
       const { addon } = loadAddon();
       // H16: the kernel does not track queued traffic (raw CT --notrack below); nfqwall's own table does.
       d.conntrack = new addon.ConnTable(opts.conntrackMax !== undefined ? { maxEntries: opts.conntrackMax } : {});
-      d.queue = new addon.Queue(
-        {
-          queue: opts.queue,
-          ...(opts.queueMaxlen !== undefined ? { maxLen: opts.queueMaxlen } : {}),
-          maxPendingBatches: MAX_PENDING_BATCHES,
-          failOpen: opts.failOpen,
-          overloadVerdict: opts.failOpen ? 'accept' : 'drop',
-          conntrack: d.conntrack,
-          queuedHooks: queuedHookBits(opts.hooks ?? HOOKS),
-        },
-        (batch) => d.onBatch(batch),
-      );
+      // Every queue gets the same options but its number; the kernel's hash sends the two directions of a NATed
+      // connection by different addresses, so only the shared table lets them meet.
+      const conntrack = d.conntrack;
+      const queueOptions = (queue: number): QueueOptions => ({
+        queue,
+        ...(opts.queueMaxlen !== undefined ? { maxLen: opts.queueMaxlen } : {}),
+        maxPendingBatches: MAX_PENDING_BATCHES,
+        failOpen: opts.failOpen,
+        overloadVerdict: opts.failOpen ? 'accept' : 'drop',
+        conntrack,
+        queuedHooks: queuedHookBits(opts.hooks ?? HOOKS),
+      });
+      for (let i = 0; i < queueCount(opts); i++) {
+        const q: Queue = new addon.Queue(queueOptions(opts.queue + i), (batch) => d.onBatch(q, batch));
+        d.queues.push(q);
+      }
       // A crashed run's hooks go first in both families, even one this run does not filter: left in place they
       // would keep queueing (or, fail-closed, dropping) that family's traffic to a queue nobody serves.
       for (const family of [4, 6] as const) d.hooks.removeStale(family);
@@ -258,6 +277,8 @@ export class Daemon {
           family: rs.family,
           hooks: opts.hooks ?? HOOKS,
           queue: opts.queue,
+          queues: queueCount(opts),
+          cpuFanout: opts.queueCpuFanout,
           failOpen: opts.failOpen,
           notrack: true,
           ownerPid: process.pid,
@@ -283,7 +304,7 @@ export class Daemon {
     d.service.ready(statusLine(d));
     d.service.startWatchdog(() => queueHealth(d.queueStats()));
     d.service.startStatus(() => statusLine(d));
-    d.log(`serving queue ${opts.queue} (${opts.failOpen ? 'fail-open' : 'fail-closed'}), control ${opts.controlPath}`);
+    d.log(`serving ${queueRange(opts)} (${opts.failOpen ? 'fail-open' : 'fail-closed'}), control ${opts.controlPath}`);
     return d;
   }
 
@@ -291,11 +312,29 @@ export class Daemon {
     this.ifnames.refresh();
     // H16: MASQUERADE bindings to an address the host no longer has go (nf_nat_masquerade's inet event).
     const before = this.host.primaryAddresses();
+    const gone = this.netGone;
+    this.netGone = { ifindexes: new Set(), addresses: new Set() };
     Promise.resolve(this.host.refresh())
-      .then(() => this.flushGoneAddresses(before))
-      .catch((err: unknown) =>
-        this.logger.warning('host refresh failed', { error: err instanceof Error ? err.message : String(err) }),
-      );
+      .then(() => this.forgetMasqueraded(before, gone))
+      .catch((err: unknown) => {
+        // Kept for the next refresh, which the periodic timer guarantees.
+        for (const i of gone.ifindexes) this.netGone.ifindexes.add(i);
+        for (const a of gone.addresses) this.netGone.addresses.add(a);
+        this.logger.warning('host refresh failed', { error: err instanceof Error ? err.message : String(err) });
+      });
+  }
+
+  /**
+   * Interfaces that went down (or away) and addresses removed since the last refresh, from `ip monitor`. Their
+   * MASQUERADE bindings are forgotten after the refresh that follows, not at the event: a packet of such a connection
+   * arriving in between would otherwise be masqueraded afresh with the stale host view (the old primary address).
+   */
+  private netGone: { ifindexes: Set<number>; addresses: Set<string> } = { ifindexes: new Set(), addresses: new Set() };
+
+  /** nf_nat_masquerade's masq_device_event (NETDEV_DOWN) and masq_inet_event/masq_inet6_event (address removed). */
+  private onNetEvent(e: IpEvent): void {
+    if (e.kind === 'link' && !e.up) this.netGone.ifindexes.add(e.ifindex);
+    else if (e.kind === 'address' && e.deleted) this.netGone.addresses.add(e.address);
   }
 
   private readonly loss = new LossReporter();
@@ -309,14 +348,35 @@ export class Daemon {
     this.logger.warning('packets decided without the rules or refused for lack of room in the last second', { ...moved, policy });
   }
 
-  /** H16: forgets connections masqueraded to addresses that are gone. */
-  private flushGoneAddresses(before: Uint8Array[]): void {
+  /**
+   * H16: forgets connections masqueraded out of interfaces that went down and to addresses that are gone: those the
+   * monitor reported, and any primary address the refresh no longer finds (a change the monitor missed while it was
+   * restarting).
+   */
+  private forgetMasqueraded(before: Uint8Array[], gone: { ifindexes: Set<number>; addresses: Set<string> }): void {
     const table = this.conntrack;
     if (!table) return;
     const now = new Set(this.host.primaryAddresses().map((a) => formatIpAddr(a)));
+    const addresses = new Set(gone.addresses);
     for (const a of before) {
       const text = formatIpAddr(a);
-      if (!now.has(text)) table.flushAddress(text);
+      if (!now.has(text)) addresses.add(text);
+    }
+    let entries = 0;
+    for (const i of gone.ifindexes) entries += table.flushInterface(i);
+    for (const a of addresses) {
+      try {
+        entries += table.flushAddress(a);
+      } catch {
+        // Not an address the table can parse (a link-local with a zone, say): nothing can be bound to it.
+      }
+    }
+    if (entries > 0) {
+      this.logger.info('forgot masqueraded connections', {
+        entries,
+        ifindexes: [...gone.ifindexes].join(',') || undefined,
+        addresses: [...addresses].join(',') || undefined,
+      });
     }
   }
 
@@ -338,7 +398,10 @@ export class Daemon {
 
   private startIpMonitor(): void {
     if (this.opts.ipMonitor !== false) {
-      this.ipmon = new IpMonitor(() => this.refreshHost(), { onError: (msg) => this.logger.warning(msg) });
+      this.ipmon = new IpMonitor(() => this.refreshHost(), {
+        onError: (msg) => this.logger.warning(msg),
+        onEvent: (e) => this.onNetEvent(e),
+      });
     }
   }
 
@@ -397,9 +460,8 @@ export class Daemon {
     return r;
   }
 
-  private onBatch(batch: PacketBatch): void {
-    const q = this.queue;
-    if (!q) return;
+  private onBatch(q: Queue, batch: PacketBatch): void {
+    if (this.queues.length === 0) return;
     const t0 = performance.now(); // H12: one histogram sample per batch
     try {
       q.verdict(batch, this.processor.process(batch));
@@ -430,7 +492,7 @@ export class Daemon {
   }
 
   queueStats(): QueueStats[] {
-    return this.queue ? [this.queue.stats()] : [];
+    return this.queues.map((q) => q.stats());
   }
 
   /** H16: for the nfqwall_conntrack_* metrics. */
@@ -461,6 +523,7 @@ export class Daemon {
       pid: process.pid,
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       queue: this.opts.queue,
+      queueCount: queueCount(this.opts),
       failOpen: this.opts.failOpen,
       rulesets,
       queues: this.queueStats(),
@@ -531,12 +594,15 @@ export class Daemon {
     this.ipmon?.close();
     this.logRecords.close();
     const errors = this.hooks.remove();
-    try {
-      this.queue?.close();
-    } catch (err) {
-      errors.push(`closing the queue: ${err instanceof Error ? err.message : String(err)}`);
+    // Each queue defaults its own outstanding packets; one failing to close does not keep the others bound.
+    for (const [i, q] of this.queues.entries()) {
+      try {
+        q.close();
+      } catch (err) {
+        errors.push(`closing queue ${this.opts.queue + i}: ${err instanceof Error ? err.message : String(err)}`);
+      }
     }
-    this.queue = undefined;
+    this.queues = [];
     this.tracer.close(); // trace: streaming connections would hold the control socket's close forever
     await this.control?.close();
     this.control = undefined;

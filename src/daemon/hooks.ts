@@ -14,6 +14,13 @@ export interface HookPlan {
   /** Hooks whose traffic goes to the queue (mangle chains). */
   hooks: readonly Hook[];
   queue: number;
+  /**
+   * Consecutive queues from `queue` (default 1). More than one: `--queue-balance queue:last`, the kernel spreading
+   * packets by a hash of their addresses (symmetric: both directions of an address pair meet in one queue).
+   */
+  queues?: number;
+  /** With several queues: `--queue-cpu-fanout`, the queue chosen by the CPU handling the packet instead of the hash. */
+  cpuFanout?: boolean;
   /** Adds --queue-bypass: the kernel accepts when nobody is bound to the queue. */
   failOpen: boolean;
   /** Exempts all traffic from kernel connection tracking (raw CT --notrack); see docs/conntrack.md. */
@@ -77,6 +84,10 @@ export function installScript(plan: HookPlan): string {
   if (!Number.isInteger(plan.queue) || plan.queue < 0 || plan.queue > 65535) {
     throw new Error(`queue number ${plan.queue} is outside 0..65535`);
   }
+  const count = plan.queues ?? 1;
+  if (!Number.isInteger(count) || count < 1 || plan.queue + count - 1 > 65535) {
+    throw new Error(`${count} queues from ${plan.queue} go outside 0..65535`);
+  }
   if (plan.ownerPid !== undefined && !(Number.isInteger(plan.ownerPid) && plan.ownerPid > 0)) {
     throw new Error(`owner pid ${plan.ownerPid} is not a process id`);
   }
@@ -89,12 +100,19 @@ export function installScript(plan: HookPlan): string {
     for (const c of chains) {
       if (c === DEFRAG_CHAIN) lines.push(`-A ${c}${owner} -m conntrack --ctstate INVALID -j RETURN`);
       else if (table === 'raw') lines.push(`-A ${c}${owner} -j CT --notrack`);
-      else lines.push(`-A ${c}${owner} -j NFQUEUE --queue-num ${plan.queue}${plan.failOpen ? ' --queue-bypass' : ''}`);
+      else lines.push(`-A ${c}${owner} -j NFQUEUE ${queueTarget(plan)}`);
     }
     for (const j of jumps) lines.push(`-I ${j.from} 1 -j ${j.to}`);
     lines.push('COMMIT');
   }
   return lines.length === 0 ? '' : lines.join('\n') + '\n';
+}
+
+/** The NFQUEUE target's options for a plan, as iptables-save prints them. */
+export function queueTarget(plan: Pick<HookPlan, 'queue' | 'queues' | 'cpuFanout' | 'failOpen'>): string {
+  const count = plan.queues ?? 1;
+  const which = count > 1 ? `--queue-balance ${plan.queue}:${plan.queue + count - 1}` : `--queue-num ${plan.queue}`;
+  return `${which}${plan.failOpen ? ' --queue-bypass' : ''}${count > 1 && plan.cpuFanout === true ? ' --queue-cpu-fanout' : ''}`;
 }
 
 /**
@@ -304,7 +322,9 @@ export class HookManager {
       const r = this.restore(b, script);
       if (r.status === 0) {
         this.installed.push({ family: plan.family, backend: b, owned: ownedFromPlan(plan) });
-        this.log(`installed ipv${plan.family} hooks (${b.name}): ${plan.hooks.join(' ')} -> queue ${plan.queue}`);
+        const count = plan.queues ?? 1;
+        const to = count > 1 ? `queues ${plan.queue}-${plan.queue + count - 1}` : `queue ${plan.queue}`;
+        this.log(`installed ipv${plan.family} hooks (${b.name}): ${plan.hooks.join(' ')} -> ${to}`);
         return;
       }
       failures.push(`${b.restore}: ${describe(r)}`);
