@@ -252,20 +252,25 @@ void ConnTable::unlinkAll(uint32_t idx) {
 void ConnTable::rehashKeys(uint32_t idx) {
   unlinkAll(idx);
   Entry& e = entries_[idx];
-  link(idx, 0);
-  if (e.t[1] != e.t[0]) link(idx, 1);
+  // A NAT_CLASH entry is hashed by its reply tuple only (hlist_nulls_add_fake for the original direction): the
+  // original direction's packets belong to the connection that won.
+  const bool orig = !(e.status & kNatClash);
+  if (orig) link(idx, 0);
+  if (e.t[1] != e.t[0] || !orig) link(idx, 1);
   for (uint8_t d = 0; d < 2; d++) {
     Tuple full = invert(e.t[1 - d]);
     e.mid[d] = manipTuple(e.t[d], full, nat::kManipDst);
+    if (d == 0 && !orig) continue;
     if (e.mid[d] != e.t[d] && e.mid[d] != full && e.mid[d] != e.t[1 - d]) link(idx, uint8_t(2 + d));
   }
 }
 
-int32_t ConnTable::find(const Tuple& t, uint8_t maxKey, uint8_t* keyOut, Want w) {
+int32_t ConnTable::find(const Tuple& t, uint8_t maxKey, uint8_t* keyOut, Want w, int* rankOut) {
   int64_t now = nowLocked();
   uint64_t b = hashTuple(t) & mask_;
   int32_t reap = -1, alive = -1, other = -1;
   uint8_t aliveKey = 0, otherKey = 0;
+  int aliveRank = 0;
   for (int32_t node = buckets_[b]; node >= 0;) {
     uint32_t idx = uint32_t(node) >> 2;
     uint8_t k = uint8_t(node & 3);
@@ -275,9 +280,26 @@ int32_t ConnTable::find(const Tuple& t, uint8_t maxKey, uint8_t* keyOut, Want w)
       if (expired(e, now)) {
         if (e.pending == 0) reap = int32_t(idx);
       } else if (!(e.status & kDying)) {
-        if (alive < 0) {
+        // Several packets of one new flow each have their own unconfirmed entry (the kernel's per-skb nf_conn, not in
+        // its hash until confirmed): the packet's own entry first, then the confirmed connection, then another
+        // packet's unconfirmed one. A conntrack point never finds an unconfirmed entry by its original tuple. Between
+        // equals, the entry whose conntrack point saw this very packet (a reply whose tuple is also another
+        // connection's translated form, after a clash made that one unique).
+        int rank;
+        if (e.status & kConfirmed)
+          rank = 4;
+        else if (w.ctPoint && k == 0)
+          rank = 0;
+        else if (w.ownerFp && e.ownerFp == *w.ownerFp)
+          rank = 6;
+        else
+          rank = 2;
+        const uint8_t pdir = w.inverted ? uint8_t(1 - (k & 1)) : uint8_t(k & 1);
+        if (rank && w.ownerFp && e.lastFp[pdir] == *w.ownerFp) rank++;
+        if (rank > aliveRank) {
           alive = int32_t(idx);
           aliveKey = k;
+          aliveRank = rank;
         }
       } else if ((w.holderFp && e.holds && e.holdFp == *w.holderFp) || (w.attach && e.attachOpen && (k & 1) == 1)) {
         // A dying entry is out of the hash for everyone but the packets that hold it (and, while a REJECT reply is
@@ -299,9 +321,11 @@ int32_t ConnTable::find(const Tuple& t, uint8_t maxKey, uint8_t* keyOut, Want w)
   // the old one. A reply may attach only when no live connection has the tuple.
   if (other >= 0 && (w.holderFp || alive < 0)) {
     *keyOut = otherKey;
+    if (rankOut) *rankOut = 8;
     return other;
   }
   if (alive >= 0) *keyOut = aliveKey;
+  if (rankOut) *rankOut = alive >= 0 ? aliveRank : 0;
   return alive;
 }
 
@@ -322,7 +346,14 @@ void ConnTable::doom(uint32_t idx, bool attachable) {
   e.status |= kDying;
   e.attachOpen = attachable ? 1 : 0;
   int64_t now = nowLocked();
-  e.expires = (e.holds || e.attachOpen) ? std::max(e.expires, now + kHoldMs) : now;
+  // kHoldMs from now, not the unconfirmed entry's own ten seconds: a dying entry waits only for its holders.
+  e.expires = (e.holds || e.attachOpen) ? now + kHoldMs : now;
+}
+
+void ConnTable::unconfirmedGone(const Entry& e) {
+  unconfirmed_--;
+  uint32_t& n = owners_[e.ownerFp & (kOwnerSlots - 1)];
+  if (n) n--;
 }
 
 void ConnTable::destroy(uint32_t idx) {
@@ -338,7 +369,7 @@ void ConnTable::destroy(uint32_t idx) {
       }
     e.bysource = false;
   }
-  if (!(e.status & kConfirmed)) unconfirmed_--;
+  if (!(e.status & kConfirmed)) unconfirmedGone(e);
   e.used = false;
   e.gen++;
   count_--;
@@ -445,7 +476,8 @@ uint32_t ConnTable::refresh(Entry& e, uint8_t dir, const Parsed& h, bool& invali
       // Still active two seconds after it started: a stream, assured, with the longer timeout.
       if (now > e.created + 2000) {
         ms = to.udpStream * 1000;
-        e.status |= kAssured;
+        // Never ASSURED for IPS_NAT_CLASH: it times out soon and may always be evicted.
+        if (!(e.status & kNatClash)) e.status |= kAssured;
       } else {
         ms = to.udp * 1000;
       }
@@ -515,6 +547,7 @@ bool ConnTable::relate(const uint8_t* p, size_t len, const Parsed& h, bool ctPoi
     // nf_conntrack_inet_error(): the quoted packet went the other way; its inverse is a tuple of the connection.
     Want w;
     w.attach = true;
+    w.ctPoint = true;
     idx = find(invert(q), 1, &k, w);
     if (idx < 0) return false;
     dir = k;
@@ -531,14 +564,16 @@ bool ConnTable::relate(const uint8_t* p, size_t len, const Parsed& h, bool ctPoi
   } else {
     Want w;
     w.holderFp = &fp;
-    idx = find(q, 3, &k, w);
-    if (idx >= 0) {
-      dir = uint8_t(1 - (k & 1));
-    } else {
-      idx = find(invert(q), 1, &k, w);
-      if (idx < 0) return false;
-      dir = k;
+    int rank = 0, rank2 = 0;
+    uint8_t k2 = 0;
+    idx = find(q, 3, &k, w, &rank);
+    dir = uint8_t(1 - (k & 1));
+    int32_t idx2 = rank >= 6 ? -1 : find(invert(q), 1, &k2, w, &rank2);
+    if (idx2 >= 0 && rank2 > rank) {
+      idx = idx2;
+      dir = k2;
     }
+    if (idx < 0) return false;
     const Entry& e = entries_[uint32_t(idx)];
     if (e.holds && e.holdFp == fp) c.flags |= kClsHolder;
   }
@@ -608,20 +643,30 @@ Classification ConnTable::classify(const uint8_t* p, size_t len, uint8_t family,
       c.state = ms;
       return c;
     }
-    uint8_t k = 0;
+    uint8_t k = 0, k2 = 0;
     Want w;
     w.holderFp = &h.fingerprint;
-    int32_t idx = find(h.tuple, 3, &k, w);
-    uint8_t dir;
-    if (idx >= 0) {
-      dir = k & 1;
-    } else {
-      idx = find(invert(h.tuple), 1, &k, w);
-      if (idx < 0) {
-        st_.invalid++;
-        return c;
-      }
-      dir = uint8_t(1 - k);
+    w.ownerFp = &h.fingerprint;
+    // The packet as its conntrack point saw it, or already rewritten by its connection's NAT (the inverse of the other
+    // direction's tuple): the better match of the two, so a DNATed packet finds its own entry rather than another
+    // connection that has its rewritten form as original tuple.
+    int rank = 0, rank2 = 0;
+    int32_t idx = find(h.tuple, 3, &k, w, &rank);
+    uint8_t dir = k & 1;
+    Want wi = w;
+    wi.inverted = true;
+    // A confirmed entry whose conntrack point saw this packet (5) can only lose to the packet's own unconfirmed entry
+    // (fingerprints are not unique): when no unconfirmed entry has a creator with this fingerprint's slot, one lookup
+    // is enough.
+    const bool enough = rank >= 6 || (rank == 5 && owners_[h.fingerprint & (kOwnerSlots - 1)] == 0);
+    int32_t idx2 = enough ? -1 : find(invert(h.tuple), 1, &k2, wi, &rank2);
+    if (idx2 >= 0 && rank2 > rank) {
+      idx = idx2;
+      dir = uint8_t(1 - k2);
+    }
+    if (idx < 0) {
+      st_.invalid++;
+      return c;
     }
     Entry& e = entries_[uint32_t(idx)];
     if (e.holds && e.holdFp == h.fingerprint) c.flags |= kClsHolder;
@@ -639,6 +684,7 @@ Classification ConnTable::classify(const uint8_t* p, size_t len, uint8_t family,
   const bool rst = h.proto == pkt::kProtoTcp && (h.tcpFlags & pkt::kTcpRst);
   Want w;
   w.attach = rst;  // a REJECT's reset may still attach to the connection its rejected first packet left behind
+  w.ctPoint = true;
   int32_t idx = find(h.tuple, 1, &k, w);
   uint8_t dir = k;
   bool created = false;
@@ -683,6 +729,8 @@ Classification ConnTable::classify(const uint8_t* p, size_t len, uint8_t family,
     }
     dir = 0;
     created = true;
+    entries_[uint32_t(idx)].ownerFp = h.fingerprint;
+    owners_[h.fingerprint & (kOwnerSlots - 1)]++;
     st_.created++;
   } else {
     st_.found++;
@@ -709,10 +757,10 @@ Classification ConnTable::classify(const uint8_t* p, size_t len, uint8_t family,
   e.packets[dir]++;
   e.bytes[dir] += h.ipLen;
   if (ms) {
-    if (e.status & kConfirmed)
-      e.expires = now + ms;
-    else
+    if (!(e.status & kConfirmed))
       e.timeoutMs = ms;
+    else if (!(e.status & kFixedTimeout))
+      e.expires = now + ms;
   }
   if (dir == 1) e.status |= kSeenReply;
   if (kill) {
@@ -728,18 +776,39 @@ Classification ConnTable::classify(const uint8_t* p, size_t len, uint8_t family,
 }
 
 bool ConnTable::usedTuple(const Tuple& t, uint32_t self) {
-  // nf_nat_used_tuple(): another connection already expects replies to this tuple.
+  // nf_nat_used_tuple() / nf_conntrack_tuple_taken(): a connection in the hash (confirmed) already expects replies to
+  // this tuple. Not when its original tuple is this connection's: the same flow, a second packet that lost the race
+  // to confirm (nf_ct_resolve_clash deals with it).
   Tuple reply = invert(t);
   uint64_t b = hashTuple(reply) & mask_;
   int64_t now = nowLocked();
+  const Tuple& own = entries_[self].t[0];
   for (int32_t node = buckets_[b]; node >= 0;) {
     uint32_t idx = uint32_t(node) >> 2;
     uint8_t k = uint8_t(node & 3);
     const Entry& e = entries_[idx];
-    if (k < 2 && idx != self && e.t[k] == reply && !(e.status & kDying) && !expired(e, now)) return true;
+    if (k < 2 && idx != self && e.t[k] == reply && (e.status & kConfirmed) && !(e.status & kDying) &&
+        !expired(e, now) && !(e.t[0] == own))
+      return true;
     node = e.next[k];
   }
   return false;
+}
+
+// nf_nat_used_tuple_new(), for the original tuple of get_unique_tuple's first step: a clash with a connection in the
+// reverse direction (both sides opened the flow at once) is left to clash resolution when neither is NATed and the
+// protocol allows clashes, instead of taking another source port.
+bool ConnTable::usedTupleNew(const Tuple& t, uint32_t self) {
+  if (!usedTuple(t, self)) return false;
+  const Entry& me = entries_[self];
+  if (!allowClash(me.t[0])) return true;
+  if (me.status & kNatMask) return true;
+  int32_t o = findClash(t, self);
+  if (o < 0) o = findClash(invert(t), self);
+  if (o < 0) return false;
+  const Entry& other = entries_[uint32_t(o)];
+  if (other.status & kNatMask) return true;
+  return !(other.t[0] == me.t[1]);
 }
 
 void ConnTable::pickAddress(Tuple& t, const nat::Request& r, uint8_t manip, const Tuple& orig) {
@@ -783,9 +852,11 @@ void ConnTable::pickAddress(Tuple& t, const nat::Request& r, uint8_t manip, cons
   }
 }
 
-bool ConnTable::uniquePort(Tuple& t, const nat::Request& r, uint8_t manip, uint32_t self) {
+// nf_nat_l4proto_unique_tuple(): when every candidate is in use the last one stays (the clash is found at confirmation).
+void ConnTable::uniquePort(Tuple& t, const nat::Request& r, uint8_t manip, uint32_t self) {
   const bool icmp = pkt::isIcmpProto(t.proto, t.family);
-  if (!icmp && !pkt::hasPorts(t.proto)) return !usedTuple(t, self);
+  // Protocols without ports have nothing to change: such a connection stays a clash.
+  if (!icmp && !pkt::hasPorts(t.proto)) return;
   uint16_t* key = icmp ? &t.sport : (manip == nat::kManipSrc ? &t.sport : &t.dport);
   uint32_t min, size;
   if (icmp) {
@@ -798,7 +869,7 @@ bool ConnTable::uniquePort(Tuple& t, const nat::Request& r, uint8_t manip, uint3
     }
   } else if (!(r.flags & nat::kProtoSpecified)) {
     // A destination rewrite without ports keeps the port.
-    if (manip == nat::kManipDst) return !usedTuple(t, self);
+    if (manip == nat::kManipDst) return;
     if (*key < 1024) {
       if (*key < 512) {
         min = 1;
@@ -826,9 +897,9 @@ bool ConnTable::uniquePort(Tuple& t, const nat::Request& r, uint8_t manip, uint3
   for (;;) {
     for (uint32_t i = 0; i < attempts; i++, off++) {
       *key = uint16_t(min + off % size);
-      if (!usedTuple(t, self)) return true;
+      if (!usedTuple(t, self)) return;
     }
-    if (attempts >= size || attempts < 16) return false;
+    if (attempts >= size || attempts < 16) return;
     attempts /= 2;
     off = random32() & 0xffff;
   }
@@ -878,8 +949,7 @@ bool ConnTable::setupNat(uint32_t idx, const nat::Request* r, uint8_t manip) {
   Entry& e = entries_[idx];
   const Tuple curr = invert(e.t[1]);
   Tuple nt = curr;
-  bool ok = true;
-  if (r && (r->flags & (nat::kMapIps | nat::kProtoSpecified))) {
+  if (r) {
     const size_t n = curr.family == 4 ? 4 : 16;
     bool done = false;
     if (manip == nat::kManipSrc && !(r->flags & nat::kProtoRandomAll)) {
@@ -893,7 +963,7 @@ bool ConnTable::setupNat(uint32_t idx, const nat::Request* r, uint8_t manip) {
         uint16_t key = curr.sport;
         if (ports && (key < std::min(r->minPort, r->maxPort) || key > std::max(r->minPort, r->maxPort))) in = false;
       }
-      if (in && !usedTuple(curr, idx)) {
+      if (in && !usedTupleNew(curr, idx)) {
         done = true;
       } else if (!in) {
         Tuple cand;
@@ -918,22 +988,23 @@ bool ConnTable::setupNat(uint32_t idx, const nat::Request* r, uint8_t manip) {
           fine = true;
         }
       }
-      if (!fine) ok = uniquePort(nt, *r, manip, idx);
+      if (!fine) uniquePort(nt, *r, manip, idx);
     }
   }
+  // nf_nat_setup_info() makes the binding even when the tuple is still in use (a DNAT to where another connection
+  // already is, a port range with every port taken): __nf_conntrack_confirm finds the clash and decides.
   if (!(nt == curr)) {
     e.t[1] = invert(nt);
     e.status |= manip == nat::kManipSrc ? kSrcNat : kDstNat;
     rehashKeys(idx);
   }
-  if (usedTuple(nt, idx)) ok = false;
   e.status |= manip == nat::kManipSrc ? kSrcNatDone : kDstNatDone;
   if (manip == nat::kManipSrc && !e.bysource) {
     bysource_.emplace(srcKey(e.t[0]), idx);
     e.bysource = true;
   }
   if (r && manip == nat::kManipSrc && r->masqIfindex) e.masqIfindex = r->masqIfindex;
-  return ok;
+  return true;
 }
 
 bool ConnTable::bindLocked(uint32_t idx, const Classification& c, const Update& u) {
@@ -950,6 +1021,17 @@ bool ConnTable::bindLocked(uint32_t idx, const Classification& c, const Update& 
     const nat::Request* r = nullptr;
     for (uint8_t i = 0; i < u.natCount && i < 2; i++)
       if (u.nat[i].manip == m) r = &u.nat[i];
+    // nf_nat_alloc_null_binding(): the address as it stands (the reply tuple's, in case it was mangled), the
+    // protocol part left to get_unique_tuple, so a tuple another connection uses gets a new source port.
+    nat::Request null;
+    if (!r) {
+      null.manip = m;
+      null.flags = nat::kMapIps;
+      const uint8_t* a = m == nat::kManipSrc ? e.t[1].dst : e.t[1].src;
+      std::memcpy(null.minAddr, a, 16);
+      std::memcpy(null.maxAddr, a, 16);
+      r = &null;
+    }
     if (!setupNat(idx, r, m)) ok = false;
   }
   return ok;
@@ -960,13 +1042,7 @@ bool ConnTable::bind(const Classification& c, const Update& u) {
   tick();
   Entry* e = live(c);
   if (!e || (e->status & kDying)) return true;
-  uint32_t idx = c.handle - 1;
-  if (bindLocked(idx, c, u)) return true;
-  st_.natFailed++;
-  st_.insertFailed++;
-  e->status |= kDying;
-  e->expires = nowLocked();
-  return false;
+  return bindLocked(c.handle - 1, c, u);
 }
 
 bool ConnTable::commit(const Classification& c, const Update& u) {
@@ -982,14 +1058,22 @@ bool ConnTable::finish(const Classification& c, const Update& u, uint8_t* p, siz
                        bool& changed) {
   std::lock_guard<std::mutex> g(mu_);
   tick();
-  int32_t reap = -1;
-  bool ok = commitLocked(c, u, reap);
-  changed = ok && u.accept && p && translateLocked(c, p, len, family, hook);
+  int32_t reap = -1, attached = -1;
+  bool ok = commitLocked(c, u, reap, &attached);
+  if (attached >= 0) {
+    // nf_ct_set(skb, winner): the packet leaves as the connection it was attached to translates it.
+    Classification w = c;
+    w.handle = uint32_t(attached) + 1;
+    w.gen = entries_[uint32_t(attached)].gen;
+    changed = ok && u.accept && p && translateLocked(w, p, len, family, hook);
+  } else {
+    changed = ok && u.accept && p && translateLocked(c, p, len, family, hook);
+  }
   if (reap >= 0) destroy(uint32_t(reap));
   return ok;
 }
 
-bool ConnTable::commitLocked(const Classification& c, const Update& u, int32_t& reap) {
+bool ConnTable::commitLocked(const Classification& c, const Update& u, int32_t& reap, int32_t* attachedTo) {
   int64_t now = nowLocked();
   const uint64_t memoKey = c.tupleHash ^ (uint64_t(c.fingerprint) * 0x9E3779B97F4A7C15ULL);
   Entry* e = live(c);
@@ -1022,24 +1106,103 @@ bool ConnTable::commitLocked(const Classification& c, const Update& u, int32_t& 
     return true;
   }
   if (u.setMark) e->mark = u.mark;
-  bool ok = bindLocked(idx, c, u);
-  if (!ok) {
-    // No unique tuple: __nf_conntrack_confirm would fail to insert it and drop the packet.
-    st_.natFailed++;
-    st_.insertFailed++;
-    e->status |= kDying;
-    e->expires = now;
-    if (e->pending == 0) reap = int32_t(idx);
-    return false;
-  }
+  bindLocked(idx, c, u);
   // __nf_conntrack_confirm() confirms only from the original direction: a REJECT reply attached to an unconfirmed
   // connection (RELATED_REPLY) passes its last hook without confirming it.
   if (u.final && c.dir == 0 && !(e->status & kConfirmed)) {
-    e->status |= kConfirmed;
-    unconfirmed_--;
-    e->expires = now + (e->timeoutMs ? int64_t(e->timeoutMs) : int64_t(cfg_.timeouts.generic) * 1000);
+    int32_t winner = -1;
+    switch (confirmLocked(idx, winner)) {
+      case Confirm::kInserted:
+        break;
+      case Confirm::kAttached:
+        // The packet now belongs to the connection that won; its own entry goes with this trip.
+        if (attachedTo) *attachedTo = winner;
+        e->status |= kDying;
+        e->expires = now;
+        if (e->pending == 0) reap = int32_t(idx);
+        break;
+      case Confirm::kDropped:
+        e->status |= kDying;
+        e->expires = now;
+        if (e->pending == 0) reap = int32_t(idx);
+        return false;
+    }
   }
-  return ok;
+  return true;
+}
+
+bool ConnTable::allowClash(const Tuple& t) {
+  // l4proto->allow_clash: UDP, UDP-Lite, GRE and the generic tracker (the last since "Add allow_clash to generic
+  // protocol handler", in the 6.18 stable series); not TCP, SCTP, DCCP, ICMP or ICMPv6.
+  if (pkt::isIcmpProto(t.proto, t.family)) return false;
+  return t.proto != pkt::kProtoTcp && t.proto != pkt::kProtoSctp && t.proto != pkt::kProtoDccp;
+}
+
+// A confirmed, live connection (other than `self`) that has `t` as one of its tuples: what __nf_conntrack_confirm's
+// hash walk (nf_ct_key_equal, confirmed entries only) finds.
+int32_t ConnTable::findClash(const Tuple& t, uint32_t self) {
+  int64_t now = nowLocked();
+  uint64_t b = hashTuple(t) & mask_;
+  for (int32_t node = buckets_[b]; node >= 0;) {
+    uint32_t idx = uint32_t(node) >> 2;
+    uint8_t k = uint8_t(node & 3);
+    const Entry& e = entries_[idx];
+    if (k < 2 && idx != self && e.t[k] == t && (e.status & kConfirmed) && !(e.status & kDying) && !expired(e, now))
+      return int32_t(idx);
+    node = e.next[k];
+  }
+  return -1;
+}
+
+// nf_ct_can_merge(): the two connections are the same flow, in the same direction (nf_ct_match) or in opposite ones
+// (nf_ct_match_reverse). Tuples include the zone.
+bool ConnTable::canMerge(uint32_t w, uint32_t l) const {
+  const Entry& a = entries_[w];
+  const Entry& b = entries_[l];
+  return (a.t[0] == b.t[0] && a.t[1] == b.t[1]) || (a.t[0] == b.t[1] && a.t[1] == b.t[0]);
+}
+
+// __nf_conntrack_confirm() and nf_ct_resolve_clash(): insert the entry unless a confirmed connection already has its
+// original or its reply tuple; then, for a protocol that allows clashes, attach the packet to that connection when it
+// is the same flow (__nf_ct_resolve_clash), or insert the entry by its reply tuple only when that one is unique
+// (nf_ct_resolve_clash_harder: IPS_NAT_CLASH, a fixed one-second timeout); otherwise the packet is dropped.
+ConnTable::Confirm ConnTable::confirmLocked(uint32_t idx, int32_t& winner) {
+  Entry& l = entries_[idx];
+  const int64_t now = nowLocked();
+  int32_t h = findClash(l.t[0], idx);
+  if (h < 0) h = findClash(l.t[1], idx);
+  auto attach = [&](int32_t w) {
+    // nf_ct_acct_merge(): the winner counts the packet.
+    Entry& we = entries_[uint32_t(w)];
+    we.packets[0]++;
+    we.bytes[0] += l.bytes[0];
+    st_.clashResolve++;
+    winner = w;
+    return Confirm::kAttached;
+  };
+  auto drop = [&]() {
+    st_.drop++;
+    st_.insertFailed++;
+    if (l.status & kNatMask) st_.natFailed++;
+    return Confirm::kDropped;
+  };
+  if (h < 0) {
+    l.status |= kConfirmed;
+    unconfirmedGone(l);
+    l.expires = now + (l.timeoutMs ? int64_t(l.timeoutMs) : int64_t(cfg_.timeouts.generic) * 1000);
+    return Confirm::kInserted;
+  }
+  if (!allowClash(l.t[0])) return drop();
+  if (canMerge(uint32_t(h), idx)) return attach(h);
+  // nf_ct_resolve_clash_harder(): the reply direction must not clash, unless it is the same flow.
+  int32_t r = findClash(l.t[1], idx);
+  if (r >= 0) return canMerge(uint32_t(r), idx) ? attach(r) : drop();
+  l.status |= kConfirmed | kNatClash | kFixedTimeout;
+  unconfirmedGone(l);
+  l.expires = now + 1000;
+  rehashKeys(idx);
+  st_.clashResolve++;
+  return Confirm::kInserted;
 }
 
 bool ConnTable::translate(const Classification& c, uint8_t* p, size_t len, uint8_t family, uint8_t hook) {
@@ -1203,7 +1366,8 @@ std::vector<EntryView> ConnTable::list() {
   std::vector<EntryView> out;
   for (uint32_t i = 0; i < entries_.size(); i++) {
     const Entry& e = entries_[i];
-    if (!e.used || (e.status & kDying) || expired(e, now)) continue;
+    // conntrack -L does not show NAT_CLASH entries (their original direction is not in the hash).
+    if (!e.used || (e.status & (kDying | kNatClash)) || expired(e, now)) continue;
     out.push_back(viewOf(i));
   }
   return out;

@@ -31,6 +31,10 @@ constexpr uint32_t kNatMask = kSrcNat | kDstNat;
 constexpr uint32_t kSrcNatDone = 1u << 7;
 constexpr uint32_t kDstNatDone = 1u << 8;
 constexpr uint32_t kDying = 1u << 9;
+constexpr uint32_t kFixedTimeout = 1u << 10;
+// IPS_NAT_CLASH (= IPS_UNTRACKED_BIT): a connection that lost the confirmation race with a different NAT result and
+// was inserted by nf_ct_resolve_clash_harder under its reply tuple only, for one second.
+constexpr uint32_t kNatClash = 1u << 12;
 
 // enum tcp_conntrack.
 enum TcpState : uint8_t {
@@ -129,6 +133,9 @@ struct Stats {
   uint64_t entries = 0, unconfirmed = 0;
   uint64_t found = 0, created = 0, invalid = 0, ignore = 0, untracked = 0, related = 0;
   uint64_t drop = 0, earlyDrop = 0, expired = 0, insertFailed = 0, natFailed = 0, deleted = 0;
+  // nf_ct_resolve_clash: a packet whose connection clashed at confirmation and was attached to the winner, or
+  // inserted as a reply-only NAT_CLASH entry, instead of dropped (the kernel's clash_resolve).
+  uint64_t clashResolve = 0;
   uint64_t searched = 0;
 };
 
@@ -157,8 +164,10 @@ class ConnTable {
   Classification classify(const uint8_t* p, size_t len, uint8_t family, uint8_t hook, uint32_t flags,
                           uint16_t zone = 0);
   // Records the verdict of the trip: confirmation at the final trip, removal of an unconfirmed entry whose first
-  // packet was dropped, NAT bindings, connmark, notrack. Returns false when a NAT binding could not be made unique
-  // (the kernel drops such a packet: give it NF_DROP).
+  // packet was dropped, NAT bindings, connmark, notrack. Returns false when confirmation found another connection
+  // with one of the entry's tuples and nf_ct_resolve_clash could not resolve it (the kernel drops such a packet and
+  // counts insert_failed: give it NF_DROP). A resolved clash attaches the packet to the winning connection (finish()
+  // then translates it by that one) or inserts the entry under its reply tuple only (IPS_NAT_CLASH).
   bool commit(const Classification& c, const Update& u);
   // commit() and, for an accepted packet with `p`, translate() under one lock: an entry the commit releases (a dropped
   // first packet's, one an RST killed) goes only after the packet is translated, as the kernel frees an nf_conn after
@@ -167,7 +176,8 @@ class ConnTable {
               bool& changed);
   // Installs only the NAT bindings of `u` (natRan/nat) for a new connection, at once: for the engine, when a later
   // table of the same trip must see the rewritten packet (nat OUTPUT before filter OUTPUT). commit() then skips the
-  // manip types already bound. Returns false as commit() does.
+  // manip types already bound. Returns true: a binding is always made (nf_nat_setup_info); uniqueness is checked at
+  // confirmation.
   bool bind(const Classification& c, const Update& u);
   // Applies the connection's NAT binding for this hook's manip type (PREROUTING/OUTPUT: destination, INPUT/
   // POSTROUTING: source) to the packet in place, including an ICMP error's quoted header. Returns true when bytes
@@ -205,6 +215,9 @@ class ConnTable {
     uint16_t holds = 0;     // packets in flight holding the entry after it died (kClsHolder)
     uint8_t attachOpen = 0; // a dropped first packet's REJECT reply may still attach to it (Update::replied)
     uint32_t holdFp = 0;    // the fingerprint of the last holder, so its later hooks find the dying entry
+    // The fingerprint of the packet that created the entry: each new packet gets its own unconfirmed entry (the
+    // kernel's per-skb nf_conn), and its later hooks find that one even when another packet's entry has its tuple.
+    uint32_t ownerFp = 0;
     uint32_t masqIfindex = 0;
     int64_t expires = 0;    // ms
     int64_t created = 0;
@@ -229,19 +242,37 @@ class ConnTable {
   struct Want {
     const uint32_t* holderFp = nullptr;
     bool attach = false;
+    // A conntrack-point lookup (resolve_normal_ct): unconfirmed entries are not in the kernel's hash, so none is found
+    // by its original tuple; by its reply tuple one is found only when no confirmed entry has it.
+    bool ctPoint = false;
+    // A later hook's lookup: the unconfirmed entry this packet created comes first.
+    const uint32_t* ownerFp = nullptr;
+    // The tuple looked up is the inverse of the packet's (its key's direction is the packet's opposite).
+    bool inverted = false;
   };
+  // What __nf_conntrack_confirm did with an unconfirmed entry.
+  enum class Confirm : uint8_t { kInserted, kAttached, kDropped };
 
   uint64_t hashTuple(const pkt::Tuple& t) const;
-  int32_t find(const pkt::Tuple& t, uint8_t maxKey, uint8_t* keyOut, Want w);
+  // rankOut: how good the match is (8 a dying entry this packet holds, 6 the packet's own unconfirmed entry, 4 a
+  // confirmed one, 2 another packet's unconfirmed one; +1 when the entry's conntrack point saw this packet), to choose
+  // between the lookups of a packet's two forms.
+  int32_t find(const pkt::Tuple& t, uint8_t maxKey, uint8_t* keyOut, Want w, int* rankOut = nullptr);
   int32_t find(const pkt::Tuple& t, uint8_t maxKey, uint8_t* keyOut) { return find(t, maxKey, keyOut, Want()); }
   void hold(uint32_t idx, uint32_t fp, Classification& c);
   void doom(uint32_t idx, bool attachable);
-  bool commitLocked(const Classification& c, const Update& u, int32_t& reap);
+  bool commitLocked(const Classification& c, const Update& u, int32_t& reap, int32_t* attachedTo = nullptr);
+  Confirm confirmLocked(uint32_t idx, int32_t& winner);
+  int32_t findClash(const pkt::Tuple& t, uint32_t self);
+  bool canMerge(uint32_t winner, uint32_t loser) const;
+  static bool allowClash(const pkt::Tuple& t);
+  bool usedTupleNew(const pkt::Tuple& t, uint32_t self);
   bool translateLocked(const Classification& c, uint8_t* p, size_t len, uint8_t family, uint8_t hook);
   void link(uint32_t idx, uint8_t k);
   void unlinkAll(uint32_t idx);
   void rehashKeys(uint32_t idx);
   void destroy(uint32_t idx);
+  void unconfirmedGone(const Entry& e);  // an unconfirmed entry is confirmed or destroyed
   bool expired(const Entry& e, int64_t now) const { return e.expires <= now; }
   int32_t allocate(const pkt::Tuple& orig, int64_t now);
   bool earlyDrop(const pkt::Tuple& t);
@@ -258,7 +289,7 @@ class ConnTable {
   uint64_t srcKey(const pkt::Tuple& t) const;
   bool usedTuple(const pkt::Tuple& t, uint32_t self);
   void pickAddress(pkt::Tuple& t, const nat::Request& r, uint8_t manip, const pkt::Tuple& orig);
-  bool uniquePort(pkt::Tuple& t, const nat::Request& r, uint8_t manip, uint32_t self);
+  void uniquePort(pkt::Tuple& t, const nat::Request& r, uint8_t manip, uint32_t self);
   uint32_t random32();
   void memoPut(uint64_t key, uint8_t state, int64_t now);
   bool memoGet(uint64_t key, uint8_t& state, int64_t now);
@@ -279,6 +310,10 @@ class ConnTable {
   int64_t cur_ = 0;
   uint64_t rng_;
   std::vector<MemoSlot> memo_;
+  // Unconfirmed entries by the fingerprint of the packet that created them (slot = fingerprint mod kOwnerSlots), so a
+  // later hook's lookup knows when no packet-owned entry can beat the confirmed one it found.
+  static constexpr uint32_t kOwnerSlots = 1024;
+  std::vector<uint32_t> owners_ = std::vector<uint32_t>(kOwnerSlots, 0);
   // nf_nat_bysource: source-NATed connections by original source (address, port, protocol, zone), so a client keeps
   // its mapping across connections (find_appropriate_src).
   std::unordered_multimap<uint64_t, uint32_t> bysource_;

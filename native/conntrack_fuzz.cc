@@ -29,7 +29,30 @@ ct::ConnTable& table() {
 // Operation header (8 bytes) then a 2-byte length and the packet:
 //  b0: bit0 family (0: 4, 1: 6), bits1-3 hook (mod 5), bit4 ctPoint, bit5 accept, bit6 final, bit7 notrack
 //  b1: natRan bits (0-1), request count (2-3), random flags (4-7)
-//  b2-b3: port min / max low bytes, b4: address pick, b5: time step, b6: connmark, b7: masq ifindex
+//  b2-b3: port min / max low bytes, b4: address pick, b5: time step, b6: connmark (its bits also: 2 bind first, 4 hold
+//  the packet undecided (up to 4), 8 commit then translate instead of finish, 16 decide the held ones, 32 newest first),
+//  b7: masq ifindex
+struct Held {
+  ct::Classification c;
+  ct::Update u;
+  std::vector<uint8_t> p;
+  uint8_t family, hook;
+};
+std::vector<Held> held;
+
+// Commits the held packets, newest first or oldest first.
+void release(ct::ConnTable& t, bool newestFirst) {
+  auto one = [&t](Held& x) {
+    bool changed = false;
+    (void)t.finish(x.c, x.u, x.p.empty() ? nullptr : x.p.data(), x.p.size(), x.family, x.hook, changed);
+  };
+  if (newestFirst)
+    for (size_t i = held.size(); i > 0; i--) one(held[i - 1]);
+  else
+    for (auto& x : held) one(x);
+  held.clear();
+}
+
 void run(const uint8_t* d, size_t n) {
   ct::ConnTable& t = table();
   static int64_t now = 0;
@@ -79,7 +102,16 @@ void run(const uint8_t* d, size_t n) {
       r.masqIfindex = h[7] & 3;
     }
     if (h[6] & 2) (void)t.bind(c, u);
-    if (t.commit(c, u) && len) t.translate(c, p.get(), len, family, hook);
+    if ((h[6] & 4) && held.size() < 4) {
+      // Decided later: packets of one flow classified before the first is decided (per-packet entries, clashes).
+      held.push_back(Held{c, u, std::vector<uint8_t>(p.get(), p.get() + len), family, hook});
+    } else if (h[6] & 8) {
+      if (t.commit(c, u) && len) t.translate(c, p.get(), len, family, hook);
+    } else {
+      bool changed = false;
+      (void)t.finish(c, u, len ? p.get() : nullptr, len, family, hook, changed);
+    }
+    if (h[6] & 16) release(t, h[6] & 32);
     ct::EntryView v;
     if (t.view(c, v)) (void)ct::ConnTable::format(v);
     if (h[7] == 0xff) t.flushInterface(h[6] & 3);
@@ -88,6 +120,7 @@ void run(const uint8_t* d, size_t n) {
       for (const auto& e : t.list()) (void)ct::ConnTable::format(e);
     }
   }
+  release(t, false);
 }
 
 }  // namespace

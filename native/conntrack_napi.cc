@@ -386,6 +386,7 @@ class ConnTableWrap : public Napi::ObjectWrap<ConnTableWrap> {
     set("expired", s.expired);
     set("insertFailed", s.insertFailed);
     set("natFailed", s.natFailed);
+    set("clashResolve", s.clashResolve);
     set("deleted", s.deleted);
     set("searched", s.searched);
     return o;

@@ -169,19 +169,26 @@ describe('conntrack table: REJECT replies and the rejected first packet', () => 
     assert.equal(trip(t, syn, { hook: PRE, nat: [DNAT] }).c.created, true);
   });
 
-  it('a duplicate first packet still in flight keeps the connection when the first copy is rejected', () => {
+  it('a second copy of a first packet in flight has its own connection, which lives on when the first is rejected', () => {
     const t = table();
     const first = udp(C, 5002, V, 53);
     const r = rejectAtForward(t, first, true);
     const dup = t.classify(first, 4, PRE);
-    assert.equal(dup.handle, r.pre.c.handle);
+    assert.equal(dup.created, true, 'each packet gets its own unconfirmed entry, as each skb gets its own nf_conn');
+    assert.notEqual(dup.handle, r.pre.c.handle);
     r.drop();
-    const d = t.finish(dup, { accept: true }, first, 4, PRE);
-    assert.equal(seen(d.packet ?? first).dst, S);
-    trip(t, d.packet ?? first, { hook: FWD });
-    trip(t, d.packet ?? first, { hook: POST });
+    // It ran the nat chains itself: its own DNAT binding.
+    const d = t.finish(dup, { accept: true, natRan: ['DST'], nat: [DNAT] }, first, 4, PRE);
+    const out = d.packet ?? first;
+    assert.equal(seen(out).dst, S);
+    assert.equal(trip(t, out, { hook: FWD }).c.handle, dup.handle, 'its later hooks find its own entry');
+    assert.equal(trip(t, out, { hook: POST }).ok, true);
     const [e] = t.list();
-    assert.ok(e.status & CONFIRMED, 'the duplicate confirmed it');
+    assert.ok(e.status & CONFIRMED, 'the copy confirmed its own connection');
+    assert.equal(t.list().length, 1, 'the rejected copy\'s entry is out of the table');
+    t.setNow(T0 + 2100);
+    t.sweep();
+    assert.equal(t.stats().entries, 1, 'and gone once its REJECT reply can no longer come');
   });
 
   it('an ACK in the reply direction of a confirmed connection is no REJECT reply: tracked as usual', () => {

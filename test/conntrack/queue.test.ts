@@ -225,6 +225,35 @@ describe('native addon: NFQUEUE with a connection table (root)', function () {
     assert.equal(r.tableStats.natFailed, 0);
   });
 
+  for (const scenario of ['raceSame', 'raceSplit'] as const) {
+    const split = scenario === 'raceSplit';
+    it(`two datagrams of a new flow classified before either is decided, ${split ? 'DNATed to different ports: the second becomes a NAT_CLASH entry' : 'with the same DNAT: the second is attached to the first'}`, () => {
+      const r = runFixture<{
+        clientPort: number;
+        got10: Received[];
+        got11: Received[];
+        clientGot: Received[];
+        seen: Seen[];
+        list: CtEntry[];
+        tableStats: ConnTableStats & { clashResolve?: number };
+        stats: QueueStats;
+      }>(scenario);
+      assertBalanced(r.stats);
+      assert.equal(r.stats.dropped, 0);
+      const firsts = pick(r.seen, OUTPUT, (s) => s.dport === 9);
+      assert.deepEqual(firsts.map((s) => [s.text, s.state, s.flags & CT_FLAG_CREATED]), [['a', NEW, CT_FLAG_CREATED], ['b', NEW, CT_FLAG_CREATED]], 'each created its own entry');
+      assert.notEqual(firsts[0].handle, firsts[1].handle);
+      // Both delivered, each where its own binding sent it; both answers reach the client from the port it asked.
+      assert.deepEqual(r.got10.map((g) => g.text), split ? ['a'] : ['a', 'b']);
+      assert.deepEqual(r.got11.map((g) => g.text), split ? ['b'] : []);
+      assert.deepEqual(r.clientGot.map((g) => [g.text, g.port]).sort(), [['re:a', 9], ['re:b', 9]]);
+      assert.equal(r.tableStats.clashResolve, 1);
+      assert.equal(r.tableStats.insertFailed, 0);
+      assert.equal(r.list.length, 1, 'conntrack -L: one connection');
+      assert.equal(r.tableStats.entries, split ? 2 : 1, split ? 'the NAT_CLASH entry is hidden but counted' : 'the second entry is gone');
+    });
+  }
+
   it('a full table drops new connections whatever JavaScript answers, and counts them', () => {
     const r = runFixture<{
       echoGot: Received[];
