@@ -119,7 +119,7 @@ export interface QueueStats {
   /** close() has run (stats stay readable; the kernel columns read 0 once the queue is unbound). */
   closed?: boolean;
   /**
-   * With `conntrack` only: packets the table turned into NF_DROP on any path: table full, no unique NAT tuple
+   * With `conntrack` only: packets the table turned into NF_DROP on any path: table full, an unresolvable clash at confirmation
    * (commit failed), or a truncated copy (copyRange) of a packet NAT had to rewrite.
    */
   ctDropped?: number;
@@ -142,7 +142,7 @@ export interface VerdictOptions {
    *
    * verdict() then, per packet: commits the trip (accept = verdict is not NF_DROP; confirmation at INPUT/POSTROUTING
    * or the last queued hook), so a dropped first packet leaves no entry; sends NF_DROP when the table is full for it
-   * or no unique NAT tuple exists; and for accepted packets applies the connection's NAT for this hook (on top of
+   * or its confirmation clashes unresolvably; and for accepted packets applies the connection's NAT for this hook (on top of
    * payloads[i] when given, else on the queued bytes, the transport checksum completed when the kernel had left it
    * partial) and sends the rewritten bytes as the payload when they changed. The overload and close defaults commit
    * and translate the same way.
@@ -211,7 +211,7 @@ export interface CtTuple {
 export interface CtClassification {
   state: CtStateName;
   direction: 'ORIGINAL' | 'REPLY';
-  /** IPS_* bits: EXPECTED 1, SEEN_REPLY 2, ASSURED 4, CONFIRMED 8, SRC_NAT 16, DST_NAT 32, SRC_NAT_DONE 128, DST_NAT_DONE 256. */
+  /** IPS_* bits: EXPECTED 1, SEEN_REPLY 2, ASSURED 4, CONFIRMED 8, SRC_NAT 16, DST_NAT 32, SRC_NAT_DONE 128, DST_NAT_DONE 256, FIXED_TIMEOUT 1024, NAT_CLASH 4096. */
   status: number;
   mark: number;
   zone: number;
@@ -299,6 +299,8 @@ export interface ConnTableStats {
   expired: number;
   insertFailed: number;
   natFailed: number;
+  /** Packets whose confirmation clashed with a connection of the same flow and were kept (nf_ct_resolve_clash). */
+  clashResolve: number;
   deleted: number;
   searched: number;
 }
@@ -315,7 +317,10 @@ export class ConnTable {
    * conntrack point of a received packet a bad one makes it INVALID, as nf_conntrack_checksum does.
    */
   classify(packet: Uint8Array, family: 4 | 6, hook: number, options?: { ctPoint?: boolean; zone?: number; checksumUnverified?: boolean }): CtClassification;
-  /** Records the trip's outcome. False when no unique NAT tuple was found (the packet must be dropped). */
+  /**
+   * Records the trip's outcome. False when the confirmation clashed with another connection and the clash could not be
+   * resolved (nf_ct_resolve_clash): the packet must be dropped.
+   */
   commit(c: CtClassification, update: CtUpdate): boolean;
   /**
    * commit() then translate() in one step, as the queue's verdict path does: an entry the commit releases (a dropped
@@ -325,7 +330,8 @@ export class ConnTable {
   finish(c: CtClassification, update: CtUpdate, packet: Uint8Array, family: 4 | 6, hook: number): { ok: boolean; packet?: Uint8Array };
   /**
    * Installs only the NAT bindings of `update` now (the engine, when a later table of the same trip must see the
-   * rewritten packet: nat OUTPUT before filter OUTPUT). commit() then skips those manip types. False as commit().
+   * rewritten packet: nat OUTPUT before filter OUTPUT). commit() then skips those manip types. True: a
+   * binding is always made here; a clash it causes is settled at confirmation (commit).
    */
   bind(c: CtClassification, update: Pick<CtUpdate, 'natRan' | 'nat'>): boolean;
   /** The packet with the connection's NAT applied for this hook (checksums fixed), or undefined when unchanged. */

@@ -510,6 +510,7 @@ export class Daemon {
         early_drop: s.earlyDrop,
         insert_failed: s.insertFailed,
         nat_failed: s.natFailed,
+        clash_resolve: s.clashResolve,
         expired: s.expired,
         deleted: s.deleted,
       },

@@ -48,7 +48,7 @@ export interface ConntrackState {
 }
 
 /** The connection-table events exported, as `conntrack -S` names them (drop: refused because the table was full). */
-export const CONNTRACK_EVENTS = ['found', 'new', 'invalid', 'drop', 'early_drop', 'insert_failed', 'nat_failed', 'expired', 'deleted'] as const;
+export const CONNTRACK_EVENTS = ['found', 'new', 'invalid', 'drop', 'early_drop', 'insert_failed', 'nat_failed', 'clash_resolve', 'expired', 'deleted'] as const;
 export type ConntrackEvent = (typeof CONNTRACK_EVENTS)[number];
 
 /** What the daemon offers the metrics; every method is called at scrape time only. */
@@ -324,7 +324,7 @@ export class Metrics {
     });
     new Counter({
       name: 'nfqwall_conntrack_events_total',
-      help: 'Connection-table events as conntrack -S names them: found, new, invalid, drop (new connection refused, table full), early_drop, insert_failed, nat_failed (no free NAT tuple), expired, deleted.',
+      help: 'Connection-table events as conntrack -S names them: found, new, invalid, drop (new connection refused: table full, or a clash at confirmation that could not be resolved), early_drop, insert_failed, nat_failed (a NATed connection that lost its clash at confirmation), clash_resolve (a packet of a flow another packet confirmed first, kept as nf_ct_resolve_clash keeps it), expired, deleted.',
       labelNames: ['event'],
       registers: register,
       collect() {
