@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "caps.h"
 #include "conntrack_napi.h"
 #include "notify.h"
 #include "rawsend.h"
@@ -466,6 +467,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("notify", Napi::Function::New(env, Notify, "notify"));
   exports.Set("sendRaw", Napi::Function::New(env, SendRaw, "sendRaw"));
   nfqwall::registerConnTable(env, exports);
+  nfqwall::registerCaps(env, exports);
   napi_add_env_cleanup_hook(env, cleanupEnv, static_cast<napi_env>(env));
   return exports;
 }

@@ -180,6 +180,39 @@ export function notify(state: string): boolean;
  */
 export function sendRaw(packet: Uint8Array): void;
 
+// ---- capabilities (native/caps.cc, docs/robustness.md "Privilege") ----
+
+/** Capability names without the CAP_ prefix, lower case (`net_admin`), as sets of the calling thread. */
+export interface CapabilitySets {
+  effective: string[];
+  permitted: string[];
+  inheritable: string[];
+  bounding: string[];
+  ambient: string[];
+}
+
+/** The calling thread's capability sets (capget, PR_CAPBSET_READ, PR_CAP_AMBIENT_IS_SET). Throws on error. */
+export function capabilities(): CapabilitySets;
+
+/**
+ * Lowers the calling thread's effective, permitted, inheritable and ambient sets to `keep` (what of it is permitted),
+ * and the bounding set to `keep` when CAP_SETPCAP is effective (else `boundingLeft` says what stayed). Other threads
+ * keep theirs: re-execute (`reexec`) to make every thread start from the new sets. Throws naming the failing step.
+ */
+export function dropCapabilities(keep: string[]): { before: CapabilitySets; after: CapabilitySets; boundingLeft: string[] };
+
+/**
+ * Opens the IPPROTO_RAW sockets `sendRaw` uses, now (they need CAP_NET_RAW), in the current network namespace. The
+ * descriptor of each, or -1 with the reason in `errors`.
+ */
+export function openRawSockets(): { ipv4: number; ipv6: number; errors: string[] };
+
+/** Makes inherited descriptors (from `reexec`) the raw sockets of `sendRaw`; -1: none. Throws if one is not. */
+export function adoptRawSockets(ipv4: number, ipv6: number): void;
+
+/** execve(path, argv, env) keeping `keepFds` open across it. Returns only by throwing. */
+export function reexec(path: string, argv: string[], env: string[], keepFds: number[]): never;
+
 // ---- connection table (native/conntrack.*, docs/conntrack-table.md) ----
 
 export interface ConnTableOptions {

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type * as Addon from '../native/index';
 import { packageRoot } from './package-root';
 
-export type { PacketBatch, QueueOptions, QueueStats, VerdictOptions } from '../native/index';
+export type { CapabilitySets, PacketBatch, QueueOptions, QueueStats, VerdictOptions } from '../native/index';
 
 export const NF_DROP = 0;
 export const NF_ACCEPT = 1;

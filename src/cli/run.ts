@@ -6,6 +6,7 @@ import { RuleError, RuleErrors } from '../rules/errors';
 import { runDaemon, type DaemonOptions } from '../daemon/daemon';
 import { checkFileSafety } from '../daemon/files';
 import { Logger } from '../daemon/logger';
+import { Privilege, startOnlyCapabilities } from '../daemon/privilege';
 
 interface RunOptions {
   config?: string;
@@ -92,7 +93,15 @@ export function registerRun(program: Command): void {
         if (cfg.rules === undefined && cfg.rules6 === undefined) {
           throw new Error('no rule file: give --rules FILE and/or --rules6 FILE, or rules/rules6 in the configuration');
         }
-        code = await runDaemon(daemonOptions(cfg));
+        // Issue #9: raw sockets open, every capability but CAP_NET_ADMIN dropped; may re-execute this process (same
+        // pid, same arguments) and so never return here: everything above runs again in the new image, cheaply.
+        const privilege = Privilege.acquire(startOnlyCapabilities(cfg));
+        const dopts = daemonOptions(cfg);
+        dopts.privilege = privilege;
+        const said = privilege.describe();
+        dopts.logger?.info(said.info);
+        for (const w of said.warnings) dopts.logger?.warning(w);
+        code = await runDaemon(dopts);
       } catch (err) {
         for (const line of startErrorLines(err)) process.stderr.write(line + '\n');
         code = 1;

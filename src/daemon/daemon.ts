@@ -37,6 +37,7 @@ import { checkFileSafety } from './files'; // H18: StrictModes for rule and ipse
 // H12: metrics and systemd notifications.
 import { Metrics, MetricsServer, daemonSource, type ConntrackState } from './metrics';
 import { ServiceNotifier, queueHealth, statusLine } from './systemd';
+import type { Privilege } from './privilege'; // H8: issue #9, CAP_NET_ADMIN only
 
 export interface DaemonOptions {
   rules4?: string;
@@ -69,6 +70,8 @@ export interface DaemonOptions {
   queueMaxlen?: number;
   /** H16: nf_conntrack_max of nfqwall's connection table (`conntrack_max`); default the table's. */
   conntrackMax?: number;
+  /** H8: `nfqwall run`'s capabilities (src/daemon/privilege.ts): finished once bound, reported by status. */
+  privilege?: Privilege;
   log?: (msg: string) => void;
 }
 
@@ -291,6 +294,8 @@ export class Daemon {
       });
       // H12: the metrics endpoint, inside the try so a taken port undoes the start.
       if (opts.metrics) d.metricsServer = await MetricsServer.listen(opts.metrics, d.metrics);
+      // H8: the control socket's group and a port below 1024 were the last things needing more than CAP_NET_ADMIN.
+      opts.privilege?.afterStart();
     } catch (err) {
       await d.stop();
       throw err;
@@ -533,6 +538,7 @@ export class Daemon {
       logs: { written: this.logRecords.limiter.passed, suppressed: this.logRecords.limiter.suppressed },
       conntrack: this.conntrack?.stats(), // H16
       trace: { ...this.tracer.stats }, // trace:
+      capabilities: this.opts.privilege?.status(), // H8
       hooks: this.hooks.active.map((h) => ({
         family: familyKey(h.family),
         backend: h.backend.name,

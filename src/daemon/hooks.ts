@@ -181,8 +181,11 @@ export function liveInThisNetns(pid: number): boolean {
   if (pid === process.pid) return false;
   try {
     return fs.readlinkSync(`/proc/${pid}/ns/net`) === fs.readlinkSync('/proc/self/ns/net');
-  } catch {
-    return false;
+  } catch (err) {
+    // H8: holding CAP_NET_ADMIN alone, the daemon may not look into a process that holds capabilities it lacks
+    // (ptrace access mode): that process is alive, and its namespace unknown. Taken as the owner, as the safe guess.
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'EACCES' || code === 'EPERM';
   }
 }
 
