@@ -3,6 +3,7 @@
 #   packet     the packet parser and checksum writers (fuzz/packet_fuzz.cc -> native/packet.cc)
 #   nat        the NAT rewrite of packets and of ICMP errors' quotes (fuzz/nat_fuzz.cc -> native/nat.cc)
 #   conntrack  the connection table's classify/commit/translate over sequences of packets (native/conntrack_fuzz.cc)
+#   flowcache  the flow cache's lookups, stores, waiting counts and drains against a model (fuzz/flowcache_fuzz.cc)
 #
 #   scripts/fuzz.sh [seconds-per-target] [target...]     default 60 s, every target
 #   FUZZ_JOBS=n       n workers per target
@@ -15,7 +16,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(packet nat conntrack)
+[ ${#targets[@]} -gt 0 ] || targets=(packet nat conntrack flowcache)
 say() { printf 'fuzz: %s\n' "$*" >&2; }
 
 # clang and its sanitizer/fuzzer runtimes (libclang-rt-dev: libclang_rt.fuzzer, .asan, .ubsan).
@@ -40,7 +41,7 @@ flags=(-std=c++17 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -f
 
 # The library sources once, shared by every target; each rebuilt when it or a header is newer than its object.
 objs=()
-for src in native/packet.cc native/nat.cc native/conntrack.cc; do
+for src in native/packet.cc native/nat.cc native/conntrack.cc native/flowcache.cc; do
   obj="$out/obj/$(basename "$src" .cc).o"
   if [ ! -f "$obj" ] || [ -n "$(find "$src" native/*.h -newer "$obj" -print -quit)" ]; then
     say "compiling $src"
@@ -55,7 +56,8 @@ target_src() {
     packet) echo fuzz/packet_fuzz.cc ;;
     nat) echo fuzz/nat_fuzz.cc ;;
     conntrack) echo native/conntrack_fuzz.cc ;;
-    *) say "unknown target $1 (packet, nat, conntrack)"; exit 2 ;;
+    flowcache) echo fuzz/flowcache_fuzz.cc ;;
+    *) say "unknown target $1 (packet, nat, conntrack, flowcache)"; exit 2 ;;
   esac
 }
 
