@@ -10,6 +10,7 @@
 
 #include "caps.h"
 #include "conntrack_napi.h"
+#include "flowcache_napi.h"
 #include "notify.h"
 #include "rawsend.h"
 #include "queue.h"
@@ -203,6 +204,18 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
     } else if (!o.Get("queuedHooks").IsUndefined()) {
       throw Napi::TypeError::New(env, "Queue: options.queuedHooks needs options.conntrack");
     }
+    Napi::Value fcv = o.Get("flowCache");
+    if (!fcv.IsUndefined()) {
+      cfg.cache = nfqwall::flowCacheOf(fcv);
+      if (!cfg.cache) throw Napi::TypeError::New(env, "Queue: options.flowCache must be a FlowCache");
+      if (!cfg.table) throw Napi::TypeError::New(env, "Queue: options.flowCache needs options.conntrack");
+      // Its decisions name connections by handle: one table's handles only.
+      if (!cfg.cache->bindTable(cfg.table.get()))
+        throw Napi::TypeError::New(env, "Queue: options.flowCache serves the queues of one ConnTable, not another");
+      cfg.parkLimit = optU32(o, "parkLimit", 4096, 0, 1u << 20);
+    } else if (!o.Get("parkLimit").IsUndefined()) {
+      throw Napi::TypeError::New(env, "Queue: options.parkLimit needs options.flowCache");
+    }
     Napi::Value ov = o.Get("overloadVerdict");
     if (!ov.IsUndefined()) {
       std::string s = ov.IsString() ? ov.As<Napi::String>().Utf8Value() : "";
@@ -330,9 +343,24 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
       }
     }
     const nfqwall::ct::Update* ctu = ctUpdates(v, n);
+    const uint32_t* cachePaths = nullptr;
+    uint32_t cacheGeneration = 0;
+    Napi::Value cpv = v.Get("cachePaths");
+    if (!cpv.IsUndefined()) {
+      if (!cpv.IsTypedArray() || cpv.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
+          cpv.As<Napi::Uint32Array>().ElementLength() < n)
+        throw Napi::TypeError::New(env, "verdict: cachePaths must be a Uint32Array with one entry per packet");
+      Napi::Value gv = v.Get("cacheGeneration");
+      if (!gv.IsNumber()) throw Napi::TypeError::New(env, "verdict: cachePaths needs cacheGeneration (a number)");
+      // A queue without a flow cache has nowhere to store: the hint is dropped, the verdicts are not.
+      if (q.config().cache) {
+        cachePaths = cpv.As<Napi::Uint32Array>().Data();
+        cacheGeneration = gv.As<Napi::Number>().Uint32Value();
+      }
+    }
     auto taken = q.takePending(seq);
     if (!taken) throw Napi::TypeError::New(env, "verdict: batch " + std::to_string(seq) + " has no pending verdict");
-    if (!q.verdictBatch(std::move(taken), pv_.data(), ctu))
+    if (!q.verdictBatch(std::move(taken), pv_.data(), ctu, cachePaths, cacheGeneration))
       throw Napi::Error::New(env, "verdict: sending the verdicts of batch " + std::to_string(seq) + " failed: " +
                                       std::strerror(errno));
     return env.Undefined();
@@ -427,6 +455,7 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
     set("threadIdleMs", q.threadIdleMs());
     o.Set("closed", Napi::Boolean::New(env, q.closed()));
     if (q.config().table) set("ctDropped", c.ctDropped);
+    if (q.config().cache) set("cached", c.cached);
     return o;
   }
 
@@ -468,6 +497,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sendRaw", Napi::Function::New(env, SendRaw, "sendRaw"));
   nfqwall::registerConnTable(env, exports);
   nfqwall::registerCaps(env, exports);
+  nfqwall::registerFlowCache(env, exports);
   napi_add_env_cleanup_hook(env, cleanupEnv, static_cast<napi_env>(env));
   return exports;
 }

@@ -28,6 +28,22 @@ export interface QueueOptions {
    */
   conntrack?: ConnTable;
   /**
+   * Decide settled packets on the receive thread (docs/flow-cache.md). Needs `conntrack`. A packet whose connection
+   * is ESTABLISHED and has a stored decision for this hook and direction, with the same key (ctStatus, input mark,
+   * connection mark, zone, in/out/physin/physout interfaces) in the cache's current generation, and no packet of the
+   * same connection and direction waiting in JavaScript, is verdicted natively (one that has such packets ahead of
+   * it waits natively behind them and is looked up again once they are verdicted): committed and NAT-translated as
+   * verdict() would, given the stored verdict and mark, its wire length added to the stored path's hits, and never
+   * handed to JavaScript. Share one cache between all queues of a daemon.
+   */
+  flowCache?: FlowCache;
+  /**
+   * With `flowCache`: packets parked behind their flow's packets in JavaScript (docs/flow-cache.md, Parking) beyond
+   * which the parked packets are looked up again without parking, so the ones the cache cannot decide join
+   * JavaScript's queue (in order). 0 parks nothing for longer than one batch. Default 4096.
+   */
+  parkLimit?: number;
+  /**
    * Bit 1 << NF_INET_* for every hook the daemon queues (to any queue): decides where a packet is tracked (its first
    * queued hook of PREROUTING/OUTPUT, else INPUT/FORWARD/POSTROUTING) and where it is confirmed (INPUT/POSTROUTING, or
    * the last queued hook). Only with `conntrack`. Default 0x1b: PREROUTING, INPUT, OUTPUT, POSTROUTING.
@@ -123,6 +139,8 @@ export interface QueueStats {
    * (commit failed), or a truncated copy (copyRange) of a packet NAT had to rewrite.
    */
   ctDropped?: number;
+  /** With `flowCache` only: packets this queue verdicted from the cache without JavaScript. */
+  cached?: number;
 }
 
 export interface VerdictOptions {
@@ -155,6 +173,15 @@ export interface VerdictOptions {
    * packet (commit binds, NF_NAT_DONE keeps later requests out).
    */
   ctNat?: (CtNatRequest | CtNatRequest[] | undefined)[];
+  /**
+   * Flow cache (QueueOptions.flowCache): per packet 0, or pathId + 1 to store this trip's decision (verdict, mark)
+   * for the packet's connection, hook and direction. The caller sets it only when the decision depends on nothing
+   * but the cache key, the packet was ESTABLISHED, and the trip has no payload, ctNat, REJECT replies or ctFlags.
+   * Stored only when cacheGeneration equals the cache's generation (a reload or invalidate() in between makes it
+   * stale).
+   */
+  cachePaths?: Uint32Array;
+  cacheGeneration?: number;
 }
 
 export class Queue {
@@ -169,6 +196,88 @@ export class Queue {
   stats(): QueueStats;
   /** Stops the thread, gives every outstanding packet the overload verdict, unbinds and closes the socket. */
   close(): void;
+}
+
+export interface FlowCacheOptions {
+  /** Stored decisions (connection, hook, direction); the oldest are overwritten beyond it. Default 65536. */
+  capacity?: number;
+  /** Path ids per generation; a store with a larger id is ignored. Default 65536. */
+  maxPaths?: number;
+}
+
+export interface FlowCacheStats {
+  hits: number;
+  /** ESTABLISHED packets looked up and not found (or stale, or a packet of the flow waiting in JavaScript). */
+  misses: number;
+  stores: number;
+  /** Stored decisions overwritten for lack of room. */
+  evictions: number;
+  invalidations: number;
+  generation: number;
+  entries: number;
+  enabled: boolean;
+  /** Packets of tracked connections handed to JavaScript and not verdicted yet (all queues of the cache). */
+  waiting: number;
+  /**
+   * Packets whose stored decision applied but whose flow had packets waiting in JavaScript: the receive thread parked
+   * them (in order, behind those) instead of handing them over, and looked them up again after the next verdict.
+   * Counted per parking, so a packet parked twice counts twice.
+   */
+  parked: number;
+}
+
+/** FlowCache.lookup/settle (tests): a packet's connection, hook and direction and the values its decision may use. */
+export interface FlowCacheKey {
+  /** ctHandle and ctGen; handle 0 never stores nor hits. */
+  handle: number;
+  gen: number;
+  hook: number;
+  dir: number;
+  status?: number;
+  mark?: number;
+  connmark?: number;
+  zone?: number;
+  inIf?: number;
+  outIf?: number;
+  physInIf?: number;
+  physOutIf?: number;
+}
+
+export interface FlowCacheDecision {
+  verdict: number;
+  mark: number;
+  setMark: boolean;
+  pathId: number;
+}
+
+/**
+ * Decisions of settled connections, reused on the receive thread (docs/flow-cache.md). JavaScript owns what a path
+ * id means (the rule counters a decision increments); the cache only counts hits per path.
+ */
+export class FlowCache {
+  constructor(options?: FlowCacheOptions);
+  /** Makes every stored decision stale (reload commit, address, route or link change). Returns the new generation. */
+  invalidate(): number;
+  generation(): number;
+  /** Off: no lookups, no stores (someone traces). Turning it on again starts a new generation. */
+  setEnabled(on: boolean): void;
+  /**
+   * Hits since the last drain as [generation, pathId, packets, bytes] quadruples, and resets them. Hits of an older
+   * generation are still reported once (the paths' counters must get them).
+   */
+  drain(): Float64Array;
+  stats(): FlowCacheStats;
+  /**
+   * Tests: the receive thread's step for one ESTABLISHED packet of `wireLen` bytes. A hit returns the stored decision
+   * and charges the packet to its path; a miss returns undefined and the packet counts as waiting in JavaScript (its
+   * flow's later packets miss) until settle().
+   */
+  lookup(key: FlowCacheKey, wireLen: number): FlowCacheDecision | undefined;
+  /**
+   * Tests: verdict() for one packet lookup() missed: it stops waiting, and `decision` is stored when given, the
+   * generation is current and the cache enabled (false otherwise, or when pathId >= maxPaths).
+   */
+  settle(key: FlowCacheKey, decision: FlowCacheDecision | undefined, generation: number): boolean;
 }
 
 /** sd_notify(3): sends `state` to $NOTIFY_SOCKET. False when NOTIFY_SOCKET is unset. Throws on a send error. */

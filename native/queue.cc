@@ -35,6 +35,53 @@ constexpr size_t kSendBufSize = kSendLimit + 0x10000 + 1024;
 constexpr size_t kRecvBufSize = 0x10000 + 16384;
 // Batches dispatched in one drain before the thread looks at its stop signal again.
 constexpr int kMaxBatchesPerDrain = 64;
+// Parked bytes (flow cache) beyond which the lot is looked up without parking, as beyond QueueConfig::parkLimit
+// packets: what still cannot be decided from the cache goes to JavaScript, in order, behind its flow's packets there.
+constexpr size_t kLotBytes = 16u << 20;
+
+// Room for `rows` more rows and `bytes` more packet bytes in every column, so appendRow() cannot throw.
+void reserveRows(Batch& b, size_t rows, size_t bytes) {
+  size_t n = b.count + rows;
+  for (auto* v : {&b.ids, &b.marks, &b.inIf, &b.outIf, &b.physInIf, &b.physOutIf, &b.uids, &b.gids, &b.origLens,
+                  &b.ct.status, &b.ct.mark, &b.ct.handle, &b.ct.gen})
+    v->reserve(n);
+  b.offsets.reserve(n + 1);
+  b.protos.reserve(n);
+  for (auto* v : {&b.hooks, &b.flags, &b.hwLens, &b.ct.state, &b.ct.dir}) v->reserve(n);
+  b.hwAddrs.reserve(n * 6);
+  b.data.reserve(b.data.size() + bytes);
+  b.ct.cls.reserve(n);
+  b.probes.reserve(n);
+}
+
+// Appends row i of `from` (classified) to `to`, every column.
+void appendRow(Batch& to, const Batch& from, uint32_t i) {
+  to.ids.push_back(from.ids[i]);
+  to.marks.push_back(from.marks[i]);
+  to.inIf.push_back(from.inIf[i]);
+  to.outIf.push_back(from.outIf[i]);
+  to.physInIf.push_back(from.physInIf[i]);
+  to.physOutIf.push_back(from.physOutIf[i]);
+  to.uids.push_back(from.uids[i]);
+  to.gids.push_back(from.gids[i]);
+  to.origLens.push_back(from.origLens[i]);
+  to.protos.push_back(from.protos[i]);
+  to.hooks.push_back(from.hooks[i]);
+  to.flags.push_back(from.flags[i]);
+  to.hwLens.push_back(from.hwLens[i]);
+  to.hwAddrs.insert(to.hwAddrs.end(), from.hwAddrs.begin() + long(i) * 6, from.hwAddrs.begin() + long(i) * 6 + 6);
+  to.data.insert(to.data.end(), from.data.begin() + from.offsets[i], from.data.begin() + from.offsets[i + 1]);
+  to.offsets.push_back(uint32_t(to.data.size()));
+  to.ct.cls.push_back(from.ct.cls[i]);
+  to.ct.state.push_back(from.ct.state[i]);
+  to.ct.dir.push_back(from.ct.dir[i]);
+  to.ct.status.push_back(from.ct.status[i]);
+  to.ct.mark.push_back(from.ct.mark[i]);
+  to.ct.handle.push_back(from.ct.handle[i]);
+  to.ct.gen.push_back(from.ct.gen[i]);
+  to.probes.push_back(from.probes[i]);
+  to.count++;
+}
 
 int64_t nowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -58,6 +105,7 @@ void Batch::reserve(uint32_t n) {
   hwAddrs.reserve(size_t(n) * 6);
   data.reserve(size_t(n) * 2048);
   ct.cls.reserve(n);
+  probes.reserve(n);
   clear();
 }
 
@@ -73,13 +121,29 @@ void Batch::clear() {
   hwLens.clear();
   hwAddrs.clear();
   data.clear();
+  ct.cls.clear();
+  for (auto* v : {&ct.state, &ct.dir}) v->clear();
+  for (auto* v : {&ct.status, &ct.mark, &ct.handle, &ct.gen}) v->clear();
   classified = false;
+  probes.clear();
+  waitCounted = false;
 }
 
 Queue::Queue(const QueueConfig& cfg) : cfg_(cfg) {
   recvBuf_.resize(kRecvBufSize);
   threadSendBuf_.resize(kSendBufSize);
   jsSendBuf_.resize(kSendBufSize);
+  if (cfg_.cache) {
+    hitDec_.resize(cfg_.maxBatch);
+    hitPv_.resize(cfg_.maxBatch);
+    hitIds_.resize(cfg_.maxBatch);
+    storeDec_.resize(cfg_.maxBatch);
+    storeWanted_.resize(cfg_.maxBatch);
+    lot_ = std::make_unique<Batch>();
+    lot_->reserve(cfg_.maxBatch);
+    lot_->classified = true;
+    lotCount_.assign(cfg_.cache->flowSlots(), 0);
+  }
   current_ = acquire();
 
   auto fail = [this](const std::string& what, int err) {
@@ -186,7 +250,8 @@ void Queue::run() {
   pollfd fds[2] = {{fd_, POLLIN, 0}, {stopFd_, POLLIN, 0}};
   dispatch();  // packets that arrived with the bind acknowledgement
   for (;;) {
-    int r = poll(fds, 2, 200);
+    // Parked packets wait for JavaScript's verdicts on other threads: look again soon.
+    int r = poll(fds, 2, lot_ && lot_->count ? 1 : 200);
     lastLoopMs_ = nowMs();
     if (r < 0) {
       if (errno == EINTR) continue;
@@ -196,6 +261,13 @@ void Queue::run() {
     }
     if (fds[1].revents) break;
     if (r == 0 && cfg_.table) cfg_.table->sweep(256);  // idle: expire a bounded slice of the table
+    if (r == 0 && lot_ && lot_->count) {
+      try {
+        scanLot(lot_->count >= cfg_.parkLimit || lot_->data.size() >= kLotBytes);
+      } catch (const std::exception&) {
+        counters_.errors++;
+      }
+    }
     if (fds[0].revents & (POLLIN | POLLERR)) {
       // Nothing may escape this thread; an allocation failure costs the batch the overload verdict, not the process.
       try {
@@ -227,6 +299,7 @@ void Queue::recoverBatch() {
     } else {
       sendVerdicts(b, nullptr, cfg_.overloadVerdict, threadSendBuf_);
     }
+    releaseWaiting(b);
   }
   b.clear();
 }
@@ -362,9 +435,22 @@ void Queue::dispatch() {
   if (!current_ || current_->count == 0) return;
   std::unique_ptr<Batch> next = acquire();  // first, so a failure leaves current_ whole for recoverBatch()
   if (cfg_.table) classify(*current_);  // before the handoff: JavaScript reads the columns
+  if (cfg_.cache) {
+    // Older packets first: what the lot releases was queued before this batch.
+    scanLot(lot_->count >= cfg_.parkLimit || lot_->data.size() >= kLotBytes);
+    decideCached(*current_);
+  }
   std::unique_ptr<Batch> b = std::move(current_);
   current_ = std::move(next);
   counters_.batches++;
+  if (b->count == 0) {  // the cache decided (or parked) every packet
+    recycle(std::move(b));
+    return;
+  }
+  handOff(std::move(b));
+}
+
+void Queue::handOff(std::unique_ptr<Batch> b) {
   uint64_t seq = 0;
   {
     std::lock_guard<std::mutex> g(tableMutex_);
@@ -389,6 +475,7 @@ void Queue::dispatch() {
   } else {
     sendVerdicts(*b, nullptr, cfg_.overloadVerdict, threadSendBuf_);
   }
+  releaseWaiting(*b);
   recycle(std::move(b));
 }
 
@@ -407,9 +494,35 @@ std::unique_ptr<Batch> Queue::takePending(uint64_t seq) {
   return b;
 }
 
-bool Queue::verdictBatch(std::unique_ptr<Batch> b, PacketVerdict* v, const ct::Update* cu) {
+bool Queue::verdictBatch(std::unique_ptr<Batch> b, PacketVerdict* v, const ct::Update* cu, const uint32_t* cachePaths,
+                         uint32_t cacheGeneration) {
+  const uint32_t n = b->count;
+  bool store = cfg_.cache && b->waitCounted && cachePaths;
+  if (store && storeDec_.size() < n) {
+    storeDec_.resize(n);
+    storeWanted_.resize(n);
+  }
+  if (store) {
+    // JavaScript's own decision, before the table's outcome rewrites v: only a trip with no payload and no
+    // connection-table update is a decision the receive thread can repeat.
+    for (uint32_t i = 0; i < n; i++) {
+      const ct::Update* u = cu ? &cu[i] : nullptr;
+      bool plain = !u || (!u->notrack && !u->setMark && !u->replied && !u->natRan && !u->natCount);
+      storeWanted_[i] = cachePaths[i] != 0 && !v[i].payload && plain;
+      storeDec_[i] = fc::Decision{v[i].verdict, v[i].mark, v[i].setMark, cachePaths[i] - 1};
+    }
+  }
   if (cfg_.table) applyTable(*b, v, cu);
+  if (store) {
+    for (uint32_t i = 0; i < n; i++)
+      if (v[i].verdict != storeDec_[i].verdict) storeWanted_[i] = 0;  // the table dropped it: not JavaScript's fate
+  }
   bool ok = sendVerdicts(*b, v, 0, jsSendBuf_);
+  // Only now may the receive thread verdict later packets of these flows: they must not overtake these.
+  if (store)
+    releaseWaiting(*b, storeDec_.data(), storeWanted_.data(), cacheGeneration);
+  else
+    releaseWaiting(*b);
   recycle(std::move(b));
   return ok;
 }
@@ -422,7 +535,178 @@ void Queue::defaultBatch(std::unique_ptr<Batch> b) {
   } else {
     sendVerdicts(*b, nullptr, cfg_.overloadVerdict, jsSendBuf_);
   }
+  releaseWaiting(*b);
   recycle(std::move(b));
+}
+
+void Queue::releaseWaiting(Batch& b, const fc::Decision* store, const uint8_t* stored, uint32_t generation) {
+  if (!cfg_.cache || !b.waitCounted) return;
+  cfg_.cache->release(b.count, b.probes.data(), store, stored, generation);
+  b.waitCounted = false;
+}
+
+void Queue::decideCached(Batch& b) {
+  const uint32_t n = b.count;
+  b.probes.resize(n);
+  if (hitDec_.size() < n) hitDec_.resize(n);
+  for (uint32_t i = 0; i < n; i++) {
+    const ct::Classification& c = b.ct.cls[i];
+    fc::Probe& p = b.probes[i];
+    p.key = fc::Key{c.handle, c.gen, b.hooks[i], c.dir};
+    p.values = fc::Values{c.status, b.marks[i], c.mark, c.zone, b.inIf[i], b.outIf[i], b.physInIf[i], b.physOutIf[i]};
+    p.wireLen = b.origLens[i];
+    // Anything unusual about the packet (it created its entry, holds a dying one, moved no TCP state, table full)
+    // goes to JavaScript.
+    p.kind = !c.handle ? fc::kUntracked : (c.state == ct::kEstablished && c.flags == 0) ? fc::kEligible : fc::kTracked;
+    p.base = p.kind;
+    p.lotAhead = p.kind != fc::kUntracked && lot_->count && lotCount_[cfg_.cache->flowIndex(p.key)] ? 1 : 0;
+  }
+  // Room for every packet in the lot first: nothing below throws once packets are verdicted or counted.
+  reserveRows(*lot_, n, b.data.size());
+  uint32_t hits = cfg_.cache->lookup(n, b.probes.data(), hitDec_.data(), true);
+  b.waitCounted = true;
+  bool moved = hits != 0;
+  for (uint32_t i = 0; i < n; i++) {
+    if (b.probes[i].kind != fc::kPark) continue;
+    appendRow(*lot_, b, i);
+    lotCount_[cfg_.cache->flowIndex(b.probes[i].key)]++;
+    moved = true;
+  }
+  if (hits) verdictHits(b);
+  if (moved) compactRows(b, false);  // after the send: the translated payloads point into b.data
+}
+
+void Queue::scanLot(bool force) {
+  Batch& l = *lot_;
+  if (!l.count) return;
+  const uint64_t releases = cfg_.cache->releases();
+  if (!force && releases == lotReleases_) return;  // nothing JavaScript held was verdicted since the last look
+  lotReleases_ = releases;
+  const uint32_t n = l.count;
+  // Handed to JavaScript in batches of at most maxBatch, as every batch is.
+  std::vector<std::unique_ptr<Batch>> out;
+  for (uint32_t i = 0; i < n; i += cfg_.maxBatch) {
+    out.push_back(acquire());
+    reserveRows(*out.back(), cfg_.maxBatch, l.data.size());
+    out.back()->classified = true;
+  }
+  if (hitDec_.size() < n) hitDec_.resize(n);
+  for (uint32_t i = 0; i < n; i++) {
+    l.probes[i].kind = l.probes[i].base;
+    l.probes[i].lotAhead = 0;
+  }
+  // Forced: nothing parks again, so the lot empties into hits and JavaScript.
+  uint32_t hits = cfg_.cache->lookup(n, l.probes.data(), hitDec_.data(), !force);
+  size_t fill = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    uint8_t k = l.probes[i].kind;
+    if (k == fc::kPark) continue;
+    if (k != fc::kUntracked) lotCount_[cfg_.cache->flowIndex(l.probes[i].key)]--;
+    if (k == fc::kHit) continue;
+    if (out[fill]->count == cfg_.maxBatch) fill++;
+    appendRow(*out[fill], l, i);
+  }
+  if (hits) verdictHits(l);
+  compactRows(l, true);
+  for (auto& js : out) {
+    if (!js->count) {
+      recycle(std::move(js));
+      continue;
+    }
+    js->waitCounted = true;
+    counters_.batches++;
+    handOff(std::move(js));
+  }
+}
+
+void Queue::verdictHits(Batch& b) {
+  ct::ConnTable& t = *cfg_.table;
+  if (hitPv_.size() < b.count) {
+    hitPv_.resize(b.count);
+    hitIds_.resize(b.count);
+  }
+  uint32_t k = 0;
+  for (uint32_t i = 0; i < b.count; i++) {
+    if (b.probes[i].kind != fc::kHit) continue;
+    const ct::Classification& c = b.ct.cls[i];
+    const fc::Decision& d = hitDec_[i];
+    PacketVerdict& pv = hitPv_[k];
+    pv = PacketVerdict{};
+    pv.verdict = d.verdict;
+    pv.setMark = d.setMark;
+    pv.mark = d.mark;
+    // As applyTable does for a packet JavaScript accepted or dropped with no update and no payload.
+    ct::Update u;
+    u.accept = accepts(d.verdict);
+    u.final = ct::isFinalTrip(b.hooks[i], cfg_.queuedHooks);
+    u.looped = b.hooks[i] == ct::kPostRouting && b.outIf[i] == ct::kLoopbackIfindex;
+    uint8_t* p = u.accept ? b.data.data() + b.offsets[i] : nullptr;
+    size_t len = u.accept ? b.offsets[i + 1] - b.offsets[i] : 0;
+    bool changed = false;
+    bool ok = t.finish(c, u, p, len, b.protos[i] == 0x86dd ? 6 : 4, b.hooks[i], changed);
+    if (!ok) {
+      pv.verdict = NF_DROP;
+      counters_.ctDropped++;
+    } else if (changed) {
+      finishTranslated(b, i, pv, p, len);
+    }
+    hitIds_[k++] = b.ids[i];
+  }
+  sendVerdicts(hitIds_.data(), k, hitPv_.data(), 0, threadSendBuf_);
+  counters_.cached += k;
+}
+
+// Drops the rows that leave, keeping the order of the rest. Moves and shrinks only: nothing throws here, so a batch
+// whose hits were verdicted never reaches recoverBatch() with them still in it.
+void Queue::compactRows(Batch& b, bool keepParked) {
+  const uint32_t n = b.count;
+  uint32_t w = 0;
+  uint32_t dataW = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    uint32_t start = b.offsets[i], len = b.offsets[i + 1] - start;
+    uint8_t k = b.probes[i].kind;
+    if (keepParked ? k != fc::kPark : (k == fc::kHit || k == fc::kPark)) continue;
+    if (w != i) {
+      b.ids[w] = b.ids[i];
+      b.marks[w] = b.marks[i];
+      b.inIf[w] = b.inIf[i];
+      b.outIf[w] = b.outIf[i];
+      b.physInIf[w] = b.physInIf[i];
+      b.physOutIf[w] = b.physOutIf[i];
+      b.uids[w] = b.uids[i];
+      b.gids[w] = b.gids[i];
+      b.origLens[w] = b.origLens[i];
+      b.protos[w] = b.protos[i];
+      b.hooks[w] = b.hooks[i];
+      b.flags[w] = b.flags[i];
+      b.hwLens[w] = b.hwLens[i];
+      std::memmove(b.hwAddrs.data() + size_t(w) * 6, b.hwAddrs.data() + size_t(i) * 6, 6);
+      b.ct.cls[w] = b.ct.cls[i];
+      b.ct.state[w] = b.ct.state[i];
+      b.ct.dir[w] = b.ct.dir[i];
+      b.ct.status[w] = b.ct.status[i];
+      b.ct.mark[w] = b.ct.mark[i];
+      b.ct.handle[w] = b.ct.handle[i];
+      b.ct.gen[w] = b.ct.gen[i];
+      b.probes[w] = b.probes[i];
+    }
+    if (dataW != start) std::memmove(b.data.data() + dataW, b.data.data() + start, len);
+    b.offsets[w] = dataW;  // indexes <= i only: offsets[i + 1] is still the original for the next packet
+    dataW += len;
+    w++;
+  }
+  b.offsets[w] = dataW;
+  b.offsets.resize(w + 1);
+  b.data.resize(dataW);
+  for (auto* v : {&b.ids, &b.marks, &b.inIf, &b.outIf, &b.physInIf, &b.physOutIf, &b.uids, &b.gids, &b.origLens,
+                  &b.ct.status, &b.ct.mark, &b.ct.handle, &b.ct.gen})
+    v->resize(w);
+  b.protos.resize(w);
+  for (auto* v : {&b.hooks, &b.flags, &b.hwLens, &b.ct.state, &b.ct.dir}) v->resize(w);
+  b.hwAddrs.resize(size_t(w) * 6);
+  b.ct.cls.resize(w);
+  b.probes.resize(w);
+  b.count = w;
 }
 
 void Queue::classify(Batch& b) {
@@ -548,6 +832,11 @@ bool Queue::sendAll(const char* buf, size_t len) {
 }
 
 bool Queue::sendVerdicts(const Batch& b, const PacketVerdict* v, uint32_t sameVerdict, std::vector<char>& out) {
+  return sendVerdicts(b.ids.data(), b.count, v, sameVerdict, out);
+}
+
+bool Queue::sendVerdicts(const uint32_t* ids, uint32_t n, const PacketVerdict* v, uint32_t sameVerdict,
+                         std::vector<char>& out) {
   if (fd_ < 0) return false;
   constexpr size_t kBase = MNL_ALIGN(sizeof(nlmsghdr)) + MNL_ALIGN(sizeof(nfgenmsg)) + MNL_ATTR_HDRLEN +
                            MNL_ALIGN(sizeof(nfqnl_msg_verdict_hdr));
@@ -560,14 +849,14 @@ bool Queue::sendVerdicts(const Batch& b, const PacketVerdict* v, uint32_t sameVe
     }
     off = 0;
   };
-  for (uint32_t i = 0; i < b.count; i++) {
+  for (uint32_t i = 0; i < n; i++) {
     uint32_t verdict = v ? v[i].verdict : sameVerdict;
     bool mark = v && v[i].setMark;
     bool pkt = v && v[i].payload;
     size_t need = kBase + (mark ? MNL_ATTR_HDRLEN + 4 : 0) + (pkt ? MNL_ATTR_HDRLEN + MNL_ALIGN(v[i].payloadLen) : 0);
     if (off + need > kSendLimit) flush();
     nlmsghdr* nlh = nfq_nlmsg_put(out.data() + off, NFQNL_MSG_VERDICT, cfg_.queue);
-    nfq_nlmsg_verdict_put(nlh, int(b.ids[i]), int(verdict));
+    nfq_nlmsg_verdict_put(nlh, int(ids[i]), int(verdict));
     if (mark) nfq_nlmsg_verdict_put_mark(nlh, v[i].mark);
     if (pkt) nfq_nlmsg_verdict_put_pkt(nlh, v[i].payload, v[i].payloadLen);
     off += MNL_ALIGN(nlh->nlmsg_len);
@@ -593,6 +882,8 @@ void Queue::close() {
     pending_.clear();
   }
   if (current_ && current_->count) rest.push_back(std::move(current_));
+  // Parked packets were never counted as waiting (waitCounted stays false): only their verdicts are owed.
+  if (lot_ && lot_->count) rest.push_back(std::move(lot_));
   for (auto& b : rest) defaultBatch(std::move(b));
 
   // The kernel drops what is still queued when the socket closes; unbinding first frees the queue number at once.

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "conntrack.h"
+#include "flowcache.h"
 
 struct mnl_socket;
 struct nlmsghdr;
@@ -35,6 +36,11 @@ struct QueueConfig {
   std::shared_ptr<ct::ConnTable> table;
   // Bit 1 << NF_INET_* for every hook the daemon queues: decides conntrack and confirmation points.
   uint32_t queuedHooks = 0;
+  // The flow cache (docs/flow-cache.md), shared by every queue of the daemon; needs `table`. Null: every packet goes
+  // to JavaScript.
+  std::shared_ptr<fc::FlowCache> cache;
+  // Packets parked behind their flow's packets in JavaScript beyond which the lot empties into JavaScript.
+  uint32_t parkLimit = 4096;
 };
 
 // Bits of Batch::flags, as PACKET_FLAG_* in src/native.ts.
@@ -53,6 +59,10 @@ struct Batch {
   // With a connection table: one classification per packet, made on the receive thread before the handoff.
   ct::BatchColumns ct;
   bool classified = false;
+  // With a flow cache: one probe per packet, made after classification; waitCounted once the cache counts the
+  // batch's tracked packets as waiting in JavaScript (verdicting the batch must release them).
+  std::vector<fc::Probe> probes;
+  bool waitCounted = false;
 
   void reserve(uint32_t packets);
   void clear();
@@ -70,6 +80,8 @@ struct Counters {
   // Packets the connection table made NF_DROP: table full (kClsDrop), no unique NAT tuple, or a truncated copy that
   // NAT would have had to rewrite.
   std::atomic<uint64_t> ctDropped{0};
+  // Packets verdicted from the flow cache on the receive thread.
+  std::atomic<uint64_t> cached{0};
 };
 
 // One packet's answer, as addon.cc reads it from JavaScript.
@@ -102,8 +114,10 @@ class Queue {
   std::unique_ptr<Batch> takePending(uint64_t seq);
   // Sends one verdict per packet of `b` (v has b.count entries) and recycles the batch. Returns false on a send error.
   // With a table, `ct` (b.count entries, or null for no updates) carries each packet's connection-table update; the
-  // table's outcome may turn a verdict into NF_DROP and v[i].payload into the NAT-translated bytes.
-  bool verdictBatch(std::unique_ptr<Batch> b, PacketVerdict* v, const ct::Update* ct = nullptr);
+  // table's outcome may turn a verdict into NF_DROP and v[i].payload into the NAT-translated bytes. With a flow
+  // cache, `cachePaths` (b.count entries or null: pathId + 1, or 0) asks to store the decisions of `cacheGeneration`.
+  bool verdictBatch(std::unique_ptr<Batch> b, PacketVerdict* v, const ct::Update* ct = nullptr,
+                    const uint32_t* cachePaths = nullptr, uint32_t cacheGeneration = 0);
   // Gives every packet of `b` the overload verdict, counted as `defaulted`, and recycles the batch.
   void defaultBatch(std::unique_ptr<Batch> b);
 
@@ -125,6 +139,8 @@ class Queue {
   void parseBuffer(const char* buf, size_t len);
   void addPacket(const ::nlmsghdr* nlh);
   bool sendVerdicts(const Batch& b, const PacketVerdict* v, uint32_t sameVerdict, std::vector<char>& out);
+  bool sendVerdicts(const uint32_t* ids, uint32_t n, const PacketVerdict* v, uint32_t sameVerdict,
+                    std::vector<char>& out);
   bool sendAll(const char* buf, size_t len);
   std::unique_ptr<Batch> acquire();
   void recycle(std::unique_ptr<Batch> b);
@@ -134,6 +150,19 @@ class Queue {
   void commitSame(Batch& b, uint32_t verdict, std::vector<PacketVerdict>& pv);
   void applyTable(Batch& b, PacketVerdict* v, const ct::Update* cu);
   void finishTranslated(const Batch& b, uint32_t i, PacketVerdict& v, uint8_t* p, size_t len);
+  // The flow cache's part of dispatch(): verdicts the batch's hits at once, parks the packets that must wait behind
+  // their flow's packets in JavaScript, and leaves only the rest in the batch.
+  void decideCached(Batch& b);
+  // Looks the parked packets up again once JavaScript verdicted something (or all of them, `force`, when the lot is
+  // full): hits are verdicted, the ones JavaScript must decide are handed over, the rest stay parked.
+  void scanLot(bool force);
+  void verdictHits(Batch& b);
+  // Keeps the rows that stay: the parked ones (keepParked) or the ones for JavaScript.
+  void compactRows(Batch& b, bool keepParked);
+  void handOff(std::unique_ptr<Batch> b);
+  // The batch's packets stop waiting in JavaScript (after their verdicts went out), storing decisions when asked.
+  void releaseWaiting(Batch& b, const fc::Decision* store = nullptr, const uint8_t* stored = nullptr,
+                      uint32_t generation = 0);
 
   static constexpr bool accepts(uint32_t verdict) { return (verdict & 0xff) != 0; }
 
@@ -158,6 +187,17 @@ class Queue {
   std::vector<PacketVerdict> threadPv_;  // commitSame's verdicts on the receive thread (overload)
   std::vector<PacketVerdict> jsPv_;      // commitSame's verdicts on the verdicting thread (close, a throwing onBatch)
   std::unique_ptr<Batch> current_;  // receive thread only (and the constructor, before it starts)
+  // Flow cache scratch: the receive thread's hits, the verdicting thread's decisions to store.
+  std::vector<fc::Decision> hitDec_;
+  std::vector<PacketVerdict> hitPv_;
+  std::vector<uint32_t> hitIds_;
+  std::vector<fc::Decision> storeDec_;
+  std::vector<uint8_t> storeWanted_;
+  // Packets whose cached decision applies but whose flow has packets in JavaScript (receive thread only): they wait
+  // here instead of joining them in JavaScript, in arrival order, and are looked up again after the next release.
+  std::unique_ptr<Batch> lot_;
+  std::vector<uint32_t> lotCount_;  // parked packets per flow (FlowCache::flowIndex)
+  uint64_t lotReleases_ = 0;
 
   std::mutex tableMutex_;
   std::map<uint64_t, std::unique_ptr<Batch>> pending_;

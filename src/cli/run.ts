@@ -20,6 +20,7 @@ interface RunOptions {
   control?: string;
   metrics?: string;
   logLevel?: string;
+  flowCache?: boolean;
 }
 
 /** The lines a user sees for a failure to start: one `file:line:column: message` per rule or configuration error. */
@@ -47,6 +48,7 @@ export function daemonOptions(cfg: Config): DaemonOptions {
     logBurst: cfg.logBurst,
     metrics: cfg.metrics,
     conntrackMax: cfg.conntrackMax, // H16
+    flowCache: cfg.flowCache,
   };
   // H2: by descriptor, so a full disk or a broken log stream costs lines (counted), not the daemon.
   opts.logger = new Logger({ level: cfg.logLevel, fd: cfg.logDestination === 'stderr' ? 2 : 1 });
@@ -71,7 +73,8 @@ export function registerRun(program: Command): void {
     .option('--control <path>', 'control socket path (default /run/nfqwall/control.sock)')
     .option('--metrics <addr:port>', 'Prometheus endpoint, or "off" (default 127.0.0.1:9469)')
     .option('--log-level <level>', 'err, warning, notice, info or debug (default info)')
-    .action(async (opts: RunOptions & { failClosed?: boolean }) => {
+    .option('--no-flow-cache', 'decide every packet in JavaScript: no cached decisions for settled connections (flow_cache = off)')
+    .action(async (opts: RunOptions & { failClosed?: boolean }, cmd: Command) => {
       let code: number;
       try {
         if (opts.failOpen === true && opts.failClosed === true) throw new Error('give --fail-open or --fail-closed, not both');
@@ -86,6 +89,8 @@ export function registerRun(program: Command): void {
           control: opts.control,
           metrics: opts.metrics,
           logLevel: opts.logLevel,
+          // Commander defaults a --no-* flag to true: only the flag itself overrides the file.
+          flowCache: cmd.getOptionValueSource('flowCache') === 'cli' ? opts.flowCache : undefined,
         };
         const cfg = resolveConfig(opts.config, overrides);
         // Refused before anything acts on it, as the rule files are (src/daemon/files.ts).

@@ -34,6 +34,8 @@ export interface Config {
   hooks: Hook[];
   /** Connection-tracking table size (nfqwall's nf_conntrack_max). */
   conntrackMax?: number;
+  /** Decide settled connections' packets natively from cached decisions (docs/flow-cache.md). */
+  flowCache: boolean;
   /** Packets the kernel holds for the queue at most (NFQA_CFG_QUEUE_MAXLEN); beyond it the fail-open/closed policy. */
   queueMaxlen: number;
   /** Prometheus endpoint, or undefined when off. */
@@ -57,6 +59,7 @@ export function defaultConfig(): Config {
     queueMaxlen: DEFAULT_QUEUE_MAXLEN,
     failOpen: false,
     hooks: [...HOOKS],
+    flowCache: true,
     metrics: parseListen(DEFAULT_METRICS),
     logLevel: 'info',
     logDestination: 'stdout',
@@ -188,6 +191,7 @@ const KEYS: Readonly<Record<string, { set: Setter; repeatable?: boolean }>> = {
   fail_open: { set: (c, v) => (c.failOpen = parseBool(v)) },
   hooks: { set: (c, v) => (c.hooks = parseHooks(v)) },
   conntrack_max: { set: (c, v) => (c.conntrackMax = parsePositiveInt(v)) },
+  flow_cache: { set: (c, v) => (c.flowCache = parseBool(v)) },
   metrics: { set: (c, v) => (c.metrics = parseMetrics(v)) },
   log_level: { set: (c, v) => (c.logLevel = parseLogLevel(v)) },
   log_destination: {
@@ -294,6 +298,8 @@ export interface ConfigOverrides {
   control?: string;
   metrics?: string;
   logLevel?: string;
+  /** --no-flow-cache gives false; undefined keeps the file's `flow_cache`. */
+  flowCache?: boolean;
 }
 
 /** Applies flags over a configuration. Throws an Error naming the flag when a value is invalid. */
@@ -314,6 +320,7 @@ export function applyOverrides(base: Config, o: ConfigOverrides, cwd = process.c
   if (o.queues !== undefined) cfg.queues = flag('queues', () => parseQueueCount(o.queues!));
   if (o.queueMaxlen !== undefined) cfg.queueMaxlen = flag('queue-maxlen', () => parseQueueMaxlen(o.queueMaxlen!));
   if (o.failOpen !== undefined) cfg.failOpen = o.failOpen;
+  if (o.flowCache !== undefined) cfg.flowCache = o.flowCache;
   if (o.control !== undefined) cfg.control = path.resolve(cwd, o.control);
   if (o.metrics !== undefined) cfg.metrics = flag('metrics', () => parseMetrics(o.metrics!));
   if (o.logLevel !== undefined) cfg.logLevel = flag('log-level', () => parseLogLevel(o.logLevel!));

@@ -19,6 +19,7 @@ import { InterfaceNames } from './interfaces';
 import { IpMonitor, type IpEvent } from './ipmonitor';
 import { Logger, LogRecordSink } from './logger';
 import { BatchProcessor } from './processor';
+import { FlowPaths } from './flow-paths';
 import { TraceHub, traceHandler } from './trace'; // trace:
 import {
   carryCounters,
@@ -72,6 +73,8 @@ export interface DaemonOptions {
   conntrackMax?: number;
   /** H8: `nfqwall run`'s capabilities (src/daemon/privilege.ts): finished once bound, reported by status. */
   privilege?: Privilege;
+  /** Flow cache (`flow_cache`, docs/flow-cache.md): settled connections decided natively. Default true. */
+  flowCache?: boolean;
   log?: (msg: string) => void;
 }
 
@@ -172,6 +175,11 @@ function queueRange(opts: Pick<DaemonOptions, 'queue' | 'queues'>): string {
 // H16: ConnTableOptions.maxEntries' default (native/index.d.ts).
 const DEFAULT_CONNTRACK_MAX = 262144;
 type ConnTable = InstanceType<ReturnType<typeof loadAddon>['addon']['ConnTable']>;
+type FlowCache = InstanceType<ReturnType<typeof loadAddon>['addon']['FlowCache']>;
+type FlowCacheStats = ReturnType<FlowCache['stats']>;
+
+/** Flow cache hits reach the rule counters at least this often (and before anything reads them). */
+const FLOW_DRAIN_MS = 100;
 
 /** H16: QueueOptions.queuedHooks: bit 1 << NF_INET_* of every hook the daemon queues. */
 export function queuedHookBits(hooks: readonly Hook[]): number {
@@ -190,6 +198,9 @@ export class Daemon {
   private queues: Queue[] = [];
   /** H16: nfqwall's connection table, shared by the queue (tracking, NAT) and `nfqwall conntrack -L`. */
   conntrack: ConnTable | undefined;
+  /** Flow cache (docs/flow-cache.md): the native cache and what its path ids mean; undefined when off. */
+  flowCache: FlowCache | undefined;
+  private flowPaths: FlowPaths | undefined;
   private control: ControlServer | undefined;
   private timers: NodeJS.Timeout[] = [];
   private stopping = false;
@@ -255,6 +266,7 @@ export class Daemon {
       const { addon } = loadAddon();
       // H16: the kernel does not track queued traffic (raw CT --notrack below); nfqwall's own table does.
       d.conntrack = new addon.ConnTable(opts.conntrackMax !== undefined ? { maxEntries: opts.conntrackMax } : {});
+      if (opts.flowCache !== false) d.startFlowCache(new addon.FlowCache());
       // Every queue gets the same options but its number; the kernel's hash sends the two directions of a NATed
       // connection by different addresses, so only the shared table lets them meet.
       const conntrack = d.conntrack;
@@ -265,6 +277,7 @@ export class Daemon {
         failOpen: opts.failOpen,
         overloadVerdict: opts.failOpen ? 'accept' : 'drop',
         conntrack,
+        ...(d.flowCache !== undefined ? { flowCache: d.flowCache } : {}),
         queuedHooks: queuedHookBits(opts.hooks ?? HOOKS),
       });
       for (let i = 0; i < queueCount(opts); i++) {
@@ -303,6 +316,7 @@ export class Daemon {
     d.timers.push(setInterval(() => d.refreshHost(), HOST_REFRESH_MS));
     d.timers.push(setInterval(() => d.tracer.tick(), 1000)); // trace: suppressed-event reports
     d.timers.push(setInterval(() => d.reportLoss(), 1000));
+    if (d.flowPaths !== undefined) d.timers.push(setInterval(() => d.drainFlows(), FLOW_DRAIN_MS));
     for (const t of d.timers) t.unref();
     d.startWatching();
     // H12: READY once hooks, queue, ruleset (and control, metrics) are live; then the watchdog and STATUS lines.
@@ -313,14 +327,54 @@ export class Daemon {
     return d;
   }
 
+  private startFlowCache(cache: FlowCache): void {
+    this.flowCache = cache;
+    this.flowPaths = new FlowPaths(cache);
+    this.processor.setFlow(this.flowPaths);
+    // Tracing needs every packet in JavaScript, with its path: no lookups, no stores meanwhile.
+    this.tracer.onActiveChange = (active) => {
+      this.drainFlows();
+      cache.setEnabled(!active);
+    };
+  }
+
+  /** Adds the flow cache's hits to the rule counters; before anything reads them, at every batch and on a timer. */
+  drainFlows(): void {
+    const paths = this.flowPaths;
+    if (paths === undefined) return;
+    try {
+      paths.drain();
+    } catch (err) {
+      this.logger.err(`flow cache drain failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  /** Makes every cached decision stale: the rules, the host's addresses or routes, or its links changed. */
+  private invalidateFlows(): void {
+    if (this.flowPaths === undefined) return;
+    this.drainFlows();
+    this.flowPaths.invalidate();
+  }
+
+  /** For status and the nfqwall_flow_cache_* metrics; undefined when the cache is off. */
+  flowCacheStats(): FlowCacheStats | undefined {
+    return this.flowCache?.stats();
+  }
+
   private refreshHost(): void {
     this.ifnames.refresh();
+    // Interface names may have changed under their indexes (the cache keys on indexes).
+    this.invalidateFlows();
     // H16: MASQUERADE bindings to an address the host no longer has go (nf_nat_masquerade's inet event).
     const before = this.host.primaryAddresses();
     const gone = this.netGone;
     this.netGone = { ifindexes: new Set(), addresses: new Set() };
     Promise.resolve(this.host.refresh())
-      .then(() => this.forgetMasqueraded(before, gone))
+      .then(() => {
+        // Decisions cached while the old addresses and routes were in force (addrtype) go.
+        this.invalidateFlows();
+        this.forgetMasqueraded(before, gone);
+      })
       .catch((err: unknown) => {
         // Kept for the next refresh, which the periodic timer guarantees.
         for (const i of gone.ifindexes) this.netGone.ifindexes.add(i);
@@ -439,12 +493,14 @@ export class Daemon {
     if (this.stopping) return { ok: false, trigger, errors: ['nfqwall is stopping'], durationMs: 0 };
     // In slices, between which batches are still decided by the running rules (src/steps.ts): the counters and
     // match state carried over are shared objects, so what those batches count lands in the new rules too.
+    this.drainFlows();
     const carried4 = next.rules4 ? await runSliced(carryCounters(this.rules.rules4, next.rules4)) : 0;
     const carried6 = next.rules6 ? await runSliced(carryCounters(this.rules.rules6, next.rules6)) : 0;
     const prepared = await runSliced(this.engine.prepare(next.rules4, next.rules6));
     if (this.stopping) return { ok: false, trigger, errors: ['nfqwall is stopping'], durationMs: 0 };
     // One synchronous step: batches are processed synchronously too, so none sees a mixture.
     this.engine.commit(prepared);
+    this.invalidateFlows();
     this.sets.current = next.sets ?? this.sets.current;
     this.rules = next;
     retainStores([next.rules4, next.rules6]);
@@ -471,6 +527,7 @@ export class Daemon {
     try {
       q.verdict(batch, this.processor.process(batch));
       this.metrics.observeBatch((performance.now() - t0) / 1000, batch.count);
+      this.drainFlows();
     } catch (err) {
       // Processing catches per packet, so this is the verdict call itself; try once more with the fail verdict.
       this.logger.err(`batch ${batch.seq}: ${err instanceof Error ? err.message : String(err)}`);
@@ -523,6 +580,7 @@ export class Daemon {
   }
 
   status(): Record<string, unknown> {
+    this.drainFlows();
     const rulesets: Record<string, RulesetSummary> = {};
     for (const rs of [this.rules.rules4, this.rules.rules6]) if (rs) rulesets[familyKey(rs.family)] = summarize(rs);
     return {
@@ -537,6 +595,7 @@ export class Daemon {
       reloads: { ...this.reloads },
       logs: { written: this.logRecords.limiter.passed, suppressed: this.logRecords.limiter.suppressed },
       conntrack: this.conntrack?.stats(), // H16
+      flowCache: this.flowCacheStats(),
       trace: { ...this.tracer.stats }, // trace:
       capabilities: this.opts.privilege?.status(), // H8
       hooks: this.hooks.active.map((h) => ({
@@ -548,6 +607,7 @@ export class Daemon {
   }
 
   save(counters: boolean): Record<string, string> {
+    if (counters) this.drainFlows();
     const out: Record<string, string> = {};
     for (const rs of [this.rules.rules4, this.rules.rules6]) {
       if (rs) out[familyKey(rs.family)] = saveRuleset(rs, { counters });
@@ -571,6 +631,8 @@ export class Daemon {
       counters: (req) => {
         checkFields(req, ['zero']);
         if (req['zero'] !== true) throw new Error('malformed request: "counters" needs "zero": true');
+        // Hits counted before the zeroing must not land after it.
+        this.drainFlows();
         const zeroed = zeroCounters([this.rules.rules4, this.rules.rules6]);
         this.logger.notice('counters zeroed', { counters: zeroed });
         return { zeroed };
@@ -610,6 +672,8 @@ export class Daemon {
       }
     }
     this.queues = [];
+    // The last hits, now that no more can come: counters read after stop are exact.
+    this.drainFlows();
     this.tracer.close(); // trace: streaming connections would hold the control socket's close forever
     await this.control?.close();
     this.control = undefined;

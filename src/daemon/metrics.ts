@@ -51,6 +51,15 @@ export interface ConntrackState {
 export const CONNTRACK_EVENTS = ['found', 'new', 'invalid', 'drop', 'early_drop', 'insert_failed', 'nat_failed', 'clash_resolve', 'expired', 'deleted'] as const;
 export type ConntrackEvent = (typeof CONNTRACK_EVENTS)[number];
 
+/** The flow cache's counts (native FlowCacheStats), as the metrics read them. */
+export interface FlowCacheCounts {
+  hits: number;
+  misses: number;
+  stores: number;
+  evictions: number;
+  entries: number;
+}
+
 /** What the daemon offers the metrics; every method is called at scrape time only. */
 export interface MetricsSource {
   rulesets(): readonly Ruleset[];
@@ -65,6 +74,10 @@ export interface MetricsSource {
   startedAt: number;
   /** H2: log lines that could not be written (src/daemon/logger.ts). */
   logLinesDropped?(): number;
+  /** Flow cache: adds the natively decided packets to the rule counters (called before they are read). */
+  drainFlows?(): void;
+  /** Undefined when the flow cache is off. */
+  flowCache?(): FlowCacheCounts | undefined;
 }
 
 /** What the metrics read from the daemon (src/daemon/daemon.ts Daemon), structurally, so this file needs no import of it. */
@@ -79,6 +92,8 @@ export interface DaemonView {
   conntrackState?(): ConntrackState | undefined;
   /** H2: the daemon's logger, for the lines it lost. */
   readonly logger?: { readonly dropped: number };
+  drainFlows?(): void;
+  flowCacheStats?(): FlowCacheCounts | undefined;
 }
 
 export function daemonSource(d: DaemonView): MetricsSource {
@@ -90,6 +105,8 @@ export function daemonSource(d: DaemonView): MetricsSource {
     failOpen: () => d.opts.failOpen,
     conntrack: () => d.conntrackState?.(), // H16
     logLinesDropped: () => d.logger?.dropped ?? 0, // H2
+    drainFlows: () => d.drainFlows?.(),
+    flowCache: () => d.flowCacheStats?.(),
     reloads: () => ({
       successes: d.reloads.success,
       failures: d.reloads.failure,
@@ -155,6 +172,8 @@ export class Metrics {
       labelNames: ruleLabels,
       registers: register,
       collect() {
+        // Packets the flow cache decided count on their rules from here on.
+        src.drainFlows?.();
         this.reset();
         ruleBytes.reset();
         policyPackets.reset();
@@ -250,7 +269,7 @@ export class Metrics {
 
     new Counter({
       name: 'nfqwall_slow_path_packets_total',
-      help: 'Packets evaluated by the TypeScript engine (all of them, until a native fast path exists).',
+      help: 'Packets evaluated by the TypeScript engine (those the flow cache decided natively are not: nfqwall_flow_cache_hits_total).',
       registers: register,
       collect() {
         this.reset();
@@ -343,6 +362,39 @@ export class Metrics {
       collect() {
         this.reset();
         this.inc(src.logLinesDropped?.() ?? 0);
+      },
+    });
+
+    const flowCounter = (name: string, help: string, value: (f: FlowCacheCounts) => number): void => {
+      new Counter({
+        name,
+        help,
+        registers: register,
+        collect() {
+          this.reset();
+          const f = src.flowCache?.();
+          if (f !== undefined) this.inc(value(f));
+        },
+      });
+    };
+    flowCounter(
+      'nfqwall_flow_cache_hits_total',
+      'Packets of settled connections decided natively from a cached decision (docs/flow-cache.md), without the TypeScript engine.',
+      (f) => f.hits,
+    );
+    flowCounter(
+      'nfqwall_flow_cache_misses_total',
+      'ESTABLISHED packets the flow cache had no current decision for (or held back behind a packet of their flow in JavaScript).',
+      (f) => f.misses,
+    );
+    flowCounter('nfqwall_flow_cache_stores_total', 'Decisions stored in the flow cache.', (f) => f.stores);
+    flowCounter('nfqwall_flow_cache_evictions_total', 'Stored decisions the flow cache overwrote for lack of room.', (f) => f.evictions);
+    new Gauge({
+      name: 'nfqwall_flow_cache_entries',
+      help: 'Decisions stored in the flow cache (stale ones included until overwritten); 0 when flow_cache is off.',
+      registers: register,
+      collect() {
+        this.set(src.flowCache?.()?.entries ?? 0);
       },
     });
 

@@ -3,13 +3,20 @@
 import type { Decision, PacketInput } from '../engine/decision';
 import type { LogRecord, PacketMeta } from '../extensions/types';
 import type { PacketBatch, VerdictOptions } from '../native';
-import { HOOKS } from '../rules/model';
+import { HOOKS, type Counters } from '../rules/model';
 import type { CtNatRequest } from '../../native/index';
 import { finalPayload } from './payload';
 import { connFromBatch, CT_REPLIED, nativeNatRequest, tableFull, updateFlags } from './conntrack';
 
 export interface Decider {
-  decide(input: PacketInput, opts?: { trace?: boolean }): Decision; // trace: opts
+  // trace: opts.trace; flow cache: opts.flow (Decision.flowStable, Decision.counted)
+  decide(input: PacketInput, opts?: { trace?: boolean; flow?: boolean }): Decision;
+}
+
+/** Flow cache: what the processor needs of src/daemon/flow-paths.ts's FlowPaths. */
+export interface FlowPathTable {
+  begin(): number;
+  intern(counted: readonly Counters[]): number | undefined;
 }
 
 // trace: what the processor needs of src/daemon/trace.ts's TraceHub.
@@ -42,6 +49,8 @@ export interface ProcessorStats {
   rewriteTruncated?: number;
   /** H16: packets the connection table drops (table full) without evaluation. */
   ctTableFull?: number;
+  /** Flow cache: decisions handed to the cache to store (VerdictOptions.cachePaths). */
+  cacheStores?: number;
 }
 
 export interface ProcessorOptions {
@@ -52,6 +61,8 @@ export interface ProcessorOptions {
   sendReply?: (packet: Uint8Array) => void;
   /** trace: `nfqwall trace`'s hub; consulted per packet only while someone traces (src/daemon/trace.ts). */
   tracer?: Tracer;
+  /** Flow cache (docs/flow-cache.md): the path table; absent, nothing is stored. */
+  flow?: FlowPathTable;
 }
 
 // The values of src/native.ts, which cannot be imported here without loading the addon (tests run without it).
@@ -64,6 +75,10 @@ const PACKET_FLAG_TRUNCATED = 4;
 const ETH_P_IP = 0x0800;
 const ETH_P_IPV6 = 0x86dd;
 const UID_UNKNOWN = 0xffffffff;
+// Flow cache: PacketBatch.ctState ESTABLISHED; PacketBatch.ctFlags created, table full, fragment.
+const CT_ESTABLISHED = 2;
+const CT_BATCH_NOT_CACHEABLE = 1 | 2 | 4;
+const FLOW_OPTS = { flow: true };
 
 export class BatchProcessor {
   readonly stats: ProcessorStats = {
@@ -87,6 +102,7 @@ export class BatchProcessor {
   private ctFlags = new Uint8Array(256);
   private ctMarks = new Uint32Array(256);
   private readonly ctNat: (CtNatRequest[] | undefined)[] = [];
+  private cachePaths = new Uint32Array(256);
   private readonly failVerdict: number;
 
   constructor(
@@ -95,6 +111,11 @@ export class BatchProcessor {
     private readonly opts: ProcessorOptions,
   ) {
     this.failVerdict = opts.failOpen ? NF_ACCEPT : NF_DROP;
+  }
+
+  /** Flow cache: the path table the daemon made once it had a cache. */
+  setFlow(flow: FlowPathTable | undefined): void {
+    this.opts.flow = flow;
   }
 
   /** Swaps the engine between batches (reload). */
@@ -111,6 +132,7 @@ export class BatchProcessor {
     this.setMark = new Uint8Array(n);
     this.ctFlags = new Uint8Array(n);
     this.ctMarks = new Uint32Array(n);
+    this.cachePaths = new Uint32Array(n);
   }
 
   /** The input the engine sees for packet i of the batch. Throws on a packet the queue should never hand over. */
@@ -170,7 +192,13 @@ export class BatchProcessor {
     let anyCt = false;
     let anyNat = false;
     const tracer = this.opts.tracer?.active === true ? this.opts.tracer : undefined; // trace: once per batch
+    // Flow cache: while someone traces the daemon turns the cache off, and every packet must come with its path.
+    const flow = tracked && tracer === undefined ? this.opts.flow : undefined;
+    const cacheGeneration = flow?.begin() ?? 0;
+    const cachePaths = this.cachePaths;
+    let anyCache = false;
     for (let i = 0; i < count; i++) {
+      cachePaths[i] = 0;
       setMark[i] = 0;
       payloads[i] = undefined;
       ctFlags[i] = 0;
@@ -184,7 +212,27 @@ export class BatchProcessor {
       try {
         // trace: with nobody tracing, `tracer` is undefined and this test is the only cost.
         const input = this.packetInput(batch, i);
-        const d = tracer === undefined ? this.engine.decide(input) : this.traced(tracer, input);
+        const cacheable =
+          flow !== undefined &&
+          batch.ctState![i] === CT_ESTABLISHED &&
+          batch.ctHandle![i] !== 0 &&
+          (batch.ctFlags![i]! & CT_BATCH_NOT_CACHEABLE) === 0;
+        const d =
+          tracer !== undefined
+            ? this.traced(tracer, input)
+            : cacheable
+              ? this.engine.decide(input, FLOW_OPTS)
+              : this.engine.decide(input);
+        // Only a decision every later packet of the flow would get, with no effect the cache cannot repeat (a rewrite,
+        // a reply, a log line, a connection-table update): the cache replays the verdict and the mark only.
+        const counted = cacheable && d.flowStable === true ? d.counted : undefined;
+        if (counted !== undefined && d.payload === undefined && d.ct === undefined && d.replies.length + d.logs.length === 0) {
+          const id = flow?.intern(counted);
+          if (id !== undefined) {
+            cachePaths[i] = id + 1;
+            anyCache = true;
+          }
+        }
         if (tracked && d.ct !== undefined) {
           const f = updateFlags(d.ct);
           ctFlags[i] = f;
@@ -244,6 +292,7 @@ export class BatchProcessor {
         }
       } catch (err) {
         verdicts[i] = this.failVerdict;
+        cachePaths[i] = 0;
         setMark[i] = 0;
         payloads[i] = undefined;
         ctFlags[i] = 0;
@@ -265,6 +314,14 @@ export class BatchProcessor {
       v.ctMarks = ctMarks.subarray(0, count);
     }
     if (anyNat) v.ctNat = ctNat;
+    if (anyCache) {
+      // A packet whose rewrite was refused (rewriteTruncated) had a payload, so it never asked for a store.
+      v.cachePaths = cachePaths.subarray(0, count);
+      v.cacheGeneration = cacheGeneration;
+      let n = 0;
+      for (let i = 0; i < count; i++) if (cachePaths[i] !== 0) n++;
+      s.cacheStores = (s.cacheStores ?? 0) + n;
+    }
     return v;
   }
 

@@ -299,6 +299,14 @@ function isTraceRule(r: Rule): boolean {
 export class TraceHub {
   /** The processor's per-batch check: false whenever nobody traces. */
   active = false;
+  /** Flow cache: told when tracing starts and stops (the daemon turns the cache off meanwhile). */
+  onActiveChange: ((active: boolean) => void) | undefined;
+
+  private setActive(active: boolean): void {
+    if (active === this.active) return;
+    this.active = active;
+    this.onActiveChange?.(active);
+  }
   private readonly subs = new Set<Subscriber>();
   private readonly traceRules = new WeakMap<Ruleset, Set<string>>();
   private seq = 0;
@@ -316,11 +324,11 @@ export class TraceHub {
     const sub: Subscriber = { filter, all: filterIsEmpty(filter), sink, windowStart: this.now(), inWindow: 0, suppressed: 0, rate };
     this.subs.add(sub);
     this.stats.subscribers = this.subs.size;
-    this.active = true;
+    this.setActive(true);
     return () => {
       this.subs.delete(sub);
       this.stats.subscribers = this.subs.size;
-      this.active = this.subs.size > 0;
+      this.setActive(this.subs.size > 0);
     };
   }
 

@@ -1,6 +1,6 @@
 // What the engine returns for one packet at one hook (DESIGN.md, Contracts: Decisions).
 import type { ConnInfo, LogRecord, NatRequest, PacketMeta } from '../extensions/types';
-import type { Family, Hook, TableName } from '../rules/model';
+import type { Counters, Family, Hook, TableName } from '../rules/model';
 
 /** One step of the path a packet took: a rule that matched, or a policy, or a chain entered/left. */
 export interface TraceStep {
@@ -41,6 +41,17 @@ export interface Decision {
   path?: TraceStep[];
   /** H16: what this trip changes in the packet's connection (only when something does). */
   ct?: ConnUpdate;
+  /**
+   * Flow cache (docs/flow-cache.md), only when decide() was asked with `flow`: whether everything evaluated on the
+   * path (every match and target, whether it matched or not) is flow-stable, so that every packet of the connection
+   * with the same cache key would get this decision.
+   */
+  flowStable?: boolean;
+  /**
+   * With `flow`: every counter object the trip incremented, in order (a rule counted twice appears twice), the
+   * built-in chains' policy counters included. The engine reuses the array: valid until its next decide().
+   */
+  counted?: readonly Counters[];
 }
 
 /** H16: the trip's connection-table update (native VerdictOptions ctFlags/ctMarks/ctNat, docs/conntrack-table.md). */

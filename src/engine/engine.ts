@@ -9,7 +9,7 @@ import type {
   SetView,
   TargetContext,
 } from '../extensions/types';
-import type { Chain, Family, Hook, IpNet, MatchUse, Negatable, Rule, Ruleset, Table, TableName } from '../rules/model';
+import type { Chain, Counters, Family, Hook, IpNet, MatchUse, Negatable, Rule, Ruleset, Table, TableName } from '../rules/model';
 import type { ConnUpdate, Decision, PacketInput, TraceStep } from './decision';
 import { ipv6HeaderChainBroken, parsePacket } from './packet';
 import type { Candidates } from '../compile/chain-index';
@@ -110,6 +110,39 @@ interface Loaded {
   stackLimit: Map<TableName, number>;
   /** The chain indexes, when the engine uses them. */
   compiled?: CompiledRuleset;
+  /** Flow cache: per chain, per rule, what flowInfo() says; built on the first decide() that asks. */
+  flow?: Map<Chain, Int32Array>;
+}
+
+/** flowInfo: the target is not flow-stable. */
+const FLOW_TARGET_UNSTABLE = 0x10000;
+
+function flowStableExt(ext: { flowStable?(opts: unknown): boolean }, opts: unknown): boolean {
+  return ext.flowStable?.(opts) === true;
+}
+
+/**
+ * Per rule of a chain: the number of its leading flow-stable matches (the rule is stable when evaluation stopped
+ * before the first unstable one), or'ed with FLOW_TARGET_UNSTABLE. The rule base (-s -d -i -o -p -f) and jumps to
+ * chains are always stable.
+ */
+export function flowInfo(chain: Chain): Int32Array {
+  const out = new Int32Array(chain.rules.length);
+  chain.rules.forEach((r, i) => {
+    let n = 0;
+    while (n < r.matches.length && flowStableExt(r.matches[n]!.ext, r.matches[n]!.opts)) n++;
+    const t = r.target;
+    const targetStable = t === undefined || t.kind === 'chain' || flowStableExt(t.ext, t.opts);
+    out[i] = n | (targetStable ? 0 : FLOW_TARGET_UNSTABLE);
+  });
+  return out;
+}
+
+function flowTable(loaded: Loaded, chain: Chain): Int32Array {
+  loaded.flow ??= new Map();
+  let f = loaded.flow.get(chain);
+  if (f === undefined) loaded.flow.set(chain, (f = flowInfo(chain)));
+  return f;
 }
 
 function defaultRandom31(): number {
@@ -144,6 +177,11 @@ export class Engine {
   private readonly index: CompileOptions | undefined;
   private v4?: Loaded;
   private v6?: Loaded;
+  /** Flow cache: the counters of the decide() in progress when it asked for them (`flow`), else undefined. */
+  private counted: Counters[] | undefined;
+  private readonly countedBuf: Counters[] = [];
+  /** Flow cache: something evaluated in the decide() in progress was not flow-stable. */
+  private unstable = false;
 
   constructor(opts: EngineOptions) {
     this.host = opts.host;
@@ -219,7 +257,18 @@ export class Engine {
     return { rules, state, stackLimit, compiled };
   }
 
-  decide(input: PacketInput, opts?: { trace?: boolean }): Decision {
+  /**
+   * trace: record the path (Decision.path). flow: say whether the decision is flow-stable and which counters it
+   * incremented (Decision.flowStable, Decision.counted); without it the walk pays one test per counted rule.
+   */
+  decide(input: PacketInput, opts?: { trace?: boolean; flow?: boolean }): Decision {
+    if (opts?.flow === true) {
+      this.countedBuf.length = 0;
+      this.counted = this.countedBuf;
+      this.unstable = false;
+    } else {
+      this.counted = undefined;
+    }
     const meta = { ...input.meta };
     const markIn = meta.mark;
     const loaded = input.family === 4 ? this.v4 : this.v6;
@@ -257,6 +306,8 @@ export class Engine {
         if (!table) continue;
         const manip = tname === 'nat' ? this.natManip(conn, meta.hook, ctx.pkt) : undefined;
         if (tname === 'nat' && manip === undefined) continue;
+        // A connection's first packet: nothing after it repeats this.
+        if (manip !== undefined) this.unstable = true;
         const chain = table.chains.get(meta.hook);
         if (!chain || !chain.builtin) continue;
         // Raw runs before conntrack (priority −300 < −200): a tracked packet has no connection there yet.
@@ -302,6 +353,11 @@ export class Engine {
     if (rewritten) d.payload = pkt.data;
     if (path) d.path = path;
     if (update) d.ct = update;
+    if (this.counted !== undefined) {
+      d.flowStable = !this.unstable && !rewritten && update === undefined && replies.length === 0 && logs.length === 0;
+      d.counted = this.counted;
+      this.counted = undefined;
+    }
     return d;
   }
 
@@ -367,9 +423,13 @@ export class Engine {
     /** The rules of `chain` that can match the packet as it was when last looked up; undefined: every rule. */
     let cand: Candidates | undefined;
     let rewritten = false;
+    const counted = this.counted;
+    /** With `counted`: the chain's flowInfo(). */
+    let flow: Int32Array | undefined;
     const policy = (): { verdict: TableVerdict; rewritten: boolean } => {
       base.counters.packets++;
       base.counters.bytes += ctx.pkt.length;
+      if (counted !== undefined) counted.push(base.counters);
       path?.push({ table: tname, chain: base.name, rule: 0, result: 'policy' });
       return { verdict: { kind: base.policy === 'DROP' ? 'drop' : 'accept' }, rewritten };
     };
@@ -394,6 +454,7 @@ export class Engine {
     };
     /** Looks `chain` up for the packet as it is now (a target or a called chain may have changed its mark or bytes). */
     const enter = (from: number): void => {
+      if (counted !== undefined) flow = flowTable(loaded, chain);
       cand = indexes?.get(chain)?.lookup(ctx.pkt, ctx.meta);
       cand?.seek(from);
       advance(from);
@@ -424,6 +485,7 @@ export class Engine {
       const pkt = ctx.pkt;
       const base = this.baseMatches(rule, pkt, ctx);
       if (base === 'hotdrop') {
+        this.unstable = true;
         path?.push({ table: tname, chain: chain.name, rule: i + 1, ruleId: rule.id, result: 'drop' });
         return { verdict: { kind: 'drop' }, rewritten };
       }
@@ -434,7 +496,10 @@ export class Engine {
       ctx.table = tname;
       ctx.chain = chain.name;
       let ok = true;
-      for (const m of rule.matches) {
+      const matches = rule.matches;
+      let evaluated = 0;
+      while (evaluated < matches.length) {
+        const m = matches[evaluated++]!;
         if (!m.ext.match) throw new Error(`${locText(m.loc)}: match "${m.ext.name}" cannot be evaluated by the engine`);
         ctx.state = loaded.state.get(m);
         if (!m.ext.match(m.opts, ctx)) {
@@ -442,7 +507,10 @@ export class Engine {
           break;
         }
       }
+      // Flow cache: an unstable match that ran decides for this packet only, whether it matched or not.
+      if (flow !== undefined && evaluated > (flow[i]! & 0xffff)) this.unstable = true;
       if (ctx.hotdrop) {
+        this.unstable = true;
         // par->hotdrop: ipt_do_table stops with NF_DROP before the rule is counted.
         ctx.hotdrop = false;
         path?.push({ table: tname, chain: chain.name, rule: i + 1, ruleId: rule.id, result: 'drop' });
@@ -454,6 +522,10 @@ export class Engine {
       }
       rule.counters.packets++;
       rule.counters.bytes += pkt.length;
+      if (counted !== undefined) {
+        counted.push(rule.counters);
+        if ((flow![i]! & FLOW_TARGET_UNSTABLE) !== 0) this.unstable = true;
+      }
       const t = rule.target;
       const step = (result: TraceStep['result']): void => {
         path?.push({ table: tname, chain: chain.name, rule: i + 1, ruleId: rule.id, result });

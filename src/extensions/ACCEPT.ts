@@ -4,6 +4,7 @@ import { parseNone, type NoOptions } from './util/t-simple';
 
 const target: TargetExtension<NoOptions> = {
   kind: 'target',
+  flowStable: () => true,
   name: 'ACCEPT',
   options: [],
   terminal: true,

@@ -15,6 +15,7 @@ const FORMS = ['set-xmark', 'set-mark', 'and-mark', 'or-mark', 'xor-mark'] as co
 
 const target: TargetExtension<MarkOpts> = {
   kind: 'target',
+  flowStable: () => true,
   name: 'MARK',
   options: FORMS.map((name) => ({ name, args: 1 as const })),
   terminal: false,

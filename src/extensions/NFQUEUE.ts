@@ -36,6 +36,7 @@ function balanceHash(ctx: TargetContext): number {
 
 const target: TargetExtension<NfqueueOpts> = {
   kind: 'target',
+  flowStable: () => true,
   name: 'NFQUEUE',
   options: [
     { name: 'queue-num', args: 1 },

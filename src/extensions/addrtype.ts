@@ -71,6 +71,7 @@ function matchType(ctx: MatchContext, addr: Uint8Array, mask: number, iface: str
 
 const addrtype: MatchExtension<AddrtypeOptions> = {
   kind: 'match',
+  flowStable: () => true,
   name: 'addrtype',
   options: [
     { name: 'src-type', args: 1, invertible: true },

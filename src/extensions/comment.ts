@@ -24,6 +24,7 @@ export function truncateComment(text: string): string {
 
 const comment: MatchExtension<CommentOptions> = {
   kind: 'match',
+  flowStable: () => true,
   name: 'comment',
   options: [{ name: 'comment', args: 1 }],
   parse(opts, ctx) {

@@ -9,6 +9,7 @@ export type ConnmarkOptions = MarkMask;
 
 const connmark: MatchExtension<ConnmarkOptions> = {
   kind: 'match',
+  flowStable: () => true,
   name: 'connmark',
   options: [{ name: 'mark', args: 1, invertible: true }],
   parse(opts, ctx) {

@@ -88,6 +88,8 @@ const inRange = (r: Range, v: number): boolean => v >= r.min && v <= r.max;
 
 const conntrack: MatchExtension<ConntrackOptions> = {
   kind: 'match',
+  // Not --ctexpire: the remaining timeout moves with time.
+  flowStable: (o) => o.expire === undefined,
   name: 'conntrack',
   options: [
     { name: 'ctstate', args: 1, invertible: true },

@@ -68,6 +68,8 @@ function headerLength(data: Uint8Array, off: number): number {
 
 const dccp: MatchExtension<DccpOptions> = {
   kind: 'match',
+  // Ports only: packet types and options change from packet to packet of a connection.
+  flowStable: (o) => o.types === undefined && o.option === undefined,
   name: 'dccp',
   protocolMatch: 33,
   options: [

@@ -41,6 +41,7 @@ function inRange(r: IpRange, addr: Uint8Array): boolean {
 
 const iprange: MatchExtension<IprangeOptions> = {
   kind: 'match',
+  flowStable: () => true,
   name: 'iprange',
   options: [
     { name: 'src-range', args: 1, invertible: true },

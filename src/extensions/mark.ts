@@ -7,6 +7,7 @@ export type MarkOptions = MarkMask;
 
 const mark: MatchExtension<MarkOptions> = {
   kind: 'match',
+  flowStable: () => true,
   name: 'mark',
   options: [{ name: 'mark', args: 1, invertible: true }],
   parse(opts, ctx) {

@@ -37,6 +37,7 @@ function port(use: OptionUse, word: string, proto: string): number {
 
 const multiport: MatchExtension<MultiportOptions> = {
   kind: 'match',
+  flowStable: () => true,
   name: 'multiport',
   options: [
     { name: 'sports', aliases: ['source-ports'], args: 1, invertible: true },

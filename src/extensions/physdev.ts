@@ -18,6 +18,7 @@ export interface PhysdevOptions {
 
 const physdev: MatchExtension<PhysdevOptions> = {
   kind: 'match',
+  flowStable: () => true,
   name: 'physdev',
   options: [
     { name: 'physdev-in', args: 1, invertible: true },

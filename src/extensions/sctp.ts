@@ -154,6 +154,8 @@ function matchChunks(c: SctpChunks, data: Uint8Array, l4: number, end: number): 
 
 const sctp: MatchExtension<SctpOptions> = {
   kind: 'match',
+  // Ports only: chunk types change from packet to packet of an association.
+  flowStable: (o) => o.chunks === undefined,
   name: 'sctp',
   protocolMatch: 132,
   options: [

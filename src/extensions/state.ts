@@ -14,6 +14,7 @@ const STATE_NAMES: readonly StateName[] = ['INVALID', 'NEW', 'RELATED', 'ESTABLI
 
 const state: MatchExtension<StateOptions> = {
   kind: 'match',
+  flowStable: () => true,
   name: 'state',
   options: [{ name: 'state', args: 1, invertible: true }],
   parse(opts, ctx) {

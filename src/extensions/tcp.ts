@@ -126,6 +126,8 @@ function nftMatch(o: TcpOptions, pkt: ParsedPacket): boolean {
 
 const tcp: MatchExtension<TcpOptions> = {
   kind: 'match',
+  // Ports only: flags and options change from packet to packet of a connection.
+  flowStable: (o) => o.flagMask === 0 && o.flagCmp === 0 && !o.flagsInvert && o.option === 0 && !o.optionInvert,
   name: 'tcp',
   protocolMatch: 6,
   options: [

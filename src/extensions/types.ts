@@ -65,6 +65,13 @@ interface ExtensionBase<O> {
    * but loading it for enforcement fails with this reason. Absent when the engine implements it.
    */
   unsupported?: string;
+  /**
+   * Flow cache (docs/flow-cache.md): true when, with these options, for a fixed connection, hook, direction and cache
+   * key (ctStatus, input mark, connection mark, zone, interfaces), every packet gets the same result and the module has
+   * no effect but counters and the packet mark. Absent: not stable (a rule using it keeps the packets it sees out of
+   * the cache). When unsure, leave it out: a miss costs speed, a wrong hit correctness.
+   */
+  flowStable?(opts: O): boolean;
 }
 
 export interface MatchExtension<O = unknown> extends ExtensionBase<O> {

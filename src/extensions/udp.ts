@@ -25,6 +25,7 @@ export interface UdpOptions {
 export function udpLike(name: string, protocol: number): MatchExtension<UdpOptions> {
   return {
     kind: 'match',
+    flowStable: () => true,
     name,
     protocolMatch: protocol,
     options: [

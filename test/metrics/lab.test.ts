@@ -111,10 +111,14 @@ describe('metrics: a daemon in the lab, scraped after known traffic', function (
     // the scrape (its own packets are queued too), so `received` may run a few packets ahead of what was decided.
     const decided = value(body, 'nfqwall_slow_path_packets_total')!;
     const accepted = value(body, 'nfqwall_verdicts_total', '{verdict="accept"}')!;
-    assert.equal(accepted + 15 + value(body, 'nfqwall_verdicts_total', '{verdict="queue"}')!, decided);
+    // The flow cache (docs/flow-cache.md) verdicts settled packets (the echo replies, the scrapes' TCP) natively: the
+    // verdicts count them, the slow path does not, and the receive thread may count more of them during the scrape.
+    const cached = value(body, 'nfqwall_flow_cache_hits_total') ?? 0;
+    const verdicts = accepted + 15 + value(body, 'nfqwall_verdicts_total', '{verdict="queue"}')!;
+    assert.ok(Math.abs(verdicts - (decided + cached)) <= 20, `verdicts ${verdicts}, decided ${decided}, cached ${cached}`);
     assert.equal(value(body, 'nfqwall_batch_packets_sum'), decided);
     const received = value(body, 'nfqwall_queue_received_total', '{queue="0"}')!;
-    assert.ok(decided >= 45 && received >= decided && received - decided <= 20, `received ${received}, decided ${decided}`);
+    assert.ok(decided >= 45 && received >= decided + cached - 20 && received - decided - cached <= 20, `received ${received}, decided ${decided}, cached ${cached}`);
     const batches = value(body, 'nfqwall_batch_duration_seconds_count')!;
     assert.ok(batches >= 1 && batches <= decided, `${batches} batch samples for ${decided} packets`);
     assert.equal(value(body, 'nfqwall_config_last_reload_successful'), 1);

@@ -1,0 +1,212 @@
+// libFuzzer target for the flow cache (native/flowcache.*; scripts/fuzz.sh builds and runs it). One input is a
+// sequence of lookups (batches of probes with arbitrary keys), verdicts (settle, with or without a decision, of the
+// current or a stale generation), invalidations, on/off switches and drains, on a small cache so that buckets
+// overflow. A reference model checks what the cache may not get wrong whatever it evicted:
+//  - a hit returns the decision last stored for exactly that key and key values in the current generation;
+//  - no hit while a packet of the same connection and direction waits in JavaScript, nor earlier in the same batch;
+//  - with parking, a packet behind parked packets of its flow (lotAhead, or earlier in the batch) parks, and a packet
+//    parks otherwise only when its stored decision applies but its flow waits in JavaScript;
+//  - the waiting count equals the packets looked up and not settled;
+//  - drain() reports exactly the hits' packets and bytes per generation and path, once.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <map>
+#include <tuple>
+#include <vector>
+
+#include "flowcache.h"
+
+using namespace nfqwall;
+
+namespace {
+
+void check(bool ok) {
+  if (!ok) std::abort();
+}
+
+using KeyT = std::tuple<uint32_t, uint32_t, uint8_t, uint8_t>;
+using FlowT = std::tuple<uint32_t, uint32_t, uint8_t>;
+using ValT = std::tuple<uint32_t, uint32_t, uint32_t, uint16_t, uint32_t, uint32_t, uint32_t, uint32_t>;
+
+KeyT keyOf(const fc::Key& k) { return {k.handle, k.gen, k.hook, k.dir}; }
+FlowT flowOf(const fc::Key& k) { return {k.handle, k.gen, k.dir}; }
+ValT valOf(const fc::Values& v) {
+  return {v.status, v.mark, v.connmark, v.zone, v.inIf, v.outIf, v.physInIf, v.physOutIf};
+}
+
+struct Stored {
+  ValT values;
+  fc::Decision d;
+  uint32_t generation;
+};
+
+struct Reader {
+  const uint8_t* d;
+  size_t n;
+  uint8_t byte() {
+    if (!n) return 0;
+    n--;
+    return *d++;
+  }
+};
+
+// Small ranges: collisions, repeats and near-misses are what matter.
+fc::Probe probe(Reader& r) {
+  fc::Probe p;
+  uint8_t a = r.byte(), b = r.byte(), c = r.byte();
+  p.key.handle = a & 7;  // 0 is "no connection"
+  p.key.gen = (a >> 3) & 1;
+  p.key.hook = uint8_t(((a >> 4) & 7) % 5);
+  p.key.dir = a >> 7;
+  p.values.status = b & 3;
+  p.values.mark = (b >> 2) & 1;
+  p.values.connmark = (b >> 3) & 1;
+  p.values.zone = (b >> 4) & 1;
+  p.values.inIf = (b >> 5) & 1;
+  p.values.outIf = (b >> 6) & 1;
+  p.values.physInIf = b >> 7;
+  p.values.physOutIf = c & 1;
+  p.wireLen = c;
+  uint8_t kind = (c >> 1) & 3;
+  p.kind = !p.key.handle ? fc::kUntracked : kind == 0 ? fc::kTracked : fc::kEligible;
+  p.base = p.kind;
+  p.lotAhead = (c >> 3) & 1;
+  return p;
+}
+
+void run(const uint8_t* data, size_t size) {
+  Reader r{data, size};
+  fc::Options o;
+  o.capacity = 8;
+  o.maxPaths = 6;
+  fc::FlowCache cache(o);
+  std::map<KeyT, Stored> stored;
+  std::map<FlowT, uint32_t> waiting;
+  std::vector<fc::Probe> pending;  // handed to JavaScript, not settled
+  std::map<std::pair<uint32_t, uint32_t>, std::pair<uint64_t, uint64_t>> hits;
+  uint64_t waitingTotal = 0;
+  bool enabled = true;
+
+  while (r.n) {
+    uint8_t op = r.byte();
+    switch (op % 6) {
+      case 0:
+      case 1: {  // a batch of up to 8 packets
+        uint32_t n = 1 + (op >> 3) % 8;
+        std::vector<fc::Probe> probes;
+        for (uint32_t i = 0; i < n; i++) probes.push_back(probe(r));
+        std::vector<fc::Probe> before = probes;
+        std::vector<fc::Decision> dec(n);
+        const bool park = (op >> 6) & 1;
+        uint32_t got = cache.lookup(n, probes.data(), dec.data(), park);
+        uint32_t count = 0;
+        const uint32_t gen = cache.generation();
+        std::map<FlowT, bool> parkedHere;
+        for (uint32_t i = 0; i < n; i++) {
+          const fc::Probe& p = probes[i];
+          if (before[i].kind == fc::kUntracked) {
+            check(p.kind == fc::kUntracked);
+            continue;
+          }
+          const bool mustPark = park && (p.lotAhead || parkedHere[flowOf(p.key)]);
+          if (mustPark) check(p.kind == fc::kPark);
+          if (p.kind == fc::kPark) {
+            if (!mustPark) {
+              check(park && before[i].kind == fc::kEligible && enabled && waiting[flowOf(p.key)] > 0);
+              auto it = stored.find(keyOf(p.key));
+              check(it != stored.end() && it->second.generation == gen && it->second.values == valOf(p.values));
+            }
+            parkedHere[flowOf(p.key)] = true;
+            continue;
+          }
+          if (p.kind == fc::kHit) {
+            count++;
+            check(before[i].kind == fc::kEligible && enabled);
+            check(waiting[flowOf(p.key)] == 0);
+            auto it = stored.find(keyOf(p.key));
+            check(it != stored.end());
+            check(it->second.generation == gen && it->second.values == valOf(p.values));
+            const fc::Decision& want = it->second.d;
+            check(dec[i].verdict == want.verdict && dec[i].mark == want.mark && dec[i].setMark == want.setMark &&
+                  dec[i].pathId == want.pathId);
+            auto& h = hits[{gen, want.pathId}];
+            h.first++;
+            h.second += p.wireLen;
+          } else {
+            check(p.kind == before[i].kind);
+            waiting[flowOf(p.key)]++;
+            waitingTotal++;
+            pending.push_back(p);
+          }
+        }
+        check(got == count);
+        break;
+      }
+      case 2: {  // JavaScript verdicts one waiting packet
+        if (pending.empty()) break;
+        uint8_t a = r.byte(), b = r.byte();
+        size_t idx = a % pending.size();
+        fc::Probe p = pending[idx];
+        pending.erase(pending.begin() + long(idx));
+        fc::Decision d{uint32_t(b & 1), uint32_t(b >> 4), (b & 2) != 0, uint32_t((b >> 2) & 7)};
+        uint8_t want = (a & 0x80) ? 0 : 1;
+        uint32_t gen = cache.generation() - ((a & 0x40) ? 1 : 0);
+        uint32_t n = cache.release(1, &p, &d, &want, gen);
+        uint32_t& w = waiting[flowOf(p.key)];
+        check(w > 0);
+        w--;
+        waitingTotal--;
+        bool expect = want && enabled && gen == cache.generation() && p.kind == fc::kEligible && d.pathId < o.maxPaths;
+        check(n == (expect ? 1u : 0u));
+        if (expect) stored[keyOf(p.key)] = Stored{valOf(p.values), d, gen};
+        break;
+      }
+      case 3: {
+        uint32_t before = cache.generation();
+        check(cache.invalidate() == before + 1);
+        break;
+      }
+      case 4: {
+        bool on = (op >> 3) & 1;
+        uint32_t before = cache.generation();
+        cache.setEnabled(on);
+        check(cache.generation() == ((on && !enabled) ? before + 1 : before));
+        enabled = on;
+        break;
+      }
+      case 5: {
+        std::vector<fc::PathHits> d = cache.drain();
+        std::map<std::pair<uint32_t, uint32_t>, std::pair<uint64_t, uint64_t>> got;
+        for (const auto& h : d) {
+          auto& g = got[{h.generation, h.pathId}];
+          g.first += h.packets;
+          g.second += h.bytes;
+          check(h.packets > 0);
+        }
+        check(got == hits);
+        hits.clear();
+        break;
+      }
+    }
+    fc::Stats s = cache.stats();
+    check(s.waiting == waitingTotal);
+    check(s.entries <= 8);
+    check(s.enabled == enabled);
+  }
+  // Whatever is left to drain is exactly what was hit since the last drain.
+  std::map<std::pair<uint32_t, uint32_t>, std::pair<uint64_t, uint64_t>> got;
+  for (const auto& h : cache.drain()) {
+    auto& g = got[{h.generation, h.pathId}];
+    g.first += h.packets;
+    g.second += h.bytes;
+  }
+  check(got == hits);
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  run(data, size);
+  return 0;
+}

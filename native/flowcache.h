@@ -1,0 +1,155 @@
+// The flow cache (docs/flow-cache.md): per connection, hook and direction, the decision JavaScript made for a settled
+// packet, reused by the receive threads for the connection's later packets with the same key values, plus what keeps
+// that correct: a generation that makes every decision stale at once, a count of packets per connection and direction
+// still waiting in JavaScript (a cached packet must not overtake them), and per-path hit counters that JavaScript
+// drains into its rule counters. No N-API and no Queue here: queue.cc and flowcache_napi.cc call it; the fuzz target
+// too. Nothing allocates per packet: the tables are sized at construction.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <vector>
+
+namespace nfqwall {
+namespace fc {
+
+// Names a decision: the connection (ConnTable handle and generation), the hook and the direction.
+struct Key {
+  uint32_t handle = 0;  // entry index + 1; 0 never stores nor hits
+  uint32_t gen = 0;
+  uint8_t hook = 0;
+  uint8_t dir = 0;
+};
+
+// What the decision may depend on besides the connection, hook and direction: a packet with other values misses.
+struct Values {
+  uint32_t status = 0;    // IPS_* bits as classified
+  uint32_t mark = 0;      // the packet mark on entry to the hook
+  uint32_t connmark = 0;
+  uint16_t zone = 0;
+  uint32_t inIf = 0, outIf = 0, physInIf = 0, physOutIf = 0;
+};
+
+// What JavaScript decided, and the path (the counters it incremented) to charge a hit to.
+struct Decision {
+  uint32_t verdict = 0;
+  uint32_t mark = 0;
+  bool setMark = false;
+  uint32_t pathId = 0;
+};
+
+// One packet as the receive thread sees it after classification.
+struct Probe {
+  Key key;
+  Values values;
+  uint32_t wireLen = 0;
+  // kUntracked: no entry (never waits, never hits). kTracked: has an entry, goes to JavaScript (counted as waiting).
+  // kEligible: ESTABLISHED with nothing unusual: looked up, and counted as waiting when it misses. lookup() turns a
+  // hit into kHit and a parked packet into kPark, which release() skips: only what was counted is uncounted.
+  uint8_t kind = 0;
+  uint8_t base = 0;      // the kind before lookup(), for looking a parked packet up again
+  uint8_t lotAhead = 0;  // the caller holds earlier packets of this flow parked: this one must park behind them
+};
+constexpr uint8_t kUntracked = 0, kTracked = 1, kEligible = 2, kHit = 3, kPark = 4;
+
+struct Options {
+  uint32_t capacity = 65536;
+  uint32_t maxPaths = 65536;
+};
+
+struct Stats {
+  uint64_t hits = 0, misses = 0, stores = 0, evictions = 0, invalidations = 0;
+  uint32_t generation = 0;
+  uint64_t entries = 0;
+  uint64_t waiting = 0;  // packets handed to JavaScript and not verdicted yet (all queues)
+  uint64_t parked = 0;   // lookups that parked a packet behind its flow's packets in JavaScript (kPark)
+  bool enabled = true;
+};
+
+// [generation, pathId, packets, bytes] per path with hits since the last drain.
+struct PathHits {
+  uint32_t generation = 0, pathId = 0;
+  uint64_t packets = 0, bytes = 0;
+};
+
+class FlowCache {
+ public:
+  explicit FlowCache(const Options& o);
+  FlowCache(const FlowCache&) = delete;
+  FlowCache& operator=(const FlowCache&) = delete;
+
+  // The receive thread, for one batch under one lock, in packet order. An eligible packet whose stored decision
+  // matches (current generation, same key values) becomes kHit with dec[i] filled and its wire length charged to the
+  // decision's path, when no packet of its connection and direction waits in JavaScript. When one does, it becomes
+  // kPark if `park` (the caller keeps it and looks it up again later), else it goes to JavaScript. A packet with
+  // lotAhead, or behind a packet of its flow parked earlier in this call, becomes kPark. Every other tracked packet
+  // is counted as waiting (it goes to JavaScript) until release(): so a packet that goes to JavaScript also blocks
+  // the later packets of its flow in the same call. Returns the number of hits.
+  uint32_t lookup(uint32_t n, Probe* probes, Decision* dec, bool park = false);
+
+  // After the verdicts of packets that lookup() sent to JavaScript went out, under one lock: each tracked probe stops
+  // waiting, and where store[i] (when given) has stored[i] set, its decision is stored if `generation` is current and
+  // the cache enabled. Returns the number stored.
+  uint32_t release(uint32_t n, const Probe* probes, const Decision* store, const uint8_t* stored, uint32_t generation);
+
+  uint32_t invalidate();
+  uint32_t generation() const { return generation_.load(std::memory_order_acquire); }
+  void setEnabled(bool on);
+  bool enabled() const { return enabled_.load(std::memory_order_acquire); }
+  // Hits since the last drain (older generations' first), and resets them.
+  std::vector<PathHits> drain();
+  Stats stats();
+  uint32_t maxPaths() const { return maxPaths_; }
+  // Where the waiting count of a packet's flow (connection and direction) lives: callers that park packets count
+  // them per flow with the same index, in an array of flowSlots() entries.
+  uint32_t flowIndex(const Key& k) const { return waitIndex(k); }
+  uint32_t flowSlots() const { return waitMask_ + 1; }
+  // Bumped by every release(): a parked packet can only move on after one.
+  uint64_t releases() const { return releases_.load(std::memory_order_acquire); }
+
+  // The queues that use this cache must share one connection table: handles name entries of that table. The first
+  // caller binds it; a different table returns false.
+  bool bindTable(const void* table);
+
+ private:
+  struct Slot {
+    uint32_t handle = 0;  // 0: empty
+    uint32_t gen = 0;
+    uint8_t hook = 0, dir = 0, setMark = 0, pad = 0;
+    uint32_t generation = 0;
+    uint32_t stamp = 0;
+    Values values;
+    uint32_t verdict = 0, markOut = 0, pathId = 0;
+  };
+  static constexpr uint32_t kWays = 4;
+
+  uint32_t bucketOf(const Key& k) const;
+  uint32_t waitIndex(const Key& k) const;
+  Slot* find(const Key& k, uint32_t gen);
+  void storeLocked(const Key& k, const Values& v, const Decision& d, uint32_t gen);
+  void retireHitsLocked();
+  void invalidateLocked();
+
+  std::mutex mu_;
+  std::vector<Slot> slots_;
+  uint32_t bucketMask_ = 0;
+  std::vector<uint32_t> waiting_;  // hashed by connection and direction: a collision only costs a miss
+  std::vector<uint8_t> parkMark_;  // lookup() scratch: flows that parked a packet in this call
+  std::vector<uint32_t> parkList_;
+  std::atomic<uint64_t> releases_{0};
+  uint32_t waitMask_ = 0;
+  uint32_t maxPaths_ = 0;
+  std::vector<uint64_t> pathPackets_, pathBytes_;
+  std::vector<uint32_t> touched_;  // path ids with hits in the current generation
+  std::vector<PathHits> old_;      // hits of generations invalidated before a drain
+  std::atomic<uint32_t> generation_{1};
+  std::atomic<bool> enabled_{true};
+  uint32_t stamp_ = 0;
+  const void* table_ = nullptr;
+  Stats st_;
+};
+
+}  // namespace fc
+}  // namespace nfqwall
