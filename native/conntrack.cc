@@ -187,12 +187,70 @@ ConnTable::ConnTable(const Config& cfg) : cfg_(cfg), rng_(cfg.seed ? cfg.seed : 
   mask_ = n - 1;
   memo_.resize(4096);
   entries_.reserve(std::min<uint32_t>(cfg_.maxEntries, 65536));
+  epoch_ = now();
+  cur_ = epoch_;
 }
 
 // The time of the current call, read once when the call took the lock.
 int64_t ConnTable::nowLocked() const { return cur_; }
 
-void ConnTable::tick() { cur_ = cfg_.manualClock ? manualNow_ : monotonicMs(); }
+// Entries keep `created` in 32 bits after epoch_ (and `expires` in 40): the epoch moves to the clock whenever the two
+// are 2^29 ms apart (a quarter of created's range), so a time written now always fits.
+constexpr int64_t kRebaseMs = int64_t(1) << 29;
+
+void ConnTable::tick() {
+  cur_ = cfg_.manualClock ? manualNow_ : monotonicMs();
+  if (cur_ - epoch_ > kRebaseMs || epoch_ - cur_ > kRebaseMs) rebase(cur_);
+}
+
+void ConnTable::setExpires(Entry& e, int64_t ms) {
+  constexpr int64_t kMax = (int64_t(1) << 39) - 1;
+  int64_t r = std::min(std::max(ms - epoch_, -kMax), kMax);
+  e.expiresLo = uint32_t(uint64_t(r));
+  e.expiresHi = uint32_t(uint64_t(r) >> 32) & 0xff;
+}
+
+// Re-expresses every entry's times after a new epoch. Only times far in the past can be clamped, and they stay as far
+// past as any test of them needs (an entry that had expired stays expired, one created long ago stays old).
+void ConnTable::rebase(int64_t epoch) {
+  const int64_t old = epoch_;
+  for (Entry& e : entries_) {
+    if (!e.used) continue;
+    epoch_ = old;
+    const int64_t expires = expiresOf(e), created = createdOf(e);
+    epoch_ = epoch;
+    e.created = int32_t(std::min<int64_t>(std::max<int64_t>(created - epoch, INT32_MIN), INT32_MAX));
+    setExpires(e, expires);
+  }
+  epoch_ = epoch;
+}
+
+void ConnTable::addCount(uint32_t idx, uint8_t dir, uint64_t packets, uint64_t bytes) {
+  Entry& e = entries_[idx];
+  const uint64_t p = uint64_t(e.packets[dir]) + uint32_t(packets), b = uint64_t(e.bytes[dir]) + uint32_t(bytes);
+  e.packets[dir] = uint32_t(p);
+  e.bytes[dir] = uint32_t(b);
+  const uint32_t pHi = uint32_t((p >> 32) + (packets >> 32)), bHi = uint32_t((b >> 32) + (bytes >> 32));
+  if (pHi == 0 && bHi == 0) return;
+  Wide& w = wide_[idx];
+  e.wide = 1;
+  w.packets[dir] += pHi;
+  w.bytes[dir] += bHi;
+}
+
+uint64_t ConnTable::packetsOf(uint32_t idx, uint8_t dir) const {
+  const Entry& e = entries_[idx];
+  uint64_t hi = 0;
+  if (e.wide) hi = wide_.at(idx).packets[dir];
+  return (hi << 32) | e.packets[dir];
+}
+
+uint64_t ConnTable::bytesOf(uint32_t idx, uint8_t dir) const {
+  const Entry& e = entries_[idx];
+  uint64_t hi = 0;
+  if (e.wide) hi = wide_.at(idx).bytes[dir];
+  return (hi << 32) | e.bytes[dir];
+}
 
 int64_t ConnTable::now() const { return cfg_.manualClock ? manualNow_ : monotonicMs(); }
 
@@ -223,11 +281,86 @@ uint64_t ConnTable::hashTuple(const Tuple& t) const {
   return mix64(h);
 }
 
+Tuple ConnTable::midOf(const Entry& e, uint8_t d) const {
+  return manipTuple(tup(e, d), invert(tup(e, uint8_t(1 - d))), nat::kManipDst);
+}
+
+Tuple ConnTable::tup(const Entry& e, uint8_t d) const {
+  Tuple t{};
+  if (e.pooled) {
+    const uint8_t* a = v6_[e.addr[0]].data() + 32 * d;
+    std::memcpy(t.src, a, 16);
+    std::memcpy(t.dst, a + 16, 16);
+  } else {
+    std::memcpy(t.src, &e.addr[2 * d], 4);
+    std::memcpy(t.dst, &e.addr[2 * d + 1], 4);
+  }
+  t.sport = e.port[2 * d];
+  t.dport = e.port[2 * d + 1];
+  t.proto = e.proto;
+  t.family = e.family;
+  t.zone = e.zone;
+  return t;
+}
+
+namespace {
+bool zeroTail(const uint8_t* a) {
+  static const uint8_t z[12] = {};
+  return std::memcmp(a + 4, z, 12) == 0;
+}
+}  // namespace
+
+// Both tuples of a connection share protocol, family and zone (invert and the NAT manips keep them). Addresses are
+// kept inline only when nothing is lost: an IPv4 tuple has zeros past its first 4 bytes.
+void ConnTable::setTuples(Entry& e, const Tuple& o, const Tuple& r) {
+  e.proto = o.proto;
+  e.family = o.family;
+  e.zone = o.zone;
+  e.port[0] = o.sport;
+  e.port[1] = o.dport;
+  e.port[2] = r.sport;
+  e.port[3] = r.dport;
+  const bool inl = o.family == 4 && zeroTail(o.src) && zeroTail(o.dst) && zeroTail(r.src) && zeroTail(r.dst);
+  if (inl) {
+    freeAddrs(e);
+    std::memcpy(&e.addr[0], o.src, 4);
+    std::memcpy(&e.addr[1], o.dst, 4);
+    std::memcpy(&e.addr[2], r.src, 4);
+    std::memcpy(&e.addr[3], r.dst, 4);
+    return;
+  }
+  if (!e.pooled) {
+    uint32_t slot;
+    if (!v6Free_.empty()) {
+      slot = v6Free_.back();
+      v6Free_.pop_back();
+    } else {
+      slot = uint32_t(v6_.size());
+      v6_.emplace_back();
+    }
+    std::memset(e.addr, 0, sizeof e.addr);
+    e.addr[0] = slot;
+    e.pooled = 1;
+  }
+  uint8_t* a = v6_[e.addr[0]].data();
+  std::memcpy(a, o.src, 16);
+  std::memcpy(a + 16, o.dst, 16);
+  std::memcpy(a + 32, r.src, 16);
+  std::memcpy(a + 48, r.dst, 16);
+}
+
+void ConnTable::freeAddrs(Entry& e) {
+  if (!e.pooled) return;
+  v6Free_.push_back(e.addr[0]);
+  e.pooled = 0;
+  std::memset(e.addr, 0, sizeof e.addr);
+}
+
+// A key's bucket is recomputed from its tuple when it is unlinked: an entry's tuples never change while it is linked
+// (setupNat unlinks before it rewrites the reply tuple).
 void ConnTable::link(uint32_t idx, uint8_t k) {
   Entry& e = entries_[idx];
-  const Tuple& key = k < 2 ? e.t[k] : e.mid[k - 2];
-  uint64_t b = hashTuple(key) & mask_;
-  e.bucket[k] = b;
+  uint64_t b = hashTuple(keyOf(e, k)) & mask_;
   e.next[k] = buckets_[b];
   buckets_[b] = int32_t(idx * 4 + k);
   e.keys |= uint8_t(1u << k);
@@ -237,7 +370,7 @@ void ConnTable::unlinkAll(uint32_t idx) {
   Entry& e = entries_[idx];
   for (uint8_t k = 0; k < 4; k++) {
     if (!(e.keys & (1u << k))) continue;
-    uint64_t b = e.bucket[k];
+    uint64_t b = hashTuple(keyOf(e, k)) & mask_;
     int32_t node = int32_t(idx * 4 + k);
     int32_t* at = &buckets_[b];
     while (*at >= 0 && *at != node) at = &entries_[uint32_t(*at) >> 2].next[*at & 3];
@@ -256,12 +389,13 @@ void ConnTable::rehashKeys(uint32_t idx) {
   // original direction's packets belong to the connection that won.
   const bool orig = !(e.status & kNatClash);
   if (orig) link(idx, 0);
-  if (e.t[1] != e.t[0] || !orig) link(idx, 1);
+  const Tuple t[2] = {tup(e, 0), tup(e, 1)};
+  if (t[1] != t[0] || !orig) link(idx, 1);
   for (uint8_t d = 0; d < 2; d++) {
-    Tuple full = invert(e.t[1 - d]);
-    e.mid[d] = manipTuple(e.t[d], full, nat::kManipDst);
     if (d == 0 && !orig) continue;
-    if (e.mid[d] != e.t[d] && e.mid[d] != full && e.mid[d] != e.t[1 - d]) link(idx, uint8_t(2 + d));
+    Tuple full = invert(t[1 - d]);
+    Tuple mid = manipTuple(t[d], full, nat::kManipDst);
+    if (mid != t[d] && mid != full && mid != t[1 - d]) link(idx, uint8_t(2 + d));
   }
 }
 
@@ -276,7 +410,7 @@ int32_t ConnTable::find(const Tuple& t, uint8_t maxKey, uint8_t* keyOut, Want w,
     uint8_t k = uint8_t(node & 3);
     Entry& e = entries_[idx];
     st_.searched++;
-    if (k <= maxKey && (k < 2 ? e.t[k] : e.mid[k - 2]) == t) {
+    if (k <= maxKey && (k < 2 ? tupIs(e, k, t) : midOf(e, uint8_t(k - 2)) == t)) {
       if (expired(e, now)) {
         if (e.pending == 0) reap = int32_t(idx);
       } else if (!(e.status & kDying)) {
@@ -314,8 +448,7 @@ int32_t ConnTable::find(const Tuple& t, uint8_t maxKey, uint8_t* keyOut, Want w,
   }
   // Lazy expiry: an expired entry met on the way is removed now.
   if (reap >= 0 && reap != alive && reap != other) {
-    if (!(entries_[uint32_t(reap)].status & kDying)) st_.expired++;
-    destroy(uint32_t(reap));
+    destroy(uint32_t(reap), (entries_[uint32_t(reap)].status & kDying) ? kGoneMarked : kGoneExpired);
   }
   // The holder of a dying entry gets it even when a new connection with the same tuple exists: the packet belongs to
   // the old one. A reply may attach only when no live connection has the tuple.
@@ -334,7 +467,7 @@ void ConnTable::hold(uint32_t idx, uint32_t fp, Classification& c) {
   Entry& e = entries_[idx];
   e.holds++;
   e.holdFp = fp;
-  e.expires = std::max(e.expires, nowLocked() + kHoldMs);
+  setExpires(e, std::max(expiresOf(e), nowLocked() + kHoldMs));
   c.flags |= kClsHolder;
 }
 
@@ -343,11 +476,11 @@ void ConnTable::hold(uint32_t idx, uint32_t fp, Classification& c) {
 // been classified yet and will attach to it.
 void ConnTable::doom(uint32_t idx, bool attachable) {
   Entry& e = entries_[idx];
-  e.status |= kDying;
+  die(e, kGoneDiscarded);
   e.attachOpen = attachable ? 1 : 0;
   int64_t now = nowLocked();
   // kHoldMs from now, not the unconfirmed entry's own ten seconds: a dying entry waits only for its holders.
-  e.expires = (e.holds || e.attachOpen) ? now + kHoldMs : now;
+  setExpires(e, (e.holds || e.attachOpen) ? now + kHoldMs : now);
 }
 
 void ConnTable::unconfirmedGone(const Entry& e) {
@@ -356,12 +489,24 @@ void ConnTable::unconfirmedGone(const Entry& e) {
   if (n) n--;
 }
 
-void ConnTable::destroy(uint32_t idx) {
+void ConnTable::destroy(uint32_t idx, uint8_t why) {
   Entry& e = entries_[idx];
   if (!e.used) return;
+  if (why == kGoneMarked) why = e.gone ? e.gone : uint8_t(kGoneDiscarded);
+  switch (why) {
+    case kGoneKilled: st_.killed++; break;
+    case kGoneExpired: st_.expired++; break;
+    case kGoneEarlyDrop: st_.earlyDrop++; break;
+    case kGoneDeleted: st_.deleted++; break;
+    default: st_.discarded++; break;
+  }
+  if (e.wide) {
+    wide_.erase(idx);
+    e.wide = 0;
+  }
   unlinkAll(idx);
   if (e.bysource) {
-    auto range = bysource_.equal_range(srcKey(e.t[0]));
+    auto range = bysource_.equal_range(srcKey(tup(e, 0)));
     for (auto it = range.first; it != range.second; ++it)
       if (it->second == idx) {
         bysource_.erase(it);
@@ -370,6 +515,7 @@ void ConnTable::destroy(uint32_t idx) {
     e.bysource = false;
   }
   if (!(e.status & kConfirmed)) unconfirmedGone(e);
+  freeAddrs(e);  // last: unlinking and bysource read the tuples
   e.used = false;
   e.gen++;
   count_--;
@@ -385,10 +531,9 @@ bool ConnTable::earlyDrop(const Tuple& t) {
       Entry& e = entries_[idx];
       // Also an unconfirmed entry whose packet left a second ago and never reached its confirmation point (the
       // kernel would have freed it with the packet), so a flood of such packets cannot hold the table.
-      bool stale = !(e.status & kConfirmed) && nowLocked() - e.created > 1000;
+      bool stale = !(e.status & kConfirmed) && nowLocked() - createdOf(e) > 1000;
       if (!(e.status & (kAssured | kDying)) && ((e.status & kConfirmed) || stale) && e.pending == 0) {
-        destroy(idx);
-        st_.earlyDrop++;
+        destroy(idx, kGoneEarlyDrop);
         return true;
       }
       node = e.next[node & 3];
@@ -415,10 +560,9 @@ int32_t ConnTable::allocate(const Tuple& orig, int64_t now) {
   e = Entry();
   e.gen = gen;
   e.used = true;
-  e.t[0] = orig;
-  e.t[1] = invert(orig);
-  e.created = now;
-  e.expires = now + int64_t(cfg_.timeouts.unconfirmed) * 1000;
+  setTuples(e, orig, invert(orig));
+  e.created = int32_t(now - epoch_);
+  setExpires(e, now + int64_t(cfg_.timeouts.unconfirmed) * 1000);
   count_++;
   unconfirmed_++;
   rehashKeys(idx);
@@ -445,11 +589,9 @@ uint8_t ConnTable::tcpTrack(Entry& e, uint8_t dir, const Parsed& h, uint32_t& ti
   if (ns == sIG) {
     // Ignored: the state and the timer stay (the kernel's window checks are not modelled).
     ignored = true;
-    e.lastIndex[dir] = index;
     return old;
   }
-  e.tcpState = ns;
-  e.lastIndex[dir] = index;
+  e.tcpState = ns & 15;
   if (!(e.status & kSeenReply)) {
     // An RST before any reply: the kernel deletes the connection at once (nf_ct_kill_acct).
     if (h.tcpFlags & pkt::kTcpRst) kill = true;
@@ -474,7 +616,7 @@ uint32_t ConnTable::refresh(Entry& e, uint8_t dir, const Parsed& h, bool& invali
   } else if (h.proto == pkt::kProtoUdp || h.proto == pkt::kProtoUdplite || h.proto == pkt::kProtoDccp) {
     if (e.status & kSeenReply) {
       // Still active two seconds after it started: a stream, assured, with the longer timeout.
-      if (now > e.created + 2000) {
+      if (now > createdOf(e) + 2000) {
         ms = to.udpStream * 1000;
         // Never ASSURED for IPS_NAT_CLASH: it times out soon and may always be evicted.
         if (!(e.status & kNatClash)) e.status |= kAssured;
@@ -508,7 +650,7 @@ void ConnTable::fill(Classification& c, uint32_t idx, uint8_t dir, uint8_t state
   c.status = e.status;
   c.mark = e.mark;
   c.tcpState = e.tcpState;
-  c.zone = e.t[0].zone;
+  c.zone = e.zone;
   e.pending++;
   if (countsOrig(dir, state)) e.pendingOrig++;
 }
@@ -553,7 +695,7 @@ bool ConnTable::relate(const uint8_t* p, size_t len, const Parsed& h, bool ctPoi
     dir = k;
     // The error must go to the quoted packet's sender.
     Entry& e = entries_[uint32_t(idx)];
-    if (std::memcmp(h.tuple.dst, e.t[dir].dst, 16) != 0) return false;
+    if (std::memcmp(h.tuple.dst, tup(e, dir).dst, 16) != 0) return false;
     if (!(e.status & kConfirmed)) {
       // Only an error nfqwall's REJECT sends can meet an unconfirmed connection (a real one answers a packet that
       // left, so was confirmed): icmp_send attached it to the rejected packet's connection (nf_ct_attach), which it
@@ -672,7 +814,7 @@ Classification ConnTable::classify(const uint8_t* p, size_t len, uint8_t family,
     if (e.holds && e.holdFp == h.fingerprint) c.flags |= kClsHolder;
     uint8_t state;
     if (e.lastFp[dir] == h.fingerprint)
-      state = e.lastState[dir];
+      state = e.lastState(dir);
     else
       state = dir == 0 ? ((e.status & kSeenReply) ? kEstablished : kNew) : kEstablished;
     fill(c, uint32_t(idx), dir, state);
@@ -699,7 +841,7 @@ Classification ConnTable::classify(const uint8_t* p, size_t len, uint8_t family,
     Entry& e = entries_[uint32_t(idx)];
     if (e.attachOpen) e.attachOpen--;
     e.lastFp[1] = h.fingerprint;
-    e.lastState[1] = kRelated;
+    e.setLastState(1, kRelated);
     hold(uint32_t(idx), h.fingerprint, c);
     st_.found++;
     fill(c, uint32_t(idx), 1, kRelated);
@@ -709,9 +851,9 @@ Classification ConnTable::classify(const uint8_t* p, size_t len, uint8_t family,
     Entry& e = entries_[uint32_t(idx)];
     if (e.tcpState == sTW || e.tcpState == sCL) {
       // A SYN reopening a closed connection: the old entry goes and the SYN starts a new one (-NF_REPEAT).
-      e.status |= kDying;
-      e.expires = now;
-      if (e.pending == 0) destroy(uint32_t(idx));
+      die(e, kGoneKilled);
+      setExpires(e, now);
+      if (e.pending == 0) destroy(uint32_t(idx), kGoneMarked);
       idx = -1;
     }
   }
@@ -742,9 +884,9 @@ Classification ConnTable::classify(const uint8_t* p, size_t len, uint8_t family,
   e.lastFp[dir] = h.fingerprint;
   if (invalid) {
     st_.invalid++;
-    e.lastState[dir] = kInvalid;
+    e.setLastState(dir, kInvalid);
     if (created) {
-      destroy(uint32_t(idx));
+      destroy(uint32_t(idx), kGoneDiscarded);
       memoPut(memoKey, kInvalid, now);
       return c;
     }
@@ -753,20 +895,19 @@ Classification ConnTable::classify(const uint8_t* p, size_t len, uint8_t family,
     return c;
   }
   if (ignored) st_.ignore++;
-  e.lastState[dir] = state;
-  e.packets[dir]++;
-  e.bytes[dir] += h.ipLen;
+  e.setLastState(dir, state);
+  addCount(uint32_t(idx), dir, 1, h.ipLen);
   if (ms) {
     if (!(e.status & kConfirmed))
       e.timeoutMs = ms;
     else if (!(e.status & kFixedTimeout))
-      e.expires = now + ms;
+      setExpires(e, now + ms);
   }
   if (dir == 1) e.status |= kSeenReply;
   if (kill) {
     // nf_ct_kill_acct(): out of the hash now; this packet keeps it for its later hooks, where it is still translated.
-    e.status |= kDying;
-    e.expires = now;
+    die(e, kGoneKilled);
+    setExpires(e, now);
     hold(uint32_t(idx), h.fingerprint, c);
   }
   fill(c, uint32_t(idx), dir, state);
@@ -782,13 +923,13 @@ bool ConnTable::usedTuple(const Tuple& t, uint32_t self) {
   Tuple reply = invert(t);
   uint64_t b = hashTuple(reply) & mask_;
   int64_t now = nowLocked();
-  const Tuple& own = entries_[self].t[0];
+  const Tuple own = tup(entries_[self], 0);
   for (int32_t node = buckets_[b]; node >= 0;) {
     uint32_t idx = uint32_t(node) >> 2;
     uint8_t k = uint8_t(node & 3);
     const Entry& e = entries_[idx];
-    if (k < 2 && idx != self && e.t[k] == reply && (e.status & kConfirmed) && !(e.status & kDying) &&
-        !expired(e, now) && !(e.t[0] == own))
+    if (k < 2 && idx != self && tupIs(e, k, reply) && (e.status & kConfirmed) && !(e.status & kDying) &&
+        !expired(e, now) && !tupIs(e, 0, own))
       return true;
     node = e.next[k];
   }
@@ -801,14 +942,14 @@ bool ConnTable::usedTuple(const Tuple& t, uint32_t self) {
 bool ConnTable::usedTupleNew(const Tuple& t, uint32_t self) {
   if (!usedTuple(t, self)) return false;
   const Entry& me = entries_[self];
-  if (!allowClash(me.t[0])) return true;
+  if (!allowClash(tup(me, 0))) return true;
   if (me.status & kNatMask) return true;
   int32_t o = findClash(t, self);
   if (o < 0) o = findClash(invert(t), self);
   if (o < 0) return false;
   const Entry& other = entries_[uint32_t(o)];
   if (other.status & kNatMask) return true;
-  return !(other.t[0] == me.t[1]);
+  return !tupIs(other, 0, tup(me, 1));
 }
 
 void ConnTable::pickAddress(Tuple& t, const nat::Request& r, uint8_t manip, const Tuple& orig) {
@@ -930,11 +1071,11 @@ bool ConnTable::appropriateSrc(const Tuple& orig, Tuple& out, const nat::Request
   for (auto it = range.first; it != range.second; ++it) {
     if (it->second == self) continue;
     const Entry& o = entries_[it->second];
-    const Tuple& ot = o.t[0];
+    const Tuple ot = tup(o, 0);
     if (std::memcmp(ot.src, orig.src, 16) != 0 || ot.sport != orig.sport || ot.proto != orig.proto ||
         ot.family != orig.family || ot.zone != orig.zone)
       continue;
-    Tuple cand = invert(o.t[1]);
+    Tuple cand = invert(tup(o, 1));
     std::memcpy(cand.dst, orig.dst, 16);
     cand.dport = orig.dport;
     if (srcInRange(cand, r)) {
@@ -947,7 +1088,7 @@ bool ConnTable::appropriateSrc(const Tuple& orig, Tuple& out, const nat::Request
 
 bool ConnTable::setupNat(uint32_t idx, const nat::Request* r, uint8_t manip) {
   Entry& e = entries_[idx];
-  const Tuple curr = invert(e.t[1]);
+  const Tuple curr = invert(tup(e, 1));
   Tuple nt = curr;
   if (r) {
     const size_t n = curr.family == 4 ? 4 : 16;
@@ -994,13 +1135,14 @@ bool ConnTable::setupNat(uint32_t idx, const nat::Request* r, uint8_t manip) {
   // nf_nat_setup_info() makes the binding even when the tuple is still in use (a DNAT to where another connection
   // already is, a port range with every port taken): __nf_conntrack_confirm finds the clash and decides.
   if (!(nt == curr)) {
-    e.t[1] = invert(nt);
+    unlinkAll(idx);  // its buckets are found from the tuples it was linked with
+    setTuples(e, tup(e, 0), invert(nt));
     e.status |= manip == nat::kManipSrc ? kSrcNat : kDstNat;
     rehashKeys(idx);
   }
   e.status |= manip == nat::kManipSrc ? kSrcNatDone : kDstNatDone;
   if (manip == nat::kManipSrc && !e.bysource) {
-    bysource_.emplace(srcKey(e.t[0]), idx);
+    bysource_.emplace(srcKey(tup(e, 0)), idx);
     e.bysource = true;
   }
   if (r && manip == nat::kManipSrc && r->masqIfindex) e.masqIfindex = r->masqIfindex;
@@ -1027,7 +1169,8 @@ bool ConnTable::bindLocked(uint32_t idx, const Classification& c, const Update& 
     if (!r) {
       null.manip = m;
       null.flags = nat::kMapIps;
-      const uint8_t* a = m == nat::kManipSrc ? e.t[1].dst : e.t[1].src;
+      const Tuple reply = tup(e, 1);
+      const uint8_t* a = m == nat::kManipSrc ? reply.dst : reply.src;
       std::memcpy(null.minAddr, a, 16);
       std::memcpy(null.maxAddr, a, 16);
       r = &null;
@@ -1050,7 +1193,7 @@ bool ConnTable::commit(const Classification& c, const Update& u) {
   tick();
   int32_t reap = -1;
   bool ok = commitLocked(c, u, reap);
-  if (reap >= 0) destroy(uint32_t(reap));
+  if (reap >= 0) destroy(uint32_t(reap), kGoneMarked);
   return ok;
 }
 
@@ -1069,7 +1212,7 @@ bool ConnTable::finish(const Classification& c, const Update& u, uint8_t* p, siz
   } else {
     changed = ok && u.accept && p && translateLocked(c, p, len, family, hook);
   }
-  if (reap >= 0) destroy(uint32_t(reap));
+  if (reap >= 0) destroy(uint32_t(reap), kGoneMarked);
   return ok;
 }
 
@@ -1087,7 +1230,7 @@ bool ConnTable::commitLocked(const Classification& c, const Update& u, int32_t& 
   // A dying entry goes once nothing holds it and no packet of it is in the queue (the last nf_ct_put).
   auto release = [&]() {
     if (!(e->status & kDying)) return;
-    if (!e->holds && !e->attachOpen && e->expires > now) e->expires = now;
+    if (!e->holds && !e->attachOpen && expiresOf(*e) > now) setExpires(*e, now);
     if (e->pending == 0 && expired(*e, now)) reap = int32_t(idx);
   };
   if (!u.accept || (u.notrack && (c.flags & kClsCreated))) {
@@ -1117,13 +1260,13 @@ bool ConnTable::commitLocked(const Classification& c, const Update& u, int32_t& 
       case Confirm::kAttached:
         // The packet now belongs to the connection that won; its own entry goes with this trip.
         if (attachedTo) *attachedTo = winner;
-        e->status |= kDying;
-        e->expires = now;
+        die(*e, kGoneDiscarded);
+        setExpires(*e, now);
         if (e->pending == 0) reap = int32_t(idx);
         break;
       case Confirm::kDropped:
-        e->status |= kDying;
-        e->expires = now;
+        die(*e, kGoneDiscarded);
+        setExpires(*e, now);
         if (e->pending == 0) reap = int32_t(idx);
         return false;
     }
@@ -1147,7 +1290,7 @@ int32_t ConnTable::findClash(const Tuple& t, uint32_t self) {
     uint32_t idx = uint32_t(node) >> 2;
     uint8_t k = uint8_t(node & 3);
     const Entry& e = entries_[idx];
-    if (k < 2 && idx != self && e.t[k] == t && (e.status & kConfirmed) && !(e.status & kDying) && !expired(e, now))
+    if (k < 2 && idx != self && tupIs(e, k, t) && (e.status & kConfirmed) && !(e.status & kDying) && !expired(e, now))
       return int32_t(idx);
     node = e.next[k];
   }
@@ -1159,7 +1302,8 @@ int32_t ConnTable::findClash(const Tuple& t, uint32_t self) {
 bool ConnTable::canMerge(uint32_t w, uint32_t l) const {
   const Entry& a = entries_[w];
   const Entry& b = entries_[l];
-  return (a.t[0] == b.t[0] && a.t[1] == b.t[1]) || (a.t[0] == b.t[1] && a.t[1] == b.t[0]);
+  const Tuple a0 = tup(a, 0), a1 = tup(a, 1), b0 = tup(b, 0), b1 = tup(b, 1);
+  return (a0 == b0 && a1 == b1) || (a0 == b1 && a1 == b0);
 }
 
 // __nf_conntrack_confirm() and nf_ct_resolve_clash(): insert the entry unless a confirmed connection already has its
@@ -1169,13 +1313,12 @@ bool ConnTable::canMerge(uint32_t w, uint32_t l) const {
 ConnTable::Confirm ConnTable::confirmLocked(uint32_t idx, int32_t& winner) {
   Entry& l = entries_[idx];
   const int64_t now = nowLocked();
-  int32_t h = findClash(l.t[0], idx);
-  if (h < 0) h = findClash(l.t[1], idx);
+  const Tuple lt[2] = {tup(l, 0), tup(l, 1)};
+  int32_t h = findClash(lt[0], idx);
+  if (h < 0) h = findClash(lt[1], idx);
   auto attach = [&](int32_t w) {
     // nf_ct_acct_merge(): the winner counts the packet.
-    Entry& we = entries_[uint32_t(w)];
-    we.packets[0]++;
-    we.bytes[0] += l.bytes[0];
+    addCount(uint32_t(w), 0, 1, bytesOf(idx, 0));
     st_.clashResolve++;
     winner = w;
     return Confirm::kAttached;
@@ -1189,17 +1332,17 @@ ConnTable::Confirm ConnTable::confirmLocked(uint32_t idx, int32_t& winner) {
   if (h < 0) {
     l.status |= kConfirmed;
     unconfirmedGone(l);
-    l.expires = now + (l.timeoutMs ? int64_t(l.timeoutMs) : int64_t(cfg_.timeouts.generic) * 1000);
+    setExpires(l, now + (l.timeoutMs ? int64_t(l.timeoutMs) : int64_t(cfg_.timeouts.generic) * 1000));
     return Confirm::kInserted;
   }
-  if (!allowClash(l.t[0])) return drop();
+  if (!allowClash(lt[0])) return drop();
   if (canMerge(uint32_t(h), idx)) return attach(h);
   // nf_ct_resolve_clash_harder(): the reply direction must not clash, unless it is the same flow.
-  int32_t r = findClash(l.t[1], idx);
+  int32_t r = findClash(lt[1], idx);
   if (r >= 0) return canMerge(uint32_t(r), idx) ? attach(r) : drop();
   l.status |= kConfirmed | kNatClash | kFixedTimeout;
   unconfirmedGone(l);
-  l.expires = now + 1000;
+  setExpires(l, now + 1000);
   rehashKeys(idx);
   st_.clashResolve++;
   return Confirm::kInserted;
@@ -1228,7 +1371,7 @@ bool ConnTable::translateLocked(const Classification& c, uint8_t* p, size_t len,
   if (!(e->status & bit)) return false;
   Parsed h = pkt::parse(p, len, family);
   if (!h.ok || h.truncated || h.fragment) return false;
-  const Tuple& other = e->t[1 - c.dir];
+  const Tuple other = tup(*e, uint8_t(1 - c.dir));
   if (c.state == kRelated && pkt::isIcmpProto(h.proto, h.family) && pkt::isIcmpError(h.family, h.icmpType)) {
     // nf_nat_icmp_reply_translation(): the quoted packet gets the opposite manip, the outer header the usual one,
     // and the ICMP checksum is recomputed over the result.
@@ -1253,8 +1396,7 @@ size_t ConnTable::sweepLocked(size_t budget, int64_t now) {
     Entry& e = entries_[idx];
     // A dying entry's expiry is when its last holder lets go (kHoldMs at most): until then it stays.
     if (e.used && e.pending == 0 && expired(e, now)) {
-      if (!(e.status & kDying)) st_.expired++;
-      destroy(idx);
+      destroy(idx, (e.status & kDying) ? kGoneMarked : kGoneExpired);
       removed++;
     }
   }
@@ -1274,8 +1416,7 @@ size_t ConnTable::flushInterface(uint32_t ifindex) {
   for (uint32_t i = 0; i < entries_.size(); i++) {
     Entry& e = entries_[i];
     if (e.used && e.masqIfindex == ifindex && ifindex != 0) {
-      destroy(i);
-      st_.deleted++;
+      destroy(i, kGoneDeleted);
       n++;
     }
   }
@@ -1291,9 +1432,8 @@ size_t ConnTable::flushAddress(uint8_t family, const uint8_t* addr) {
   for (uint32_t i = 0; i < entries_.size(); i++) {
     Entry& e = entries_[i];
     // masq_inet_event(): the masqueraded connections whose translated source was that address.
-    if (e.used && e.masqIfindex && e.t[0].family == family && std::memcmp(e.t[1].dst, a, 16) == 0) {
-      destroy(i);
-      st_.deleted++;
+    if (e.used && e.masqIfindex && e.family == family && std::memcmp(tup(e, 1).dst, a, 16) == 0) {
+      destroy(i, kGoneDeleted);
       n++;
     }
   }
@@ -1306,10 +1446,9 @@ size_t ConnTable::flush() {
   size_t n = 0;
   for (uint32_t i = 0; i < entries_.size(); i++)
     if (entries_[i].used) {
-      destroy(i);
+      destroy(i, kGoneDeleted);
       n++;
     }
-  st_.deleted += n;
   return n;
 }
 
@@ -1344,17 +1483,17 @@ EntryView ConnTable::viewOf(uint32_t i) const {
   EntryView v;
   v.handle = i + 1;
   v.gen = e.gen;
-  v.orig = e.t[0];
-  v.reply = e.t[1];
+  v.orig = tup(e, 0);
+  v.reply = tup(e, 1);
   v.status = e.status;
   v.mark = e.mark;
-  v.zone = e.t[0].zone;
+  v.zone = e.zone;
   v.tcpState = e.tcpState;
-  v.expiresMs = e.expires - now;
-  v.packets[0] = e.packets[0];
-  v.packets[1] = e.packets[1];
-  v.bytes[0] = e.bytes[0];
-  v.bytes[1] = e.bytes[1];
+  v.expiresMs = expiresOf(e) - now;
+  for (uint8_t d = 0; d < 2; d++) {
+    v.packets[d] = packetsOf(i, d);
+    v.bytes[d] = bytesOf(i, d);
+  }
   v.masqIfindex = e.masqIfindex;
   return v;
 }

@@ -4,6 +4,7 @@
 // takes the table's mutex. docs/conntrack-table.md describes the semantics and the integration.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
@@ -136,6 +137,12 @@ struct Stats {
   // nf_ct_resolve_clash: a packet whose connection clashed at confirmation and was attached to the winner, or
   // inserted as a reply-only NAT_CLASH entry, instead of dropped (the kernel's clash_resolve).
   uint64_t clashResolve = 0;
+  // Removals the kernel counts nowhere (conntrack -S has no field for them), so that every removal moves one counter:
+  // created == entries + expired + earlyDrop + deleted + killed + discarded.
+  // killed: connections the TCP tracker ended (nf_ct_kill: an RST before any reply, a SYN reopening a TIME_WAIT or
+  // CLOSE connection). discarded: unconfirmed entries freed with their packet (dropped, NOTRACK, INVALID for the
+  // tracker, or attached to / dropped for another connection at confirmation: nf_ct_resolve_clash, insert_failed).
+  uint64_t killed = 0, discarded = 0;
   uint64_t searched = 0;
 };
 
@@ -202,34 +209,66 @@ class ConnTable {
   static std::string format(const EntryView& e);  // one `conntrack -L` line
 
  private:
+  // One connection. Kept small (issue #6: a million of them in well under 512 MiB): the kernel's two tuples and no
+  // more (the forms between the manips are derived, midOf), IPv4 addresses inline and IPv6 ones in v6_, 32-bit chain
+  // links, times relative to the table's epoch, 32-bit counters whose rare overflow goes to wide_, small fields in
+  // bits. docs/conntrack-table.md, "Memory".
   struct Entry {
-    pkt::Tuple t[2];
-    pkt::Tuple mid[2];   // the form of direction d after its destination manip, before its source manip
-    uint8_t keys = 0;    // bit k: key k (t[0], t[1], mid[0], mid[1]) is in the hash
-    int32_t next[4] = {-1, -1, -1, -1};
-    uint64_t bucket[4] = {0, 0, 0, 0};  // where key k is linked (its tuple may change before it is unlinked)
-    uint32_t status = 0, mark = 0;
+    // The original (0) and reply (1) tuples, read with tup() and written with setTuples(): one protocol, family and
+    // zone for both; the four addresses (src, dst of each) inline when they are IPv4 (`pooled` clear), else addr[0] is
+    // their slot in v6_.
+    uint32_t addr[4] = {0, 0, 0, 0};
+    uint16_t port[4] = {0, 0, 0, 0};  // sport, dport of each
+    uint8_t proto = 0, family = 0;
+    uint16_t zone = 0;
+    int32_t next[4] = {-1, -1, -1, -1};  // chain of key k (tuple 0, tuple 1, midOf 0, midOf 1) in its bucket
+    uint32_t mark = 0;
     uint32_t gen = 0;
-    uint32_t pending = 0;   // packets classified and not committed yet
+    uint32_t pending = 0;      // packets classified and not committed yet
     uint32_t pendingOrig = 0;  // those of them in the original direction (not RELATED): they can still confirm it
-    uint16_t holds = 0;     // packets in flight holding the entry after it died (kClsHolder)
-    uint8_t attachOpen = 0; // a dropped first packet's REJECT reply may still attach to it (Update::replied)
-    uint32_t holdFp = 0;    // the fingerprint of the last holder, so its later hooks find the dying entry
+    uint32_t holdFp = 0;       // the fingerprint of the last holder, so its later hooks find the dying entry
     // The fingerprint of the packet that created the entry: each new packet gets its own unconfirmed entry (the
     // kernel's per-skb nf_conn), and its later hooks find that one even when another packet's entry has its tuple.
     uint32_t ownerFp = 0;
-    uint32_t masqIfindex = 0;
-    int64_t expires = 0;    // ms
-    int64_t created = 0;
-    uint32_t timeoutMs = 0; // to apply at confirmation
-    uint8_t tcpState = 0;
-    uint8_t lastIndex[2] = {0xff, 0xff};
     uint32_t lastFp[2] = {0, 0};
-    uint8_t lastState[2] = {0, 0};
-    bool used = false;
-    bool bysource = false;
-    uint64_t packets[2] = {0, 0}, bytes[2] = {0, 0};
+    uint32_t masqIfindex = 0;
+    uint32_t timeoutMs = 0;  // to apply at confirmation
+    uint32_t packets[2] = {0, 0}, bytes[2] = {0, 0};  // low 32 bits; the high ones in wide_ when `wide`
+    int32_t created = 0;     // ms after epoch_
+    uint32_t expiresLo = 0;  // ms after epoch_: a signed 40-bit value with expiresHi (expiresOf)
+    uint16_t status = 0;  // IPS_* bits (all below 1 << 16)
+    uint16_t holds = 0;   // packets in flight holding the entry after it died (kClsHolder)
+    uint32_t tcpState : 4;
+    uint32_t keys : 4;        // bit k: key k is in the hash
+    uint32_t lastState0 : 3;  // the state the last packet of each direction got at its conntrack point
+    uint32_t lastState1 : 3;
+    uint32_t attachOpen : 1;  // a dropped first packet's REJECT reply may still attach to it (Update::replied)
+    uint32_t used : 1;
+    uint32_t bysource : 1;
+    uint32_t wide : 1;  // wide_ holds the high halves of the counters
+    uint32_t gone : 3;  // why a dying entry dies (Gone), counted when it is destroyed
+    uint32_t expiresHi : 8;  // bits 32-39 of expires (two's complement)
+    uint32_t pooled : 1;     // the addresses are in v6_
+    Entry()
+        : tcpState(0), keys(0), lastState0(0), lastState1(0), attachOpen(0), used(0), bysource(0), wide(0), gone(0),
+          expiresHi(0), pooled(0) {}
+    uint8_t lastState(uint8_t d) const { return d ? lastState1 : lastState0; }
+    void setLastState(uint8_t d, uint8_t s) {
+      if (d)
+        lastState1 = s & 7;
+      else
+        lastState0 = s & 7;
+    }
   };
+  // The high halves of an entry's counters, for the few that pass 2^32.
+  struct Wide {
+    uint32_t packets[2] = {0, 0}, bytes[2] = {0, 0};
+  };
+  // A million connections must fit well under the 512 MiB goal with a large ruleset beside them (bench/memory.ts).
+  static_assert(sizeof(Entry) <= 116, "the connection entry grew: see docs/conntrack-table.md, Memory");
+  // Why an entry was removed: each removal moves exactly one counter of Stats (created == entries + expired +
+  // earlyDrop + deleted + killed + discarded).
+  enum Gone : uint8_t { kGoneMarked = 0, kGoneKilled, kGoneDiscarded, kGoneExpired, kGoneEarlyDrop, kGoneDeleted };
 
   struct MemoSlot {
     uint64_t key = 0;
@@ -271,9 +310,32 @@ class ConnTable {
   void link(uint32_t idx, uint8_t k);
   void unlinkAll(uint32_t idx);
   void rehashKeys(uint32_t idx);
-  void destroy(uint32_t idx);
+  void destroy(uint32_t idx, uint8_t why);  // why: a Gone; kGoneMarked counts the reason a dying entry carries
+  void die(Entry& e, uint8_t why) {  // nf_ct_kill or the end of an unconfirmed entry: out of the hash for lookups
+    e.status |= kDying;
+    e.gone = why & 7;
+  }
+  pkt::Tuple tup(const Entry& e, uint8_t d) const;
+  void setTuples(Entry& e, const pkt::Tuple& orig, const pkt::Tuple& reply);
+  void freeAddrs(Entry& e);
+  // Whether tuple d of e is t, without building it when the ports or protocol already differ.
+  bool tupIs(const Entry& e, uint8_t d, const pkt::Tuple& t) const {
+    return e.port[2 * d] == t.sport && e.port[2 * d + 1] == t.dport && e.proto == t.proto && tup(e, d) == t;
+  }
+  pkt::Tuple keyOf(const Entry& e, uint8_t k) const { return k < 2 ? tup(e, k) : midOf(e, uint8_t(k - 2)); }
+  // The form of direction d after its destination manip, before its source manip (what FORWARD sees).
+  pkt::Tuple midOf(const Entry& e, uint8_t d) const;
+  int64_t expiresOf(const Entry& e) const {
+    return epoch_ + int64_t(int8_t(uint8_t(e.expiresHi))) * 4294967296LL + int64_t(e.expiresLo);
+  }
+  void setExpires(Entry& e, int64_t ms);
+  int64_t createdOf(const Entry& e) const { return epoch_ + e.created; }
+  void rebase(int64_t epoch);
+  void addCount(uint32_t idx, uint8_t dir, uint64_t packets, uint64_t bytes);
+  uint64_t packetsOf(uint32_t idx, uint8_t dir) const;
+  uint64_t bytesOf(uint32_t idx, uint8_t dir) const;
   void unconfirmedGone(const Entry& e);  // an unconfirmed entry is confirmed or destroyed
-  bool expired(const Entry& e, int64_t now) const { return e.expires <= now; }
+  bool expired(const Entry& e, int64_t now) const { return expiresOf(e) <= now; }
   int32_t allocate(const pkt::Tuple& orig, int64_t now);
   bool earlyDrop(const pkt::Tuple& t);
   size_t sweepLocked(size_t budget, int64_t now);
@@ -302,6 +364,12 @@ class ConnTable {
   std::vector<Entry> entries_;
   std::vector<uint32_t> free_;
   std::vector<int32_t> buckets_;  // node = idx * 4 + key
+  std::unordered_map<uint32_t, Wide> wide_;
+  // The addresses of entries whose tuples are not plain IPv4: src and dst of tuple 0, then of tuple 1.
+  std::vector<std::array<uint8_t, 64>> v6_;
+  std::vector<uint32_t> v6Free_;
+  // Entries' times are ms after this; tick() moves it when the clock gets far from it (rebase).
+  int64_t epoch_ = 0;
   uint64_t mask_ = 0;
   uint64_t count_ = 0, unconfirmed_ = 0;
   size_t sweepCursor_ = 0;

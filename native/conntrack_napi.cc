@@ -388,6 +388,8 @@ class ConnTableWrap : public Napi::ObjectWrap<ConnTableWrap> {
     set("natFailed", s.natFailed);
     set("clashResolve", s.clashResolve);
     set("deleted", s.deleted);
+    set("killed", s.killed);
+    set("discarded", s.discarded);
     set("searched", s.searched);
     return o;
   }

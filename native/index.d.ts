@@ -444,6 +444,14 @@ export interface ConnTableStats {
   /** Packets whose confirmation clashed with a connection of the same flow and were kept (nf_ct_resolve_clash). */
   clashResolve: number;
   deleted: number;
+  /**
+   * Removals `conntrack -S` has no counter for, so that created == entries + expired + earlyDrop + deleted + killed +
+   * discarded. killed: connections the TCP tracker ended (an RST before any reply, a SYN reopening a TIME_WAIT or CLOSE
+   * connection: nf_ct_kill). discarded: unconfirmed entries freed with their packet (dropped, NOTRACK, INVALID, or
+   * attached to / dropped for another connection at confirmation).
+   */
+  killed: number;
+  discarded: number;
   searched: number;
 }
 
