@@ -573,6 +573,8 @@ export class Daemon {
         insert_failed: s.insertFailed,
         nat_failed: s.natFailed,
         clash_resolve: s.clashResolve,
+        killed: s.killed,
+        discarded: s.discarded,
         expired: s.expired,
         deleted: s.deleted,
       },

@@ -48,7 +48,7 @@ export interface ConntrackState {
 }
 
 /** The connection-table events exported, as `conntrack -S` names them (drop: refused because the table was full). */
-export const CONNTRACK_EVENTS = ['found', 'new', 'invalid', 'drop', 'early_drop', 'insert_failed', 'nat_failed', 'clash_resolve', 'expired', 'deleted'] as const;
+export const CONNTRACK_EVENTS = ['found', 'new', 'invalid', 'drop', 'early_drop', 'insert_failed', 'nat_failed', 'clash_resolve', 'expired', 'deleted', 'killed', 'discarded'] as const;
 export type ConntrackEvent = (typeof CONNTRACK_EVENTS)[number];
 
 /** The flow cache's counts (native FlowCacheStats), as the metrics read them. */
@@ -343,7 +343,7 @@ export class Metrics {
     });
     new Counter({
       name: 'nfqwall_conntrack_events_total',
-      help: 'Connection-table events as conntrack -S names them: found, new, invalid, drop (new connection refused: table full, or a clash at confirmation that could not be resolved), early_drop, insert_failed, nat_failed (a NATed connection that lost its clash at confirmation), clash_resolve (a packet of a flow another packet confirmed first, kept as nf_ct_resolve_clash keeps it), expired, deleted.',
+      help: 'Connection-table events as conntrack -S names them: found, new, invalid, drop (new connection refused: table full, or a clash at confirmation that could not be resolved), early_drop, insert_failed, nat_failed (a NATed connection that lost its clash at confirmation), clash_resolve (a packet of a flow another packet confirmed first, kept as nf_ct_resolve_clash keeps it), expired, deleted; and two that conntrack -S has no name for: killed (ended by the TCP tracker: an RST, a SYN reopening a TIME_WAIT connection) and discarded (unconfirmed entries freed with their packet).',
       labelNames: ['event'],
       registers: register,
       collect() {

@@ -131,7 +131,7 @@ describe('metrics: values read at scrape time', () => {
 
   it('reports the connection table: entries, limit, and every event counter by name', async () => {
     const src = new FakeSource();
-    const events = { found: 11, new: 7, invalid: 3, drop: 2, early_drop: 0, insert_failed: 1, nat_failed: 4, clash_resolve: 8, expired: 5, deleted: 6 };
+    const events = { found: 11, new: 7, invalid: 3, drop: 2, early_drop: 0, insert_failed: 1, nat_failed: 4, clash_resolve: 8, expired: 5, deleted: 6, killed: 9, discarded: 10 };
     src.ct = { entries: 9, limit: 16, events };
     const text = await new Metrics(src).text();
     assert.equal(series(text, 'nfqwall_conntrack_entries').get(''), 9);

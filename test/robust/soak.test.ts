@@ -16,7 +16,7 @@ function consistent(): SoakAccounting {
       kernelQueueDropped: 0, kernelUserDropped: 0, overload: 0, defaulted: 0,
     },
     js: { packets: 49242, accepted: 49190, dropped: 42, queued: 10 },
-    ct: { entries: 826, created: 830, expired: 3, earlyDrop: 0, deleted: 1, drop: 0 },
+    ct: { entries: 820, created: 830, expired: 3, earlyDrop: 0, deleted: 1, killed: 4, discarded: 2, drop: 0 },
     ctCreatedBefore: 4,
     rules: {
       countUdpToServer: 3847, countUdpToClient: 3846, countTcpToServer: 4938, countTcpToClient: 3292, countEchoRequests: 195,
@@ -56,7 +56,9 @@ describe('robust: soak accounting (each identity can fail)', () => {
     ['a connection that skipped MASQUERADE', (a) => (a.rules.masquerade -= 1), /^rule "masquerade"/],
     ['a connection tracked twice', (a) => (a.ct.created += 1), /^connection table: created/],
     ['a new connection refused by a full table', (a) => (a.ct.drop = 1), /^connection table: drop/],
-    ['more entries gone than created', (a) => (a.ct.expired += 10), /^connection table: entries .* > created/],
+    ['more entries gone than created', (a) => (a.ct.expired += 10), /^connection table: entries .* != created/],
+    ['an entry removed without a counter', (a) => (a.ct.entries -= 1), /^connection table: entries .* != created/],
+    ['packets counted by both JavaScript and the flow cache', (a) => (a.q.cached = 5), /^packets received: /],
   ];
   for (const [what, change, expect] of cases) {
     it(`reports ${what}`, () => {
@@ -66,6 +68,19 @@ describe('robust: soak accounting (each identity can fail)', () => {
       assert.ok(f.some((l) => expect.test(l)), `expected ${expect} among:\n${f.join('\n')}`);
     });
   }
+
+  it('packets the flow cache decided count toward the queue as JavaScript verdicts do', () => {
+    const a = consistent();
+    a.q.cached = 7;
+    a.q.received += 7;
+    a.q.accepted += 7;
+    a.q.kernelIdSequence += 7;
+    a.metrics.received += 7;
+    a.metrics.verdicts += 7;
+    a.metrics.verdictsBefore += 7;
+    a.metrics.verdictsAfter += 7;
+    assert.deepEqual(accountingFailures(a), []);
+  });
 
   it('packets decided without the rules (overload) give the end-to-end identities that much slack, no more', () => {
     const a = consistent();
