@@ -3,14 +3,26 @@
 // same run. Run: `npx tsx bench/parse.ts [services] [endpoints]` (root for the iptables-restore half).
 import { spawnSync } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
+import { ParseCache } from '../src/rules/line-cache';
 import { parseRuleset } from '../src/rules/parse';
 
 function chainId(kind: string, n: number): string {
   // kube-proxy's chain suffix is 16 base32 characters of a hash; any unique 16-character string has the same cost.
-  return `KUBE-${kind}-${n.toString(36).toUpperCase().padStart(16, 'X')}`;
+  return `KUBE-${kind}-${n.toString(36).toUpperCase().padStart(16, '0')}`;
 }
 
-export function kubeProxyRules(services: number, endpoints: number): string {
+/** Variations of the generated file, as kube-proxy's syncs make them (bench/reload.ts). */
+export interface KubeProxyVariant {
+  /** Services whose endpoints were all replaced (new pods: new addresses and endpoint chain names); no line moves. */
+  replaced?: ReadonlySet<number>;
+  /** Services scaled up by one endpoint: four more lines, so every later line moves. */
+  scaledUp?: ReadonlySet<number>;
+  /** Another seed for every chain name: a file sharing almost no line with the unsalted one. */
+  salt?: number;
+}
+
+export function kubeProxyRules(services: number, endpoints: number, variant: KubeProxyVariant = {}): string {
+  const salt = (variant.salt ?? 0) * 0x10000000;
   const decl: string[] = [
     '*nat',
     ':PREROUTING ACCEPT [0:0]',
@@ -32,7 +44,7 @@ export function kubeProxyRules(services: number, endpoints: number): string {
   ];
   let ep = 0;
   for (let s = 0; s < services; s++) {
-    const svc = chainId('SVC', s);
+    const svc = chainId('SVC', s + salt);
     const name = `ns${s % 97}/svc${s}:p80`;
     const vip = `172.30.${(s >> 8) & 255}.${s & 255}`;
     decl.push(`:${svc} - [0:0]`);
@@ -40,11 +52,15 @@ export function kubeProxyRules(services: number, endpoints: number): string {
       `-A KUBE-SERVICES -m comment --comment "${name} cluster IP" -m tcp -p tcp -d ${vip} --dport 80 -j ${svc}`,
       `-A ${svc} -m comment --comment "${name} cluster IP" -m tcp -p tcp -d ${vip} --dport 80 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ`,
     );
-    for (let e = 0; e < endpoints; e++, ep++) {
-      const sep = chainId('SEP', ep);
-      const pod = `10.${(ep >> 16) & 255}.${(ep >> 8) & 255}.${ep & 255}`;
+    const replaced = variant.replaced?.has(s) === true;
+    const count = variant.scaledUp?.has(s) === true ? endpoints + 1 : endpoints;
+    for (let e = 0; e < count; e++) {
+      // The endpoint numbers of other services stay put: a scaled-up service's extra endpoint has one of its own.
+      const n = e < endpoints ? ep++ : 0x8000000 + s;
+      const sep = chainId('SEP', n + salt + (replaced ? 0x4000000 : 0));
+      const pod = `10.${(((n >> 16) & 127) | (replaced ? 128 : 0)) + (e < endpoints ? 0 : 64)}.${(n >> 8) & 255}.${n & 255}`;
       decl.push(`:${sep} - [0:0]`);
-      const left = endpoints - e;
+      const left = count - e;
       rules.push(
         left > 1
           ? `-A ${svc} -m comment --comment "${name} -> ${pod}:80" -m statistic --mode random --probability ${(1 / left).toFixed(10)} -j ${sep}`
@@ -129,6 +145,37 @@ function timeParse(text: string): ParseTiming {
   return { median: median(runs), best: Math.min(...runs), runs, cpu, rules, chains };
 }
 
+/**
+ * A reparse reusing the previous one (src/rules/line-cache.ts), as a reload does: each run reads a version with 5
+ * other services' endpoints replaced than the one before.
+ */
+function timeWarmParse(services: number, endpoints: number): ParseTiming {
+  const spread = (k: number) => new Set(Array.from({ length: 5 }, (_, i) => (Math.floor(((i + 0.5) * services) / 5) + k) % services));
+  const versions = Array.from({ length: RUNS + 1 }, (_, k) => kubeProxyRules(services, endpoints, { replaced: spread(k) }));
+  const cache = new ParseCache();
+  parseRuleset(versions[0], 'bench.rules', { family: 4, cache });
+  const runs: number[] = [];
+  const cpu: number[] = [];
+  let rules = 0;
+  let chains = 0;
+  for (let k = 1; k <= RUNS; k++) {
+    const t0 = performance.now();
+    const c0 = process.cpuUsage();
+    const rs = parseRuleset(versions[k], 'bench.rules', { family: 4, cache });
+    const c1 = process.cpuUsage(c0);
+    runs.push(performance.now() - t0);
+    cpu.push((c1.user + c1.system) / 1000);
+    rules = 0;
+    chains = 0;
+    for (const t of rs.tables.values())
+      for (const c of t.chains.values()) {
+        chains++;
+        rules += c.rules.length;
+      }
+  }
+  return { median: median(runs), best: Math.min(...runs), runs, cpu, rules, chains };
+}
+
 function describe(t: ParseTiming): string {
   return (
     `${t.median.toFixed(0)} ms median, ${t.best.toFixed(0)} best (runs ${t.runs.map((r) => r.toFixed(0)).join(', ')}; ` +
@@ -160,12 +207,14 @@ function main(): void {
   }
   const lines = text.split('\n').length;
   const t = timeParse(text);
+  const warm = timeWarmParse(services, endpoints);
   const big = timeParseWithLargeYoungGeneration(services, endpoints);
   const kernel = kernelRestore(text);
   process.stdout.write(
     `kube-proxy style: ${services} services x ${endpoints} endpoints: ${lines} lines, ${t.chains} chains, ${t.rules} rules\n` +
       `nfqwall parseRuleset+validate: ${describe(t)}\n` +
       `  with a 32 MiB young gen:     ${typeof big === 'string' ? big : describe(big)}\n` +
+      `  reusing the last parse:      ${describe(warm)} (5 services' endpoints replaced each time)\n` +
       `kernel iptables-restore:       ${typeof kernel === 'string' ? kernel : `${median(kernel).toFixed(0)} ms median (runs ${kernel.map((r) => r.toFixed(0)).join(', ')})`}\n` +
       (typeof kernel === 'string' ? '' : `ratio kernel/nfqwall (medians): ${(median(kernel) / t.median).toFixed(2)}\n`),
   );

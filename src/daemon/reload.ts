@@ -6,7 +6,8 @@ import { hashlimitStore } from '../extensions/util/b-hashlimit-store';
 import { recentStore } from '../extensions/util/b-recent-store';
 import { EmptySets, IpsetError, IpsetStore } from '../engine/sets';
 import { RuleErrors } from '../rules/errors';
-import type { Counters, MatchUse, Ruleset } from '../rules/model';
+import { surelyNone, USES_SET, USES_STORES } from '../rules/facts';
+import type { Counters, MatchUse, Rule, Ruleset } from '../rules/model';
 import type { Steps } from '../steps';
 
 /** Loads `ipset save` files into one store. Throws RuleErrors naming file:line:1 for every file that fails. */
@@ -39,6 +40,7 @@ export function loadIpsetFiles(files: readonly string[]): IpsetStore {
 
 /** Every `-m set --match-set NAME` must name a loaded set: the kernel refuses such a rule (xt_set checkentry). */
 export function checkSetNames(rulesets: readonly (Ruleset | undefined)[], sets: IpsetStore | undefined): void {
+  if (rulesets.every((rs) => rs === undefined || surelyNone(rs, USES_SET))) return;
   const known = new Set(sets?.names() ?? []);
   const errors: RuleError[] = [];
   forEachMatch(rulesets, (m) => {
@@ -69,6 +71,7 @@ function forEachMatch(rulesets: readonly (Ruleset | undefined)[], f: (m: MatchUs
 export function* carryCounters(from: Ruleset | undefined, to: Ruleset): Steps<number> {
   if (!from) return 0;
   let carried = 0;
+  let chains = 0;
   for (const [tname, t] of to.tables) {
     const oldTable = from.tables.get(tname);
     if (!oldTable) continue;
@@ -76,16 +79,41 @@ export function* carryCounters(from: Ruleset | undefined, to: Ruleset): Steps<nu
       const oldChain = oldTable.chains.get(cname);
       if (!oldChain) continue;
       if (c.builtin && oldChain.builtin) c.counters = oldChain.counters;
-      const byId = new Map<string, Counters>();
-      for (const r of oldChain.rules) byId.set(r.id, r.counters);
-      for (const r of c.rules) {
-        const o = byId.get(r.id);
-        if (!o) continue;
-        r.counters = o;
-        carried++;
-      }
-      yield;
+      carried += carryChain(oldChain.rules, c.rules);
+      if (++chains % 1024 === 0) yield;
     }
+    yield;
+  }
+  return carried;
+}
+
+/**
+ * Carries counters between two versions of one chain; ids are unique within a chain. Most rules keep their place, so
+ * the rule at the same position is tried first, and a map is built only for a long chain whose rules moved.
+ */
+function carryChain(old: readonly Rule[], rules: readonly Rule[]): number {
+  let carried = 0;
+  let byId: Map<string, Counters> | undefined;
+  for (let k = 0; k < rules.length; k++) {
+    const r = rules[k];
+    let o: Counters | undefined;
+    if (k < old.length && old[k].id === r.id) o = old[k].counters;
+    else if (old.length <= 16) {
+      for (let j = 0; j < old.length; j++)
+        if (old[j].id === r.id) {
+          o = old[j].counters;
+          break;
+        }
+    } else {
+      if (byId === undefined) {
+        byId = new Map();
+        for (let j = 0; j < old.length; j++) byId.set(old[j].id, old[j].counters);
+      }
+      o = byId.get(r.id);
+    }
+    if (o === undefined) continue;
+    r.counters = o;
+    carried++;
   }
   return carried;
 }
@@ -94,6 +122,7 @@ export function* carryCounters(from: Ruleset | undefined, to: Ruleset): Steps<nu
 export function storeNames(rulesets: readonly (Ruleset | undefined)[]): { recent: Set<string>; hashlimit: Set<string> } {
   const recent = new Set<string>();
   const hashlimit = new Set<string>();
+  if (rulesets.every((rs) => rs === undefined || surelyNone(rs, USES_STORES))) return { recent, hashlimit };
   forEachMatch(rulesets, (m, family) => {
     const name = (m.opts as { name?: unknown }).name;
     if (typeof name !== 'string') return;

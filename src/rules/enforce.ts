@@ -3,8 +3,10 @@
 import { RuleError } from '../extensions/types';
 import { RuleErrors } from './errors';
 import type { Ruleset } from './model';
+import { MAY_BE_UNENFORCEABLE, surelyNone } from './facts';
 
 export function checkEnforceable(rs: Ruleset): void {
+  if (surelyNone(rs, MAY_BE_UNENFORCEABLE)) return;
   const errors: RuleError[] = [];
   for (const table of rs.tables.values())
     for (const chain of table.chains.values())

@@ -26,7 +26,9 @@ import {
   type TableName,
 } from './model';
 import { NameError, parseProtocol, protocolName } from './services';
-import { validateTable } from './validate';
+import { validateTableSteps } from './validate';
+import { recordFacts, ruleFacts } from './facts';
+import { copyLine, ownCopy, type CachedLine, type ParseCache } from './line-cache';
 import { runSync, type Steps } from '../steps';
 
 /** Where extension modules are looked up; the registry unless a test brings its own. */
@@ -38,10 +40,24 @@ export interface ExtensionLookup {
 export interface ParseOptions {
   family?: Family;
   extensions?: ExtensionLookup;
+  /**
+   * The previous parses of this file (src/rules/line-cache.ts): `-A` lines it has seen are copied, not parsed again.
+   * The result is the same as without it, locations included.
+   */
+  cache?: ParseCache;
+  /**
+   * Every counter starts at zero, as plain iptables-restore (without --counters) starts them: the ones the file gives
+   * are read and checked, not kept.
+   */
+  zeroCounters?: boolean;
 }
 
 const REGISTRY: ExtensionLookup = { findMatch: registryMatch, findTarget: registryTarget };
 let lookup: ExtensionLookup = REGISTRY;
+/** ParseOptions.zeroCounters of the parse under way. */
+let zeroing = false;
+/** The facts (src/rules/facts.ts) of the rule lines of the parse under way. */
+let factBits = 0;
 /** libxtables xtables_find_match: "icmpv6" and "ipv6-icmp" are names of the icmp6 match. */
 const findMatch = (name: string) =>
   lookup.findMatch(name === 'icmpv6' || name === 'ipv6-icmp' ? 'icmp6' : name);
@@ -172,6 +188,14 @@ interface TableBuild {
   last?: Chain;
   /** A chain was renamed (-E): the ids rules got when they were added name the old chain, so all are recomputed. */
   renamed?: boolean;
+  /**
+   * With a ParseCache: the parse whose validated version of this table this one can be validated against by its
+   * changes (ParseCache.validate), the rules not in that version, and whether only -A lines and first declarations
+   * built it.
+   */
+  vouchGen?: number;
+  fresh?: Rule[];
+  onlyAppends?: boolean;
 }
 
 class LineError extends Error {
@@ -794,7 +818,7 @@ function makeRule(
     table,
     chain,
     matches: spec.matches,
-    counters: spec.counters ? { packets: spec.counters.packets, bytes: spec.counters.bytes } : emptyCounters(),
+    counters: spec.counters && !zeroing ? { packets: spec.counters.packets, bytes: spec.counters.bytes } : emptyCounters(),
     loc,
   };
   // An address with a /0 mask matches everything: iptables-nft stores nothing for it and prints nothing.
@@ -906,9 +930,15 @@ function baseRuleId(r: Rule, family: Family): string {
 
 /** Turns base ids into ids: `#n` on the n-th rule of a chain with the same base (n > 1). */
 function numberRuleIds(table: Table): void {
+  runSync(numberRuleIdsSteps(table));
+}
+
+function* numberRuleIdsSteps(table: Table): Steps<void> {
   // The ids of a chain's first rules: repeats among them are found by comparing, without a map per chain.
   const firsts: string[] = [];
+  let chains = 0;
   for (const chain of table.chains.values()) {
+    if ((++chains & 8191) === 0) yield;
     const rules = chain.rules;
     let seen: Map<string, number> | undefined;
     for (let k = 0; k < rules.length; k++) {
@@ -951,21 +981,27 @@ export function parseRuleset(text: string, file: string, opts: ParseOptions = {}
  */
 export function* parseRulesetSteps(text: string, file: string, opts: ParseOptions = {}): Steps<Ruleset> {
   lookup = opts.extensions ?? REGISTRY;
+  zeroing = opts.zeroCounters === true;
+  factBits = 0;
   try {
     return yield* parseWith(text, file, opts);
   } finally {
     lookup = REGISTRY;
+    zeroing = false;
   }
 }
 
 function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Ruleset> {
   const family: Family = opts.family ?? inferFamily(text.split('\n'));
+  const cache = opts.cache;
+  cache?.begin(file, family, lookup, zeroing);
   const p = new Parser(file, family);
   const errors = p.errors;
   const tables = new Map<TableName, Table>();
   let cur: TableBuild | undefined;
   let curFailed = false;
   const err = (line: number, col: number, msg: string) => errors.push(new RuleError(msg, { file, line, column: col }));
+  let renamedTables: Set<TableName> | undefined;
 
   const buf = new LexBuf();
   // Line by line as text.split('\n') would give them, lexed in place: a line is never copied out of the text.
@@ -977,8 +1013,34 @@ function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Rules
     let to = next;
     if (to > from && text.charCodeAt(to - 1) === 13) to--;
     if (to === from || text.charCodeAt(from) === 35 /* # */) continue;
+    // A rule line seen before (its exact text, in this table): its rules are copied without reading a word of it.
+    let cacheable = false;
+    let own: string | undefined;
+    if (cache !== undefined && cur !== undefined) {
+      const c0 = text.charCodeAt(from);
+      if (c0 === 45 /* - */ || c0 === 91 /* [ */) {
+        cacheable = true;
+        const hit = cache.find(cur.table.name, text, from, to, lineNo);
+        own = cache.lastKey;
+        if (hit !== undefined) {
+          const seenIn = hit.gen;
+          const c = appendCached(hit, cur, file, lineNo, cache);
+          if (c !== undefined) {
+            // Rules of a line the validated version did not have are checked with the table's changes.
+            if (seenIn !== cur.vouchGen) addFresh(cur, c, hit.rules.length);
+            continue;
+          }
+        }
+      }
+    }
+    // With a cache, rules outlive the file they were read from: their words must not be slices of it, which would
+    // keep every version of the file a rule was ever read from in memory. A copy of the line is lexed instead.
     try {
-      lexInto(text, from, to, buf);
+      if (cache === undefined) lexInto(text, from, to, buf);
+      else {
+        own ??= ownCopy(text, from, to);
+        lexInto(own, 0, own.length, buf);
+      }
     } catch (e) {
       if (e instanceof LexError) {
         err(lineNo, e.col, e.message);
@@ -1013,6 +1075,11 @@ function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Rules
       }
       cur = newTable(name, loc);
       curFailed = false;
+      if (cache !== undefined) {
+        cur.vouchGen = cache.beginTable(name);
+        cur.fresh = [];
+        cur.onlyAppends = true;
+      }
       continue;
     }
     if (first === 'COMMIT' && nw === 1) {
@@ -1022,13 +1089,14 @@ function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Rules
         continue;
       }
       const before = errors.length;
-      // Each whole-table pass is a step of its own: for a 100,000-rule table each takes about 0.1 s.
+      // Whole-table passes, in steps of their own: for a 100,000-rule table each takes about 0.1 s.
       yield;
-      validateTable(cur.table, family, errors);
+      if (cache === undefined) yield* validateTableSteps(cur.table, family, errors);
+      else yield* cache.validate(cur.table, cur.fresh, cur.vouchGen, cur.onlyAppends === true, errors);
       yield;
       if (errors.length === before) {
         if (cur.renamed) assignRuleIds(cur.table, family);
-        else numberRuleIds(cur.table);
+        else yield* numberRuleIdsSteps(cur.table);
         if (cur.touched) tables.set(cur.table.name, cur.table);
         else tables.delete(cur.table.name);
       }
@@ -1076,7 +1144,7 @@ function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Rules
           continue;
         }
         existing.policy = policy;
-        existing.counters = counters ?? emptyCounters();
+        existing.counters = zeroing ? emptyCounters() : counters ?? emptyCounters();
         existing.loc = loc;
         continue;
       }
@@ -1091,6 +1159,7 @@ function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Rules
       if (existing) {
         // As iptables-restore: re-declaring a user chain flushes it.
         existing.rules = [];
+        tb.onlyAppends = false;
         continue;
       }
       const c: Chain = { name, builtin: false, counters: emptyCounters(), rules: [], loc };
@@ -1112,7 +1181,20 @@ function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Rules
     try {
       const res = p.parseCommandLine(buf, start, lineNo, tb.table.name, counterPrefix);
       if (res.skip) continue;
-      applyCommand(res, tb, loc, family);
+      // Deleting an empty chain (kube-proxy's stale ones) leaves the rules as appended; anything else may not.
+      if (res.cmd?.op !== 'append' && !(res.cmd?.op === 'delete-chain' && isEmptyUserChain(tb, res.cmd.args[0]))) tb.onlyAppends = false;
+      // A rename changes rules the cache holds as its lines' (their chain, their jumps): it forgets the table's lines,
+      // before and (at the end) after it.
+      if (res.cmd?.op === 'rename-chain' && cache !== undefined) {
+        cache.forget(tb.table.name);
+        (renamedTables ??= new Set()).add(tb.table.name);
+      }
+      const appended = applyCommand(res, tb, loc, family);
+      if (appended !== undefined && cache !== undefined) {
+        if (tb.fresh !== undefined) for (const r of appended) tb.fresh.push(r);
+        if (cacheable && own !== undefined)
+          cache.set(tb.table.name, own, lineNo, appended[0].chain, res.spec.inIface !== undefined, res.spec.outIface !== undefined, appended);
+      }
     } catch (e) {
       if (e instanceof LineError) err(lineNo, e.col, e.message);
       else if (e instanceof RuleError) errors.push(e);
@@ -1121,6 +1203,10 @@ function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Rules
     }
   }
   if (cur) err(cur.loc.line, 1, `table "${cur.table.name}" is not closed by COMMIT`);
+  if (cache !== undefined) {
+    for (const t of renamedTables ?? []) cache.forget(t);
+    yield* cache.end();
+  }
   if (errors.length > 0) {
     errors.sort((a, b) => a.loc.line - b.loc.line || a.loc.column - b.loc.column);
     throw new RuleErrors(errors);
@@ -1131,7 +1217,9 @@ function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Rules
     const t = tables.get(name);
     if (t) ordered.set(name, t);
   }
-  return { family, tables: ordered, sources: [file] };
+  const rs: Ruleset = { family, tables: ordered, sources: [file] };
+  recordFacts(rs, factBits);
+  return rs;
 }
 
 /** iptables-nft's table list order (nft.c xtables_ipv4[]), which iptables-save follows. */
@@ -1196,7 +1284,42 @@ function needNoSpec(spec: RuleSpec, loc: SourceLocation): void {
   if (spec.hasSpec) throw new RuleError(`rule options are not allowed with this command`, loc);
 }
 
-function applyCommand(res: LineResult, tb: TableBuild, lineLoc: SourceLocation, family: Family): void {
+/**
+ * A cached `-A` line (src/rules/line-cache.ts) appended to its chain, as applyCommand would append it; returns the
+ * chain. Undefined when it would fail here (no such chain, -i/-o refused by a built-in chain): the line is then
+ * parsed, for the error.
+ */
+function appendCached(e: CachedLine, tb: TableBuild, file: string, lineNo: number, cache: ParseCache): Chain | undefined {
+  const c = tb.last !== undefined && tb.last.name === e.chain ? tb.last : tb.table.chains.get(e.chain);
+  if (c === undefined) return undefined;
+  if (c.builtin) {
+    if (e.inIface && (c.name === 'OUTPUT' || c.name === 'POSTROUTING')) return undefined;
+    if (e.outIface && (c.name === 'PREROUTING' || c.name === 'INPUT')) return undefined;
+  }
+  tb.last = c;
+  tb.touched = true;
+  if (e.line !== lineNo) cache.stats.moved++;
+  copyLine(e, file, lineNo, zeroing, (r) => appendRule(c, r));
+  factBits |= e.facts;
+  cache.used(e, lineNo);
+  cache.stats.reused++;
+  return c;
+}
+
+function isEmptyUserChain(tb: TableBuild, w: Word | undefined): boolean {
+  const c = w === undefined ? undefined : tb.table.chains.get(w.text);
+  return c !== undefined && !c.builtin && c.rules.length === 0;
+}
+
+/** The `count` rules a cached line just appended to `c` (its last ones), as rules to validate with the changes. */
+function addFresh(tb: TableBuild, c: Chain, count: number): void {
+  const fresh = tb.fresh;
+  if (fresh === undefined) return;
+  for (let k = c.rules.length - count; k < c.rules.length; k++) fresh.push(c.rules[k]);
+}
+
+/** Carries out one command line; for -A, returns the rules it appended. */
+function applyCommand(res: LineResult, tb: TableBuild, lineLoc: SourceLocation, family: Family): Rule[] | undefined {
   const { cmd, spec } = res;
   if (!cmd) throw new RuleError('no command given (expected -A, -I, -N, ...)', lineLoc);
   const loc = cmd.loc;
@@ -1209,8 +1332,10 @@ function applyCommand(res: LineResult, tb: TableBuild, lineLoc: SourceLocation, 
       checkIfaceForChain(spec, c);
       const rules = expandRules(spec, table.name, c.name, lineLoc);
       for (let k = 0; k < rules.length; k++) rules[k].id = baseRuleId(rules[k], family);
+      factBits |= ruleFacts(rules[0]);
       if (cmd.op === 'append') {
         for (let k = 0; k < rules.length; k++) appendRule(c, rules[k]);
+        return rules;
       } else {
         const n = cmd.args[1] ? ruleNumber(cmd.args[1], loc) : 1;
         if (n > c.rules.length + 1)
@@ -1250,6 +1375,7 @@ function applyCommand(res: LineResult, tb: TableBuild, lineLoc: SourceLocation, 
       const rules = expandRules(spec, table.name, c.name, lineLoc);
       if (rules.length !== 1) throw new RuleError('-R takes exactly one source and destination address', loc);
       rules[0].id = baseRuleId(rules[0], family);
+      factBits |= ruleFacts(rules[0]);
       if (n > c.rules.length)
         throw new RuleError(`index of replacement too big (chain "${c.name}" has ${c.rules.length} rules)`, {
           ...loc,
@@ -1313,7 +1439,7 @@ function applyCommand(res: LineResult, tb: TableBuild, lineLoc: SourceLocation, 
       if (pol.text !== 'ACCEPT' && pol.text !== 'DROP')
         throw new RuleError(`invalid policy "${pol.text}" (ACCEPT or DROP)`, { ...loc, column: pol.col });
       c.policy = pol.text;
-      if (spec.counters) c.counters = spec.counters;
+      if (spec.counters && !zeroing) c.counters = spec.counters;
       return;
     }
     case 'rename-chain': {

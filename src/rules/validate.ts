@@ -4,6 +4,7 @@
 // them, as the kernel computes it.
 import { RuleError, type TargetHookRule } from '../extensions/types';
 import { HOOKS, type Chain, type Family, type Hook, type Rule, type Table } from './model';
+import { runSync, type Steps } from '../steps';
 
 /** The chains of a table as numbers, with the jump/goto edges resolved once (one name lookup per jump). */
 interface Graph {
@@ -30,7 +31,10 @@ function needsHookCheck(r: Rule, builtin: boolean): boolean {
   return false;
 }
 
-function buildGraph(table: Table, errors: RuleError[] | undefined): Graph | undefined {
+/** Chains or rules a step (src/steps.ts) of validating a large table handles. */
+const STEP = 4096;
+
+function* buildGraph(table: Table, errors: RuleError[] | undefined): Steps<Graph | undefined> {
   const chains = [...table.chains.values()];
   const index = new Map<string, number>();
   for (let i = 0; i < chains.length; i++) index.set(chains[i].name, i);
@@ -41,6 +45,7 @@ function buildGraph(table: Table, errors: RuleError[] | undefined): Graph | unde
   const checkChain: number[] = [];
   let ok = true;
   for (let i = 0; i < chains.length; i++) {
+    if ((i & (STEP - 1)) === STEP - 1) yield;
     edgeStart[i] = dest.length;
     const builtin = chains[i].builtin;
     const rules = chains[i].rules;
@@ -107,7 +112,7 @@ function hooksOf(b: number): readonly Hook[] {
 /** The hooks from which each chain of the table is reachable (built-in chains: their own). */
 export function reachingHooks(table: Table): Map<string, Set<Hook>> {
   const out = new Map<string, Set<Hook>>();
-  const g = buildGraph(table, undefined);
+  const g = runSync(buildGraph(table, undefined));
   if (!g) return out;
   const bits = hookBits(g);
   for (let i = 0; i < g.chains.length; i++) out.set(g.chains[i].name, new Set(hooksOf(bits[i])));
@@ -154,60 +159,231 @@ function findLoop(g: Graph): { rule: Rule; path: string[] } | undefined {
 
 /** Check one table; errors are appended to `errors`. */
 export function validateTable(table: Table, family: Family, errors: RuleError[]): void {
+  runSync(validateTableSteps(table, family, errors));
+}
+
+/** validateTable in steps (src/steps.ts): a 100,000-rule table takes about 0.1 s. */
+export function* validateTableSteps(table: Table, family: Family, errors: RuleError[]): Steps<void> {
   void family;
-  const g = buildGraph(table, errors);
-  if (!g) return;
+  yield* validate(table, errors, false);
+}
+
+/**
+ * The same check, and when the table passes, what the next version of it needs to be checked by its changes only
+ * (validateChanges).
+ */
+export function validateTableMemo(table: Table, errors: RuleError[]): Steps<ValidatedTable | undefined> {
+  return validate(table, errors, true);
+}
+
+function* validate(table: Table, errors: RuleError[], memo: boolean): Steps<ValidatedTable | undefined> {
+  const before = errors.length;
+  const g = yield* buildGraph(table, errors);
+  if (!g) return undefined;
+  yield;
   const loop = findLoop(g);
   if (loop) {
     errors.push(new RuleError(`loop among chains: ${loop.path.join(' -> ')}`, loop.rule.target?.loc ?? loop.rule.loc));
-    return;
+    return undefined;
   }
   // The hooks reaching each chain, computed when a check first needs them.
-  let bits: Uint8Array | undefined;
+  yield;
+  let bits: Uint8Array | undefined = memo ? hookBits(g) : undefined;
   for (let n = 0; n < g.checkRules.length; n++) {
+    if ((n & (STEP - 1)) === STEP - 1) yield;
     const i = g.checkChain[n];
-    const c = g.chains[i];
-    const r = g.checkRules[n];
-    const ms = r.matches;
-    for (let j = 0; j < ms.length; j++) {
-      const m = ms[j];
-      const ok = m.ext.allowedHooks?.(m.opts);
-      if (!ok) continue;
-      const hooks = hooksOf((bits ??= hookBits(g))[i]);
-      if (hooks.every((h) => ok.includes(h))) continue;
-      // The kernel's words (xt_check_match): every hook the rule is used from, then the ones allowed.
-      errors.push(
-        new RuleError(
-          `${m.ext.name} match: used from hooks ${hooks.join('/')}, but only valid from ${ok.join('/')}${via(c, hooks)}`,
-          m.loc,
-        ),
-      );
-    }
-    const t = r.target;
-    if (t === undefined || t.kind !== 'extension') continue;
-    const allowed = t.ext.allowed;
-    if (allowed?.tables && !allowed.tables.includes(table.name)) {
-      errors.push(
-        new RuleError(
-          `target ${t.ext.name} is only valid in table${allowed.tables.length > 1 ? 's' : ''} ${allowed.tables.join(', ')}, not ${table.name}`,
-          t.loc,
-        ),
-      );
-      continue;
-    }
-    // allowedFor is checkentry's business, which sees the hook of built-in chains only (see TargetExtension).
-    const narrower = c.builtin ? t.ext.allowedFor?.(t.opts) : undefined;
-    if (!allowed?.hooks && !narrower?.hooks) continue;
-    const hooks = hooksOf((bits ??= hookBits(g))[i]);
-    const bad = hooksOutside(hooks, allowed) ?? hooksOutside(hooks, narrower);
-    if (bad)
-      errors.push(
-        new RuleError(
-          `target ${t.ext.name} used from hook ${bad.hooks.join(', ')}, but only usable from ${bad.allowed.join(', ')}${via(c, hooks)}`,
-          t.loc,
-        ),
-      );
+    checkRule(table, g.chains[i], g.checkRules[n], () => (bits ??= hookBits(g))[i], errors);
   }
+  if (!memo || errors.length > before || bits === undefined) return undefined;
+  yield;
+  const names = g.chains.map((c) => c.name);
+  const index = new Map<string, number>();
+  for (let i = 0; i < names.length; i++) {
+    if ((i & (STEP - 1)) === STEP - 1) yield;
+    index.set(names[i], i);
+  }
+  return {
+    base: { names, index, edgeStart: g.edgeStart, edgeDest: g.edgeDest, hooks: bits },
+    addedNames: [],
+    addedEdges: [],
+    hooks: new Map(),
+    generations: 0,
+  };
+}
+
+/** The hook checks of one rule in chain `c`; `reached` gives the hook bits of `c`. */
+function checkRule(table: Table, c: Chain, r: Rule, reached: () => number, errors: RuleError[]): void {
+  const ms = r.matches;
+  for (let j = 0; j < ms.length; j++) {
+    const m = ms[j];
+    const ok = m.ext.allowedHooks?.(m.opts);
+    if (!ok) continue;
+    const hooks = hooksOf(reached());
+    if (hooks.every((h) => ok.includes(h))) continue;
+    // The kernel's words (xt_check_match): every hook the rule is used from, then the ones allowed.
+    errors.push(
+      new RuleError(`${m.ext.name} match: used from hooks ${hooks.join('/')}, but only valid from ${ok.join('/')}${via(c, hooks)}`, m.loc),
+    );
+  }
+  const t = r.target;
+  if (t === undefined || t.kind !== 'extension') return;
+  const allowed = t.ext.allowed;
+  if (allowed?.tables && !allowed.tables.includes(table.name)) {
+    errors.push(
+      new RuleError(
+        `target ${t.ext.name} is only valid in table${allowed.tables.length > 1 ? 's' : ''} ${allowed.tables.join(', ')}, not ${table.name}`,
+        t.loc,
+      ),
+    );
+    return;
+  }
+  // allowedFor is checkentry's business, which sees the hook of built-in chains only (see TargetExtension).
+  const narrower = c.builtin ? t.ext.allowedFor?.(t.opts) : undefined;
+  if (!allowed?.hooks && !narrower?.hooks) return;
+  const hooks = hooksOf(reached());
+  const bad = hooksOutside(hooks, allowed) ?? hooksOutside(hooks, narrower);
+  if (bad)
+    errors.push(
+      new RuleError(
+        `target ${t.ext.name} used from hook ${bad.hooks.join(', ')}, but only usable from ${bad.allowed.join(', ')}${via(c, hooks)}`,
+        t.loc,
+      ),
+    );
+}
+
+/**
+ * What a validated version of a table leaves for checking the next one by its changes (validateChanges): its jump
+ * graph when it was last checked whole (`base`), the chains and jumps versions checked since added, and hook bits
+ * per chain that contain every hook reaching it (more only after chains were left out, which only makes the checks
+ * stricter, never laxer).
+ */
+export interface ValidatedTable {
+  base: { names: string[]; index: Map<string, number>; edgeStart: Int32Array; edgeDest: Int32Array; hooks: Uint8Array };
+  addedNames: string[];
+  /** Pairs of chain names: from, to. */
+  addedEdges: string[];
+  /** Hook bits that replace the base's, and those of chains added since. */
+  hooks: Map<string, number>;
+  /** Versions checked by their changes since the base. */
+  generations: number;
+}
+
+/** Versions checked by their changes before the next is checked whole, and the most chains such a check visits. */
+const MAX_GENERATIONS = 32;
+const MAX_VISITS = 20_000;
+
+/**
+ * Checks a version of a table whose every rule is a rule of the version `memo` describes (it passed) or one of
+ * `fresh`, and updates `memo` to describe it. False, with `memo` unchanged, when that cannot show it passes: the
+ * caller then checks the whole table with validateTableMemo, for the exact errors. Never false for a table that
+ * passes while its changes are small.
+ *  - A jump of an old rule finds its chain: the chain was there, or it is gone and no rule of the chains that jumped
+ *    to it (a superset: the base's jumps and those added since) jumps to it any more.
+ *  - A loop would use a new jump: from each new jump's destination, its source must not be reached.
+ *  - Hooks only grow along new jumps: they are carried from each new jump's source downstream, and the rules of the
+ *    chains that got new hooks are checked again, with the new rules.
+ */
+export function* validateChanges(table: Table, fresh: readonly Rule[], memo: ValidatedTable): Steps<boolean> {
+  if (memo.generations >= MAX_GENERATIONS || memo.addedEdges.length > MAX_VISITS || fresh.length > MAX_VISITS) return false;
+  const chains = table.chains;
+  const base = memo.base;
+  let visits = 0;
+  // Chains that are gone: nothing may jump to them.
+  let gone: Set<string> | undefined;
+  for (let i = 0; i < base.names.length; i++) {
+    if ((i & (STEP - 1)) === STEP - 1) yield;
+    if (!chains.has(base.names[i])) (gone ??= new Set()).add(base.names[i]);
+  }
+  for (const name of memo.addedNames) if (!chains.has(name)) (gone ??= new Set()).add(name);
+  if (gone !== undefined) {
+    const sources = new Set<string>();
+    for (let i = 0; i < base.names.length; i++) {
+      if ((i & (STEP - 1)) === STEP - 1) yield;
+      for (let e = base.edgeStart[i]; e < base.edgeStart[i + 1]; e++)
+        if (gone.has(base.names[base.edgeDest[e]])) sources.add(base.names[i]);
+    }
+    for (let k = 0; k < memo.addedEdges.length; k += 2) if (gone.has(memo.addedEdges[k + 1])) sources.add(memo.addedEdges[k]);
+    for (const name of sources) {
+      const c = chains.get(name);
+      if (c === undefined) continue;
+      visits += c.rules.length;
+      if (visits > MAX_VISITS * 8) return false;
+      for (const r of c.rules) if (r.target?.kind === 'chain' && gone.has(r.target.chain)) return false;
+    }
+  }
+  const bitsOf = (name: string, grown: Map<string, number>): number => {
+    const g = grown.get(name) ?? memo.hooks.get(name);
+    if (g !== undefined) return g;
+    const i = base.index.get(name);
+    return i === undefined ? 0 : base.hooks[i];
+  };
+  // New jumps: to a user chain that exists, closing no loop.
+  const newEdges: string[] = [];
+  const seen = new Set<string>();
+  const stack: string[] = [];
+  for (const r of fresh) {
+    const t = r.target;
+    if (t?.kind !== 'chain') continue;
+    const d = chains.get(t.chain);
+    if (d === undefined || d.builtin) return false;
+    newEdges.push(r.chain, d.name);
+    seen.clear();
+    stack.push(d.name);
+    while (stack.length > 0) {
+      const n = stack.pop() as string;
+      if (n === r.chain) return false;
+      if (seen.has(n)) continue;
+      seen.add(n);
+      const c = chains.get(n);
+      if (c === undefined) continue;
+      if (++visits > MAX_VISITS) return false;
+      for (const x of c.rules) if (x.target?.kind === 'chain') stack.push(x.target.chain);
+    }
+  }
+  // Hooks carried along the new jumps, downstream.
+  const grown = new Map<string, number>();
+  for (let k = 0; k < newEdges.length; k += 2) {
+    stack.push(newEdges[k], newEdges[k + 1]);
+    while (stack.length > 0) {
+      const to = stack.pop() as string;
+      const from = stack.pop() as string;
+      const have = bitsOf(to, grown);
+      const add = bitsOf(from, grown) & ~have;
+      if (add === 0) continue;
+      grown.set(to, have | add);
+      const c = chains.get(to);
+      if (c === undefined) continue;
+      if (++visits > MAX_VISITS) return false;
+      for (const x of c.rules) if (x.target?.kind === 'chain') stack.push(to, x.target.chain);
+    }
+  }
+  const errors: RuleError[] = [];
+  for (const r of fresh) {
+    const c = chains.get(r.chain);
+    if (c === undefined) return false;
+    if (needsHookCheck(r, c.builtin)) checkRule(table, c, r, () => bitsOf(c.name, grown), errors);
+  }
+  for (const name of grown.keys()) {
+    const c = chains.get(name);
+    if (c === undefined) continue;
+    visits += c.rules.length;
+    if (visits > MAX_VISITS * 8) return false;
+    for (const r of c.rules) if (needsHookCheck(r, c.builtin)) checkRule(table, c, r, () => bitsOf(name, grown), errors);
+  }
+  if (errors.length > 0) return false;
+  yield;
+  let n = 0;
+  for (const name of chains.keys()) {
+    if ((++n & (STEP - 1)) === 0) yield;
+    if (!base.index.has(name) && !memo.hooks.has(name)) {
+      memo.addedNames.push(name);
+      memo.hooks.set(name, 0);
+    }
+  }
+  for (const [name, bits] of grown) memo.hooks.set(name, bits);
+  for (const e of newEdges) memo.addedEdges.push(e);
+  memo.generations++;
+  return true;
 }
 
 function hooksOutside(reached: readonly Hook[], rule: TargetHookRule | undefined): { hooks: Hook[]; allowed: readonly Hook[] } | undefined {

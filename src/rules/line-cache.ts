@@ -1,0 +1,266 @@
+// A reload rereads a file of which only a few lines changed: kube-proxy rewrites all 110,000 rules of a 10,000-service
+// table on every sync. What a `-A` line turns into depends only on its text, the table, the family and the extension
+// modules, so the rules a previous parse made of the same text are copied instead of parsed again. Only the
+// location differs when the line moved: the copies then get locations of their own line, so every error and every
+// `list -v` still names the right line. What the whole table means (jumps, loops, hooks) is still checked at COMMIT.
+import type { RuleError } from '../extensions/types';
+import type { Counters, Family, MatchUse, Rule, Table, TableName } from './model';
+import { validateChanges, validateTableMemo, type ValidatedTable } from './validate';
+import type { Steps } from '../steps';
+import { ruleFacts } from './facts';
+
+/** The rules one `-A` line made, as templates: never put in a ruleset themselves, so nothing ever changes them. */
+export interface CachedLine {
+  /** Its text (the key it is filed under) and table. */
+  text: string;
+  table: TableName;
+  /** The parse that last used it. */
+  gen: number;
+  /** The line the templates' locations name. */
+  line: number;
+  /** The chain the line appends to. */
+  chain: string;
+  /** Whether the line has -i / -o: a built-in chain may refuse them (iptables' generic_opt_check). */
+  inIface: boolean;
+  outIface: boolean;
+  /**
+   * The rules the line made in the last parse that used it: one, or one per source and destination pair (`-s a,b`).
+   * Only what a parse never changes afterwards is read from them: their ids and counters are in `ids` and `counters`
+   * (numbering, traffic and reloads change the rules' own), and a table with a renamed chain keeps no lines.
+   */
+  rules: Rule[];
+  /** The rules' ids as the line alone gives them (without `#n`). */
+  ids: string[];
+  /** The counters the line gives, when any is not zero. */
+  counters: Counters[] | undefined;
+  /** Its rules' facts (src/rules/facts.ts). */
+  facts: number;
+}
+
+export interface ParseCacheStats {
+  /** `-A` lines whose rules were copied from a previous parse, at the same line and moved. */
+  reused: number;
+  moved: number;
+  /** `-A` lines parsed, and remembered for the next parse. */
+  parsed: number;
+  /** Tables validated by their changes since the last validated version (validateChanges), not whole. */
+  validatedByChanges: number;
+}
+
+/**
+ * The `-A` lines of the previous parses of one file, by table and exact text (a trailing CR excluded). Bound to one
+ * file name, family, extension registry and ParseOptions.zeroCounters: a parse with another forgets everything first.
+ */
+export class ParseCache {
+  private file: string | undefined;
+  private family: Family | undefined;
+  private lookup: unknown;
+  private zeroing = false;
+  private readonly tables = new Map<TableName, Map<string, CachedLine>>();
+  /** Per table, the last version that passed validation: the parse that made it, and what validateChanges needs. */
+  private readonly validated = new Map<TableName, { gen: number; memo: ValidatedTable }>();
+  /** Tables this parse has begun: a table written twice in one file is never recorded as validated. */
+  private readonly begun = new Set<TableName>();
+  private readonly twice = new Set<TableName>();
+  private size = 0;
+  /**
+   * The lines of the last parse and of this one, by line number: a file changed in a few places is read mostly in
+   * step with the last one, so a line is first compared with the line the last parse had there (allowing for the
+   * lines added or removed above it, `shift`), which spares hashing it.
+   */
+  private lastByLine: (CachedLine | undefined)[] = [];
+  private byLine: (CachedLine | undefined)[] = [];
+  private shift = 0;
+  lastKey: string | undefined;
+  gen = 0;
+  stats: ParseCacheStats = { reused: 0, moved: 0, parsed: 0, validatedByChanges: 0 };
+
+  /** Starts a parse of `file`. */
+  begin(file: string, family: Family, lookup: unknown, zeroCounters: boolean): void {
+    if (file !== this.file || family !== this.family || lookup !== this.lookup || zeroCounters !== this.zeroing) {
+      this.tables.clear();
+      this.byLine = [];
+      this.validated.clear();
+      this.size = 0;
+      this.file = file;
+      this.family = family;
+      this.lookup = lookup;
+      this.zeroing = zeroCounters;
+    }
+    this.gen++;
+    this.lastByLine = this.byLine;
+    this.byLine = [];
+    this.shift = 0;
+    this.begun.clear();
+    this.twice.clear();
+    this.stats = { reused: 0, moved: 0, parsed: 0, validatedByChanges: 0 };
+  }
+
+  /**
+   * The parse whose version of `table` last passed validation, against which this one can be validated by its
+   * changes: undefined for a table this parse has begun before.
+   */
+  beginTable(table: TableName): number | undefined {
+    if (this.begun.has(table)) {
+      this.twice.add(table);
+      this.validated.delete(table);
+      return undefined;
+    }
+    this.begun.add(table);
+    return this.validated.get(table)?.gen;
+  }
+
+  /**
+   * Validates `table` as validateTable does, by its changes when it can (validateChanges): when `fresh` holds every
+   * rule of it that was not in the version validated by parse `vouchGen`, and only -A lines and first declarations
+   * built it. Remembers the version when it passes.
+   */
+  *validate(table: Table, fresh: readonly Rule[] | undefined, vouchGen: number | undefined, onlyAppends: boolean, errors: RuleError[]): Steps<void> {
+    const before = errors.length;
+    const v = this.validated.get(table.name);
+    let memo: ValidatedTable | undefined;
+    if (onlyAppends && fresh !== undefined && v !== undefined && v.gen === vouchGen && (yield* validateChanges(table, fresh, v.memo))) {
+      memo = v.memo;
+      this.stats.validatedByChanges++;
+    } else {
+      memo = yield* validateTableMemo(table, errors);
+    }
+    if (errors.length > before || !onlyAppends || memo === undefined || this.twice.has(table.name)) this.validated.delete(table.name);
+    else this.validated.set(table.name, { gen: this.gen, memo });
+  }
+
+  /**
+   * The cached line whose text is `text[from, to)`, in `table`. When it had to look the text up, `lastKey` holds it
+   * as ownCopy gives it (hashed once: the parser lexes it and files it under it when it is new).
+   */
+  find(table: TableName, text: string, from: number, to: number, line: number): CachedLine | undefined {
+    this.lastKey = undefined;
+    const near = this.lastByLine[line + this.shift];
+    if (near !== undefined && near.table === table && near.text.length === to - from && text.startsWith(near.text, from)) return near;
+    const key = ownCopy(text, from, to);
+    this.lastKey = key;
+    const e = this.tables.get(table)?.get(key);
+    if (e !== undefined) this.shift = e.line - line;
+    return e;
+  }
+
+  /** A cached line was used at `line` of this parse. */
+  used(e: CachedLine, line: number): void {
+    e.gen = this.gen;
+    this.byLine[line] = e;
+  }
+
+  set(table: TableName, text: string, line: number, chain: string, inIface: boolean, outIface: boolean, rules: readonly Rule[]): void {
+    let m = this.tables.get(table);
+    if (m === undefined) {
+      m = new Map();
+      this.tables.set(table, m);
+    }
+    const ids = new Array<string>(rules.length);
+    let counters: Counters[] | undefined;
+    for (let k = 0; k < rules.length; k++) {
+      ids[k] = rules[k].id;
+      const c = rules[k].counters;
+      if (c.packets !== 0 || c.bytes !== 0) (counters ??= rules.map(() => ({ packets: 0, bytes: 0 })))[k] = { packets: c.packets, bytes: c.bytes };
+    }
+    if (!m.has(text)) this.size++;
+    const e: CachedLine = { text, table, gen: this.gen, line, chain, inIface, outIface, rules: [...rules], ids, counters, facts: ruleFacts(rules[0]) };
+    m.set(text, e);
+    this.byLine[line] = e;
+    this.stats.parsed++;
+  }
+
+  /**
+   * Ends a parse: lines no parse used since the last one are forgotten once they are a third of what is kept, so a
+   * file that keeps changing does not grow the cache without bound.
+   */
+  *end(): Steps<void> {
+    const used = this.stats.reused + this.stats.parsed;
+    if (this.size <= used + (used >> 1) + 1024) return;
+    let n = 0;
+    for (const m of this.tables.values())
+      for (const [k, e] of m) {
+        if ((++n & 16383) === 0) yield;
+        if (e.gen !== this.gen) {
+          m.delete(k);
+          this.size--;
+        }
+      }
+  }
+
+  /** Forgets the lines of `table` (a chain of it was renamed, which changes its rules). */
+  forget(table: TableName): void {
+    const m = this.tables.get(table);
+    if (m === undefined) return;
+    this.size -= m.size;
+    m.clear();
+    this.byLine = [];
+  }
+
+  /** How many lines it holds. */
+  get lines(): number {
+    return this.size;
+  }
+}
+
+/**
+ * `text[from, to)` as a string that does not keep `text` alive (a slice of a long string refers to it). Concatenated
+ * with a character and sliced again, V8 flattens the line into a string of its own first.
+ */
+export function ownCopy(text: string, from: number, to: number): string {
+  return ` ${text.slice(from, to)}`.slice(1);
+}
+
+/**
+ * The rules of a cached line for this parse, appended to `out`: Rule objects and counters of their own (both change
+ * while the ruleset is in force), the rest shared with the line's rules of the last parse, nothing of which changes
+ * once parsed. When the line moved, new location objects for the rules, their matches and their target, shared by the
+ * line's rules as the parser shares them (one matches array and one target per line). Fields in makeRule's order, so
+ * the rules have the same object shapes as parsed ones. The new rules become the line's.
+ */
+export function copyLine(e: CachedLine, file: string, line: number, zeroCounters: boolean, out: (r: Rule) => void): void {
+  const first = e.rules[0];
+  let matches = first.matches;
+  let loc = first.loc;
+  let target = first.target;
+  const moved = e.line !== line || loc.file !== file;
+  if (moved) {
+    loc = { file, line, column: loc.column };
+    const ms = matches;
+    if (ms.length > 0) {
+      matches = new Array<MatchUse>(ms.length);
+      for (let k = 0; k < ms.length; k++) {
+        const m = ms[k];
+        matches[k] = { ext: m.ext, opts: m.opts, loc: { file, line, column: m.loc.column } };
+      }
+    }
+    const t = target;
+    if (t !== undefined)
+      target =
+        t.kind === 'chain'
+          ? { kind: 'chain', chain: t.chain, goto: t.goto, loc: { file, line, column: t.loc.column } }
+          : { kind: 'extension', ext: t.ext, opts: t.opts, loc: { file, line, column: t.loc.column } };
+    e.line = line;
+  }
+  for (let k = 0; k < e.rules.length; k++) {
+    const t = e.rules[k];
+    const c = zeroCounters ? undefined : e.counters?.[k];
+    const r: Rule = {
+      id: e.ids[k],
+      table: t.table,
+      chain: e.chain,
+      matches,
+      counters: c === undefined ? { packets: 0, bytes: 0 } : { packets: c.packets, bytes: c.bytes },
+      loc,
+    };
+    if (t.src !== undefined) r.src = t.src;
+    if (t.dst !== undefined) r.dst = t.dst;
+    if (t.inIface !== undefined) r.inIface = t.inIface;
+    if (t.outIface !== undefined) r.outIface = t.outIface;
+    if (t.proto !== undefined) r.proto = t.proto;
+    if (t.fragment !== undefined) r.fragment = t.fragment;
+    if (target !== undefined) r.target = target;
+    e.rules[k] = r;
+    out(r);
+  }
+}
