@@ -173,6 +173,20 @@ Queue::Queue(const QueueConfig& cfg) : cfg_(cfg) {
   if (setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof rcv) < 0 &&
       setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv) < 0)
     throw fail("cannot set the receive buffer of " + qn + " to " + std::to_string(cfg_.rcvbuf) + " bytes", errno);
+  // One verdict send is up to kSendBufSize bytes (several ~64 KiB rewritten packets), and netlink refuses with EMSGSIZE
+  // a message longer than the send buffer less 32 bytes: the default buffer (wmem_default, 212992) is too small, and
+  // the refused verdicts would leave their packets in the kernel queue. The kernel doubles what it is given.
+  int snd = int(kSendBufSize);
+  if (setsockopt(fd_, SOL_SOCKET, SO_SNDBUFFORCE, &snd, sizeof snd) < 0 &&
+      setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &snd, sizeof snd) < 0)
+    throw fail("cannot set the send buffer of " + qn + " to " + std::to_string(kSendBufSize) + " bytes", errno);
+  int sndGot = 0;
+  socklen_t sndLen = sizeof sndGot;
+  if (getsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &sndGot, &sndLen) < 0) throw fail("cannot read the send buffer of " + qn, errno);
+  if (size_t(sndGot) < kSendBufSize + 32)
+    throw fail("the send buffer of " + qn + " is " + std::to_string(sndGot) + " bytes, less than the " +
+                   std::to_string(kSendBufSize + 32) + " one verdict send needs (raise net.core.wmem_max)",
+               EMSGSIZE);
   // Error replies to verdicts then carry only the header, not the whole rewritten packet. Older kernels lack it.
   int one = 1;
   setsockopt(fd_, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);
@@ -842,27 +856,32 @@ bool Queue::sendVerdicts(const uint32_t* ids, uint32_t n, const PacketVerdict* v
                            MNL_ALIGN(sizeof(nfqnl_msg_verdict_hdr));
   bool ok = true;
   size_t off = 0;
-  auto flush = [&] {
+  uint32_t first = 0;  // the first packet of the messages in `out`
+  // Verdicts are counted once sent: a refused send leaves its packets with the kernel, and received then exceeds
+  // accepted + dropped by exactly them.
+  auto flush = [&](uint32_t end) {
     if (off && !sendAll(out.data(), off)) {
       counters_.errors++;
       ok = false;
+    } else {
+      for (uint32_t j = first; j < end; j++) countVerdict(v ? v[j].verdict : sameVerdict);
     }
     off = 0;
+    first = end;
   };
   for (uint32_t i = 0; i < n; i++) {
     uint32_t verdict = v ? v[i].verdict : sameVerdict;
     bool mark = v && v[i].setMark;
     bool pkt = v && v[i].payload;
     size_t need = kBase + (mark ? MNL_ATTR_HDRLEN + 4 : 0) + (pkt ? MNL_ATTR_HDRLEN + MNL_ALIGN(v[i].payloadLen) : 0);
-    if (off + need > kSendLimit) flush();
+    if (off + need > kSendLimit) flush(i);
     nlmsghdr* nlh = nfq_nlmsg_put(out.data() + off, NFQNL_MSG_VERDICT, cfg_.queue);
     nfq_nlmsg_verdict_put(nlh, int(ids[i]), int(verdict));
     if (mark) nfq_nlmsg_verdict_put_mark(nlh, v[i].mark);
     if (pkt) nfq_nlmsg_verdict_put_pkt(nlh, v[i].payload, v[i].payloadLen);
     off += MNL_ALIGN(nlh->nlmsg_len);
-    countVerdict(verdict);
   }
-  flush();
+  flush(n);
   return ok;
 }
 

@@ -10,7 +10,7 @@ say() { printf 'bootstrap: %s\n' "$*" >&2; }
 # drive (iptables, iproute2; ipset and nfacct for the corpus files whose .prereq creates sets and accounting objects),
 # and the compiler chain node-gyp uses; clang and its sanitizer/fuzzer runtimes for the
 # short libFuzzer run of the test suite (test/robust/fuzz.test.ts; about 10 s to install here).
-APT_PACKAGES=(libnetfilter-queue-dev libmnl-dev libpcap-dev pkg-config iptables iproute2 iputils-ping tcpdump conntrack ipset nfacct man-db systemd g++ make python3 procps clang libclang-rt-dev)
+APT_PACKAGES=(libnetfilter-queue-dev libmnl-dev libpcap-dev pkg-config iptables iproute2 iputils-ping tcpdump conntrack ipset nfacct ethtool man-db systemd g++ make python3 procps clang libclang-rt-dev)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
