@@ -1,6 +1,7 @@
 // Interface index -> name for the namespace the daemon runs in, from sysfs (`ip netns exec` remounts /sys for the
-// namespace). Refreshed when an unknown index shows up, at most once per second, so a flood of packets from a device
-// that vanished costs one directory read a second, not one per packet.
+// namespace). Reread as soon as an unknown index shows up, so the first packet on a new device already matches `-i`/`-o`
+// by its name (ip monitor's refresh comes later); an index still unknown after that is reread at most once per second,
+// so a flood of packets from a device that vanished costs one directory read a second, not one per packet.
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -12,9 +13,12 @@ export interface InterfaceNamesOptions {
   now?: () => number;
 }
 
+const MAX_MISSED = 1024;
+
 export class InterfaceNames {
   private names = new Map<number, string>();
-  private lastRefresh = -Infinity;
+  /** Indexes a reread did not find, and when: each is reread again only after minRefreshMs. */
+  private readonly missed = new Map<number, number>();
   private readonly sysDir: string;
   private readonly minRefreshMs: number;
   private readonly now: () => number;
@@ -28,7 +32,6 @@ export class InterfaceNames {
 
   /** Rereads the device list. Devices that disappear or are read half-removed are skipped. */
   refresh(): void {
-    this.lastRefresh = this.now();
     const names = new Map<number, string>();
     let entries: string[];
     try {
@@ -52,10 +55,18 @@ export class InterfaceNames {
     if (index === 0) return undefined;
     const known = this.names.get(index);
     if (known !== undefined) return known;
-    if (this.now() - this.lastRefresh >= this.minRefreshMs) {
-      this.refresh();
-      return this.names.get(index);
+    const now = this.now();
+    const last = this.missed.get(index);
+    if (last !== undefined && now - last < this.minRefreshMs) return undefined;
+    this.refresh();
+    const found = this.names.get(index);
+    if (found !== undefined) {
+      this.missed.delete(index);
+      return found;
     }
+    // Indexes only grow; a bound keeps garbage indexes from growing the map without end.
+    if (this.missed.size >= MAX_MISSED) this.missed.clear();
+    this.missed.set(index, now);
     return undefined;
   }
 

@@ -28,19 +28,30 @@ describe('daemon/interfaces', () => {
     assert.equal(n.size, 2);
   });
 
-  it('learns a new device on an unknown index, rereading at most once per second', () => {
+  it('learns a new device at its first packet; an index still unknown is reread at most once per second', () => {
     const n = new InterfaceNames({ sysDir: dir, now: () => clock });
     addDev('veth1', 9);
+    clock = 10;
+    assert.equal(n.name(9), 'veth1'); // at once, however recently the last read was
+    assert.equal(n.name(11), undefined); // reread: not there
+    addDev('veth2', 11);
     clock = 500;
-    assert.equal(n.name(9), undefined); // too soon after the last read
-    clock = 1000;
-    assert.equal(n.name(9), 'veth1');
-    addDev('veth2', 10);
-    clock = 1500;
-    assert.equal(n.name(10), undefined);
+    assert.equal(n.name(11), undefined); // too soon after the read that missed it
+    addDev('veth3', 12);
+    assert.equal(n.name(12), 'veth3'); // another new index is read at once, and with it 11
+    assert.equal(n.name(11), 'veth2');
+    assert.equal(n.name(13), undefined);
+    fs.rmSync(path.join(dir, 'veth2'), { recursive: true });
+    clock = 1400;
+    assert.equal(n.name(13), undefined); // reread once the second has passed, still not there
+    assert.equal(n.name(11), 'veth2'); // known until a reread forgets it
+    n.refresh();
+    assert.equal(n.name(11), undefined); // gone, and missed now: no reread for a second
+    addDev('veth2b', 11);
+    clock = 1900;
     assert.equal(n.name(11), undefined);
-    clock = 2100;
-    assert.equal(n.name(10), 'veth2');
+    clock = 2500;
+    assert.equal(n.name(11), 'veth2b');
   });
 
   it('refresh() forgets devices that are gone', () => {
