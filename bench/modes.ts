@@ -1,6 +1,7 @@
 // The programs that take the queue at fw FORWARD, one per benchmark mode. Each starts pinned to CPU 1 and resolves
 // once it is ready to take packets; stop() ends it and returns what it said about itself.
 import type { ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import type { Host } from '../test/lab/lab';
 
 export const QUEUE_CPU = '1';
@@ -12,11 +13,44 @@ export interface Running {
    * loop, the npm binding) or `queued N` (nfqwall, summed over its queues): the trips its queue(s) made.
    */
   stop(): Promise<string>;
+  /** The queue program's process (seen from the host: a lab namespace shares its pid namespace); none for the kernel. */
+  pid?: number;
 }
+
+/**
+ * CPU seconds (user + system, all threads) the process has used so far, from /proc/PID/stat; undefined once it is
+ * gone. The system time includes the kernel's work for each verdict: the reinjected packet runs on through the
+ * stack in the verdict's sendmsg, up to the next queue or out of fw.
+ */
+export function cpuSeconds(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  let stat: string;
+  try {
+    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(rest[11]) + Number(rest[12]);
+  return Number.isFinite(ticks) ? ticks / CLOCK_TICKS : undefined;
+}
+
+/** USER_HZ: 100 on every Linux architecture nfqwall runs on (sysconf(_SC_CLK_TCK) is not reachable from Node). */
+const CLOCK_TICKS = 100;
 
 /** Packets the mode's queue program received, from what stop() returned; undefined when it did not say. */
 export function queuedPackets(note: string): number | undefined {
   const m = /\b(?:packets|queued) (\d+)/.exec(note);
+  return m === null ? undefined : Number(m[1]);
+}
+
+/**
+ * Of those, the packets nfqwall's flow cache verdicted on the receive thread (`cached N`, summed over its queues);
+ * undefined for a program without one, or an nfqwall whose status did not say.
+ */
+export function cachedPackets(note: string): number | undefined {
+  const m = /\bcached (\d+)/.exec(note);
   return m === null ? undefined : Number(m[1]);
 }
 
@@ -68,6 +102,7 @@ async function startWithOwnRule(fw: Host, argv: string[]): Promise<Running> {
     throw err;
   }
   return {
+    ...(child.pid !== undefined ? { pid: child.pid } : {}),
     async stop(): Promise<string> {
       const text = await stopChild(child, c);
       await fw.exec(['iptables', '-F', 'FORWARD']);
@@ -120,11 +155,14 @@ export interface NfqwallVariant {
    * the packet, not by address hash): nfqwall has no option for it, this measures whether it should.
    */
   cpuFanout?: boolean;
+  /** false: `--no-flow-cache`, every packet decided in JavaScript (default: the cache on, as nfqwall defaults). */
+  flowCache?: boolean;
 }
 
 export function nfqwallName(v: NfqwallVariant = {}): string {
   const n = v.queues ?? 1;
-  return n === 1 ? 'nfqwall' : `nfqwall --queues ${n}${v.cpuFanout === true ? ' cpu-fanout' : ''}`;
+  const base = n === 1 ? 'nfqwall' : `nfqwall --queues ${n}${v.cpuFanout === true ? ' cpu-fanout' : ''}`;
+  return v.flowCache === false ? `${base} --no-flow-cache` : base;
 }
 
 /** Adds --queue-cpu-fanout to every NFQUEUE rule of nfqwall's mangle chains in fw, in one transaction. */
@@ -149,6 +187,7 @@ export function nfqwallMode(cli: string | undefined, rulesFile: string, controlP
     async start(fw) {
       const argv = [process.execPath, cli, 'run', '--rules', rulesFile, '--queue', String(BENCH_QUEUE), '--control', controlPath];
       if (queues > 1) argv.push('--queues', String(queues));
+      if (variant.flowCache === false) argv.push('--no-flow-cache');
       const child = fw.spawn(['taskset', '-c', QUEUE_CPU, ...argv]);
       const c = collect(child);
       const status = async (): Promise<boolean> => {
@@ -164,6 +203,7 @@ export function nfqwallMode(cli: string | undefined, rulesFile: string, controlP
         throw err;
       }
       return {
+        ...(child.pid !== undefined ? { pid: child.pid } : {}),
         async stop(): Promise<string> {
           const r = await fw.exec([process.execPath, cli, 'status', '--control', controlPath], { check: false, timeoutMs: 5_000 });
           const text = await stopChild(child, c);
@@ -174,16 +214,17 @@ export function nfqwallMode(cli: string | undefined, rulesFile: string, controlP
   };
 }
 
-/** `queued N` (all queues), then each queue's own counters. */
+/** `queued N` and, with the flow cache, `cached N` (all queues), then each queue's own counters. */
 function summarizeStatus(json: string): string {
   try {
     const s = JSON.parse(json) as { queues?: Record<string, unknown>[] };
     const qs = s.queues ?? [];
     if (qs.length === 0) return '';
     const queued = qs.reduce((sum, q) => sum + Number(q['received'] ?? 0), 0);
-    const keys = ['received', 'accepted', 'dropped', 'batches', 'overload', 'enobufs', 'kernelQueueDropped', 'kernelUserDropped'];
+    const total = `queued ${queued}${qs.some((q) => 'cached' in q) ? ` cached ${qs.reduce((sum, q) => sum + Number(q['cached'] ?? 0), 0)}` : ''}`;
+    const keys = ['received', 'cached', 'accepted', 'dropped', 'batches', 'overload', 'enobufs', 'kernelQueueDropped', 'kernelUserDropped'];
     const each = qs.map((q) => `queue ${String(q['queue'])}: ${keys.filter((k) => k in q).map((k) => `${k} ${String(q[k])}`).join(' ')}`);
-    return [`queued ${queued}`, ...each].join('; ');
+    return [total, ...each].join('; ');
   } catch {
     return '';
   }

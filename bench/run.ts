@@ -1,16 +1,32 @@
 // `npm run bench`: a bounded UDP flood client -> fw -> server through the three-host lab, with the queue at fw
-// FORWARD taken in turn by nfqwall (one queue, two queues), a minimal C libnetfilter_queue loop (the floor) and the
-// npm `nfqueue` binding, with the queue trips each made per delivered packet; then UDP ping-pong latency through fw
-// (no queue, C loop, nfqwall) and the memory of a 10,000-service ruleset plus 1,000,000 connections.
+// FORWARD taken in turn by nfqwall (one queue, two queues, its flow cache on and off), a minimal C libnetfilter_queue
+// loop (the floor) and the npm `nfqueue` binding, with the queue trips each made per delivered packet and the share
+// nfqwall's flow cache decided; the flood's flows are ESTABLISHED (each opened by one exchange), and a second,
+// shorter table floods new flows that never see a reply (nfqwall's slow path). Then UDP ping-pong latency through fw
+// (no queue, C loop, nfqwall with the cache on and off) and the memory of a 10,000-service ruleset plus 1,000,000
+// connections.
 // Absolute figures on a shared machine are noise; the ratios measured side by side in one run are the result.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { isRoot, Lab, THREE_HOST, threeHostSpec, type Host } from '../test/lab/lab';
 import { buildC, installNfqueue, outDir } from './build';
 import { cliPath, kernelRules } from '../test/lab/daemon';
 import { packageRoot } from '../src/package-root';
-import { ACCEPT_ALL_RULES, cLoopMode, kernelMode, nfqueueMode, nfqwallMode, nfqwallName, queuedPackets, type Mode } from './modes';
+import {
+  ACCEPT_ALL_RULES,
+  cachedPackets,
+  cLoopMode,
+  cpuSeconds,
+  kernelMode,
+  nfqueueMode,
+  nfqwallMode,
+  nfqwallName,
+  QUEUE_CPU,
+  queuedPackets,
+  type Mode,
+  type Running,
+} from './modes';
 import type { MemoryResult } from './memory';
 
 const SENDER_CPU = '0';
@@ -21,6 +37,15 @@ const ECHO_PORT = 9100;
  * kernel's --queue-balance hash has flows to spread over two queues (one pair always lands on one queue).
  */
 const FLOOD_SOURCES = Array.from({ length: 8 }, (_, i) => `198.18.0.${2 + i}`);
+/**
+ * The source port of the established flood: fixed, so every run's flows are the ones its handshake opened (the
+ * server answers only 1-byte datagrams, see main()).
+ */
+const FLOOD_SPORT = 40000;
+const HANDSHAKE_LENGTH = 20 + 8 + 1;
+
+/** established: flows opened by one exchange first (the cache can take them); new: flows that never see a reply. */
+type FloodKind = 'established' | 'new';
 
 function envNumber(name: string, fallback: number, max: number): number {
   const raw = process.env[name];
@@ -34,9 +59,10 @@ const PACKETS = envNumber('NFQW_BENCH_PACKETS', 1_000_000, 10_000_000);
 const SECONDS = envNumber('NFQW_BENCH_SECONDS', 2, 30);
 const ROUNDS = Math.floor(envNumber('NFQW_BENCH_ROUNDS', 3, 10));
 const SIZE = Math.floor(envNumber('NFQW_BENCH_SIZE', 64, 1400));
+if (SIZE < 2) throw new Error('NFQW_BENCH_SIZE: at least 2 (1-byte datagrams are the handshake the server answers)');
 const PINGS = Math.floor(envNumber('NFQW_BENCH_PINGS', 5000, 1_000_000));
-const PARTS = new Set((process.env['NFQW_BENCH_ONLY'] ?? 'flood,latency,memory').split(',').map((p) => p.trim()));
-for (const p of PARTS) if (!['flood', 'latency', 'memory'].includes(p)) throw new Error(`NFQW_BENCH_ONLY: unknown part ${p}`);
+const PARTS = new Set((process.env['NFQW_BENCH_ONLY'] ?? 'flood,new,latency,memory').split(',').map((p) => p.trim()));
+for (const p of PARTS) if (!['flood', 'new', 'latency', 'memory'].includes(p)) throw new Error(`NFQW_BENCH_ONLY: unknown part ${p}`);
 
 async function rxPackets(server: Host): Promise<number> {
   const r = await server.exec(['cat', `/sys/class/net/${server.ifname('fw')}/statistics/rx_packets`]);
@@ -50,15 +76,34 @@ interface Sample {
   pps: number;
   /** Packets the queue program received per packet delivered (warm-up included on both sides); 0 without a queue. */
   trips: number | undefined;
+  /** Of the packets nfqwall received, the share its flow cache verdicted natively; undefined without a cache. */
+  cachedShare: number | undefined;
+  /** CPU microseconds the queue program used during the measured run per packet delivered in it. */
+  cpuUs: number | undefined;
+  /**
+   * During the measured run, the share of the queue program's CPU that was busy, and the share the queue program
+   * itself used: far apart, something else on the shared machine took the CPU (noise, not the program's cost).
+   */
+  load: { cpuBusy: number; program: number } | undefined;
   note: string;
 }
 
-async function flood(client: Host, server: Host, floodBin: string, packets: number, seconds: number): Promise<Omit<Sample, 'note' | 'trips'>> {
+type FloodResult = Omit<Sample, 'note' | 'trips' | 'cachedShare' | 'cpuUs' | 'load'>;
+
+/** Busy and total jiffies of one CPU so far, from /proc/stat (busy: all but idle and iowait). */
+function cpuJiffies(cpu: string): { busy: number; total: number } | undefined {
+  const line = fs.readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith(`cpu${cpu} `));
+  if (line === undefined) return undefined;
+  const n = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = n.reduce((a, b) => a + b, 0);
+  return { busy: total - (n[3] ?? 0) - (n[4] ?? 0), total };
+}
+
+async function flood(client: Host, server: Host, floodBin: string, kind: FloodKind, packets: number, seconds: number): Promise<FloodResult> {
   const before = await rxPackets(server);
-  const r = await client.exec(
-    ['taskset', '-c', SENDER_CPU, floodBin, THREE_HOST.server4, String(PORT), String(packets), String(seconds), String(SIZE), FLOOD_SOURCES.join(',')],
-    { timeoutMs: seconds * 1000 + 15_000 },
-  );
+  const argv = [floodBin, THREE_HOST.server4, String(PORT), String(packets), String(seconds), String(SIZE), FLOOD_SOURCES.join(',')];
+  if (kind === 'established') argv.push(String(FLOOD_SPORT));
+  const r = await client.exec(['taskset', '-c', SENDER_CPU, ...argv], { timeoutMs: seconds * 1000 + 15_000 });
   const m = /^sent (\d+) seconds ([\d.]+)$/m.exec(r.stdout);
   if (m === null) throw new Error(`udp-flood printed no result: ${r.stdout} ${r.stderr}`);
   // Let what is still queued drain before reading the counter.
@@ -69,14 +114,14 @@ async function flood(client: Host, server: Host, floodBin: string, packets: numb
 }
 
 /** Runs `work` while `mode` holds the queue; then checks fw is clean. Returns what work returned and the mode's note. */
-async function withMode<T>(lab: Lab, mode: Mode, work: () => Promise<T>): Promise<{ result: T; note: string }> {
+async function withMode<T>(lab: Lab, mode: Mode, work: (running: Running) => Promise<T>): Promise<{ result: T; note: string }> {
   const fw = lab.host('fw');
   const running = await mode.start(fw);
   let result: T | undefined;
   let failure: unknown;
   let ok = false;
   try {
-    result = await work();
+    result = await work(running);
     ok = true;
   } catch (err) {
     failure = err;
@@ -97,16 +142,37 @@ async function withMode<T>(lab: Lab, mode: Mode, work: () => Promise<T>): Promis
   return { result: result as T, note: note.replace(/\s+/g, ' ') };
 }
 
-async function measure(lab: Lab, mode: Mode, floodBin: string): Promise<Sample> {
+async function measure(lab: Lab, mode: Mode, floodBin: string, kind: FloodKind): Promise<Sample> {
   const client = lab.host('client');
   const server = lab.host('server');
-  const { result, note } = await withMode(lab, mode, async () => {
-    const warm = await flood(client, server, floodBin, Math.min(20_000, PACKETS), 0.5); // warm-up (JIT, caches), not measured
-    return { warm, run: await flood(client, server, floodBin, PACKETS, SECONDS) };
+  const { result, note } = await withMode(lab, mode, async (running) => {
+    // Warm-up (JIT, caches; for an established flood also the handshakes that open the flows), not measured.
+    const warm = await flood(client, server, floodBin, kind, Math.min(20_000, PACKETS), 0.5);
+    const cpu0 = cpuSeconds(running.pid);
+    const j0 = cpuJiffies(QUEUE_CPU);
+    const run = await flood(client, server, floodBin, kind, PACKETS, SECONDS);
+    const cpu1 = cpuSeconds(running.pid);
+    const j1 = cpuJiffies(QUEUE_CPU);
+    const cpuUs = cpu0 === undefined || cpu1 === undefined ? undefined : ((cpu1 - cpu0) * 1e6) / Math.max(1, run.delivered);
+    // Jiffies are USER_HZ ticks, as /proc/PID/stat's; the window includes the 300 ms drain after the flood.
+    const span = j0 !== undefined && j1 !== undefined ? j1.total - j0.total : 0;
+    const load =
+      span > 0 && j0 !== undefined && j1 !== undefined && cpu0 !== undefined && cpu1 !== undefined
+        ? { cpuBusy: (j1.busy - j0.busy) / span, program: ((cpu1 - cpu0) * 100) / span }
+        : undefined;
+    return { warm, run, cpuUs, load };
   });
   const queued = mode.name === kernelMode().name ? 0 : queuedPackets(note);
+  const cached = cachedPackets(note);
   const delivered = result.warm.delivered + result.run.delivered;
-  return { ...result.run, trips: queued === undefined ? undefined : queued / Math.max(1, delivered), note };
+  return {
+    ...result.run,
+    trips: queued === undefined ? undefined : queued / Math.max(1, delivered),
+    cachedShare: cached === undefined || queued === undefined ? undefined : cached / Math.max(1, queued),
+    cpuUs: result.cpuUs,
+    load: result.load,
+    note,
+  };
 }
 
 interface Latency {
@@ -117,12 +183,14 @@ interface Latency {
   p99Us: number;
   p999Us: number;
   maxUs: number;
+  /** nfqwall with its flow cache: the share of queued packets (warm-up included) it verdicted natively. */
+  cachedShare?: number;
 }
 
 /** Round trips client -> fw -> server echo -> fw -> client, one datagram in flight, while `mode` holds the queue. */
 async function pingPong(lab: Lab, mode: Mode, pingBin: string): Promise<Latency> {
   const client = lab.host('client');
-  const { result } = await withMode(lab, mode, async () => {
+  const { result, note } = await withMode(lab, mode, async () => {
     const r = await client.exec(['taskset', '-c', SENDER_CPU, pingBin, 'ping', THREE_HOST.server4, String(ECHO_PORT), String(PINGS), '500'], {
       timeoutMs: PINGS * 250 + 30_000,
       check: false,
@@ -132,7 +200,9 @@ async function pingPong(lab: Lab, mode: Mode, pingBin: string): Promise<Latency>
     const n = m.slice(1).map(Number);
     return { count: n[0]!, lost: n[1]!, minUs: n[2]!, p50Us: n[3]!, p99Us: n[4]!, p999Us: n[5]!, maxUs: n[6]! };
   });
-  return result;
+  const queued = queuedPackets(note);
+  const cached = cachedPackets(note);
+  return { ...result, ...(cached !== undefined && queued !== undefined ? { cachedShare: cached / Math.max(1, queued) } : {}) };
 }
 
 /** bench/memory in a child of its own, so its resident size is only what it holds. */
@@ -161,81 +231,147 @@ function table(rows: string[][]): void {
 
 const ratio = (a: number | undefined, b: number | undefined): string => (a !== undefined && b !== undefined && b > 0 ? (a / b).toFixed(3) : 'n/a');
 
-async function floods(lab: Lab, modes: Mode[], floodBin: string): Promise<{ samples: Map<string, Sample[]>; failures: Map<string, string> }> {
-  const samples = new Map<string, Sample[]>();
-  const failures = new Map<string, string>();
+interface FloodTable {
+  kind: FloodKind;
+  modes: Mode[];
+}
+
+interface Flooded {
+  samples: Map<string, Sample[]>;
+  failures: Map<string, string>;
+}
+
+/**
+ * Rounds interleave every mode of every table, so drift on the shared machine hits them all alike; even rounds take
+ * each table's modes in reverse order, so no mode always follows the same neighbour (the one before can leave the
+ * machine busy, or its kernel queue state behind).
+ */
+async function floods(lab: Lab, tables: FloodTable[], floodBin: string): Promise<Map<FloodKind, Flooded>> {
+  const out = new Map<FloodKind, Flooded>(tables.map((t) => [t.kind, { samples: new Map(), failures: new Map() }]));
   for (let round = 1; round <= ROUNDS; round++) {
-    for (const mode of modes) {
-      if (mode.unavailable !== undefined || failures.has(mode.name)) continue;
-      try {
-        const s = await measure(lab, mode, floodBin);
-        samples.set(mode.name, [...(samples.get(mode.name) ?? []), s]);
-        process.stderr.write(
-          `bench: round ${round} ${mode.name}: ${fmt(s.pps)} pps (sent ${fmt(s.sent)}, delivered ${fmt(s.delivered)} in ${s.seconds.toFixed(2)} s)` +
-            `${s.note === '' ? '' : ` [${s.note}]`}\n`,
-        );
-      } catch (err) {
-        failures.set(mode.name, err instanceof Error ? err.message : String(err));
-        process.stderr.write(`bench: ${mode.name} failed: ${failures.get(mode.name)}\n`);
+    for (const { kind, modes } of tables) {
+      const { samples, failures } = out.get(kind)!;
+      for (const mode of round % 2 === 0 ? [...modes].reverse() : modes) {
+        if (mode.unavailable !== undefined || failures.has(mode.name)) continue;
+        try {
+          const s = await measure(lab, mode, floodBin, kind);
+          samples.set(mode.name, [...(samples.get(mode.name) ?? []), s]);
+          process.stderr.write(
+            `bench: round ${round} ${kind} ${mode.name}: ${fmt(s.pps)} pps (sent ${fmt(s.sent)}, delivered ${fmt(s.delivered)} in ${s.seconds.toFixed(2)} s` +
+              `${s.load === undefined ? '' : `; CPU ${QUEUE_CPU} busy ${pct(s.load.cpuBusy)}, ${pct(s.load.program)} by the queue program`})` +
+              `${s.note === '' ? '' : ` [${s.note}]`}\n`,
+          );
+        } catch (err) {
+          failures.set(mode.name, err instanceof Error ? err.message : String(err));
+          process.stderr.write(`bench: ${kind} ${mode.name} failed: ${failures.get(mode.name)}\n`);
+        }
       }
     }
   }
-  return { samples, failures };
+  return out;
 }
 
-function printFloods(modes: Mode[], samples: Map<string, Sample[]>, failures: Map<string, string>, cName: string): void {
+const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
+
+function printFloods(table_: FloodTable, flooded: Flooded, names: { c: string; nfqwall: string; noCache: string }): void {
+  const { kind, modes } = table_;
+  const { samples, failures } = flooded;
+  const flows =
+    kind === 'established'
+      ? `${FLOOD_SOURCES.length} ESTABLISHED flows (one per client address, source port ${FLOOD_SPORT}, each opened by one exchange with the server first)`
+      : `${FLOOD_SOURCES.length} new flows per run (one per client address, fresh source ports) that never see a reply`;
   process.stdout.write(
-    `\nUDP flood ${SIZE}-byte datagrams from ${FLOOD_SOURCES.length} client addresses, ${fmt(PACKETS)} packets or ${SECONDS} s per run, ` +
+    `\nUDP flood, ${flows}: ${SIZE}-byte datagrams, ${fmt(PACKETS)} packets or ${SECONDS} s per run, ` +
       `${ROUNDS} round(s); sender on CPU ${SENDER_CPU}, queue program on CPU 1; medians. trips/packet: packets the queue ` +
-      `program received / packets delivered to the server\n`,
+      `program received / packets delivered to the server; cached: of the packets nfqwall received, the share its flow ` +
+      `cache verdicted on the receive thread without JavaScript; CPU µs/packet: CPU time (user + system, every thread) of ` +
+      `the queue program during the measured run / packets delivered in it, which counts the kernel's forwarding ` +
+      `work in each verdict's sendmsg too, and is steadier than the rate when the sender overruns the queue\n`,
   );
   const pps = new Map<string, number>();
-  const rows: string[][] = [['mode', 'packets/s', 'delivered/sent', 'trips/packet']];
+  const rows: string[][] = [['mode', 'packets/s', 'delivered/sent', 'trips/packet', 'cached', 'CPU µs/packet']];
+  const cpu = new Map<string, number>();
   for (const mode of modes) {
     const s = samples.get(mode.name);
     if (s === undefined || s.length === 0) {
-      rows.push([mode.name, mode.unavailable !== undefined ? 'unavailable' : 'failed', '', '']);
+      rows.push([mode.name, mode.unavailable !== undefined ? 'unavailable' : 'failed', '', '', '', '']);
       continue;
     }
     const p = median(s.map((x) => x.pps));
     pps.set(mode.name, p);
     const delivered = median(s.map((x) => x.delivered / Math.max(1, x.sent)));
     const trips = s.every((x) => x.trips !== undefined) ? median(s.map((x) => x.trips!)).toFixed(2) : 'n/a';
+    const cached = s.every((x) => x.cachedShare !== undefined) ? pct(median(s.map((x) => x.cachedShare!))) : '';
     // Near-complete delivery means the sender, not the queue program, set the pace: the rate is a lower bound.
-    rows.push([mode.name, fmt(p), `${(delivered * 100).toFixed(1)}%${delivered >= 0.99 ? ' (sender-bound)' : ''}`, trips]);
+    const cpuUs = s.every((x) => x.cpuUs !== undefined) ? median(s.map((x) => x.cpuUs!)) : undefined;
+    if (cpuUs !== undefined) cpu.set(mode.name, cpuUs);
+    rows.push([mode.name, fmt(p), `${pct(delivered)}${delivered >= 0.99 ? ' (sender-bound)' : ''}`, trips, cached, cpuUs === undefined ? '' : cpuUs.toFixed(2)]);
   }
   table(rows);
-  const nfqwall = pps.get('nfqwall');
-  process.stdout.write(`nfqwall / C loop:           ${ratio(nfqwall, pps.get(cName))}\n`);
-  process.stdout.write(`nfqwall / npm nfqueue:      ${ratio(nfqwall, pps.get('npm nfqueue'))}\n`);
-  process.stdout.write(`nfqwall 2 queues / 1 queue: ${ratio(pps.get(nfqwallName({ queues: 2 })), nfqwall)}\n`);
-  process.stdout.write(`  with --queue-cpu-fanout:  ${ratio(pps.get(nfqwallName({ queues: 2, cpuFanout: true })), nfqwall)}\n`);
+  const present = new Set(modes.map((m) => m.name));
+  const lines: [string, string, string][] = [
+    ['nfqwall / C loop', names.nfqwall, names.c],
+    ['nfqwall --no-flow-cache / C loop', names.noCache, names.c],
+    ['nfqwall / npm nfqueue', names.nfqwall, 'npm nfqueue'],
+    ['flow cache on / off (nfqwall / --no-flow-cache)', names.nfqwall, names.noCache],
+    ['nfqwall 2 queues / 1 queue', nfqwallName({ queues: 2 }), names.nfqwall],
+    ['  with --queue-cpu-fanout', nfqwallName({ queues: 2, cpuFanout: true }), names.nfqwall],
+  ];
+  const width = Math.max(...lines.map((l) => l[0].length)) + 1;
+  for (const [label, a, b] of lines) {
+    if (present.has(a) && present.has(b)) {
+      process.stdout.write(`${`${label}:`.padEnd(width)} ${ratio(pps.get(a), pps.get(b))} packets/s, ${ratio(cpu.get(a), cpu.get(b))} CPU per packet\n`);
+    }
+  }
   for (const [name, why] of failures) process.stdout.write(`${name} failed: ${why.split('\n')[0]}\n`);
   for (const m of modes) if (m.unavailable !== undefined) process.stdout.write(`${m.name} unavailable: ${m.unavailable.split('\n')[0]}\n`);
 }
 
-function printLatency(lat: Map<string, Latency>, failures: Map<string, string>, names: { kernel: string; c: string; nfqwall: string }): void {
-  process.stdout.write(`\nUDP ping-pong client -> fw -> server echo and back, one datagram in flight, ${fmt(PINGS)} round trips after 500 unmeasured; microseconds\n`);
+function printLatency(
+  lat: Map<string, Latency>,
+  failures: Map<string, string>,
+  names: { kernel: string; c: string; nfqwall: string; noCache: string },
+): void {
+  process.stdout.write(
+    `\nUDP ping-pong client -> fw -> server echo and back, one datagram in flight (one flow, ESTABLISHED after its first ` +
+      `exchange), ${fmt(PINGS)} round trips after 500 unmeasured; microseconds; cached as above\n`,
+  );
   const base = lat.get(names.kernel);
-  const rows: string[][] = [['mode', 'p50', 'p99', 'p99.9', 'max', 'lost', 'added p50', 'added p99']];
-  for (const name of [names.kernel, names.c, names.nfqwall]) {
+  const rows: string[][] = [['mode', 'p50', 'p99', 'p99.9', 'max', 'lost', 'added p50', 'added p99', 'cached']];
+  for (const name of [names.kernel, names.c, names.nfqwall, names.noCache]) {
     const l = lat.get(name);
     if (l === undefined) {
-      rows.push([name, failures.has(name) ? 'failed' : 'n/a', '', '', '', '', '', '']);
+      rows.push([name, failures.has(name) ? 'failed' : 'n/a', '', '', '', '', '', '', '']);
       continue;
     }
     const added = (x: number, b: number | undefined): string => (b === undefined ? 'n/a' : (x - b).toFixed(1));
-    rows.push([name, l.p50Us.toFixed(1), l.p99Us.toFixed(1), l.p999Us.toFixed(1), l.maxUs.toFixed(1), String(l.lost), added(l.p50Us, base?.p50Us), added(l.p99Us, base?.p99Us)]);
+    rows.push([
+      name,
+      l.p50Us.toFixed(1),
+      l.p99Us.toFixed(1),
+      l.p999Us.toFixed(1),
+      l.maxUs.toFixed(1),
+      String(l.lost),
+      added(l.p50Us, base?.p50Us),
+      added(l.p99Us, base?.p99Us),
+      l.cachedShare === undefined ? '' : pct(l.cachedShare),
+    ]);
   }
   table(rows);
-  const n = lat.get(names.nfqwall);
   const c = lat.get(names.c);
-  process.stdout.write(`nfqwall / C loop round trip: p50 ${ratio(n?.p50Us, c?.p50Us)}, p99 ${ratio(n?.p99Us, c?.p99Us)}\n`);
-  if (base !== undefined && n !== undefined && c !== undefined) {
-    process.stdout.write(
-      `nfqwall / C loop added latency: p50 ${ratio(n.p50Us - base.p50Us, c.p50Us - base.p50Us)}, p99 ${ratio(n.p99Us - base.p99Us, c.p99Us - base.p99Us)}\n`,
-    );
+  for (const name of [names.nfqwall, names.noCache]) {
+    const n = lat.get(name);
+    process.stdout.write(`${name} / C loop round trip: p50 ${ratio(n?.p50Us, c?.p50Us)}, p99 ${ratio(n?.p99Us, c?.p99Us)}`);
+    if (base !== undefined && n !== undefined && c !== undefined) {
+      process.stdout.write(
+        `; added latency: p50 ${ratio(n.p50Us - base.p50Us, c.p50Us - base.p50Us)}, p99 ${ratio(n.p99Us - base.p99Us, c.p99Us - base.p99Us)}`,
+      );
+    }
+    process.stdout.write('\n');
   }
+  const on = lat.get(names.nfqwall);
+  const off = lat.get(names.noCache);
+  process.stdout.write(`flow cache on / off round trip: p50 ${ratio(on?.p50Us, off?.p50Us)}, p99 ${ratio(on?.p99Us, off?.p99Us)}\n`);
   for (const [name, why] of failures) process.stdout.write(`latency ${name} failed: ${why.split('\n')[0]}\n`);
 }
 
@@ -256,6 +392,25 @@ function printMemory(m: MemoryResult): void {
   );
 }
 
+/** Resolves once a spawned udp-pingpong echo says it is bound. */
+function echoReady(child: ChildProcess): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`udp-pingpong echo not ready within 5 s: ${out}`)), 5_000);
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (/^ready$/m.test(out)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`udp-pingpong echo exited (${String(code)}): ${out}`));
+    });
+  });
+}
+
 async function main(): Promise<void> {
   if (!isRoot()) throw new Error('the benchmark builds network namespaces: run it as root');
   const root = packageRoot();
@@ -263,8 +418,13 @@ async function main(): Promise<void> {
   const nfqBin = buildC(root, 'minimal-nfq', ['-lnetfilter_queue', '-lmnl']);
   const floodBin = buildC(root, 'udp-flood', []);
   const pingBin = buildC(root, 'udp-pingpong', []);
-  const rulesFile = path.join(out, 'accept-all.rules');
-  fs.writeFileSync(rulesFile, ACCEPT_ALL_RULES);
+  let rulesFile = process.env['NFQW_BENCH_RULES'];
+  if (rulesFile === undefined || rulesFile === '') {
+    rulesFile = path.join(out, 'accept-all.rules');
+    fs.writeFileSync(rulesFile, ACCEPT_ALL_RULES);
+  } else if (!fs.existsSync(rulesFile)) {
+    throw new Error(`NFQW_BENCH_RULES=${rulesFile}: no such file`);
+  }
   const control = path.join(out, `nfqwall-bench-${process.pid}.sock`);
   let cli: string | undefined;
   try {
@@ -276,34 +436,57 @@ async function main(): Promise<void> {
   const kernel = kernelMode();
   const cLoop = cLoopMode(nfqBin);
   const nfqwall = nfqwallMode(cli, rulesFile, control);
-  const modes: Mode[] = PARTS.has('flood')
-    ? [
+  const noCache = nfqwallMode(cli, rulesFile, control, { flowCache: false });
+  const tables: FloodTable[] = [];
+  if (PARTS.has('flood')) {
+    tables.push({
+      kind: 'established',
+      modes: [
         kernel,
         cLoop,
         nfqueueMode(installNfqueue(root)),
         nfqwall,
+        noCache,
         nfqwallMode(cli, rulesFile, control, { queues: 2 }),
         nfqwallMode(cli, rulesFile, control, { queues: 2, cpuFanout: true }),
-      ]
-    : [];
-  for (const m of modes) if (m.unavailable !== undefined) process.stderr.write(`bench: ${m.name} unavailable: ${m.unavailable}\n`);
+      ],
+    });
+  }
+  // The slow path's figure: nothing here is ever ESTABLISHED, so the cache only looks and misses.
+  if (PARTS.has('new')) tables.push({ kind: 'new', modes: [cLoop, nfqwall, noCache] });
+  const seen = new Set<string>();
+  for (const m of tables.flatMap((t) => t.modes)) {
+    if (m.unavailable !== undefined && !seen.has(m.name)) process.stderr.write(`bench: ${m.name} unavailable: ${m.unavailable}\n`);
+    seen.add(m.name);
+  }
 
-  const results: Record<string, unknown> = { packets: PACKETS, seconds: SECONDS, rounds: ROUNDS, size: SIZE, pings: PINGS };
-  let flooded: { samples: Map<string, Sample[]>; failures: Map<string, string> } | undefined;
+  const results: Record<string, unknown> = { packets: PACKETS, seconds: SECONDS, rounds: ROUNDS, size: SIZE, pings: PINGS, rules: rulesFile };
+  let flooded: Map<FloodKind, Flooded> | undefined;
   const lat = new Map<string, Latency>();
   const latFailures = new Map<string, string>();
-  if (PARTS.has('flood') || PARTS.has('latency')) {
+  if (tables.length > 0 || PARTS.has('latency')) {
     const lab = await Lab.create(threeHostSpec());
     try {
       const client = lab.host('client');
+      const server = lab.host('server');
       for (const a of FLOOD_SOURCES.slice(1)) await client.exec(['ip', 'addr', 'add', `${a}/24`, 'dev', client.ifname('fw')]);
-      // No ICMP port-unreachable storm back through fw: the server drops the flood before any socket lookup.
-      await lab.host('server').exec(['iptables', '-t', 'raw', '-A', 'PREROUTING', '-p', 'udp', '--dport', String(PORT), '-j', 'DROP']);
-      if (PARTS.has('flood')) flooded = await floods(lab, modes, floodBin);
-      if (PARTS.has('latency')) {
-        const echo = lab.host('server').spawn(['taskset', '-c', SENDER_CPU, pingBin, 'echo', THREE_HOST.server4, String(ECHO_PORT)]);
+      // No ICMP port-unreachable storm back through fw: the server drops the flood before any socket lookup. Only
+      // the established flood's 1-byte handshakes reach the echo on the flood's port, which answers them.
+      await server.exec(['iptables', '-t', 'raw', '-A', 'PREROUTING', '-p', 'udp', '--dport', String(PORT), '-m', 'length', '!', '--length', String(HANDSHAKE_LENGTH), '-j', 'DROP']);
+      if (tables.length > 0) {
+        const opener = server.spawn(['taskset', '-c', SENDER_CPU, pingBin, 'echo', THREE_HOST.server4, String(PORT)]);
         try {
-          for (const mode of [kernel, cLoop, nfqwall]) {
+          await echoReady(opener);
+          flooded = await floods(lab, tables, floodBin);
+        } finally {
+          opener.kill('SIGKILL');
+        }
+      }
+      if (PARTS.has('latency')) {
+        const echo = server.spawn(['taskset', '-c', SENDER_CPU, pingBin, 'echo', THREE_HOST.server4, String(ECHO_PORT)]);
+        try {
+          await echoReady(echo);
+          for (const mode of [kernel, cLoop, nfqwall, noCache]) {
             if (mode.unavailable !== undefined) continue;
             try {
               const l = await pingPong(lab, mode, pingBin);
@@ -323,13 +506,15 @@ async function main(): Promise<void> {
     }
   }
   process.stdout.write('Figures from a shared two-core machine: absolute values are noisy; compare within one run.\n');
-  if (flooded !== undefined) {
-    printFloods(modes, flooded.samples, flooded.failures, cLoop.name);
-    results['samples'] = Object.fromEntries(flooded.samples);
-    results['failures'] = Object.fromEntries(flooded.failures);
+  if (rulesFile !== path.join(out, 'accept-all.rules')) process.stdout.write(`nfqwall's ruleset: ${rulesFile}\n`);
+  for (const t of tables) {
+    const f = flooded?.get(t.kind);
+    if (f === undefined) continue;
+    printFloods(t, f, { c: cLoop.name, nfqwall: nfqwall.name, noCache: noCache.name });
+    results[t.kind] = { samples: Object.fromEntries(f.samples), failures: Object.fromEntries(f.failures) };
   }
   if (PARTS.has('latency')) {
-    printLatency(lat, latFailures, { kernel: kernel.name, c: cLoop.name, nfqwall: nfqwall.name });
+    printLatency(lat, latFailures, { kernel: kernel.name, c: cLoop.name, nfqwall: nfqwall.name, noCache: noCache.name });
     results['latency'] = Object.fromEntries(lat);
     results['latencyFailures'] = Object.fromEntries(latFailures);
   }

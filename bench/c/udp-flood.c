@@ -2,13 +2,18 @@
  * A bounded UDP flood: sends COUNT datagrams of SIZE bytes to ADDR:PORT with sendmmsg, stopping early after SECONDS.
  * Prints "sent N seconds S" when done. With SOURCES (a comma list of local addresses), one socket per source sends
  * in turn, a burst each, so the flood is several address pairs (flows the kernel's --queue-balance hash can spread).
+ * With SPORT (not 0), every socket sends from that port and first opens its flow: one 1-byte datagram, then it waits
+ * for the server's reply (up to 3 tries of 1 s), so a connection tracker in between has seen both directions and
+ * the flood is ESTABLISHED traffic; it fails if a flow gets no reply. The handshake is not part of COUNT or SECONDS.
+ * Without SPORT each socket has a fresh ephemeral port: new flows that never see a reply.
  *
- * usage: udp-flood ADDR PORT COUNT SECONDS SIZE [SOURCES]
+ * usage: udp-flood ADDR PORT COUNT SECONDS SIZE [SOURCES [SPORT]]
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +29,7 @@ static double now(void) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 6 && argc != 7) { fprintf(stderr, "usage: %s ADDR PORT COUNT SECONDS SIZE [SOURCES]\n", argv[0]); return 2; }
+  if (argc < 6 || argc > 8) { fprintf(stderr, "usage: %s ADDR PORT COUNT SECONDS SIZE [SOURCES [SPORT]]\n", argv[0]); return 2; }
   const char *addr = argv[1];
   int port = atoi(argv[2]);
   unsigned long count = strtoul(argv[3], NULL, 10);
@@ -41,25 +46,47 @@ int main(int argc, char **argv) {
   else if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) { fam = AF_INET6; s6->sin6_family = AF_INET6; s6->sin6_port = htons(port); sslen = sizeof *s6; }
   else { fprintf(stderr, "bad address %s\n", addr); return 2; }
 
+  int sport = argc == 8 ? atoi(argv[7]) : 0;
+  if (sport < 0 || sport > 65535) { fprintf(stderr, "bad source port %s\n", argv[7]); return 2; }
   int fds[MAX_SOURCES];
   int nfds = 0;
-  char *sources = argc == 7 ? strdup(argv[6]) : NULL;
+  char *sources = argc >= 7 && argv[6][0] != '\0' ? strdup(argv[6]) : NULL;
   char *save = NULL;
   char *src = sources != NULL ? strtok_r(sources, ",", &save) : NULL;
   do {
     if (nfds == MAX_SOURCES) { fprintf(stderr, "more than %d sources\n", MAX_SOURCES); return 2; }
     int fd = socket(fam, SOCK_DGRAM, 0);
     if (fd < 0) { perror("socket"); return 1; }
-    if (src != NULL) {
+    if (src != NULL || sport != 0) {
       struct sockaddr_storage ls; memset(&ls, 0, sizeof ls);
       struct sockaddr_in *l4 = (struct sockaddr_in *)&ls;
       struct sockaddr_in6 *l6 = (struct sockaddr_in6 *)&ls;
-      int ok = fam == AF_INET ? inet_pton(AF_INET, src, &l4->sin_addr) : inet_pton(AF_INET6, src, &l6->sin6_addr);
-      if (ok != 1) { fprintf(stderr, "bad source %s\n", src); return 2; }
-      if (fam == AF_INET) l4->sin_family = AF_INET; else l6->sin6_family = AF_INET6;
+      if (fam == AF_INET) { l4->sin_family = AF_INET; l4->sin_port = htons(sport); }
+      else { l6->sin6_family = AF_INET6; l6->sin6_port = htons(sport); }
+      if (src != NULL) {
+        int ok = fam == AF_INET ? inet_pton(AF_INET, src, &l4->sin_addr) : inet_pton(AF_INET6, src, &l6->sin6_addr);
+        if (ok != 1) { fprintf(stderr, "bad source %s\n", src); return 2; }
+      }
+      int one = 1;
+      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
       if (bind(fd, (struct sockaddr *)&ls, fam == AF_INET ? sizeof *l4 : sizeof *l6) < 0) { perror("bind"); return 1; }
     }
     if (connect(fd, (struct sockaddr *)&ss, sslen) < 0) { perror("connect"); return 1; }
+    if (sport != 0) {
+      /* The 1-byte datagram is the only size the server answers (its other datagrams are dropped unread). */
+      int answered = 0;
+      for (int tries = 0; tries < 3 && !answered; tries++) {
+        char hello = 'h', reply[2048];
+        if (send(fd, &hello, 1, 0) < 0 && errno != ECONNREFUSED) { perror("send"); return 1; }
+        struct pollfd p = {fd, POLLIN, 0};
+        while (!answered && poll(&p, 1, 1000) > 0) {
+          ssize_t r = recv(fd, reply, sizeof reply, 0);
+          if (r == 1) answered = 1;
+          else if (r < 0 && errno != ECONNREFUSED && errno != EINTR) { perror("recv"); return 1; }
+        }
+      }
+      if (!answered) { fprintf(stderr, "no reply to the handshake from source %s port %d\n", src != NULL ? src : "(any)", sport); return 1; }
+    }
     int sndbuf = 4 << 20;
     setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf);
     fds[nfds++] = fd;
