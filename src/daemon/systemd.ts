@@ -171,7 +171,8 @@ export function queueHealth(
 /** The one-line STATUS= the daemon reports: what is loaded and how much it has seen. */
 export function statusLine(d: {
   readonly rules: { rules4?: RulesetLike; rules6?: RulesetLike };
-  readonly processor: { readonly stats: { packets: number; accepted: number; dropped: number } };
+  /** Every queue's counts: they include the packets the flow cache decided without JavaScript. */
+  queueStats(): readonly { received: number; accepted: number; dropped: number }[];
   readonly opts: { queue: number };
 }): string {
   let rules = 0;
@@ -179,8 +180,17 @@ export function statusLine(d: {
     if (rs === undefined) continue;
     for (const t of rs.tables.values()) for (const c of t.chains.values()) rules += c.rules.length;
   }
-  const s = d.processor.stats;
-  return `queue ${d.opts.queue}: ${rules} rules loaded; ${s.packets} packets seen, ${s.accepted} accepted, ${s.dropped} dropped`;
+  const qs = d.queueStats();
+  let seen = 0;
+  let accepted = 0;
+  let dropped = 0;
+  for (const q of qs) {
+    seen += q.received;
+    accepted += q.accepted;
+    dropped += q.dropped;
+  }
+  const queues = qs.length > 1 ? `queues ${d.opts.queue}-${d.opts.queue + qs.length - 1}` : `queue ${d.opts.queue}`;
+  return `${queues}: ${rules} rules loaded; ${seen} packets seen, ${accepted} accepted, ${dropped} dropped`;
 }
 
 interface RulesetLike {
