@@ -99,8 +99,14 @@ export class ChainIndex {
   private readonly byOut = new Map<string, List>();
   readonly stats: IndexStats;
 
-  /** One pass in rule order, so every list comes out ascending. */
-  constructor(chain: Chain, keys: readonly RuleKey[] = chain.rules.map(ruleKey)) {
+  /**
+   * One pass in rule order, so every list comes out ascending. Nothing here refers to `chain` afterwards: the index
+   * serves any chain whose rules have the same keys in the same order (a reload reuses it, compile.ts).
+   */
+  constructor(
+    chain: Chain,
+    readonly keys: readonly RuleKey[] = chain.rules.map(ruleKey),
+  ) {
     const stats: IndexStats = { rules: keys.length, wild: 0, dst: 0, mark: 0, iface: 0 };
     for (let i = 0; i < keys.length; i++) {
       const k = keys[i];

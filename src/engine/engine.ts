@@ -13,7 +13,7 @@ import type { Chain, Counters, Family, Hook, IpNet, MatchUse, Negatable, Rule, R
 import type { ConnUpdate, Decision, PacketInput, TraceStep } from './decision';
 import { ipv6HeaderChainBroken, parsePacket } from './packet';
 import type { Candidates } from '../compile/chain-index';
-import { compileRuleset, type CompileOptions, type CompiledRuleset } from '../compile/compile';
+import { compileRulesetSteps, type CompileOptions, type CompiledRuleset } from '../compile/compile';
 import { setAddress, setPort } from './rewrite';
 import { runSync, type Steps } from '../steps';
 
@@ -164,8 +164,31 @@ export function ifaceMatches(spec: Negatable<string>, iface: string | undefined)
   return eq !== spec.negated;
 }
 
-function stateKey(rule: Rule, i: number): string {
-  return `${rule.id}#${i}`;
+/** Rules loaded, keyed between two yields of Engine.prepare. */
+const RULES_PER_STEP = 2048;
+
+/**
+ * The rules of one chain of the ruleset in force, found by id as carryChain (src/daemon/reload.ts) finds them: most
+ * keep their place, so the rule at the same position is tried first, and a map is built only for a long chain whose
+ * rules moved.
+ */
+class OldRules {
+  private byId: Map<string, Rule> | undefined;
+  constructor(private readonly rules: readonly Rule[]) {}
+
+  find(id: string, k: number): Rule | undefined {
+    const old = this.rules;
+    if (k < old.length && old[k].id === id) return old[k];
+    if (old.length <= 16) {
+      for (let j = 0; j < old.length; j++) if (old[j].id === id) return old[j];
+      return undefined;
+    }
+    if (this.byId === undefined) {
+      this.byId = new Map();
+      for (let j = 0; j < old.length; j++) this.byId.set(old[j].id, old[j]);
+    }
+    return this.byId.get(id);
+  }
 }
 
 export class Engine {
@@ -223,36 +246,53 @@ export class Engine {
     return (family === 4 ? this.v4 : this.v6)?.rules;
   }
 
+  /**
+   * Match state carries over by rule id as counters do (carryCounters): an id is a hash of the table, chain and
+   * canonical text (model.ts), so the rule that held a state before is looked for in the chain of the same name of
+   * the same table only, at the same place first. Nothing of the old ruleset is read when it holds no state.
+   */
   private *load(rules: Ruleset, prev: Loaded | undefined): Steps<Loaded> {
-    const old = new Map<string, unknown>();
-    if (prev) {
-      for (const [, t] of prev.rules.tables)
-        for (const [, c] of t.chains) {
-          for (const r of c.rules)
-            r.matches.forEach((m, i) => {
-              if (prev.state.has(m)) old.set(stateKey(r, i), prev.state.get(m));
-            });
-          yield;
-        }
-    }
+    const carry = prev !== undefined && prev.state.size > 0 ? prev : undefined;
     const state = new Map<MatchUse, unknown>();
     const stackLimit = new Map<TableName, number>();
+    let work = 0;
     for (const [name, t] of rules.tables) {
+      const oldTable = carry?.rules.tables.get(name);
       let userChains = 0;
-      for (const [, c] of t.chains) {
+      for (const c of t.chains.values()) {
         if (!c.builtin) userChains++;
-        for (const r of c.rules) {
-          r.matches.forEach((m, i) => {
-            if (!m.ext.createState) return;
-            const k = stateKey(r, i);
-            state.set(m, old.has(k) ? old.get(k) : m.ext.createState(m.opts));
-          });
+        const rs = c.rules;
+        /** The chain's rules before, looked up at its first stateful match; null: not yet. */
+        let old: OldRules | undefined | null = null;
+        for (let k = 0; k < rs.length; k++) {
+          const r = rs[k];
+          const ms = r.matches;
+          for (let i = 0; i < ms.length; i++) {
+            const m = ms[i];
+            const ext = m.ext;
+            if (!ext.createState) continue;
+            if (old === null) {
+              const before = oldTable?.chains.get(c.name)?.rules;
+              old = before === undefined ? undefined : new OldRules(before);
+            }
+            const om = old?.find(r.id, k)?.matches[i];
+            let s: unknown;
+            if (om !== undefined && ((s = carry!.state.get(om)) !== undefined || carry!.state.has(om))) state.set(m, s);
+            else state.set(m, ext.createState(m.opts));
+          }
         }
-        yield;
+        work += rs.length + 1;
+        if (work >= RULES_PER_STEP) {
+          work = 0;
+          yield;
+        }
       }
       stackLimit.set(name, userChains + 1);
     }
-    const compiled = this.index ? compileRuleset(rules, this.index) : undefined;
+    yield;
+    const compiled = this.index
+      ? yield* compileRulesetSteps(rules, this.index, prev?.compiled ? { rules: prev.rules, compiled: prev.compiled } : undefined)
+      : undefined;
     yield;
     return { rules, state, stackLimit, compiled };
   }
