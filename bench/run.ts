@@ -13,6 +13,7 @@ import { isRoot, Lab, THREE_HOST, threeHostSpec, type Host } from '../test/lab/l
 import { buildC, installNfqueue, outDir } from './build';
 import { cliPath, kernelRules } from '../test/lab/daemon';
 import { packageRoot } from '../src/package-root';
+import { kubeProxyRules } from '../scripts/gen-kube-proxy';
 import {
   ACCEPT_ALL_RULES,
   cachedPackets,
@@ -418,8 +419,13 @@ async function main(): Promise<void> {
   const nfqBin = buildC(root, 'minimal-nfq', ['-lnetfilter_queue', '-lmnl']);
   const floodBin = buildC(root, 'udp-flood', []);
   const pingBin = buildC(root, 'udp-pingpong', []);
+  // The issue's scenario by default: nfqwall holds kube-proxy's rules for 10,000 services (the flood's addresses are
+  // no service's, so its packets walk KUBE-SERVICES and KUBE-FORWARD as a node's other traffic does).
   let rulesFile = process.env['NFQW_BENCH_RULES'];
   if (rulesFile === undefined || rulesFile === '') {
+    rulesFile = path.join(out, 'kube-proxy-10000.rules');
+    fs.writeFileSync(rulesFile, kubeProxyRules(10_000, 3));
+  } else if (rulesFile === 'accept-all') {
     rulesFile = path.join(out, 'accept-all.rules');
     fs.writeFileSync(rulesFile, ACCEPT_ALL_RULES);
   } else if (!fs.existsSync(rulesFile)) {
@@ -506,7 +512,7 @@ async function main(): Promise<void> {
     }
   }
   process.stdout.write('Figures from a shared two-core machine: absolute values are noisy; compare within one run.\n');
-  if (rulesFile !== path.join(out, 'accept-all.rules')) process.stdout.write(`nfqwall's ruleset: ${rulesFile}\n`);
+  process.stdout.write(`nfqwall's ruleset: ${rulesFile}\n`);
   for (const t of tables) {
     const f = flooded?.get(t.kind);
     if (f === undefined) continue;
