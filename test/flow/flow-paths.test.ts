@@ -1,29 +1,9 @@
 import assert from 'node:assert/strict';
-import { FlowPaths, type FlowCacheLike } from '../../src/daemon/flow-paths';
+import { FlowPaths } from '../../src/daemon/flow-paths';
+import { FakeCache } from './fake-cache';
 import type { Counters } from '../../src/rules/model';
 
 /** The native cache as FlowPaths sees it: a generation, and hits the test adds as the receive thread would. */
-class FakeCache implements FlowCacheLike {
-  gen = 1;
-  pending: number[] = [];
-  drains = 0;
-  generation(): number {
-    return this.gen;
-  }
-  invalidate(): number {
-    return ++this.gen;
-  }
-  drain(): Float64Array {
-    this.drains++;
-    const out = Float64Array.from(this.pending);
-    this.pending = [];
-    return out;
-  }
-  hit(generation: number, path: number, packets: number, bytes: number): void {
-    this.pending.push(generation, path, packets, bytes);
-  }
-}
-
 const counters = (n: number): Counters[] => Array.from({ length: n }, () => ({ packets: 0, bytes: 0 }));
 
 describe('flow cache: paths and drain', () => {

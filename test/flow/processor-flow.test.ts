@@ -5,27 +5,12 @@ import { craftPacket } from '../../src/engine/craft';
 import { Engine } from '../../src/engine/engine';
 import { StaticHost } from '../../src/engine/host';
 import { EmptySets } from '../../src/engine/sets';
-import { FlowPaths, type FlowCacheLike } from '../../src/daemon/flow-paths';
+import { FlowPaths } from '../../src/daemon/flow-paths';
+import { FakeCache } from './fake-cache';
 import { BatchProcessor, type Tracer } from '../../src/daemon/processor';
 import type { PacketBatch } from '../../src/native';
 import { parseRuleset } from '../../src/rules/parse';
 import type { Ruleset } from '../../src/rules/model';
-
-class FakeCache implements FlowCacheLike {
-  gen = 3;
-  pending: number[] = [];
-  generation(): number {
-    return this.gen;
-  }
-  invalidate(): number {
-    return ++this.gen;
-  }
-  drain(): Float64Array {
-    const out = Float64Array.from(this.pending);
-    this.pending = [];
-    return out;
-  }
-}
 
 interface Pkt {
   dport?: number;
@@ -111,7 +96,7 @@ COMMIT
 function setup(opts: { tracer?: Tracer; noFlow?: boolean } = {}): { p: BatchProcessor; paths: FlowPaths; cache: FakeCache; rs: Ruleset } {
   const rs = parseRuleset(RULES, 'flow.rules', { family: 4 });
   const engine = new Engine({ rules4: rs, host: new StaticHost(), sets: new EmptySets() });
-  const cache = new FakeCache();
+  const cache = new FakeCache(3);
   const paths = new FlowPaths(cache);
   const p = new BatchProcessor(engine, names, {
     failOpen: false,
