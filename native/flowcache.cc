@@ -1,5 +1,7 @@
 #include "flowcache.h"
 
+#include <chrono>
+
 namespace nfqwall {
 namespace fc {
 
@@ -20,6 +22,20 @@ uint32_t mix(uint64_t x) {
   return uint32_t(x);
 }
 
+// NF_INET_* hooks, NF_ACCEPT, and the IPS_* NAT bits (the kernel's uapi values).
+constexpr uint8_t kPreRouting = 0, kLocalIn = 1, kForward = 2, kPostRouting = 4;
+constexpr uint32_t kAccept = 1;
+constexpr uint32_t kSrcNat = 1u << 4, kDstNat = 1u << 5;
+// Longer than any packet stays between two hooks, queue backlogs included: a count older than this was left by a
+// packet the kernel dropped on the way (TTL, no route), and no longer holds its flow back.
+constexpr uint32_t kTransitMs = 1000;
+
+uint32_t nowMs() {
+  return uint32_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now().time_since_epoch())
+                      .count());
+}
+
 bool sameValues(const Values& a, const Values& b) {
   return a.status == b.status && a.mark == b.mark && a.connmark == b.connmark && a.zone == b.zone &&
          a.inIf == b.inIf && a.outIf == b.outIf && a.physInIf == b.physInIf && a.physOutIf == b.physOutIf;
@@ -37,6 +53,7 @@ FlowCache::FlowCache(const Options& o) {
   waiting_.assign(w, 0);
   parkMark_.assign(w, 0);
   parkList_.reserve(4096);
+  transit_.assign(w, Transit{});
   waitMask_ = w - 1;
   maxPaths_ = o.maxPaths ? o.maxPaths : 1;
   pathPackets_.assign(maxPaths_, 0);
@@ -67,6 +84,7 @@ uint32_t FlowCache::lookup(uint32_t n, Probe* probes, Decision* dec, bool park) 
   std::lock_guard<std::mutex> g(mu_);
   const bool on = enabled_.load(std::memory_order_relaxed);
   const uint32_t gen = generation_.load(std::memory_order_relaxed);
+  const uint32_t now = skip_.mark ? nowMs() : 0;
   uint32_t hits = 0;
   parkList_.clear();
   for (uint32_t i = 0; i < n; i++) {
@@ -103,21 +121,157 @@ uint32_t FlowCache::lookup(uint32_t n, Probe* probes, Decision* dec, bool park) 
       if (match && wait == 0) {
         dec[i] = Decision{s->verdict, s->markOut, s->setMark != 0, s->pathId};
         p.kind = kHit;
-        uint64_t& pk = pathPackets_[s->pathId];
-        if (pk == 0) touched_.push_back(s->pathId);  // reserved: no allocation
-        pk++;
-        pathBytes_[s->pathId] += p.wireLen;
+        chargeLocked(s->pathId, p.wireLen);
+        if (p.skip && skip_.mark) skipLocked(p, dec[i], gen, w, now);
+        if (skip_.mark && !dec[i].skips) passLocked(p, w, now);
         st_.hits++;
         hits++;
         continue;
       }
       st_.misses++;
     }
+    if (skip_.mark) passLocked(p, w, now);
     wait++;
     st_.waiting++;
   }
   for (uint32_t w : parkList_) parkMark_[w] = 0;
   return hits;
+}
+
+void FlowCache::chargeLocked(uint32_t pathId, uint32_t wireLen) {
+  uint64_t& pk = pathPackets_[pathId];
+  if (pk == 0) touched_.push_back(pathId);  // reserved: no allocation
+  pk++;
+  pathBytes_[pathId] += wireLen;
+}
+
+// The stored decisions of the queued hooks among `hooks` (in path order) for the packet's connection and direction,
+// when each repeats for this packet: the mark it enters with is what the previous hook left, it accepts and leaves the
+// mark alone, and its other key values are the packet's (the interfaces as its flow last had them: routing only
+// changes with the routes, and a route change empties the cache). Returns how many, or -1 when a queued hook on the
+// path has no such decision.
+int FlowCache::laterLocked(const Probe& p, uint32_t mark, const uint8_t* hooks, uint32_t count, uint32_t gen,
+                           Slot** out) {
+  int n = 0;
+  uint32_t outIf = 0;
+  for (uint32_t h = 0; h < count; h++) {
+    if (!(skip_.queuedHooks & (1u << hooks[h]))) continue;
+    Key k = p.key;
+    k.hook = hooks[h];
+    Slot* s = find(k, gen);
+    if (!s) return -1;
+    const Values& v = s->values;
+    if (v.status != p.values.status || v.connmark != p.values.connmark || v.zone != p.values.zone || v.mark != mark ||
+        v.physInIf || v.physOutIf)
+      return -1;
+    if (hooks[h] != kPostRouting && v.inIf != p.values.inIf) return -1;
+    if (hooks[h] == kForward) outIf = v.outIf;
+    if (hooks[h] == kPostRouting && outIf && v.outIf != outIf) return -1;
+    if (s->verdict != kAccept || (s->setMark && s->markOut != mark)) return -1;
+    out[n++] = s;
+  }
+  return n;
+}
+
+bool FlowCache::inTransitLocked(uint32_t w, uint32_t now) {
+  Transit& t = transit_[w];
+  if ((t.toNext || t.toPost) && now - t.stamp > kTransitMs) t = Transit{};
+  return t.toNext || t.toPost;
+}
+
+// A packet leaving a hook's decision (a hit that did not skip, or a packet going to JavaScript) toward its next queued
+// hook, or arriving at it. Drops at a hook leave a count behind, which lapses (inTransitLocked).
+void FlowCache::passLocked(const Probe& p, uint32_t w, uint32_t now) {
+  auto queued = [&](uint8_t h) { return (skip_.queuedHooks & (1u << h)) != 0; };
+  Transit& t = transit_[w];
+  inTransitLocked(w, now);
+  switch (p.key.hook) {
+    case kPreRouting:
+      if (queued(kForward) || queued(kPostRouting) || queued(kLocalIn)) {
+        t.toNext++;
+        t.stamp = now;
+      }
+      break;
+    case kForward:
+      if (t.toNext) t.toNext--;
+      if (queued(kPostRouting)) {
+        t.toPost++;
+        t.stamp = now;
+      }
+      break;
+    case kLocalIn:
+      if (t.toNext) t.toNext--;
+      break;
+    case kPostRouting:
+      if (queued(kForward)) {
+        if (t.toPost) t.toPost--;
+      } else if (t.toNext) {
+        t.toNext--;
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+// A PREROUTING hit that accepts: when the flow's later hooks (FORWARD and POSTROUTING, or INPUT) are cached too, they
+// are decided now and charged to their paths, and the verdict sets the skip bit, which the kernel's hook rules test to
+// let the packet pass them without a trip and clear at its last hook. Not when the source is rewritten at the last
+// hook (SNAT, or the reply of a DNAT): that rewrite needs the trip.
+void FlowCache::skipLocked(const Probe& p, Decision& d, uint32_t gen, uint32_t w, uint32_t now) {
+  if (d.verdict != kAccept || p.key.hook != kPreRouting) return;
+  // Earlier packets of the flow still on their way through later hooks: this one would overtake them.
+  if (inTransitLocked(w, now)) return;
+  if (p.values.status & (p.key.dir == 0 ? kSrcNat : kDstNat)) return;
+  const uint32_t mark = (d.setMark ? d.mark : p.values.mark) & ~skip_.mark;
+  static constexpr uint8_t kFwdPath[] = {kForward, kPostRouting};
+  static constexpr uint8_t kLocalPath[] = {kLocalIn};
+  Slot* fwd[2];
+  Slot* local[1];
+  int f = (p.skip & kSkipForward) ? laterLocked(p, mark, kFwdPath, 2, gen, fwd) : -1;
+  int l = (p.skip & kSkipLocal) ? laterLocked(p, mark, kLocalPath, 1, gen, local) : -1;
+  // The flow's own decisions say which way it goes; when both ways have some (stale routing), neither is trusted.
+  Slot** later = nullptr;
+  int n = 0;
+  if (f > 0 && l <= 0) {
+    later = fwd;
+    n = f;
+  } else if (l > 0 && f <= 0) {
+    later = local;
+    n = l;
+  }
+  if (!later) return;
+  for (int i = 0; i < n; i++) chargeLocked(later[i]->pathId, p.wireLen);
+  d.mark = mark | skip_.mark;
+  d.setMark = true;
+  d.skips = true;
+  st_.tripsSkipped += uint64_t(n);
+}
+
+uint8_t skipPaths(const uint8_t* p, size_t len, bool ipv6, bool gsoOrTruncated, uint32_t maxLen) {
+  if (gsoOrTruncated) return 0;
+  bool forward = false;
+  if (!ipv6) {
+    if (len < 20 || (p[0] >> 4) != 4) return 0;
+    const bool df = (p[6] & 0x40) != 0;
+    // ip_forward(): IPv4 options (router alert), TTL, then ip_exceeds_mtu() with DF set.
+    forward = (p[0] & 0x0f) == 5 && p[8] > 1 && (len <= maxLen || !df);
+  } else {
+    if (len < 40 || (p[0] >> 4) != 6) return 0;
+    // ip6_forward(): a hop-by-hop header (router alert), the hop limit, then ip6_pkt_too_big().
+    forward = p[6] != 0 && p[7] > 1 && len <= maxLen;
+  }
+  return uint8_t(kSkipLocal | (forward ? kSkipForward : 0));
+}
+
+void FlowCache::setSkip(const SkipConfig& c) {
+  std::lock_guard<std::mutex> g(mu_);
+  skip_ = c;
+}
+
+SkipConfig FlowCache::skipConfig() {
+  std::lock_guard<std::mutex> g(mu_);
+  return skip_;
 }
 
 void FlowCache::storeLocked(const Key& k, const Values& v, const Decision& d, uint32_t gen) {

@@ -38,6 +38,8 @@ struct Decision {
   uint32_t mark = 0;
   bool setMark = false;
   uint32_t pathId = 0;
+  // lookup(): the hit also decided the packet's later hooks (docs/flow-cache.md, Trips); `mark` carries the skip bit.
+  bool skips = false;
 };
 
 // One packet as the receive thread sees it after classification.
@@ -51,7 +53,11 @@ struct Probe {
   uint8_t kind = 0;
   uint8_t base = 0;      // the kind before lookup(), for looking a parked packet up again
   uint8_t lotAhead = 0;  // the caller holds earlier packets of this flow parked: this one must park behind them
+  // At PREROUTING: the paths on which nothing between this hook and the next queued one can drop the packet or send
+  // it elsewhere (kSkipLocal, kSkipForward; skipPaths()). 0: a hit decides this hook only.
+  uint8_t skip = 0;
 };
+constexpr uint8_t kSkipLocal = 1, kSkipForward = 2;
 constexpr uint8_t kUntracked = 0, kTracked = 1, kEligible = 2, kHit = 3, kPark = 4;
 
 struct Options {
@@ -59,8 +65,23 @@ struct Options {
   uint32_t maxPaths = 65536;
 };
 
+// Hook skipping (docs/flow-cache.md, Trips). mark: the reserved packet mark bit the kernel's hook rules test to let a
+// packet pass FORWARD, INPUT and POSTROUTING without a trip (0: off). maxLen: the largest packet no link or route MTU
+// stops before FORWARD. queuedHooks: bit 1 << NF_INET_* for every hook the daemon queues.
+struct SkipConfig {
+  uint32_t mark = 0;
+  uint32_t maxLen = 0;
+  uint32_t queuedHooks = 0;
+};
+
+// kSkipLocal/kSkipForward for a packet at PREROUTING: the kernel drops nothing between there and INPUT, and drops
+// nothing before FORWARD unless the TTL/hop limit runs out, the packet exceeds the MTU and may not be fragmented,
+// IPv4 options or an IPv6 hop-by-hop header want the router's attention: those keep their trips.
+uint8_t skipPaths(const uint8_t* p, size_t len, bool ipv6, bool gsoOrTruncated, uint32_t maxLen);
+
 struct Stats {
   uint64_t hits = 0, misses = 0, stores = 0, evictions = 0, invalidations = 0;
+  uint64_t tripsSkipped = 0;  // later hooks decided at a PREROUTING hit: queue trips the packet did not make
   uint32_t generation = 0;
   uint64_t entries = 0;
   uint64_t waiting = 0;  // packets handed to JavaScript and not verdicted yet (all queues)
@@ -98,6 +119,8 @@ class FlowCache {
   uint32_t generation() const { return generation_.load(std::memory_order_acquire); }
   void setEnabled(bool on);
   bool enabled() const { return enabled_.load(std::memory_order_acquire); }
+  void setSkip(const SkipConfig& c);
+  SkipConfig skipConfig();
   // Hits since the last drain (older generations' first), and resets them.
   std::vector<PathHits> drain();
   Stats stats();
@@ -129,6 +152,11 @@ class FlowCache {
   uint32_t waitIndex(const Key& k) const;
   Slot* find(const Key& k, uint32_t gen);
   void storeLocked(const Key& k, const Values& v, const Decision& d, uint32_t gen);
+  void chargeLocked(uint32_t pathId, uint32_t wireLen);
+  int laterLocked(const Probe& p, uint32_t mark, const uint8_t* hooks, uint32_t count, uint32_t gen, Slot** out);
+  void skipLocked(const Probe& p, Decision& d, uint32_t gen, uint32_t w, uint32_t now);
+  void passLocked(const Probe& p, uint32_t w, uint32_t now);
+  bool inTransitLocked(uint32_t w, uint32_t now);
   void retireHitsLocked();
   void invalidateLocked();
 
@@ -147,6 +175,14 @@ class FlowCache {
   std::atomic<uint32_t> generation_{1};
   std::atomic<bool> enabled_{true};
   uint32_t stamp_ = 0;
+  SkipConfig skip_;
+  // Per flow (hashed as waiting_): packets sent on from PREROUTING not yet seen at their next queued hook, and from
+  // FORWARD not yet seen at POSTROUTING. A packet that skipped would overtake them, so skipping waits until they are
+  // seen; `stamp` (ms) lets a count left by a packet the kernel dropped on the way lapse after kTransitMs.
+  struct Transit {
+    uint32_t toNext = 0, toPost = 0, stamp = 0;
+  };
+  std::vector<Transit> transit_;
   const void* table_ = nullptr;
   Stats st_;
 };

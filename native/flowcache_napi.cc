@@ -43,6 +43,7 @@ fc::Probe probeArg(const Napi::Value& v, uint32_t wireLen) {
   p.values.outIf = u32Field(o, w, "outIf", 0, 0, kMax);
   p.values.physInIf = u32Field(o, w, "physInIf", 0, 0, kMax);
   p.values.physOutIf = u32Field(o, w, "physOutIf", 0, 0, kMax);
+  p.skip = uint8_t(u32Field(o, w, "skip", 0, 0, fc::kSkipLocal | fc::kSkipForward));
   p.wireLen = wireLen;
   p.kind = p.key.handle ? fc::kEligible : fc::kUntracked;
   return p;
@@ -55,6 +56,7 @@ class FlowCacheWrap : public Napi::ObjectWrap<FlowCacheWrap> {
                        {InstanceMethod<&FlowCacheWrap::Invalidate>("invalidate"),
                         InstanceMethod<&FlowCacheWrap::Generation>("generation"),
                         InstanceMethod<&FlowCacheWrap::SetEnabled>("setEnabled"),
+                        InstanceMethod<&FlowCacheWrap::SetSkip>("setSkip"),
                         InstanceMethod<&FlowCacheWrap::Drain>("drain"),
                         InstanceMethod<&FlowCacheWrap::Stats>("stats"),
                         InstanceMethod<&FlowCacheWrap::Lookup>("lookup"),
@@ -89,6 +91,20 @@ class FlowCacheWrap : public Napi::ObjectWrap<FlowCacheWrap> {
     return info.Env().Undefined();
   }
 
+  Napi::Value SetSkip(const Napi::CallbackInfo& info) {
+    if (info.Length() < 1 || !info[0].IsObject())
+      throw Napi::TypeError::New(info.Env(), "FlowCache.setSkip(config): config must be an object");
+    Napi::Object o = info[0].As<Napi::Object>();
+    fc::SkipConfig c;
+    c.mark = u32Field(o, "config.", "mark", 0, 0, 0xffffffffu);
+    if (c.mark & (c.mark - 1))
+      throw Napi::RangeError::New(info.Env(), "FlowCache.setSkip: config.mark must be a single bit (or 0: off)");
+    c.maxLen = u32Field(o, "config.", "maxLen", 0, 0, 0xffffffffu);
+    c.queuedHooks = u32Field(o, "config.", "queuedHooks", 0, 0, 31);
+    cache_->setSkip(c);
+    return info.Env().Undefined();
+  }
+
   Napi::Value Drain(const Napi::CallbackInfo& info) {
     std::vector<fc::PathHits> h = cache_->drain();
     Napi::Float64Array a = Napi::Float64Array::New(info.Env(), h.size() * 4);
@@ -115,6 +131,7 @@ class FlowCacheWrap : public Napi::ObjectWrap<FlowCacheWrap> {
     set("entries", s.entries);
     set("waiting", s.waiting);
     set("parked", s.parked);
+    set("tripsSkipped", s.tripsSkipped);
     o.Set("enabled", Napi::Boolean::New(env, s.enabled));
     return o;
   }
@@ -132,6 +149,7 @@ class FlowCacheWrap : public Napi::ObjectWrap<FlowCacheWrap> {
     o.Set("mark", Napi::Number::New(env, d.mark));
     o.Set("setMark", Napi::Boolean::New(env, d.setMark));
     o.Set("pathId", Napi::Number::New(env, d.pathId));
+    o.Set("skips", Napi::Boolean::New(env, d.skips));
     return o;
   }
 

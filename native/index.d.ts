@@ -224,6 +224,8 @@ export interface FlowCacheStats {
    * Counted per parking, so a packet parked twice counts twice.
    */
   parked: number;
+  /** Later hooks (FORWARD, POSTROUTING, INPUT) decided at a PREROUTING hit: queue trips packets did not make. */
+  tripsSkipped: number;
 }
 
 /** FlowCache.lookup/settle (tests): a packet's connection, hook and direction and the values its decision may use. */
@@ -241,6 +243,8 @@ export interface FlowCacheKey {
   outIf?: number;
   physInIf?: number;
   physOutIf?: number;
+  /** Tests: what the receive thread found about the packet at PREROUTING (1: may skip to INPUT, 2: to FORWARD). */
+  skip?: number;
 }
 
 export interface FlowCacheDecision {
@@ -248,6 +252,18 @@ export interface FlowCacheDecision {
   mark: number;
   setMark: boolean;
   pathId: number;
+  /** lookup(): the hit also decided the packet's later hooks, and `mark` carries the skip bit. */
+  skips?: boolean;
+}
+
+/** Hook skipping (docs/flow-cache.md, Trips). */
+export interface FlowCacheSkip {
+  /** The reserved packet mark bit the kernel's hook rules test; 0 turns skipping off. */
+  mark: number;
+  /** The largest packet (bytes) no link or route MTU stops before FORWARD. */
+  maxLen: number;
+  /** Bit 1 << NF_INET_* for every hook the daemon queues. */
+  queuedHooks: number;
 }
 
 /**
@@ -261,6 +277,11 @@ export class FlowCache {
   generation(): number;
   /** Off: no lookups, no stores (someone traces). Turning it on again starts a new generation. */
   setEnabled(on: boolean): void;
+  /**
+   * Lets a PREROUTING hit decide the flow's later hooks too, when they are cached, and mark the packet so the kernel's
+   * hook rules pass it there without a trip.
+   */
+  setSkip(config: FlowCacheSkip): void;
   /**
    * Hits since the last drain as [generation, pathId, packets, bytes] quadruples, and resets them. Hits of an older
    * generation are still reported once (the paths' counters must get them).

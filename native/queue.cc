@@ -511,6 +511,12 @@ std::unique_ptr<Batch> Queue::takePending(uint64_t seq) {
 bool Queue::verdictBatch(std::unique_ptr<Batch> b, PacketVerdict* v, const ct::Update* cu, const uint32_t* cachePaths,
                          uint32_t cacheGeneration) {
   const uint32_t n = b->count;
+  if (cfg_.cache) {
+    // The skip bit is the flow cache's alone: a rule that sets it would let the packet pass later hooks unseen.
+    const uint32_t skipMark = cfg_.cache->skipConfig().mark;
+    for (uint32_t i = 0; skipMark && i < n; i++)
+      if (v[i].setMark) v[i].mark &= ~skipMark;
+  }
   bool store = cfg_.cache && b->waitCounted && cachePaths;
   if (store && storeDec_.size() < n) {
     storeDec_.resize(n);
@@ -563,6 +569,7 @@ void Queue::decideCached(Batch& b) {
   const uint32_t n = b.count;
   b.probes.resize(n);
   if (hitDec_.size() < n) hitDec_.resize(n);
+  const fc::SkipConfig skip = cfg_.cache->skipConfig();
   for (uint32_t i = 0; i < n; i++) {
     const ct::Classification& c = b.ct.cls[i];
     fc::Probe& p = b.probes[i];
@@ -574,6 +581,10 @@ void Queue::decideCached(Batch& b) {
     p.kind = !c.handle ? fc::kUntracked : (c.state == ct::kEstablished && c.flags == 0) ? fc::kEligible : fc::kTracked;
     p.base = p.kind;
     p.lotAhead = p.kind != fc::kUntracked && lot_->count && lotCount_[cfg_.cache->flowIndex(p.key)] ? 1 : 0;
+    p.skip = 0;
+    if (skip.mark && p.kind == fc::kEligible && b.hooks[i] == ct::kPreRouting)
+      p.skip = fc::skipPaths(b.data.data() + b.offsets[i], b.offsets[i + 1] - b.offsets[i], b.protos[i] == 0x86dd,
+                             (b.flags[i] & (kFlagGso | kFlagTruncated)) != 0, skip.maxLen);
   }
   // Room for every packet in the lot first: nothing below throws once packets are verdicted or counted.
   reserveRows(*lot_, n, b.data.size());

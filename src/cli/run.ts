@@ -21,6 +21,7 @@ interface RunOptions {
   metrics?: string;
   logLevel?: string;
   flowCache?: boolean;
+  skipMark?: string;
 }
 
 /** The lines a user sees for a failure to start: one `file:line:column: message` per rule or configuration error. */
@@ -49,6 +50,7 @@ export function daemonOptions(cfg: Config): DaemonOptions {
     metrics: cfg.metrics,
     conntrackMax: cfg.conntrackMax, // H16
     flowCache: cfg.flowCache,
+    skipMark: cfg.skipMark,
   };
   // H2: by descriptor, so a full disk or a broken log stream costs lines (counted), not the daemon.
   opts.logger = new Logger({ level: cfg.logLevel, fd: cfg.logDestination === 'stderr' ? 2 : 1 });
@@ -74,6 +76,7 @@ export function registerRun(program: Command): void {
     .option('--metrics <addr:port>', 'Prometheus endpoint, or "off" (default 127.0.0.1:9469)')
     .option('--log-level <level>', 'err, warning, notice, info or debug (default info)')
     .option('--no-flow-cache', 'decide every packet in JavaScript: no cached decisions for settled connections (flow_cache = off)')
+    .option('--skip-mark <bit>', 'mark bit that lets settled packets pass later hooks without a queue trip, or "off" (default 0x10000000)')
     .action(async (opts: RunOptions & { failClosed?: boolean }, cmd: Command) => {
       let code: number;
       try {
@@ -91,6 +94,7 @@ export function registerRun(program: Command): void {
           logLevel: opts.logLevel,
           // Commander defaults a --no-* flag to true: only the flag itself overrides the file.
           flowCache: cmd.getOptionValueSource('flowCache') === 'cli' ? opts.flowCache : undefined,
+          skipMark: opts.skipMark,
         };
         const cfg = resolveConfig(opts.config, overrides);
         // Refused before anything acts on it, as the rule files are (src/daemon/files.ts).

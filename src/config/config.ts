@@ -1,6 +1,7 @@
 // The daemon's configuration file (/etc/nfqwall/nfqwall.conf): `key = value` lines, `#` comment lines, blank lines.
 // Every key is documented in examples/nfqwall.conf. Relative paths resolve against the directory of the file, so a
 // configuration and its rule files can move together. Errors name `file:line:column` and the key.
+import { DEFAULT_SKIP_MARK } from '../daemon/skip-guard';
 import fs from 'node:fs';
 import path from 'node:path';
 import { HOOKS, type Hook } from '../rules/model';
@@ -36,6 +37,11 @@ export interface Config {
   conntrackMax?: number;
   /** Decide settled connections' packets natively from cached decisions (docs/flow-cache.md). */
   flowCache: boolean;
+  /**
+   * The packet mark bit the flow cache sets so the kernel passes a settled packet's later hooks without a queue trip
+   * (docs/flow-cache.md, Trips); 0: every hook keeps its trip. Reserved: nfqwall's rules never see it set.
+   */
+  skipMark: number;
   /** Packets the kernel holds for the queue at most (NFQA_CFG_QUEUE_MAXLEN); beyond it the fail-open/closed policy. */
   queueMaxlen: number;
   /** Prometheus endpoint, or undefined when off. */
@@ -60,6 +66,7 @@ export function defaultConfig(): Config {
     failOpen: false,
     hooks: [...HOOKS],
     flowCache: true,
+    skipMark: DEFAULT_SKIP_MARK,
     metrics: parseListen(DEFAULT_METRICS),
     logLevel: 'info',
     logDestination: 'stdout',
@@ -104,6 +111,16 @@ export const DEFAULT_QUEUE_MAXLEN = 4096;
 export function parseQueueMaxlen(text: string): number {
   const n = Number(text);
   if (!/^\d+$/.test(text) || n < 1 || n > 1_048_576) throw new Error(`"${text}" is not a queue length (1..1048576 packets)`);
+  return n;
+}
+
+/** A single mark bit (`0x10000000`), or 0/off. */
+export function parseSkipMark(text: string): number {
+  if (text === 'off') return 0;
+  const n = Number(text);
+  if (!/^(0x[0-9a-fA-F]{1,8}|\d+)$/.test(text) || n > 0xffffffff || (n & (n - 1)) !== 0) {
+    throw new Error(`"${text}" is not a single mark bit (such as 0x10000000), 0 or off`);
+  }
   return n;
 }
 
@@ -192,6 +209,7 @@ const KEYS: Readonly<Record<string, { set: Setter; repeatable?: boolean }>> = {
   hooks: { set: (c, v) => (c.hooks = parseHooks(v)) },
   conntrack_max: { set: (c, v) => (c.conntrackMax = parsePositiveInt(v)) },
   flow_cache: { set: (c, v) => (c.flowCache = parseBool(v)) },
+  skip_mark: { set: (c, v) => (c.skipMark = parseSkipMark(v)) },
   metrics: { set: (c, v) => (c.metrics = parseMetrics(v)) },
   log_level: { set: (c, v) => (c.logLevel = parseLogLevel(v)) },
   log_destination: {
@@ -300,6 +318,7 @@ export interface ConfigOverrides {
   logLevel?: string;
   /** --no-flow-cache gives false; undefined keeps the file's `flow_cache`. */
   flowCache?: boolean;
+  skipMark?: string;
 }
 
 /** Applies flags over a configuration. Throws an Error naming the flag when a value is invalid. */
@@ -321,6 +340,7 @@ export function applyOverrides(base: Config, o: ConfigOverrides, cwd = process.c
   if (o.queueMaxlen !== undefined) cfg.queueMaxlen = flag('queue-maxlen', () => parseQueueMaxlen(o.queueMaxlen!));
   if (o.failOpen !== undefined) cfg.failOpen = o.failOpen;
   if (o.flowCache !== undefined) cfg.flowCache = o.flowCache;
+  if (o.skipMark !== undefined) cfg.skipMark = flag('skip-mark', () => parseSkipMark(o.skipMark!));
   if (o.control !== undefined) cfg.control = path.resolve(cwd, o.control);
   if (o.metrics !== undefined) cfg.metrics = flag('metrics', () => parseMetrics(o.metrics!));
   if (o.logLevel !== undefined) cfg.logLevel = flag('log-level', () => parseLogLevel(o.logLevel!));

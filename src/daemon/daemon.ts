@@ -20,6 +20,7 @@ import { IpMonitor, type IpEvent } from './ipmonitor';
 import { Logger, LogRecordSink } from './logger';
 import { BatchProcessor } from './processor';
 import { FlowPaths } from './flow-paths';
+import { DEFAULT_SKIP_MARK, readSkipGuard } from './skip-guard';
 import { TraceHub, traceHandler } from './trace'; // trace:
 import {
   carryCounters,
@@ -75,6 +76,8 @@ export interface DaemonOptions {
   privilege?: Privilege;
   /** Flow cache (`flow_cache`, docs/flow-cache.md): settled connections decided natively. Default true. */
   flowCache?: boolean;
+  /** The flow cache's skip bit (`skip_mark`, docs/flow-cache.md, Trips); 0: off. Default DEFAULT_SKIP_MARK. */
+  skipMark?: number;
   log?: (msg: string) => void;
 }
 
@@ -267,6 +270,9 @@ export class Daemon {
       // H16: the kernel does not track queued traffic (raw CT --notrack below); nfqwall's own table does.
       d.conntrack = new addon.ConnTable(opts.conntrackMax !== undefined ? { maxEntries: opts.conntrackMax } : {});
       if (opts.flowCache !== false) d.startFlowCache(new addon.FlowCache());
+      // Skipping starts from a PREROUTING decision; without the cache nothing would set the bit.
+      const hooks = opts.hooks ?? HOOKS;
+      d.skipMark = d.flowCache !== undefined && hooks.includes('PREROUTING') ? (opts.skipMark ?? DEFAULT_SKIP_MARK) : 0;
       // Every queue gets the same options but its number; the kernel's hash sends the two directions of a NATed
       // connection by different addresses, so only the shared table lets them meet.
       const conntrack = d.conntrack;
@@ -298,8 +304,10 @@ export class Daemon {
           failOpen: opts.failOpen,
           notrack: true,
           ownerPid: process.pid,
+          skipMark: d.skipMark,
         });
       }
+      await d.refreshSkip();
       // Last, so that a status answer means the hooks are in (the lab and service managers wait on it).
       d.control = await ControlServer.listen(opts.controlPath, d.handlers(), {
         mode: opts.controlMode,
@@ -356,6 +364,36 @@ export class Daemon {
     this.flowPaths.invalidate();
   }
 
+  /** The skip bit in the hook rules; 0 when skipping is off for good (no cache, PREROUTING not queued, skip_mark 0). */
+  private skipMark = 0;
+  /** Why skipping is off for now (policy routing reads the mark, the guard could not be read); '' when on. */
+  private skipOff = '';
+
+  /**
+   * Lets the flow cache skip later hooks while the host allows it (src/daemon/skip-guard.ts): at start and after
+   * every host refresh. Off, with one line saying why, while a routing rule reads the bit or the guard is unreadable.
+   */
+  private async refreshSkip(): Promise<void> {
+    const cache = this.flowCache;
+    if (cache === undefined || this.skipMark === 0) return;
+    const queuedHooks = queuedHookBits(this.opts.hooks ?? HOOKS);
+    let why: string;
+    let maxLen = 0;
+    try {
+      const g = await readSkipGuard(this.skipMark);
+      maxLen = g.maxLen;
+      why = g.markRules.length > 0 ? `routing rules read the packet mark (${g.markRules.join('; ')})` : '';
+    } catch (err) {
+      why = `cannot read links, routes and rules: ${err instanceof Error ? err.message : String(err)}`;
+    }
+    cache.setSkip({ mark: why === '' ? this.skipMark : 0, maxLen, queuedHooks });
+    if (why !== this.skipOff) {
+      if (why === '') this.log(`hook skipping on (mark bit 0x${this.skipMark.toString(16)}, packets up to ${maxLen} bytes)`);
+      else this.logger.warning(`hook skipping off: ${why}`);
+    }
+    this.skipOff = why;
+  }
+
   /** For status and the nfqwall_flow_cache_* metrics; undefined when the cache is off. */
   flowCacheStats(): FlowCacheStats | undefined {
     return this.flowCache?.stats();
@@ -374,6 +412,7 @@ export class Daemon {
         // Decisions cached while the old addresses and routes were in force (addrtype) go.
         this.invalidateFlows();
         this.forgetMasqueraded(before, gone);
+        return this.refreshSkip();
       })
       .catch((err: unknown) => {
         // Kept for the next refresh, which the periodic timer guarantees.

@@ -30,6 +30,12 @@ export interface HookPlan {
    * leftovers (owner gone) from a live daemon's hooks (refused, not removed).
    */
   ownerPid?: number;
+  /**
+   * The flow cache's skip bit (docs/flow-cache.md, Trips); needs PREROUTING queued. FORWARD passes a packet carrying
+   * it without a trip; INPUT and POSTROUTING, its last hooks, clear it and pass it; PREROUTING and OUTPUT clear it on
+   * packets entering the host with it, so only nfqwall's own verdicts set it.
+   */
+  skipMark?: number;
 }
 
 /** A rule `-A from -j to` in a built-in chain that jumps to one of our chains. */
@@ -60,6 +66,20 @@ const NOTRACK_HOOKS: readonly Hook[] = ['PREROUTING', 'OUTPUT'];
  */
 export const DEFRAG_CHAIN = `${CHAIN_PREFIX}DEFRAG`;
 
+/** Where INPUT and POSTROUTING send a packet carrying the skip bit: the bit is cleared, and the packet passes. */
+export const SKIPPED_CHAIN = `${CHAIN_PREFIX}SKIPPED`;
+
+/** The skip bit, when the plan can use it. */
+function skipBit(plan: HookPlan): number {
+  return plan.skipMark !== undefined && plan.skipMark !== 0 && plan.hooks.includes('PREROUTING') ? plan.skipMark : 0;
+}
+
+/** The mangle hooks with a chain of ours: those queued, and with the skip bit those that clear it. */
+function mangleHooks(plan: HookPlan): Hook[] {
+  const skip = skipBit(plan) !== 0;
+  return HOOKS.filter((h) => plan.hooks.includes(h) || (skip && h !== 'FORWARD'));
+}
+
 /** The chains and jumps `installScript(plan)` creates, in the order it creates them. */
 export function ownedFromPlan(plan: HookPlan): OwnedState {
   const state: OwnedState = new Map();
@@ -69,10 +89,10 @@ export function ownedFromPlan(plan: HookPlan): OwnedState {
       jumps: NOTRACK_HOOKS.map((h) => ({ from: h, to: chainName(h) })),
     });
   }
-  const hooks = HOOKS.filter((h) => plan.hooks.includes(h));
+  const hooks = mangleHooks(plan);
   if (hooks.length > 0) {
     state.set('mangle', {
-      chains: hooks.map(chainName),
+      chains: [...hooks.map(chainName), ...(skipBit(plan) !== 0 ? [SKIPPED_CHAIN] : [])],
       jumps: hooks.map((h) => ({ from: h, to: chainName(h) })),
     });
   }
@@ -91,8 +111,16 @@ export function installScript(plan: HookPlan): string {
   if (plan.ownerPid !== undefined && !(Number.isInteger(plan.ownerPid) && plan.ownerPid > 0)) {
     throw new Error(`owner pid ${plan.ownerPid} is not a process id`);
   }
+  if (plan.skipMark !== undefined && !(Number.isInteger(plan.skipMark) && plan.skipMark >= 0 && plan.skipMark <= 0xffffffff
+    && (plan.skipMark & (plan.skipMark - 1)) === 0)) {
+    throw new Error(`skip mark ${plan.skipMark} is not a single bit`);
+  }
   const owned = ownedFromPlan(plan);
   const owner = plan.ownerPid === undefined ? '' : ` -m comment --comment "${OWNER_COMMENT}${plan.ownerPid}"`;
+  const bit = skipBit(plan);
+  const hex = `0x${bit.toString(16)}`;
+  const carries = `-m mark --mark ${hex}/${hex}`;
+  const clear = `-j MARK --set-xmark 0x0/${hex}`;
   const lines: string[] = [];
   for (const [table, { chains, jumps }] of owned) {
     lines.push(`*${table}`);
@@ -100,7 +128,16 @@ export function installScript(plan: HookPlan): string {
     for (const c of chains) {
       if (c === DEFRAG_CHAIN) lines.push(`-A ${c}${owner} -m conntrack --ctstate INVALID -j RETURN`);
       else if (table === 'raw') lines.push(`-A ${c}${owner} -j CT --notrack`);
-      else lines.push(`-A ${c}${owner} -j NFQUEUE ${queueTarget(plan)}`);
+      else if (c === SKIPPED_CHAIN) lines.push(`-A ${c}${owner} ${clear}`);
+      else {
+        const hook = c.slice(CHAIN_PREFIX.length) as Hook;
+        if (bit !== 0) {
+          if (hook === 'PREROUTING' || hook === 'OUTPUT') lines.push(`-A ${c}${owner} ${carries} ${clear}`);
+          else if (hook === 'FORWARD') lines.push(`-A ${c}${owner} ${carries} -j RETURN`);
+          else lines.push(`-A ${c}${owner} ${carries} -g ${SKIPPED_CHAIN}`);
+        }
+        if (plan.hooks.includes(hook)) lines.push(`-A ${c}${owner} -j NFQUEUE ${queueTarget(plan)}`);
+      }
     }
     for (const j of jumps) lines.push(`-I ${j.from} 1 -j ${j.to}`);
     lines.push('COMMIT');

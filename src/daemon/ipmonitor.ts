@@ -1,8 +1,8 @@
-// Follows link, address and route changes of the daemon's network namespace with `ip monitor link address route`,
-// calling back (debounced) so the host view (addrtype LOCAL, REJECT sources, MASQUERADE and REDIRECT addresses) and
-// interface names stay current, and reporting each link and address event as its line comes, so the daemon can forget
-// MASQUERADE bindings as the kernel's netdevice and inetaddr notifiers do. Restarted with a delay if it dies; killed
-// at close.
+// Follows link, address, route and routing rule changes of the daemon's network namespace with `ip monitor link
+// address route rule`, calling back (debounced) so the host view (addrtype LOCAL, REJECT sources, MASQUERADE and
+// REDIRECT addresses, what hook skipping needs), and interface names stay current, and reporting each link and
+// address event as its line comes, so the daemon can forget MASQUERADE bindings as the kernel's netdevice and inetaddr
+// notifiers do. Restarted with a delay if it dies; killed at close.
 //
 // A child inherits every descriptor not marked close-on-exec. If the NFQUEUE socket is such a descriptor, a monitor
 // outliving a SIGKILLed daemon would keep the queue bound, and the kernel would hold packets for it instead of
@@ -80,7 +80,7 @@ export function parseMonitorLine(line: string): IpEvent | undefined {
 export interface IpMonitorOptions {
   debounceMs?: number;
   restartMs?: number;
-  /** The command, for tests: defaults to `ip monitor link address route`. */
+  /** The command, for tests: defaults to `ip monitor link address route rule`. */
   argv?: readonly string[];
   /** Each link and address event, as its line arrives (before the debounced onChange). */
   onEvent?: (event: IpEvent) => void;
@@ -109,7 +109,7 @@ export class IpMonitor {
   }
 
   private start(): void {
-    const [cmd, ...args] = this.opts.argv ?? ['ip', 'monitor', 'link', 'address', 'route'];
+    const [cmd, ...args] = this.opts.argv ?? ['ip', 'monitor', 'link', 'address', 'route', 'rule'];
     const child = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     // A chunk can end inside a line: the rest waits for the next chunk.

@@ -58,6 +58,7 @@ export interface FlowCacheCounts {
   stores: number;
   evictions: number;
   entries: number;
+  tripsSkipped: number;
 }
 
 /** What the daemon offers the metrics; every method is called at scrape time only. */
@@ -388,6 +389,11 @@ export class Metrics {
       (f) => f.misses,
     );
     flowCounter('nfqwall_flow_cache_stores_total', 'Decisions stored in the flow cache.', (f) => f.stores);
+    flowCounter(
+      'nfqwall_flow_cache_trips_skipped_total',
+      'Queue trips settled packets did not make: their FORWARD, POSTROUTING or INPUT decision was made with their PREROUTING one, and the kernel passed them there (docs/flow-cache.md, Trips).',
+      (f) => f.tripsSkipped,
+    );
     flowCounter('nfqwall_flow_cache_evictions_total', 'Stored decisions the flow cache overwrote for lack of room.', (f) => f.evictions);
     new Gauge({
       name: 'nfqwall_flow_cache_entries',

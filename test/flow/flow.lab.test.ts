@@ -324,7 +324,7 @@ describe('flow cache: a UDP flow and a TCP connection through a kube-proxy-like 
   it('the cache served most packets (QueueStats.cached), and none without it', () => {
     assert.ok(withCache.cached > 0, `cached ${withCache.cached} of ${withCache.received + withCache.cached}; flowCache ${JSON.stringify(withCache.flowCache)}`);
     assert.equal(without.cached, 0);
-    process.stderr.write(`      flow cache: ${withCache.cached} of ${withCache.received} queued packets decided natively\n`);
+    process.stderr.write(`      flow cache: ${withCache.cached} of ${withCache.received} queued packets decided natively, ${JSON.stringify(withCache.flowCache)}\n`);
     assert.equal(without.flowCache, undefined);
   });
 
