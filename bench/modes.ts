@@ -157,20 +157,32 @@ export interface NfqwallVariant {
   cpuFanout?: boolean;
   /** false: `--no-flow-cache`, every packet decided in JavaScript (default: the cache on, as nfqwall defaults). */
   flowCache?: boolean;
+  /** false: `--skip-mark off`, every hook keeps its queue trip (default: skipping on, as nfqwall defaults). */
+  skip?: boolean;
 }
 
 export function nfqwallName(v: NfqwallVariant = {}): string {
   const n = v.queues ?? 1;
   const base = n === 1 ? 'nfqwall' : `nfqwall --queues ${n}${v.cpuFanout === true ? ' cpu-fanout' : ''}`;
-  return v.flowCache === false ? `${base} --no-flow-cache` : base;
+  if (v.flowCache === false) return `${base} --no-flow-cache`;
+  return v.skip === false ? `${base} --skip-mark off` : base;
 }
 
 /** Adds --queue-cpu-fanout to every NFQUEUE rule of nfqwall's mangle chains in fw, in one transaction. */
 async function addCpuFanout(fw: Host): Promise<void> {
   const saved = (await fw.exec(['iptables-save', '-t', 'mangle'])).stdout;
-  const lines = saved.split('\n').filter((l) => /^-A NFQWALL-\S+ .*-j NFQUEUE --queue-balance /.test(l));
-  if (lines.length === 0) throw new Error(`no balanced NFQUEUE rule of nfqwall in fw:\n${saved}`);
-  const script = ['*mangle', ...lines.map((l) => l.replace(/^-A (\S+) /, '-R $1 1 ') + ' --queue-cpu-fanout'), 'COMMIT', ''].join('\n');
+  // Each NFQUEUE rule replaced where it stands: the skip rules come before it in some chains.
+  const position = new Map<string, number>();
+  const replace: string[] = [];
+  for (const l of saved.split('\n')) {
+    const chain = /^-A (NFQWALL-\S+) /.exec(l)?.[1];
+    if (chain === undefined) continue;
+    const n = (position.get(chain) ?? 0) + 1;
+    position.set(chain, n);
+    if (/ -j NFQUEUE --queue-balance /.test(l)) replace.push(`${l.replace(/^-A (\S+) /, `-R $1 ${n} `)} --queue-cpu-fanout`);
+  }
+  if (replace.length === 0) throw new Error(`no balanced NFQUEUE rule of nfqwall in fw:\n${saved}`);
+  const script = ['*mangle', ...replace, 'COMMIT', ''].join('\n');
   await fw.exec(['iptables-restore', '--noflush'], { input: script });
 }
 
@@ -188,6 +200,7 @@ export function nfqwallMode(cli: string | undefined, rulesFile: string, controlP
       const argv = [process.execPath, cli, 'run', '--rules', rulesFile, '--queue', String(BENCH_QUEUE), '--control', controlPath];
       if (queues > 1) argv.push('--queues', String(queues));
       if (variant.flowCache === false) argv.push('--no-flow-cache');
+      if (variant.skip === false) argv.push('--skip-mark', 'off');
       const child = fw.spawn(['taskset', '-c', QUEUE_CPU, ...argv]);
       const c = collect(child);
       const status = async (): Promise<boolean> => {

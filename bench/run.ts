@@ -452,6 +452,7 @@ async function main(): Promise<void> {
         cLoop,
         nfqueueMode(installNfqueue(root)),
         nfqwall,
+        nfqwallMode(cli, rulesFile, control, { skip: false }),
         noCache,
         nfqwallMode(cli, rulesFile, control, { queues: 2 }),
         nfqwallMode(cli, rulesFile, control, { queues: 2, cpuFanout: true }),

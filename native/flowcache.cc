@@ -28,7 +28,7 @@ constexpr uint32_t kAccept = 1;
 constexpr uint32_t kSrcNat = 1u << 4, kDstNat = 1u << 5;
 // Longer than any packet stays between two hooks, queue backlogs included: a count older than this was left by a
 // packet the kernel dropped on the way (TTL, no route), and no longer holds its flow back.
-constexpr uint32_t kTransitMs = 1000;
+constexpr uint32_t kTransitMs = 50;
 
 uint32_t nowMs() {
   return uint32_t(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -99,15 +99,16 @@ uint32_t FlowCache::lookup(uint32_t n, Probe* probes, Decision* dec, bool park) 
     }
     const uint32_t w = waitIndex(p.key);
     uint32_t& wait = waiting_[w];
+    // A packet at a later hook than PREROUTING left PREROUTING before any packet of its flow parked there: it parks
+    // only behind the flow's packets parked at later hooks (a packet held back from skipping waits for it).
+    const uint8_t mine = p.key.hook == kPreRouting ? kParkedPre : kParkedLater;
     auto parkIt = [&] {
       p.kind = kPark;
-      if (!parkMark_[w]) {
-        parkMark_[w] = 1;
-        parkList_.push_back(w);
-      }
+      if (!parkMark_[w]) parkList_.push_back(w);
+      parkMark_[w] |= mine;
       st_.parked++;
     };
-    if (park && (p.lotAhead || parkMark_[w])) {
+    if (park && (p.lotAhead || (parkMark_[w] & (mine == kParkedPre ? kParkedPre | kParkedLater : kParkedLater)))) {
       parkIt();
       continue;
     }
@@ -120,17 +121,29 @@ uint32_t FlowCache::lookup(uint32_t n, Probe* probes, Decision* dec, bool park) 
       }
       if (match && wait == 0) {
         dec[i] = Decision{s->verdict, s->markOut, s->setMark != 0, s->pathId};
+        const Skip sk = p.skip && skip_.mark && skip_.allowed ? skipLocked(p, dec[i], gen, w, now) : Skip::kNo;
+        if (sk == Skip::kHold && park) {
+          // It could skip but for its flow's packets still between hooks: it waits for them in the lot rather than
+          // take the trips itself, which would keep its flow's later packets from ever skipping under load.
+          holds_.fetch_add(1, std::memory_order_acq_rel);
+          parkIt();
+          continue;
+        }
         p.kind = kHit;
         chargeLocked(s->pathId, p.wireLen);
-        if (p.skip && skip_.mark) skipLocked(p, dec[i], gen, w, now);
-        if (skip_.mark && !dec[i].skips) passLocked(p, w, now);
+        if (sk == Skip::kYes) {
+          for (uint32_t k = 0; k < laterCount_; k++) chargeLocked(later_[k]->pathId, p.wireLen);
+          st_.tripsSkipped += laterCount_;
+        } else {
+          passLocked(p, w, now);
+        }
         st_.hits++;
         hits++;
         continue;
       }
       st_.misses++;
     }
-    if (skip_.mark) passLocked(p, w, now);
+    passLocked(p, w, now);
     wait++;
     st_.waiting++;
   }
@@ -175,93 +188,66 @@ int FlowCache::laterLocked(const Probe& p, uint32_t mark, const uint8_t* hooks, 
 
 bool FlowCache::inTransitLocked(uint32_t w, uint32_t now) {
   Transit& t = transit_[w];
-  if ((t.toNext || t.toPost) && now - t.stamp > kTransitMs) t = Transit{};
-  return t.toNext || t.toPost;
+  if (t.count && now - t.stamp > kTransitMs) t = Transit{};
+  return t.count != 0;
 }
 
-// A packet leaving a hook's decision (a hit that did not skip, or a packet going to JavaScript) toward its next queued
-// hook, or arriving at it. Drops at a hook leave a count behind, which lapses (inTransitLocked).
+// A packet leaving a hook's decision (a hit that did not skip, or a packet going to JavaScript, which then counts as
+// waiting): from PREROUTING it is on its way through the later hooks; from its last queued one (POSTROUTING, else
+// FORWARD; INPUT) it is through. A packet dropped on the way leaves its count behind, which lapses (inTransitLocked).
 void FlowCache::passLocked(const Probe& p, uint32_t w, uint32_t now) {
+  if (!skip_.mark) return;
   auto queued = [&](uint8_t h) { return (skip_.queuedHooks & (1u << h)) != 0; };
   Transit& t = transit_[w];
   inTransitLocked(w, now);
-  switch (p.key.hook) {
-    case kPreRouting:
-      if (queued(kForward) || queued(kPostRouting) || queued(kLocalIn)) {
-        t.toNext++;
-        t.stamp = now;
-      }
-      break;
-    case kForward:
-      if (t.toNext) t.toNext--;
-      if (queued(kPostRouting)) {
-        t.toPost++;
-        t.stamp = now;
-      }
-      break;
-    case kLocalIn:
-      if (t.toNext) t.toNext--;
-      break;
-    case kPostRouting:
-      if (queued(kForward)) {
-        if (t.toPost) t.toPost--;
-      } else if (t.toNext) {
-        t.toNext--;
-      }
-      break;
-    default:
-      break;
+  const uint8_t h = p.key.hook;
+  if (h == kPreRouting) {
+    if (!queued(kForward) && !queued(kPostRouting) && !queued(kLocalIn)) return;
+    if (!t.count) t.stamp = now;
+    t.count++;
+  } else if (t.count && (h == kPostRouting || h == kLocalIn || (h == kForward && !queued(kPostRouting)))) {
+    t.count--;
+    t.stamp = now;
   }
 }
 
-// A PREROUTING hit that accepts: when the flow's later hooks (FORWARD and POSTROUTING, or INPUT) are cached too, they
-// are decided now and charged to their paths, and the verdict sets the skip bit, which the kernel's hook rules test to
-// let the packet pass them without a trip and clear at its last hook. Not when the source is rewritten at the last
-// hook (SNAT, or the reply of a DNAT): that rewrite needs the trip.
-void FlowCache::skipLocked(const Probe& p, Decision& d, uint32_t gen, uint32_t w, uint32_t now) {
-  if (d.verdict != kAccept || p.key.hook != kPreRouting) return;
-  // Earlier packets of the flow still on their way through later hooks: this one would overtake them.
-  if (inTransitLocked(w, now)) return;
-  if (p.values.status & (p.key.dir == 0 ? kSrcNat : kDstNat)) return;
+// A PREROUTING hit that accepts: when the flow's FORWARD and POSTROUTING decisions are cached too, they are decided
+// now and charged to their paths, and the verdict sets the skip bit, which the kernel's hook rules test to let the
+// packet pass them without a trip and clear at POSTROUTING. Not when the source is rewritten at POSTROUTING (SNAT, or
+// the reply of a DNAT): that rewrite needs the trip. Never INPUT: a packet the route sends to this host after all
+// (a route or address change not yet seen) must meet the INPUT rules, so INPUT only clears the bit.
+FlowCache::Skip FlowCache::skipLocked(const Probe& p, Decision& d, uint32_t gen, uint32_t w, uint32_t now) {
+  if (d.verdict != kAccept || p.key.hook != kPreRouting) return Skip::kNo;
+  if (p.values.status & (p.key.dir == 0 ? kSrcNat : kDstNat)) return Skip::kNo;
   const uint32_t mark = (d.setMark ? d.mark : p.values.mark) & ~skip_.mark;
   static constexpr uint8_t kFwdPath[] = {kForward, kPostRouting};
-  static constexpr uint8_t kLocalPath[] = {kLocalIn};
   Slot* fwd[2];
-  Slot* local[1];
-  int f = (p.skip & kSkipForward) ? laterLocked(p, mark, kFwdPath, 2, gen, fwd) : -1;
-  int l = (p.skip & kSkipLocal) ? laterLocked(p, mark, kLocalPath, 1, gen, local) : -1;
-  // The flow's own decisions say which way it goes; when both ways have some (stale routing), neither is trusted.
-  Slot** later = nullptr;
-  int n = 0;
-  if (f > 0 && l <= 0) {
-    later = fwd;
-    n = f;
-  } else if (l > 0 && f <= 0) {
-    later = local;
-    n = l;
-  }
-  if (!later) return;
-  for (int i = 0; i < n; i++) chargeLocked(later[i]->pathId, p.wireLen);
+  const int n = laterLocked(p, mark, kFwdPath, 2, gen, fwd);
+  // The flow's own decisions say it is forwarded; one at INPUT too means its route changed: not trusted.
+  Key in = p.key;
+  in.hook = kLocalIn;
+  if (n <= 0 || find(in, gen)) return Skip::kNo;
+  // Earlier packets of the flow still on their way through later hooks: this one would overtake them.
+  if (inTransitLocked(w, now)) return Skip::kHold;
+  laterCount_ = uint32_t(n);
+  for (int i = 0; i < n; i++) later_[i] = fwd[i];
   d.mark = mark | skip_.mark;
   d.setMark = true;
   d.skips = true;
-  st_.tripsSkipped += uint64_t(n);
+  return Skip::kYes;
 }
 
-uint8_t skipPaths(const uint8_t* p, size_t len, bool ipv6, bool gsoOrTruncated, uint32_t maxLen) {
-  if (gsoOrTruncated) return 0;
-  bool forward = false;
+bool skipForward(const uint8_t* p, size_t len, bool ipv6, bool gsoOrTruncated, uint32_t maxLen) {
+  if (gsoOrTruncated) return false;
   if (!ipv6) {
-    if (len < 20 || (p[0] >> 4) != 4) return 0;
+    if (len < 20 || (p[0] >> 4) != 4) return false;
     const bool df = (p[6] & 0x40) != 0;
     // ip_forward(): IPv4 options (router alert), TTL, then ip_exceeds_mtu() with DF set.
-    forward = (p[0] & 0x0f) == 5 && p[8] > 1 && (len <= maxLen || !df);
-  } else {
-    if (len < 40 || (p[0] >> 4) != 6) return 0;
-    // ip6_forward(): a hop-by-hop header (router alert), the hop limit, then ip6_pkt_too_big().
-    forward = p[6] != 0 && p[7] > 1 && len <= maxLen;
+    return (p[0] & 0x0f) == 5 && p[8] > 1 && (len <= maxLen || !df);
   }
-  return uint8_t(kSkipLocal | (forward ? kSkipForward : 0));
+  if (len < 40 || (p[0] >> 4) != 6) return false;
+  // ip6_forward(): a hop-by-hop header (router alert), the hop limit, then ip6_pkt_too_big().
+  return p[6] != 0 && p[7] > 1 && len <= maxLen;
 }
 
 void FlowCache::setSkip(const SkipConfig& c) {
@@ -310,15 +296,19 @@ uint32_t FlowCache::release(uint32_t n, const Probe* probes, const Decision* sto
   std::lock_guard<std::mutex> g(mu_);
   const bool canStore = store && stored && enabled_.load(std::memory_order_relaxed) &&
                         generation == generation_.load(std::memory_order_relaxed);
+  const uint32_t now = skip_.mark ? nowMs() : 0;
   uint32_t count = 0;
   for (uint32_t i = 0; i < n; i++) {
     const Probe& p = probes[i];
     if (p.kind != kTracked && p.kind != kEligible) continue;
-    uint32_t& wait = waiting_[waitIndex(p.key)];
+    const uint32_t w = waitIndex(p.key);
+    uint32_t& wait = waiting_[w];
     if (wait) {
       wait--;
       if (st_.waiting) st_.waiting--;
     }
+    // JavaScript took its time, but the packet is alive: what waits for it keeps waiting.
+    if (transit_[w].count) transit_[w].stamp = now;
     if (canStore && stored[i] && p.kind == kEligible && p.key.handle && store[i].pathId < maxPaths_) {
       storeLocked(p.key, p.values, store[i], generation);
       count++;

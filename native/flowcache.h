@@ -52,12 +52,13 @@ struct Probe {
   // hit into kHit and a parked packet into kPark, which release() skips: only what was counted is uncounted.
   uint8_t kind = 0;
   uint8_t base = 0;      // the kind before lookup(), for looking a parked packet up again
-  uint8_t lotAhead = 0;  // the caller holds earlier packets of this flow parked: this one must park behind them
-  // At PREROUTING: the paths on which nothing between this hook and the next queued one can drop the packet or send
-  // it elsewhere (kSkipLocal, kSkipForward; skipPaths()). 0: a hit decides this hook only.
+  // The caller holds earlier packets of this flow parked, that this one must park behind: at any hook for a packet
+  // at PREROUTING, at hooks after PREROUTING for the others (see lookup()).
+  uint8_t lotAhead = 0;
+  // At PREROUTING: nothing between there and FORWARD can drop the packet (skipForward()). 0: a hit decides this hook
+  // only.
   uint8_t skip = 0;
 };
-constexpr uint8_t kSkipLocal = 1, kSkipForward = 2;
 constexpr uint8_t kUntracked = 0, kTracked = 1, kEligible = 2, kHit = 3, kPark = 4;
 
 struct Options {
@@ -66,18 +67,21 @@ struct Options {
 };
 
 // Hook skipping (docs/flow-cache.md, Trips). mark: the reserved packet mark bit the kernel's hook rules test to let a
-// packet pass FORWARD, INPUT and POSTROUTING without a trip (0: off). maxLen: the largest packet no link or route MTU
-// stops before FORWARD. queuedHooks: bit 1 << NF_INET_* for every hook the daemon queues.
+// packet pass FORWARD and POSTROUTING without a trip; it is cleared from every verdict's mark but a skipping one, even
+// while `allowed` is false (0: no bit installed). allowed: the host lets packets skip now (no routing rule reads the
+// mark). maxLen: the largest packet no link or route MTU stops before FORWARD. queuedHooks: bit 1 << NF_INET_* for
+// every hook the daemon queues.
 struct SkipConfig {
   uint32_t mark = 0;
+  bool allowed = false;
   uint32_t maxLen = 0;
   uint32_t queuedHooks = 0;
 };
 
-// kSkipLocal/kSkipForward for a packet at PREROUTING: the kernel drops nothing between there and INPUT, and drops
-// nothing before FORWARD unless the TTL/hop limit runs out, the packet exceeds the MTU and may not be fragmented,
-// IPv4 options or an IPv6 hop-by-hop header want the router's attention: those keep their trips.
-uint8_t skipPaths(const uint8_t* p, size_t len, bool ipv6, bool gsoOrTruncated, uint32_t maxLen);
+// For a packet at PREROUTING: whether the kernel drops nothing between there and FORWARD. Not when the TTL/hop limit
+// runs out, the packet exceeds the MTU and may not be fragmented, IPv4 options or an IPv6 hop-by-hop header want the
+// router's attention, or the packet is a GSO one: those keep their trips.
+bool skipForward(const uint8_t* p, size_t len, bool ipv6, bool gsoOrTruncated, uint32_t maxLen);
 
 struct Stats {
   uint64_t hits = 0, misses = 0, stores = 0, evictions = 0, invalidations = 0;
@@ -131,6 +135,9 @@ class FlowCache {
   uint32_t flowSlots() const { return waitMask_ + 1; }
   // Bumped by every release(): a parked packet can only move on after one.
   uint64_t releases() const { return releases_.load(std::memory_order_acquire); }
+  // Bumped whenever lookup() parks a packet that could skip but for its flow's packets between hooks: those are seen
+  // by lookups, not releases, so the lot is looked at again while this moves.
+  uint64_t holds() const { return holds_.load(std::memory_order_acquire); }
 
   // The queues that use this cache must share one connection table: handles name entries of that table. The first
   // caller binds it; a different table returns false.
@@ -154,7 +161,10 @@ class FlowCache {
   void storeLocked(const Key& k, const Values& v, const Decision& d, uint32_t gen);
   void chargeLocked(uint32_t pathId, uint32_t wireLen);
   int laterLocked(const Probe& p, uint32_t mark, const uint8_t* hooks, uint32_t count, uint32_t gen, Slot** out);
-  void skipLocked(const Probe& p, Decision& d, uint32_t gen, uint32_t w, uint32_t now);
+  // kYes: `d` now skips, and later_[0..laterCount_) are the decisions to charge. kHold: it would, but earlier
+  // packets of its flow are still between hooks.
+  enum class Skip { kNo, kYes, kHold };
+  Skip skipLocked(const Probe& p, Decision& d, uint32_t gen, uint32_t w, uint32_t now);
   void passLocked(const Probe& p, uint32_t w, uint32_t now);
   bool inTransitLocked(uint32_t w, uint32_t now);
   void retireHitsLocked();
@@ -164,7 +174,9 @@ class FlowCache {
   std::vector<Slot> slots_;
   uint32_t bucketMask_ = 0;
   std::vector<uint32_t> waiting_;  // hashed by connection and direction: a collision only costs a miss
-  std::vector<uint8_t> parkMark_;  // lookup() scratch: flows that parked a packet in this call
+  // lookup() scratch: flows that parked a packet in this call, at PREROUTING (kParkedPre) or a later hook.
+  std::vector<uint8_t> parkMark_;
+  static constexpr uint8_t kParkedPre = 1, kParkedLater = 2;
   std::vector<uint32_t> parkList_;
   std::atomic<uint64_t> releases_{0};
   uint32_t waitMask_ = 0;
@@ -176,13 +188,16 @@ class FlowCache {
   std::atomic<bool> enabled_{true};
   uint32_t stamp_ = 0;
   SkipConfig skip_;
-  // Per flow (hashed as waiting_): packets sent on from PREROUTING not yet seen at their next queued hook, and from
-  // FORWARD not yet seen at POSTROUTING. A packet that skipped would overtake them, so skipping waits until they are
-  // seen; `stamp` (ms) lets a count left by a packet the kernel dropped on the way lapse after kTransitMs.
+  // Per flow (hashed as waiting_): packets sent on from PREROUTING that have not left their last queued hook. A packet
+  // that skipped would overtake them, so skipping waits for them; `stamp` (ms), the last sign of one of them, lets a
+  // count left by a packet the kernel dropped on the way lapse after kTransitMs.
   struct Transit {
-    uint32_t toNext = 0, toPost = 0, stamp = 0;
+    uint32_t count = 0, stamp = 0;
   };
   std::vector<Transit> transit_;
+  Slot* later_[2] = {};
+  uint32_t laterCount_ = 0;
+  std::atomic<uint64_t> holds_{0};
   const void* table_ = nullptr;
   Stats st_;
 };

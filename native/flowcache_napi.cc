@@ -43,7 +43,9 @@ fc::Probe probeArg(const Napi::Value& v, uint32_t wireLen) {
   p.values.outIf = u32Field(o, w, "outIf", 0, 0, kMax);
   p.values.physInIf = u32Field(o, w, "physInIf", 0, 0, kMax);
   p.values.physOutIf = u32Field(o, w, "physOutIf", 0, 0, kMax);
-  p.skip = uint8_t(u32Field(o, w, "skip", 0, 0, fc::kSkipLocal | fc::kSkipForward));
+  Napi::Value skip = o.Get("skip");
+  if (!skip.IsUndefined() && !skip.IsBoolean()) throw Napi::TypeError::New(v.Env(), "FlowCache: key.skip must be a boolean");
+  p.skip = skip.IsBoolean() && skip.As<Napi::Boolean>().Value() ? 1 : 0;
   p.wireLen = wireLen;
   p.kind = p.key.handle ? fc::kEligible : fc::kUntracked;
   return p;
@@ -100,6 +102,10 @@ class FlowCacheWrap : public Napi::ObjectWrap<FlowCacheWrap> {
     if (c.mark & (c.mark - 1))
       throw Napi::RangeError::New(info.Env(), "FlowCache.setSkip: config.mark must be a single bit (or 0: off)");
     c.maxLen = u32Field(o, "config.", "maxLen", 0, 0, 0xffffffffu);
+    Napi::Value allowed = o.Get("allowed");
+    if (!allowed.IsBoolean())
+      throw Napi::TypeError::New(info.Env(), "FlowCache.setSkip: config.allowed must be a boolean");
+    c.allowed = allowed.As<Napi::Boolean>().Value();
     c.queuedHooks = u32Field(o, "config.", "queuedHooks", 0, 0, 31);
     cache_->setSkip(c);
     return info.Env().Undefined();
@@ -149,7 +155,7 @@ class FlowCacheWrap : public Napi::ObjectWrap<FlowCacheWrap> {
     o.Set("mark", Napi::Number::New(env, d.mark));
     o.Set("setMark", Napi::Boolean::New(env, d.setMark));
     o.Set("pathId", Napi::Number::New(env, d.pathId));
-    o.Set("skips", Napi::Boolean::New(env, d.skips));
+    if (d.skips) o.Set("skips", Napi::Boolean::New(env, true));
     return o;
   }
 

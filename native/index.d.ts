@@ -243,8 +243,8 @@ export interface FlowCacheKey {
   outIf?: number;
   physInIf?: number;
   physOutIf?: number;
-  /** Tests: what the receive thread found about the packet at PREROUTING (1: may skip to INPUT, 2: to FORWARD). */
-  skip?: number;
+  /** Tests: at PREROUTING, nothing between there and FORWARD can drop the packet (the receive thread checks this). */
+  skip?: boolean;
 }
 
 export interface FlowCacheDecision {
@@ -252,14 +252,19 @@ export interface FlowCacheDecision {
   mark: number;
   setMark: boolean;
   pathId: number;
-  /** lookup(): the hit also decided the packet's later hooks, and `mark` carries the skip bit. */
+  /** lookup(): present (true) when the hit also decided FORWARD and POSTROUTING, and `mark` carries the skip bit. */
   skips?: boolean;
 }
 
 /** Hook skipping (docs/flow-cache.md, Trips). */
 export interface FlowCacheSkip {
-  /** The reserved packet mark bit the kernel's hook rules test; 0 turns skipping off. */
+  /**
+   * The reserved packet mark bit the kernel's hook rules test (0: none installed). It is cleared from every verdict's
+   * mark but a skipping one, even while `allowed` is false.
+   */
   mark: number;
+  /** Whether packets may skip now (no routing rule reads the mark). */
+  allowed: boolean;
   /** The largest packet (bytes) no link or route MTU stops before FORWARD. */
   maxLen: number;
   /** Bit 1 << NF_INET_* for every hook the daemon queues. */

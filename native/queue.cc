@@ -143,6 +143,7 @@ Queue::Queue(const QueueConfig& cfg) : cfg_(cfg) {
     lot_->reserve(cfg_.maxBatch);
     lot_->classified = true;
     lotCount_.assign(cfg_.cache->flowSlots(), 0);
+    lotPre_.assign(cfg_.cache->flowSlots(), 0);
   }
   current_ = acquire();
 
@@ -580,11 +581,17 @@ void Queue::decideCached(Batch& b) {
     // goes to JavaScript.
     p.kind = !c.handle ? fc::kUntracked : (c.state == ct::kEstablished && c.flags == 0) ? fc::kEligible : fc::kTracked;
     p.base = p.kind;
-    p.lotAhead = p.kind != fc::kUntracked && lot_->count && lotCount_[cfg_.cache->flowIndex(p.key)] ? 1 : 0;
+    // A packet past PREROUTING is older than its flow's packets parked there (FlowCache::lookup).
+    if (p.kind != fc::kUntracked && lot_->count) {
+      const uint32_t f = cfg_.cache->flowIndex(p.key);
+      p.lotAhead = (b.hooks[i] == ct::kPreRouting ? lotCount_[f] : lotCount_[f] - lotPre_[f]) != 0;
+    } else {
+      p.lotAhead = 0;
+    }
     p.skip = 0;
-    if (skip.mark && p.kind == fc::kEligible && b.hooks[i] == ct::kPreRouting)
-      p.skip = fc::skipPaths(b.data.data() + b.offsets[i], b.offsets[i + 1] - b.offsets[i], b.protos[i] == 0x86dd,
-                             (b.flags[i] & (kFlagGso | kFlagTruncated)) != 0, skip.maxLen);
+    if (skip.mark && skip.allowed && p.kind == fc::kEligible && b.hooks[i] == ct::kPreRouting)
+      p.skip = fc::skipForward(b.data.data() + b.offsets[i], b.offsets[i + 1] - b.offsets[i], b.protos[i] == 0x86dd,
+                               (b.flags[i] & (kFlagGso | kFlagTruncated)) != 0, skip.maxLen);
   }
   // Room for every packet in the lot first: nothing below throws once packets are verdicted or counted.
   reserveRows(*lot_, n, b.data.size());
@@ -594,7 +601,9 @@ void Queue::decideCached(Batch& b) {
   for (uint32_t i = 0; i < n; i++) {
     if (b.probes[i].kind != fc::kPark) continue;
     appendRow(*lot_, b, i);
-    lotCount_[cfg_.cache->flowIndex(b.probes[i].key)]++;
+    const uint32_t f = cfg_.cache->flowIndex(b.probes[i].key);
+    lotCount_[f]++;
+    lotPre_[f] += b.hooks[i] == ct::kPreRouting;
     moved = true;
   }
   if (hits) verdictHits(b);
@@ -604,9 +613,11 @@ void Queue::decideCached(Batch& b) {
 void Queue::scanLot(bool force) {
   Batch& l = *lot_;
   if (!l.count) return;
-  const uint64_t releases = cfg_.cache->releases();
-  if (!force && releases == lotReleases_) return;  // nothing JavaScript held was verdicted since the last look
+  const uint64_t releases = cfg_.cache->releases(), holds = cfg_.cache->holds();
+  // Nothing JavaScript held was verdicted, and nothing was held for packets between hooks, since the last look.
+  if (!force && releases == lotReleases_ && holds == lotHolds_) return;
   lotReleases_ = releases;
+  lotHolds_ = holds;
   const uint32_t n = l.count;
   // Handed to JavaScript in batches of at most maxBatch, as every batch is.
   std::vector<std::unique_ptr<Batch>> out;
@@ -617,8 +628,9 @@ void Queue::scanLot(bool force) {
   }
   if (hitDec_.size() < n) hitDec_.resize(n);
   for (uint32_t i = 0; i < n; i++) {
-    l.probes[i].kind = l.probes[i].base;
-    l.probes[i].lotAhead = 0;
+    fc::Probe& p = l.probes[i];
+    p.kind = p.base;
+    p.lotAhead = 0;
   }
   // Forced: nothing parks again, so the lot empties into hits and JavaScript.
   uint32_t hits = cfg_.cache->lookup(n, l.probes.data(), hitDec_.data(), !force);
@@ -626,7 +638,11 @@ void Queue::scanLot(bool force) {
   for (uint32_t i = 0; i < n; i++) {
     uint8_t k = l.probes[i].kind;
     if (k == fc::kPark) continue;
-    if (k != fc::kUntracked) lotCount_[cfg_.cache->flowIndex(l.probes[i].key)]--;
+    if (k != fc::kUntracked) {
+      const uint32_t f = cfg_.cache->flowIndex(l.probes[i].key);
+      lotCount_[f]--;
+      lotPre_[f] -= l.hooks[i] == ct::kPreRouting;
+    }
     if (k == fc::kHit) continue;
     if (out[fill]->count == cfg_.maxBatch) fill++;
     appendRow(*out[fill], l, i);

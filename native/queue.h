@@ -197,7 +197,9 @@ class Queue {
   // here instead of joining them in JavaScript, in arrival order, and are looked up again after the next release.
   std::unique_ptr<Batch> lot_;
   std::vector<uint32_t> lotCount_;  // parked packets per flow (FlowCache::flowIndex)
+  std::vector<uint32_t> lotPre_;    // of those, the ones parked at PREROUTING
   uint64_t lotReleases_ = 0;
+  uint64_t lotHolds_ = 0;  // FlowCache::holds() at the last look at the lot
 
   std::mutex tableMutex_;
   std::map<uint64_t, std::unique_ptr<Batch>> pending_;

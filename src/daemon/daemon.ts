@@ -292,6 +292,8 @@ export class Daemon {
       }
       // A crashed run's hooks go first in both families, even one this run does not filter: left in place they
       // would keep queueing (or, fail-closed, dropping) that family's traffic to a queue nobody serves.
+      // The bit is cleared from the rules' marks from the first packet on; skipping waits for the guard.
+      if (d.skipMark !== 0) d.flowCache?.setSkip({ mark: d.skipMark, allowed: false, maxLen: 0, queuedHooks: queuedHookBits(hooks) });
       for (const family of [4, 6] as const) d.hooks.removeStale(family);
       for (const rs of [rules.rules4, rules.rules6]) {
         if (rs === undefined) continue;
@@ -367,7 +369,7 @@ export class Daemon {
   /** The skip bit in the hook rules; 0 when skipping is off for good (no cache, PREROUTING not queued, skip_mark 0). */
   private skipMark = 0;
   /** Why skipping is off for now (policy routing reads the mark, the guard could not be read); '' when on. */
-  private skipOff = '';
+  private skipOff: string | undefined;
 
   /**
    * Lets the flow cache skip later hooks while the host allows it (src/daemon/skip-guard.ts): at start and after
@@ -386,7 +388,7 @@ export class Daemon {
     } catch (err) {
       why = `cannot read links, routes and rules: ${err instanceof Error ? err.message : String(err)}`;
     }
-    cache.setSkip({ mark: why === '' ? this.skipMark : 0, maxLen, queuedHooks });
+    cache.setSkip({ mark: this.skipMark, allowed: why === '', maxLen, queuedHooks });
     if (why !== this.skipOff) {
       if (why === '') this.log(`hook skipping on (mark bit 0x${this.skipMark.toString(16)}, packets up to ${maxLen} bytes)`);
       else this.logger.warning(`hook skipping off: ${why}`);

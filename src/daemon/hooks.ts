@@ -32,8 +32,9 @@ export interface HookPlan {
   ownerPid?: number;
   /**
    * The flow cache's skip bit (docs/flow-cache.md, Trips); needs PREROUTING queued. FORWARD passes a packet carrying
-   * it without a trip; INPUT and POSTROUTING, its last hooks, clear it and pass it; PREROUTING and OUTPUT clear it on
-   * packets entering the host with it, so only nfqwall's own verdicts set it.
+   * it without a trip, and POSTROUTING clears it and passes it; PREROUTING and OUTPUT clear it on packets entering
+   * the host with it, so only nfqwall's own verdicts set it, and INPUT clears it before its own rules, so a packet a
+   * changed route delivers locally still meets them.
    */
   skipMark?: number;
 }
@@ -66,7 +67,7 @@ const NOTRACK_HOOKS: readonly Hook[] = ['PREROUTING', 'OUTPUT'];
  */
 export const DEFRAG_CHAIN = `${CHAIN_PREFIX}DEFRAG`;
 
-/** Where INPUT and POSTROUTING send a packet carrying the skip bit: the bit is cleared, and the packet passes. */
+/** Where POSTROUTING sends a packet carrying the skip bit: the bit is cleared, and the packet passes. */
 export const SKIPPED_CHAIN = `${CHAIN_PREFIX}SKIPPED`;
 
 /** The skip bit, when the plan can use it. */
@@ -132,9 +133,9 @@ export function installScript(plan: HookPlan): string {
       else {
         const hook = c.slice(CHAIN_PREFIX.length) as Hook;
         if (bit !== 0) {
-          if (hook === 'PREROUTING' || hook === 'OUTPUT') lines.push(`-A ${c}${owner} ${carries} ${clear}`);
-          else if (hook === 'FORWARD') lines.push(`-A ${c}${owner} ${carries} -j RETURN`);
-          else lines.push(`-A ${c}${owner} ${carries} -g ${SKIPPED_CHAIN}`);
+          if (hook === 'FORWARD') lines.push(`-A ${c}${owner} ${carries} -j RETURN`);
+          else if (hook === 'POSTROUTING') lines.push(`-A ${c}${owner} ${carries} -g ${SKIPPED_CHAIN}`);
+          else lines.push(`-A ${c}${owner} ${carries} ${clear}`);
         }
         if (plan.hooks.includes(hook)) lines.push(`-A ${c}${owner} -j NFQUEUE ${queueTarget(plan)}`);
       }

@@ -9,6 +9,7 @@ import {
   loadConfigFile,
   parseConfig,
   parseListen,
+  parseSkipMark,
   resolveConfig,
 } from '../../src/config/config';
 import { packageRoot } from '../paths';
@@ -194,5 +195,60 @@ describe('config: precedence (defaults < file < flags)', () => {
       assert.match(err.message, /bad\.conf:1:9: queue: "-1" is not a queue number/);
       return true;
     });
+  });
+});
+
+describe('config: skip_mark / --skip-mark', () => {
+  let dir: string;
+  before(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nfqw-config-skip-'));
+    fs.writeFileSync(path.join(dir, 'skip.conf'), 'rules = r.v4\nskip_mark = 0x100\n');
+    fs.writeFileSync(path.join(dir, 'none.conf'), 'rules = r.v4\n');
+  });
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('defaults to bit 0x10000000', () => {
+    assert.equal(defaultConfig().skipMark, 0x10000000);
+    assert.equal(parseConfig('rules = r\n', '/x/c.conf').config.skipMark, 0x10000000);
+  });
+
+  it('reads a single bit in hex or decimal, and 0 or off for none', () => {
+    const read = (v: string): number => parseConfig(`skip_mark = ${v}\n`, '/x/c.conf').config.skipMark;
+    assert.equal(read('0x100'), 0x100);
+    assert.equal(read('0x80000000'), 0x80000000);
+    assert.equal(read('256'), 256);
+    assert.equal(read('1'), 1);
+    assert.equal(read('0'), 0);
+    assert.equal(read('off'), 0);
+    assert.ok(parseConfig('skip_mark = off\n', '/x/c.conf').given.has('skip_mark'));
+  });
+
+  it('names file:line:column, the key and the value when it is not a single bit', () => {
+    assert.deepEqual(errorsOf('queue = 1\nskip_mark = 0x3\n'), [
+      '/etc/nfqwall/nfqwall.conf:2:13: skip_mark: "0x3" is not a single mark bit (such as 0x10000000), 0 or off',
+    ]);
+    for (const bad of ['3', '0xffffffff', '0x100000000', '4294967296', '-1', 'yes', '0x', '1e3', '0b100']) {
+      const errs = errorsOf(`skip_mark = ${bad}`);
+      assert.equal(errs.length, 1, bad);
+      assert.equal(errs[0], `/etc/nfqwall/nfqwall.conf:1:13: skip_mark: "${bad}" is not a single mark bit (such as 0x10000000), 0 or off`);
+    }
+    assert.throws(() => parseSkipMark('0x10000001'), /"0x10000001" is not a single mark bit/);
+  });
+
+  it('the file overrides the default and --skip-mark overrides the file', () => {
+    assert.equal(resolveConfig(path.join(dir, 'skip.conf'), {}, '/cwd').skipMark, 0x100);
+    assert.equal(resolveConfig(path.join(dir, 'none.conf'), {}, '/cwd').skipMark, 0x10000000);
+    assert.equal(resolveConfig(path.join(dir, 'skip.conf'), { skipMark: '0x20000000' }, '/cwd').skipMark, 0x20000000);
+    assert.equal(resolveConfig(path.join(dir, 'skip.conf'), { skipMark: 'off' }, '/cwd').skipMark, 0);
+    assert.equal(applyOverrides(defaultConfig(), { skipMark: '0' }).skipMark, 0);
+    assert.equal(applyOverrides(defaultConfig(), { skipMark: '1024' }).skipMark, 1024);
+  });
+
+  it('a bad --skip-mark names the flag and the value', () => {
+    assert.throws(
+      () => applyOverrides(defaultConfig(), { skipMark: '5' }),
+      /^Error: --skip-mark: "5" is not a single mark bit \(such as 0x10000000\), 0 or off$/,
+    );
+    assert.throws(() => resolveConfig(path.join(dir, 'skip.conf'), { skipMark: 'on' }), /^Error: --skip-mark: "on"/);
   });
 });

@@ -368,3 +368,208 @@ describe('daemon/hooks in a network namespace (root)', function () {
     assert.equal(saved(4), before4);
   });
 });
+
+// ---- the flow cache's skip bit (docs/flow-cache.md, Trips) ----
+
+const SKIP = 0x10000000;
+const CARRIES = '-m mark --mark 0x10000000/0x10000000';
+const CLEAR = '-j MARK --set-xmark 0x0/0x10000000';
+
+/** What iptables-save prints after installScript: the same lines, the jumps appended. */
+function asSaved(script: string): string {
+  return script.replace(/^-I (\S+) 1 /gm, '-A $1 ');
+}
+
+describe('daemon/hooks with the skip mark', () => {
+  const skipPlan: HookPlan = { ...plan4, notrack: false, skipMark: SKIP };
+
+  it('clears the bit at PREROUTING, INPUT and OUTPUT before their queue rules, passes it at FORWARD, clears and passes it at POSTROUTING', () => {
+    assert.equal(
+      installScript(skipPlan),
+      [
+        '*mangle',
+        ':NFQWALL-PREROUTING - [0:0]',
+        ':NFQWALL-INPUT - [0:0]',
+        ':NFQWALL-FORWARD - [0:0]',
+        ':NFQWALL-OUTPUT - [0:0]',
+        ':NFQWALL-POSTROUTING - [0:0]',
+        ':NFQWALL-SKIPPED - [0:0]',
+        `-A NFQWALL-PREROUTING ${CARRIES} ${CLEAR}`,
+        '-A NFQWALL-PREROUTING -j NFQUEUE --queue-num 7',
+        `-A NFQWALL-INPUT ${CARRIES} ${CLEAR}`,
+        '-A NFQWALL-INPUT -j NFQUEUE --queue-num 7',
+        `-A NFQWALL-FORWARD ${CARRIES} -j RETURN`,
+        '-A NFQWALL-FORWARD -j NFQUEUE --queue-num 7',
+        `-A NFQWALL-OUTPUT ${CARRIES} ${CLEAR}`,
+        '-A NFQWALL-OUTPUT -j NFQUEUE --queue-num 7',
+        `-A NFQWALL-POSTROUTING ${CARRIES} -g NFQWALL-SKIPPED`,
+        '-A NFQWALL-POSTROUTING -j NFQUEUE --queue-num 7',
+        `-A NFQWALL-SKIPPED ${CLEAR}`,
+        '-I PREROUTING 1 -j NFQWALL-PREROUTING',
+        '-I INPUT 1 -j NFQWALL-INPUT',
+        '-I FORWARD 1 -j NFQWALL-FORWARD',
+        '-I OUTPUT 1 -j NFQWALL-OUTPUT',
+        '-I POSTROUTING 1 -j NFQWALL-POSTROUTING',
+        'COMMIT',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('has chains that clear the bit at INPUT, OUTPUT and POSTROUTING when only PREROUTING and FORWARD are queued', () => {
+    assert.equal(
+      installScript({ ...skipPlan, hooks: ['PREROUTING', 'FORWARD'], skipMark: 0x100, ownerPid: 99 }),
+      [
+        '*mangle',
+        ':NFQWALL-PREROUTING - [0:0]',
+        ':NFQWALL-INPUT - [0:0]',
+        ':NFQWALL-FORWARD - [0:0]',
+        ':NFQWALL-OUTPUT - [0:0]',
+        ':NFQWALL-POSTROUTING - [0:0]',
+        ':NFQWALL-SKIPPED - [0:0]',
+        '-A NFQWALL-PREROUTING -m comment --comment "nfqwall pid 99" -m mark --mark 0x100/0x100 -j MARK --set-xmark 0x0/0x100',
+        '-A NFQWALL-PREROUTING -m comment --comment "nfqwall pid 99" -j NFQUEUE --queue-num 7',
+        '-A NFQWALL-INPUT -m comment --comment "nfqwall pid 99" -m mark --mark 0x100/0x100 -j MARK --set-xmark 0x0/0x100',
+        '-A NFQWALL-FORWARD -m comment --comment "nfqwall pid 99" -m mark --mark 0x100/0x100 -j RETURN',
+        '-A NFQWALL-FORWARD -m comment --comment "nfqwall pid 99" -j NFQUEUE --queue-num 7',
+        '-A NFQWALL-OUTPUT -m comment --comment "nfqwall pid 99" -m mark --mark 0x100/0x100 -j MARK --set-xmark 0x0/0x100',
+        '-A NFQWALL-POSTROUTING -m comment --comment "nfqwall pid 99" -m mark --mark 0x100/0x100 -g NFQWALL-SKIPPED',
+        '-A NFQWALL-SKIPPED -m comment --comment "nfqwall pid 99" -j MARK --set-xmark 0x0/0x100',
+        '-I PREROUTING 1 -j NFQWALL-PREROUTING',
+        '-I INPUT 1 -j NFQWALL-INPUT',
+        '-I FORWARD 1 -j NFQWALL-FORWARD',
+        '-I OUTPUT 1 -j NFQWALL-OUTPUT',
+        '-I POSTROUTING 1 -j NFQWALL-POSTROUTING',
+        'COMMIT',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('has no FORWARD chain when FORWARD is not queued, and keeps the raw table as it was', () => {
+    const s = installScript({ ...plan4, hooks: ['PREROUTING', 'INPUT'], skipMark: SKIP });
+    assert.ok(s.startsWith(installScript({ ...plan4, hooks: [] })), 'the raw part comes first, unchanged');
+    assert.doesNotMatch(s, /FORWARD/);
+    assert.match(s, /^-A NFQWALL-POSTROUTING -m mark --mark 0x10000000\/0x10000000 -g NFQWALL-SKIPPED$/m);
+    // INPUT only clears the bit, then queues: a packet a changed route delivers here meets the INPUT rules.
+    assert.match(s, /^-A NFQWALL-INPUT -m mark --mark 0x10000000\/0x10000000 -j MARK --set-xmark 0x0\/0x10000000\n-A NFQWALL-INPUT -j NFQUEUE /m);
+    assert.doesNotMatch(s, /^-A NFQWALL-INPUT .*-g /m);
+    assert.doesNotMatch(s, /^-A NFQWALL-POSTROUTING -j NFQUEUE/m);
+  });
+
+  it('adds nothing when PREROUTING is not queued or the bit is 0', () => {
+    for (const hooks of [['INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'], []] as const) {
+      const plain4 = { ...plan4, hooks };
+      const s = installScript({ ...plain4, skipMark: SKIP });
+      assert.equal(s, installScript(plain4), hooks.join(','));
+      assert.doesNotMatch(s, /mark|SKIPPED/);
+      assert.deepEqual(plain(ownedFromPlan({ ...plain4, skipMark: SKIP })), plain(ownedFromPlan(plain4)));
+    }
+    assert.equal(installScript({ ...plan4, skipMark: 0 }), installScript(plan4));
+  });
+
+  it('refuses a skip mark that is not a single bit', () => {
+    assert.throws(() => installScript({ ...plan4, skipMark: 3 }), /skip mark 3 is not a single bit/);
+    assert.throws(() => installScript({ ...plan4, skipMark: 2 ** 32 }), /not a single bit/);
+    assert.throws(() => installScript({ ...plan4, skipMark: -1 }), /not a single bit/);
+    assert.doesNotThrow(() => installScript({ ...plan4, skipMark: 0x80000000 }));
+  });
+
+  it('parses back what it installs, NFQWALL-SKIPPED included, and removes all of it', () => {
+    for (const hooks of [HOOKS, ['PREROUTING', 'FORWARD']] as const) {
+      const p: HookPlan = { ...plan4, hooks, skipMark: SKIP };
+      const owned = ownedFromPlan(p);
+      const parsed = parseOwned(asSaved(installScript(p)));
+      assert.deepEqual(plain(parsed), plain(owned));
+      assert.ok(parsed.get('mangle')?.chains.includes('NFQWALL-SKIPPED'));
+      assert.deepEqual(
+        plain(parsed).mangle!.jumps,
+        ['FORWARD>NFQWALL-FORWARD', 'INPUT>NFQWALL-INPUT', 'OUTPUT>NFQWALL-OUTPUT', 'POSTROUTING>NFQWALL-POSTROUTING', 'PREROUTING>NFQWALL-PREROUTING'],
+      );
+      const rm = removeScript(parsed);
+      assert.match(rm, /^-F NFQWALL-SKIPPED$/m);
+      assert.match(rm, /^-X NFQWALL-SKIPPED$/m);
+      // Every mangle chain is flushed (dropping the -g references to NFQWALL-SKIPPED) before any is deleted.
+      const lines = rm.slice(rm.indexOf('*mangle')).split('\n');
+      const lastFlush = lines.map((l) => l.startsWith('-F ')).lastIndexOf(true);
+      const firstDelete = lines.findIndex((l) => l.startsWith('-X '));
+      assert.ok(lastFlush < firstDelete, rm);
+    }
+  });
+});
+
+const SKIP_NS = `nfqw-skiphooks-${process.pid}`;
+
+describe('daemon/hooks with the skip mark in a network namespace (root)', function () {
+  let created = false;
+  const inSkipNs = (...argv: string[]): string => sh(['ip', 'netns', 'exec', SKIP_NS, ...argv]);
+  const savedMangle = (family: 4 | 6): string =>
+    normalize(inSkipNs(family === 4 ? 'iptables-nft-save' : 'ip6tables-nft-save', '-t', 'mangle'));
+  const run = (): Runner => commandRunner(['ip', 'netns', 'exec', SKIP_NS]);
+
+  before(function () {
+    skipUnlessRoot(this, 'daemon/hooks skip mark in a network namespace');
+    sh(['ip', 'netns', 'add', SKIP_NS]);
+    created = true;
+    // Someone else's mark rule, which must survive.
+    inSkipNs('iptables-nft', '-t', 'mangle', '-A', 'FORWARD', '-d', '198.18.0.2/32', '-j', 'MARK', '--set-mark', '0x4000');
+  });
+
+  after(function () {
+    if (created) spawnSync('ip', ['netns', 'del', SKIP_NS]);
+  });
+
+  afterEach(function () {
+    if (!created) return;
+    const m = new HookManager({ run: run() });
+    m.removeStale(4, true);
+    m.removeStale(6, true);
+  });
+
+  it('installs the skip rules as planned and removes every one of them', () => {
+    const before4 = savedMangle(4);
+    const before6 = savedMangle(6);
+    const m = new HookManager({ run: run() });
+    const p4: HookPlan = { ...plan4, notrack: false, skipMark: SKIP };
+    m.install(p4);
+    m.install({ ...p4, family: 6, hooks: ['PREROUTING', 'FORWARD'] });
+    const after4 = savedMangle(4);
+    const after6 = savedMangle(6);
+    assert.deepEqual(plain(parseOwned(after4)), plain(ownedFromPlan(p4)));
+    assert.deepEqual(plain(parseOwned(after6)), plain(ownedFromPlan({ ...p4, family: 6, hooks: ['PREROUTING', 'FORWARD'] })));
+    // The kernel's own rendering of our chains: each holds exactly the planned rules, in order.
+    const ours = (text: string, chain: string): string[] => text.split('\n').filter((l) => l.startsWith(`-A ${chain} `));
+    for (const text of [after4, after6]) {
+      assert.deepEqual(ours(text, 'NFQWALL-PREROUTING'), [
+        `-A NFQWALL-PREROUTING ${CARRIES} ${CLEAR}`,
+        '-A NFQWALL-PREROUTING -j NFQUEUE --queue-num 7',
+      ]);
+      assert.equal(ours(text, 'NFQWALL-INPUT')[0], `-A NFQWALL-INPUT ${CARRIES} ${CLEAR}`);
+      assert.deepEqual(ours(text, 'NFQWALL-FORWARD'), [
+        `-A NFQWALL-FORWARD ${CARRIES} -j RETURN`,
+        '-A NFQWALL-FORWARD -j NFQUEUE --queue-num 7',
+      ]);
+      assert.equal(ours(text, 'NFQWALL-OUTPUT')[0], `-A NFQWALL-OUTPUT ${CARRIES} ${CLEAR}`);
+      assert.equal(ours(text, 'NFQWALL-POSTROUTING')[0], `-A NFQWALL-POSTROUTING ${CARRIES} -g NFQWALL-SKIPPED`);
+      assert.deepEqual(ours(text, 'NFQWALL-SKIPPED'), [`-A NFQWALL-SKIPPED ${CLEAR}`]);
+    }
+    assert.equal(ours(after4, 'NFQWALL-INPUT').length, 2, 'INPUT queued in the ipv4 plan');
+    assert.equal(ours(after6, 'NFQWALL-INPUT').length, 1, 'INPUT only clears the bit in the ipv6 plan');
+    assert.equal(normalize(withoutOurs(after4)), before4);
+    assert.match(after4, /^-A FORWARD -d 198\.18\.0\.2\/32 -j MARK --set-xmark 0x4000\/0xffffffff$/m);
+
+    assert.deepEqual(m.remove(), []);
+    assert.equal(savedMangle(4), before4);
+    assert.equal(savedMangle(6), before6);
+    assert.doesNotMatch(savedMangle(4) + savedMangle(6), /NFQWALL/);
+  });
+
+  it('a crashed run with the skip rules is removed entirely as stale', () => {
+    const before4 = savedMangle(4);
+    new HookManager({ run: run() }).install({ ...plan4, skipMark: SKIP, ownerPid: 2 ** 22 + 1 }); // never removed
+    assert.match(savedMangle(4), /NFQWALL-SKIPPED/);
+    const removed = new HookManager({ run: run(), isLive: () => false }).removeStale(4);
+    assert.ok(removed.some((r) => r.endsWith('mangle: chain NFQWALL-SKIPPED')), removed.join('\n'));
+    assert.equal(savedMangle(4), before4);
+  });
+});
