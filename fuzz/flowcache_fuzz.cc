@@ -4,8 +4,13 @@
 // overflow. A reference model checks what the cache may not get wrong whatever it evicted:
 //  - a hit returns the decision last stored for exactly that key and key values in the current generation;
 //  - no hit while a packet of the same connection and direction waits in JavaScript, nor earlier in the same batch;
-//  - with parking, a packet behind parked packets of its flow (lotAhead, or earlier in the batch) parks, and a packet
-//    parks otherwise only when its stored decision applies but its flow waits in JavaScript;
+//  - with parking, a packet behind parked packets of its flow (lotAhead, or earlier in the batch at its own or a later
+//    hook than PREROUTING; any hook for one at PREROUTING) parks, and a packet parks otherwise only when its stored
+//    decision applies but its flow waits in JavaScript, or it is held back from skipping;
+//  - a hit that skips (hook skipping, setSkip) is a PREROUTING hit that accepts, while skipping is allowed, for a
+//    packet that may skip, with FORWARD and POSTROUTING decisions stored for its flow (those queued) that accept and
+//    keep the mark, none at INPUT, on a connection with no source rewrite at POSTROUTING; it sets the bit, and its
+//    later decisions' paths are charged; a hit that does not skip returns exactly the stored decision;
 //  - the waiting count equals the packets looked up and not settled;
 //  - drain() reports exactly the hits' packets and bytes per generation and path, once.
 #include <cstddef>
@@ -24,6 +29,10 @@ namespace {
 void check(bool ok) {
   if (!ok) std::abort();
 }
+
+// The cache's clock (in-transit counts lapse after 50 ms): moved by the input, so lapses happen.
+uint32_t fakeNow = 0;
+uint32_t fakeClock() { return fakeNow; }
 
 using KeyT = std::tuple<uint32_t, uint32_t, uint8_t, uint8_t>;
 using FlowT = std::tuple<uint32_t, uint32_t, uint8_t>;
@@ -59,7 +68,8 @@ fc::Probe probe(Reader& r) {
   p.key.gen = (a >> 3) & 1;
   p.key.hook = uint8_t(((a >> 4) & 7) % 5);
   p.key.dir = a >> 7;
-  p.values.status = b & 3;
+  static constexpr uint32_t kStatus[] = {0, 2, 1u << 4, 1u << 5};  // none, SEEN_REPLY, SRC_NAT, DST_NAT
+  p.values.status = kStatus[b & 3];
   p.values.mark = (b >> 2) & 1;
   p.values.connmark = (b >> 3) & 1;
   p.values.zone = (b >> 4) & 1;
@@ -72,14 +82,25 @@ fc::Probe probe(Reader& r) {
   p.kind = !p.key.handle ? fc::kUntracked : kind == 0 ? fc::kTracked : fc::kEligible;
   p.base = p.kind;
   p.lotAhead = (c >> 3) & 1;
+  p.skip = (c >> 4) & 1;
+  if ((c >> 5) & 1) {
+    // A packet of the flow as it looks at each hook of a forwarded path: what a skip needs to find.
+    p.values = fc::Values{};
+    p.values.status = kStatus[(p.key.handle + p.key.dir) & 3];
+    p.values.inIf = p.key.hook == 4 ? 0 : 1;
+    p.values.outIf = p.key.hook == 0 ? 0 : 2;
+  }
   return p;
 }
 
 void run(const uint8_t* data, size_t size) {
   Reader r{data, size};
   fc::Options o;
-  o.capacity = 8;
+  // Small, so that buckets overflow; or room for a flow's decisions at every hook, so that packets skip.
+  o.capacity = (r.byte() & 1) ? 64 : 8;
   o.maxPaths = 6;
+  o.clock = fakeClock;
+  fakeNow = 0;
   fc::FlowCache cache(o);
   std::map<KeyT, Stored> stored;
   std::map<FlowT, uint32_t> waiting;
@@ -87,10 +108,11 @@ void run(const uint8_t* data, size_t size) {
   std::map<std::pair<uint32_t, uint32_t>, std::pair<uint64_t, uint64_t>> hits;
   uint64_t waitingTotal = 0;
   bool enabled = true;
+  fc::SkipConfig skip;
 
   while (r.n) {
     uint8_t op = r.byte();
-    switch (op % 6) {
+    switch (op % 8) {
       case 0:
       case 1: {  // a batch of up to 8 packets
         uint32_t n = 1 + (op >> 3) % 8;
@@ -102,22 +124,26 @@ void run(const uint8_t* data, size_t size) {
         uint32_t got = cache.lookup(n, probes.data(), dec.data(), park);
         uint32_t count = 0;
         const uint32_t gen = cache.generation();
-        std::map<FlowT, bool> parkedHere;
+        std::map<FlowT, bool> parkedPre, parkedLater;
         for (uint32_t i = 0; i < n; i++) {
           const fc::Probe& p = probes[i];
           if (before[i].kind == fc::kUntracked) {
             check(p.kind == fc::kUntracked);
             continue;
           }
-          const bool mustPark = park && (p.lotAhead || parkedHere[flowOf(p.key)]);
+          const bool pre = p.key.hook == 0;
+          const bool mustPark =
+              park && (p.lotAhead || parkedLater[flowOf(p.key)] || (pre && parkedPre[flowOf(p.key)]));
           if (mustPark) check(p.kind == fc::kPark);
           if (p.kind == fc::kPark) {
             if (!mustPark) {
-              check(park && before[i].kind == fc::kEligible && enabled && waiting[flowOf(p.key)] > 0);
+              check(park && before[i].kind == fc::kEligible && enabled);
               auto it = stored.find(keyOf(p.key));
               check(it != stored.end() && it->second.generation == gen && it->second.values == valOf(p.values));
+              // Waiting behind its flow in JavaScript, or held back from skipping.
+              check(waiting[flowOf(p.key)] > 0 || (pre && p.skip && skip.mark && skip.allowed));
             }
-            parkedHere[flowOf(p.key)] = true;
+            (pre ? parkedPre : parkedLater)[flowOf(p.key)] = true;
             continue;
           }
           if (p.kind == fc::kHit) {
@@ -128,11 +154,38 @@ void run(const uint8_t* data, size_t size) {
             check(it != stored.end());
             check(it->second.generation == gen && it->second.values == valOf(p.values));
             const fc::Decision& want = it->second.d;
-            check(dec[i].verdict == want.verdict && dec[i].mark == want.mark && dec[i].setMark == want.setMark &&
-                  dec[i].pathId == want.pathId);
+            check(dec[i].verdict == want.verdict && dec[i].pathId == want.pathId);
             auto& h = hits[{gen, want.pathId}];
             h.first++;
             h.second += p.wireLen;
+            if (!dec[i].skips) {
+              check(dec[i].mark == want.mark && dec[i].setMark == want.setMark);
+              continue;
+            }
+            check(p.key.hook == 0 && p.skip && skip.mark && skip.allowed && want.verdict == 1);
+            const uint32_t srcNat = p.key.dir == 0 ? 1u << 4 : 1u << 5;
+            check((p.values.status & srcNat) == 0);
+            const uint32_t mark = (want.setMark ? want.mark : p.values.mark) & ~skip.mark;
+            check(dec[i].setMark && dec[i].mark == (mark | skip.mark));
+            uint32_t later = 0;
+            for (uint8_t hook : {uint8_t(2), uint8_t(4)}) {
+              if (!(skip.queuedHooks & (1u << hook))) continue;
+              fc::Key k = p.key;
+              k.hook = hook;
+              auto s = stored.find(keyOf(k));
+              check(s != stored.end() && s->second.generation == gen && s->second.d.verdict == 1);
+              check(!s->second.d.setMark || s->second.d.mark == mark);
+              check(std::get<1>(s->second.values) == mark);
+              auto& lh = hits[{gen, s->second.d.pathId}];
+              lh.first++;
+              lh.second += p.wireLen;
+              later++;
+            }
+            check(later > 0);
+            fc::Key in = p.key;
+            in.hook = 1;
+            auto s = stored.find(keyOf(in));
+            check(s == stored.end() || s->second.generation != gen);
           } else {
             check(p.kind == before[i].kind);
             waiting[flowOf(p.key)]++;
@@ -175,6 +228,18 @@ void run(const uint8_t* data, size_t size) {
         enabled = on;
         break;
       }
+      case 6: {  // hook skipping on or off, another bit, other queued hooks
+        uint8_t a = r.byte();
+        skip.mark = (a & 1) ? 1u << ((a >> 1) & 31) : 0;
+        skip.allowed = (a >> 6) & 1;
+        skip.maxLen = 1500;
+        skip.queuedHooks = r.byte() & 31;
+        cache.setSkip(skip);
+        break;
+      }
+      case 7:  // time passes
+        fakeNow += r.byte();
+        break;
       case 5: {
         std::vector<fc::PathHits> d = cache.drain();
         std::map<std::pair<uint32_t, uint32_t>, std::pair<uint64_t, uint64_t>> got;
@@ -191,7 +256,7 @@ void run(const uint8_t* data, size_t size) {
     }
     fc::Stats s = cache.stats();
     check(s.waiting == waitingTotal);
-    check(s.entries <= 8);
+    check(s.entries <= o.capacity);
     check(s.enabled == enabled);
   }
   // Whatever is left to drain is exactly what was hit since the last drain.

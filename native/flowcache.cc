@@ -30,11 +30,6 @@ constexpr uint32_t kSrcNat = 1u << 4, kDstNat = 1u << 5;
 // packet the kernel dropped on the way (TTL, no route), and no longer holds its flow back.
 constexpr uint32_t kTransitMs = 50;
 
-uint32_t nowMs() {
-  return uint32_t(std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::steady_clock::now().time_since_epoch())
-                      .count());
-}
 
 bool sameValues(const Values& a, const Values& b) {
   return a.status == b.status && a.mark == b.mark && a.connmark == b.connmark && a.zone == b.zone &&
@@ -43,7 +38,14 @@ bool sameValues(const Values& a, const Values& b) {
 
 }  // namespace
 
-FlowCache::FlowCache(const Options& o) {
+uint32_t FlowCache::clockMs() const {
+  if (clock_) return clock_();
+  return uint32_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now().time_since_epoch())
+                      .count());
+}
+
+FlowCache::FlowCache(const Options& o) : clock_(o.clock) {
   uint32_t cap = pow2AtLeast(o.capacity < kWays ? kWays : o.capacity);
   slots_.resize(cap);
   bucketMask_ = cap / kWays - 1;
@@ -84,7 +86,7 @@ uint32_t FlowCache::lookup(uint32_t n, Probe* probes, Decision* dec, bool park) 
   std::lock_guard<std::mutex> g(mu_);
   const bool on = enabled_.load(std::memory_order_relaxed);
   const uint32_t gen = generation_.load(std::memory_order_relaxed);
-  const uint32_t now = skip_.mark ? nowMs() : 0;
+  const uint32_t now = skip_.mark ? clockMs() : 0;
   uint32_t hits = 0;
   parkList_.clear();
   for (uint32_t i = 0; i < n; i++) {
@@ -296,7 +298,7 @@ uint32_t FlowCache::release(uint32_t n, const Probe* probes, const Decision* sto
   std::lock_guard<std::mutex> g(mu_);
   const bool canStore = store && stored && enabled_.load(std::memory_order_relaxed) &&
                         generation == generation_.load(std::memory_order_relaxed);
-  const uint32_t now = skip_.mark ? nowMs() : 0;
+  const uint32_t now = skip_.mark ? clockMs() : 0;
   uint32_t count = 0;
   for (uint32_t i = 0; i < n; i++) {
     const Probe& p = probes[i];

@@ -64,6 +64,8 @@ constexpr uint8_t kUntracked = 0, kTracked = 1, kEligible = 2, kHit = 3, kPark =
 struct Options {
   uint32_t capacity = 65536;
   uint32_t maxPaths = 65536;
+  // Milliseconds on a monotonic clock, for the in-transit counts; null: steady_clock. The fuzz target sets its own.
+  uint32_t (*clock)() = nullptr;
 };
 
 // Hook skipping (docs/flow-cache.md, Trips). mark: the reserved packet mark bit the kernel's hook rules test to let a
@@ -188,6 +190,8 @@ class FlowCache {
   std::atomic<bool> enabled_{true};
   uint32_t stamp_ = 0;
   SkipConfig skip_;
+  uint32_t (*clock_)() = nullptr;
+  uint32_t clockMs() const;
   // Per flow (hashed as waiting_): packets sent on from PREROUTING that have not left their last queued hook. A packet
   // that skipped would overtake them, so skipping waits for them; `stamp` (ms), the last sign of one of them, lets a
   // count left by a packet the kernel dropped on the way lapse after kTransitMs.

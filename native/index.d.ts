@@ -224,7 +224,7 @@ export interface FlowCacheStats {
    * Counted per parking, so a packet parked twice counts twice.
    */
   parked: number;
-  /** Later hooks (FORWARD, POSTROUTING, INPUT) decided at a PREROUTING hit: queue trips packets did not make. */
+  /** Later hooks (FORWARD, POSTROUTING) decided at a PREROUTING hit: queue trips packets did not make. */
   tripsSkipped: number;
 }
 

@@ -391,7 +391,7 @@ export class Metrics {
     flowCounter('nfqwall_flow_cache_stores_total', 'Decisions stored in the flow cache.', (f) => f.stores);
     flowCounter(
       'nfqwall_flow_cache_trips_skipped_total',
-      'Queue trips settled packets did not make: their FORWARD, POSTROUTING or INPUT decision was made with their PREROUTING one, and the kernel passed them there (docs/flow-cache.md, Trips).',
+      'Queue trips settled packets did not make: their FORWARD and POSTROUTING decisions were made with their PREROUTING one, and the kernel passed them there (docs/flow-cache.md, Trips).',
       (f) => f.tripsSkipped,
     );
     flowCounter('nfqwall_flow_cache_evictions_total', 'Stored decisions the flow cache overwrote for lack of room.', (f) => f.evictions);
