@@ -8,9 +8,10 @@
 //    hook than PREROUTING; any hook for one at PREROUTING) parks, and a packet parks otherwise only when its stored
 //    decision applies but its flow waits in JavaScript, or it is held back from skipping;
 //  - a hit that skips (hook skipping, setSkip) is a PREROUTING hit that accepts, while skipping is allowed, for a
-//    packet that may skip, with FORWARD and POSTROUTING decisions stored for its flow (those queued) that accept and
-//    keep the mark, none at INPUT, on a connection with no source rewrite at POSTROUTING; it sets the bit, and its
-//    later decisions' paths are charged; a hit that does not skip returns exactly the stored decision;
+//    packet that may skip, with no INPUT decision for its flow; it skips FORWARD whenever that is queued, and
+//    POSTROUTING only on a connection with no source rewrite there; each hook it skips has a stored decision that
+//    accepts and keeps the mark; it sets each skipped hook's bit, and their paths are charged; a hit that does not
+//    skip returns exactly the stored decision;
 //  - the waiting count equals the packets looked up and not settled;
 //  - drain() reports exactly the hits' packets and bytes per generation and path, once.
 #include <cstddef>
@@ -158,18 +159,20 @@ void run(const uint8_t* data, size_t size) {
             auto& h = hits[{gen, want.pathId}];
             h.first++;
             h.second += p.wireLen;
-            if (!dec[i].skips) {
+            if (!dec[i].skipped) {
               check(dec[i].mark == want.mark && dec[i].setMark == want.setMark);
               continue;
             }
             check(p.key.hook == 0 && p.skip && skip.mark && skip.allowed && want.verdict == 1);
-            const uint32_t srcNat = p.key.dir == 0 ? 1u << 4 : 1u << 5;
-            check((p.values.status & srcNat) == 0);
             const uint32_t mark = (want.setMark ? want.mark : p.values.mark) & ~skip.mark;
-            check(dec[i].setMark && dec[i].mark == (mark | skip.mark));
-            uint32_t later = 0;
+            uint32_t bits = 0;
             for (uint8_t hook : {uint8_t(2), uint8_t(4)}) {
-              if (!(skip.queuedHooks & (1u << hook))) continue;
+              const bool queued = skip.queuedHooks & (1u << hook), skipped = dec[i].skipped & (1u << hook);
+              check(queued || !skipped);
+              // FORWARD, when queued, is always skipped when anything is.
+              if (hook == 2) check(skipped == queued);
+              if (!skipped) continue;
+              if (hook == 4) check((p.values.status & (p.key.dir == 0 ? 1u << 4 : 1u << 5)) == 0);
               fc::Key k = p.key;
               k.hook = hook;
               auto s = stored.find(keyOf(k));
@@ -179,9 +182,9 @@ void run(const uint8_t* data, size_t size) {
               auto& lh = hits[{gen, s->second.d.pathId}];
               lh.first++;
               lh.second += p.wireLen;
-              later++;
+              bits |= hook == 2 ? fc::forwardBit(skip.mark) : fc::postBit(skip.mark);
             }
-            check(later > 0);
+            check(dec[i].setMark && dec[i].mark == (mark | bits));
             fc::Key in = p.key;
             in.hook = 1;
             auto s = stored.find(keyOf(in));
@@ -230,7 +233,9 @@ void run(const uint8_t* data, size_t size) {
       }
       case 6: {  // hook skipping on or off, another bit, other queued hooks
         uint8_t a = r.byte();
-        skip.mark = (a & 1) ? 1u << ((a >> 1) & 31) : 0;
+        const uint8_t b2 = r.byte();
+        const uint32_t lo = 1u << ((a >> 1) & 31), hi = 1u << (b2 & 31);
+        skip.mark = (a & 1) && lo != hi ? lo | hi : 0;  // two bits, or off
         skip.allowed = (a >> 6) & 1;
         skip.maxLen = 1500;
         skip.queuedHooks = r.byte() & 31;

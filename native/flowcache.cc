@@ -136,16 +136,15 @@ uint32_t FlowCache::lookup(uint32_t n, Probe* probes, Decision* dec, bool park) 
         if (sk == Skip::kYes) {
           for (uint32_t k = 0; k < laterCount_; k++) chargeLocked(later_[k]->pathId, p.wireLen);
           st_.tripsSkipped += laterCount_;
-        } else {
-          passLocked(p, w, now);
         }
+        passLocked(p, w, now, dec[i].skipped);
         st_.hits++;
         hits++;
         continue;
       }
       st_.misses++;
     }
-    passLocked(p, w, now);
+    passLocked(p, w, now, 0);
     wait++;
     st_.waiting++;
   }
@@ -160,82 +159,108 @@ void FlowCache::chargeLocked(uint32_t pathId, uint32_t wireLen) {
   pathBytes_[pathId] += wireLen;
 }
 
-// The stored decisions of the queued hooks among `hooks` (in path order) for the packet's connection and direction,
-// when each repeats for this packet: the mark it enters with is what the previous hook left, it accepts and leaves the
-// mark alone, and its other key values are the packet's (the interfaces as its flow last had them: routing only
-// changes with the routes, and a route change empties the cache). Returns how many, or -1 when a queued hook on the
-// path has no such decision.
-int FlowCache::laterLocked(const Probe& p, uint32_t mark, const uint8_t* hooks, uint32_t count, uint32_t gen,
-                           Slot** out) {
-  int n = 0;
-  uint32_t outIf = 0;
-  for (uint32_t h = 0; h < count; h++) {
-    if (!(skip_.queuedHooks & (1u << hooks[h]))) continue;
-    Key k = p.key;
-    k.hook = hooks[h];
-    Slot* s = find(k, gen);
-    if (!s) return -1;
-    const Values& v = s->values;
-    if (v.status != p.values.status || v.connmark != p.values.connmark || v.zone != p.values.zone || v.mark != mark ||
-        v.physInIf || v.physOutIf)
-      return -1;
-    if (hooks[h] != kPostRouting && v.inIf != p.values.inIf) return -1;
-    if (hooks[h] == kForward) outIf = v.outIf;
-    if (hooks[h] == kPostRouting && outIf && v.outIf != outIf) return -1;
-    if (s->verdict != kAccept || (s->setMark && s->markOut != mark)) return -1;
-    out[n++] = s;
-  }
-  return n;
+// The flow's stored decision at `hook` (FORWARD or POSTROUTING), when it repeats for this packet: it accepts and
+// leaves the mark alone; its status bits, connection mark and zone are the packet's; the mark it was stored with is
+// `mark`, what the earlier hooks leave; FORWARD's input interface is the packet's, and POSTROUTING's output interface
+// is FORWARD's (`outIf`, 0: any); no bridge ports. The output interface is the one the flow last had: routing only
+// changes with the routes, and a route change empties the cache. Null otherwise.
+FlowCache::Slot* FlowCache::repeatsLocked(const Probe& p, uint8_t hook, uint32_t mark, uint32_t outIf, uint32_t gen) {
+  Key k = p.key;
+  k.hook = hook;
+  Slot* s = find(k, gen);
+  if (!s) return nullptr;
+  const Values& v = s->values;
+  if (v.status != p.values.status || v.connmark != p.values.connmark || v.zone != p.values.zone || v.mark != mark ||
+      v.physInIf || v.physOutIf)
+    return nullptr;
+  if (hook == kForward && v.inIf != p.values.inIf) return nullptr;
+  if (hook == kPostRouting && outIf && v.outIf != outIf) return nullptr;
+  if (s->verdict != kAccept || (s->setMark && s->markOut != mark)) return nullptr;
+  return s;
 }
 
-bool FlowCache::inTransitLocked(uint32_t w, uint32_t now) {
+bool FlowCache::queued(uint8_t hook) const { return (skip_.queuedHooks & (1u << hook)) != 0; }
+
+// The flow's packets still on their way: counts lapse kTransitMs after their last change (a packet the kernel dropped
+// between hooks leaves its count behind).
+FlowCache::Transit& FlowCache::transitLocked(uint32_t w, uint32_t now) {
   Transit& t = transit_[w];
-  if (t.count && now - t.stamp > kTransitMs) t = Transit{};
-  return t.count != 0;
+  if ((t.toForward || t.toPost) && now - t.stamp > kTransitMs) t = Transit{};
+  return t;
 }
 
-// A packet leaving a hook's decision (a hit that did not skip, or a packet going to JavaScript, which then counts as
-// waiting): from PREROUTING it is on its way through the later hooks; from its last queued one (POSTROUTING, else
-// FORWARD; INPUT) it is through. A packet dropped on the way leaves its count behind, which lapses (inTransitLocked).
-void FlowCache::passLocked(const Probe& p, uint32_t w, uint32_t now) {
+// A packet leaving a hook's decision (a hit, or a packet going to JavaScript, which then counts as waiting) toward its
+// next queued hook: from PREROUTING to FORWARD (or INPUT) unless it skipped FORWARD, else to POSTROUTING unless it
+// skipped that too; from FORWARD to POSTROUTING. Leaving POSTROUTING (or INPUT) it is through.
+void FlowCache::passLocked(const Probe& p, uint32_t w, uint32_t now, uint8_t skipped) {
   if (!skip_.mark) return;
-  auto queued = [&](uint8_t h) { return (skip_.queuedHooks & (1u << h)) != 0; };
-  Transit& t = transit_[w];
-  inTransitLocked(w, now);
-  const uint8_t h = p.key.hook;
-  if (h == kPreRouting) {
-    if (!queued(kForward) && !queued(kPostRouting) && !queued(kLocalIn)) return;
-    if (!t.count) t.stamp = now;
-    t.count++;
-  } else if (t.count && (h == kPostRouting || h == kLocalIn || (h == kForward && !queued(kPostRouting)))) {
-    t.count--;
+  Transit& t = transitLocked(w, now);
+  auto add = [&](uint32_t& c) {
+    c++;
     t.stamp = now;
+  };
+  auto take = [&](uint32_t& c) {
+    if (!c) return;
+    c--;
+    t.stamp = now;
+  };
+  switch (p.key.hook) {
+    case kPreRouting:
+      if (queued(kForward) && !(skipped & (1u << kForward))) add(t.toForward);
+      else if (queued(kPostRouting) && !(skipped & (1u << kPostRouting))) add(t.toPost);
+      break;
+    case kLocalIn:  // took what PREROUTING added
+      take(queued(kForward) ? t.toForward : t.toPost);
+      break;
+    case kForward:
+      take(t.toForward);
+      if (queued(kPostRouting)) add(t.toPost);
+      break;
+    case kPostRouting:
+      take(t.toPost);
+      break;
+    default:
+      break;
   }
 }
 
-// A PREROUTING hit that accepts: when the flow's FORWARD and POSTROUTING decisions are cached too, they are decided
-// now and charged to their paths, and the verdict sets the skip bit, which the kernel's hook rules test to let the
-// packet pass them without a trip and clear at POSTROUTING. Not when the source is rewritten at POSTROUTING (SNAT, or
-// the reply of a DNAT): that rewrite needs the trip. Never INPUT: a packet the route sends to this host after all
-// (a route or address change not yet seen) must meet the INPUT rules, so INPUT only clears the bit.
+// A PREROUTING hit that accepts, of a forwarded flow: its FORWARD decision, and its POSTROUTING one unless that hook
+// rewrites the source (SNAT, or the reply of a DNAT) or has no decision that repeats, are made now and charged to
+// their paths, and the verdict sets the skip bits (the FORWARD bit, the POSTROUTING bit) that nfqwall's hook rules
+// test to let the kernel pass those hooks without a trip. Never INPUT: a packet a route or address change not yet
+// seen sends to this host must meet the INPUT rules, so INPUT only clears the bits; a flow with an INPUT decision
+// (its route changed) does not skip. A packet that would overtake its flow's packets still before a hook it skips is
+// held (kHold).
 FlowCache::Skip FlowCache::skipLocked(const Probe& p, Decision& d, uint32_t gen, uint32_t w, uint32_t now) {
   if (d.verdict != kAccept || p.key.hook != kPreRouting) return Skip::kNo;
-  if (p.values.status & (p.key.dir == 0 ? kSrcNat : kDstNat)) return Skip::kNo;
   const uint32_t mark = (d.setMark ? d.mark : p.values.mark) & ~skip_.mark;
-  static constexpr uint8_t kFwdPath[] = {kForward, kPostRouting};
-  Slot* fwd[2];
-  const int n = laterLocked(p, mark, kFwdPath, 2, gen, fwd);
-  // The flow's own decisions say it is forwarded; one at INPUT too means its route changed: not trusted.
   Key in = p.key;
   in.hook = kLocalIn;
-  if (n <= 0 || find(in, gen)) return Skip::kNo;
-  // Earlier packets of the flow still on their way through later hooks: this one would overtake them.
-  if (inTransitLocked(w, now)) return Skip::kHold;
-  laterCount_ = uint32_t(n);
-  for (int i = 0; i < n; i++) later_[i] = fwd[i];
-  d.mark = mark | skip_.mark;
+  if (find(in, gen)) return Skip::kNo;
+  const bool qForward = queued(kForward), qPost = queued(kPostRouting);
+  Slot* forward = qForward ? repeatsLocked(p, kForward, mark, 0, gen) : nullptr;
+  if (qForward && !forward) return Skip::kNo;
+  Slot* post = nullptr;
+  if (qPost && !(p.values.status & (p.key.dir == 0 ? kSrcNat : kDstNat)))
+    post = repeatsLocked(p, kPostRouting, mark, forward ? forward->values.outIf : 0, gen);
+  if (!forward && !post) return Skip::kNo;
+  // Skipping a hook overtakes the flow's packets still before it.
+  const Transit& t = transitLocked(w, now);
+  if (t.toForward || (post && t.toPost)) return Skip::kHold;
+  laterCount_ = 0;
+  d.skipped = 0;
+  d.mark = mark;
+  if (forward) {
+    later_[laterCount_++] = forward;
+    d.skipped |= 1u << kForward;
+    d.mark |= forwardBit(skip_.mark);
+  }
+  if (post) {
+    later_[laterCount_++] = post;
+    d.skipped |= 1u << kPostRouting;
+    d.mark |= postBit(skip_.mark);
+  }
   d.setMark = true;
-  d.skips = true;
   return Skip::kYes;
 }
 
@@ -310,7 +335,8 @@ uint32_t FlowCache::release(uint32_t n, const Probe* probes, const Decision* sto
       if (st_.waiting) st_.waiting--;
     }
     // JavaScript took its time, but the packet is alive: what waits for it keeps waiting.
-    if (transit_[w].count) transit_[w].stamp = now;
+    Transit& t = transit_[w];
+    if (t.toForward || t.toPost) t.stamp = now;
     if (canStore && stored[i] && p.kind == kEligible && p.key.handle && store[i].pathId < maxPaths_) {
       storeLocked(p.key, p.values, store[i], generation);
       count++;

@@ -38,8 +38,9 @@ struct Decision {
   uint32_t mark = 0;
   bool setMark = false;
   uint32_t pathId = 0;
-  // lookup(): the hit also decided the packet's later hooks (docs/flow-cache.md, Trips); `mark` carries the skip bit.
-  bool skips = false;
+  // lookup(): the later hooks (bit 1 << NF_INET_*: FORWARD, POSTROUTING) the hit also decided (docs/flow-cache.md,
+  // Trips); `mark` carries their skip bits.
+  uint8_t skipped = 0;
 };
 
 // One packet as the receive thread sees it after classification.
@@ -68,9 +69,9 @@ struct Options {
   uint32_t (*clock)() = nullptr;
 };
 
-// Hook skipping (docs/flow-cache.md, Trips). mark: the reserved packet mark bit the kernel's hook rules test to let a
-// packet pass FORWARD and POSTROUTING without a trip; it is cleared from every verdict's mark but a skipping one, even
-// while `allowed` is false (0: no bit installed). allowed: the host lets packets skip now (no routing rule reads the
+// Hook skipping (docs/flow-cache.md, Trips). mark: the two reserved packet mark bits the kernel's hook rules test to
+// let a packet pass FORWARD (the lower bit) and POSTROUTING (the higher) without a trip; they are cleared from every
+// verdict's mark but a skipping one, even while `allowed` is false (0: none installed). allowed: the host lets packets skip now (no routing rule reads the
 // mark). maxLen: the largest packet no link or route MTU stops before FORWARD. queuedHooks: bit 1 << NF_INET_* for
 // every hook the daemon queues.
 struct SkipConfig {
@@ -79,6 +80,8 @@ struct SkipConfig {
   uint32_t maxLen = 0;
   uint32_t queuedHooks = 0;
 };
+constexpr uint32_t forwardBit(uint32_t mark) { return mark & (0u - mark); }
+constexpr uint32_t postBit(uint32_t mark) { return mark & ~forwardBit(mark); }
 
 // For a packet at PREROUTING: whether the kernel drops nothing between there and FORWARD. Not when the TTL/hop limit
 // runs out, the packet exceeds the MTU and may not be fragmented, IPv4 options or an IPv6 hop-by-hop header want the
@@ -162,13 +165,13 @@ class FlowCache {
   Slot* find(const Key& k, uint32_t gen);
   void storeLocked(const Key& k, const Values& v, const Decision& d, uint32_t gen);
   void chargeLocked(uint32_t pathId, uint32_t wireLen);
-  int laterLocked(const Probe& p, uint32_t mark, const uint8_t* hooks, uint32_t count, uint32_t gen, Slot** out);
-  // kYes: `d` now skips, and later_[0..laterCount_) are the decisions to charge. kHold: it would, but earlier
-  // packets of its flow are still between hooks.
+  Slot* repeatsLocked(const Probe& p, uint8_t hook, uint32_t mark, uint32_t outIf, uint32_t gen);
+  bool queued(uint8_t hook) const;
+  // kYes: `d` now skips, and later_[0..laterCount_) are the decisions to charge. kHold: it would, but it would
+  // overtake packets of its flow still before a hook it skips.
   enum class Skip { kNo, kYes, kHold };
   Skip skipLocked(const Probe& p, Decision& d, uint32_t gen, uint32_t w, uint32_t now);
-  void passLocked(const Probe& p, uint32_t w, uint32_t now);
-  bool inTransitLocked(uint32_t w, uint32_t now);
+  void passLocked(const Probe& p, uint32_t w, uint32_t now, uint8_t skipped);
   void retireHitsLocked();
   void invalidateLocked();
 
@@ -192,12 +195,13 @@ class FlowCache {
   SkipConfig skip_;
   uint32_t (*clock_)() = nullptr;
   uint32_t clockMs() const;
-  // Per flow (hashed as waiting_): packets sent on from PREROUTING that have not left their last queued hook. A packet
-  // that skipped would overtake them, so skipping waits for them; `stamp` (ms), the last sign of one of them, lets a
-  // count left by a packet the kernel dropped on the way lapse after kTransitMs.
+  // Per flow (hashed as waiting_): its packets on their way to FORWARD (or INPUT), and to POSTROUTING, not yet past it.
+  // A packet that skipped a hook would overtake those before it, so skipping waits for them; `stamp` (ms), the last
+  // change, lets a count left by a packet the kernel dropped on the way lapse after kTransitMs.
   struct Transit {
-    uint32_t count = 0, stamp = 0;
+    uint32_t toForward = 0, toPost = 0, stamp = 0;
   };
+  Transit& transitLocked(uint32_t w, uint32_t now);
   std::vector<Transit> transit_;
   Slot* later_[2] = {};
   uint32_t laterCount_ = 0;

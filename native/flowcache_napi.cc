@@ -99,8 +99,8 @@ class FlowCacheWrap : public Napi::ObjectWrap<FlowCacheWrap> {
     Napi::Object o = info[0].As<Napi::Object>();
     fc::SkipConfig c;
     c.mark = u32Field(o, "config.", "mark", 0, 0, 0xffffffffu);
-    if (c.mark & (c.mark - 1))
-      throw Napi::RangeError::New(info.Env(), "FlowCache.setSkip: config.mark must be a single bit (or 0: off)");
+    if (c.mark && __builtin_popcount(c.mark) != 2)
+      throw Napi::RangeError::New(info.Env(), "FlowCache.setSkip: config.mark must be two bits (or 0: off)");
     c.maxLen = u32Field(o, "config.", "maxLen", 0, 0, 0xffffffffu);
     Napi::Value allowed = o.Get("allowed");
     if (!allowed.IsBoolean())
@@ -155,7 +155,7 @@ class FlowCacheWrap : public Napi::ObjectWrap<FlowCacheWrap> {
     o.Set("mark", Napi::Number::New(env, d.mark));
     o.Set("setMark", Napi::Boolean::New(env, d.setMark));
     o.Set("pathId", Napi::Number::New(env, d.pathId));
-    if (d.skips) o.Set("skips", Napi::Boolean::New(env, true));
+    if (d.skipped) o.Set("skipped", Napi::Number::New(env, d.skipped));
     return o;
   }
 

@@ -252,15 +252,19 @@ export interface FlowCacheDecision {
   mark: number;
   setMark: boolean;
   pathId: number;
-  /** lookup(): present (true) when the hit also decided FORWARD and POSTROUTING, and `mark` carries the skip bit. */
-  skips?: boolean;
+  /**
+   * lookup(): present when the hit also decided later hooks: bit 1 << 2 (FORWARD), 1 << 4 (POSTROUTING); `mark` then
+   * carries their skip bits.
+   */
+  skipped?: number;
 }
 
 /** Hook skipping (docs/flow-cache.md, Trips). */
 export interface FlowCacheSkip {
   /**
-   * The reserved packet mark bit the kernel's hook rules test (0: none installed). It is cleared from every verdict's
-   * mark but a skipping one, even while `allowed` is false.
+   * The two reserved packet mark bits the kernel's hook rules test: the lower lets a packet pass FORWARD, the higher
+   * POSTROUTING (0: none installed). They are cleared from every verdict's mark but a skipping one, even while
+   * `allowed` is false.
    */
   mark: number;
   /** Whether packets may skip now (no routing rule reads the mark). */

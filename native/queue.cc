@@ -513,7 +513,7 @@ bool Queue::verdictBatch(std::unique_ptr<Batch> b, PacketVerdict* v, const ct::U
                          uint32_t cacheGeneration) {
   const uint32_t n = b->count;
   if (cfg_.cache) {
-    // The skip bit is the flow cache's alone: a rule that sets it would let the packet pass later hooks unseen.
+    // The skip bits are the flow cache's alone: a rule that sets one would let the packet pass later hooks unseen.
     const uint32_t skipMark = cfg_.cache->skipConfig().mark;
     for (uint32_t i = 0; skipMark && i < n; i++)
       if (v[i].setMark) v[i].mark &= ~skipMark;

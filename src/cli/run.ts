@@ -76,7 +76,7 @@ export function registerRun(program: Command): void {
     .option('--metrics <addr:port>', 'Prometheus endpoint, or "off" (default 127.0.0.1:9469)')
     .option('--log-level <level>', 'err, warning, notice, info or debug (default info)')
     .option('--no-flow-cache', 'decide every packet in JavaScript: no cached decisions for settled connections (flow_cache = off)')
-    .option('--skip-mark <bit>', 'mark bit that lets settled packets pass later hooks without a queue trip, or "off" (default 0x10000000)')
+    .option('--skip-mark <bits>', 'two mark bits that let settled packets pass later hooks without a queue trip, or "off" (default 0x30000000)')
     .action(async (opts: RunOptions & { failClosed?: boolean }, cmd: Command) => {
       let code: number;
       try {

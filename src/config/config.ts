@@ -1,7 +1,7 @@
 // The daemon's configuration file (/etc/nfqwall/nfqwall.conf): `key = value` lines, `#` comment lines, blank lines.
 // Every key is documented in examples/nfqwall.conf. Relative paths resolve against the directory of the file, so a
 // configuration and its rule files can move together. Errors name `file:line:column` and the key.
-import { DEFAULT_SKIP_MARK } from '../daemon/skip-guard';
+import { DEFAULT_SKIP_MARK, isSkipMark } from '../daemon/skip-guard';
 import fs from 'node:fs';
 import path from 'node:path';
 import { HOOKS, type Hook } from '../rules/model';
@@ -114,12 +114,12 @@ export function parseQueueMaxlen(text: string): number {
   return n;
 }
 
-/** A single mark bit (`0x10000000`), or 0/off. */
+/** Two mark bits (`0x30000000`), or 0/off. */
 export function parseSkipMark(text: string): number {
   if (text === 'off') return 0;
   const n = Number(text);
-  if (!/^(0x[0-9a-fA-F]{1,8}|\d+)$/.test(text) || n > 0xffffffff || (n & (n - 1)) !== 0) {
-    throw new Error(`"${text}" is not a single mark bit (such as 0x10000000), 0 or off`);
+  if (!/^(0x[0-9a-fA-F]{1,8}|\d+)$/.test(text) || (n !== 0 && !isSkipMark(n))) {
+    throw new Error(`"${text}" is not two mark bits (such as 0x30000000), 0 or off`);
   }
   return n;
 }

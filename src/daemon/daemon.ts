@@ -76,7 +76,7 @@ export interface DaemonOptions {
   privilege?: Privilege;
   /** Flow cache (`flow_cache`, docs/flow-cache.md): settled connections decided natively. Default true. */
   flowCache?: boolean;
-  /** The flow cache's skip bit (`skip_mark`, docs/flow-cache.md, Trips); 0: off. Default DEFAULT_SKIP_MARK. */
+  /** The flow cache's two skip bits (`skip_mark`, docs/flow-cache.md, Trips); 0: off. Default DEFAULT_SKIP_MARK. */
   skipMark?: number;
   log?: (msg: string) => void;
 }
@@ -366,7 +366,7 @@ export class Daemon {
     this.flowPaths.invalidate();
   }
 
-  /** The skip bit in the hook rules; 0 when skipping is off for good (no cache, PREROUTING not queued, skip_mark 0). */
+  /** The skip bits in the hook rules; 0 when skipping is off for good (no cache, PREROUTING not queued, skip_mark 0). */
   private skipMark = 0;
   /** Why skipping is off for now (policy routing reads the mark, the guard could not be read); '' when on. */
   private skipOff: string | undefined;
@@ -390,7 +390,7 @@ export class Daemon {
     }
     cache.setSkip({ mark: this.skipMark, allowed: why === '', maxLen, queuedHooks });
     if (why !== this.skipOff) {
-      if (why === '') this.log(`hook skipping on (mark bit 0x${this.skipMark.toString(16)}, packets up to ${maxLen} bytes)`);
+      if (why === '') this.log(`hook skipping on (mark bits 0x${this.skipMark.toString(16)}, packets up to ${maxLen} bytes)`);
       else this.logger.warning(`hook skipping off: ${why}`);
     }
     this.skipOff = why;

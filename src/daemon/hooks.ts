@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import type { Family, Hook, TableName } from '../rules/model';
 import { BUILTIN_CHAINS, HOOKS } from '../rules/model';
+import { isSkipMark, skipBits } from './skip-guard';
 
 export const CHAIN_PREFIX = 'NFQWALL-';
 
@@ -31,10 +32,11 @@ export interface HookPlan {
    */
   ownerPid?: number;
   /**
-   * The flow cache's skip bit (docs/flow-cache.md, Trips); needs PREROUTING queued. FORWARD passes a packet carrying
-   * it without a trip, and POSTROUTING clears it and passes it; PREROUTING and OUTPUT clear it on packets entering
-   * the host with it, so only nfqwall's own verdicts set it, and INPUT clears it before its own rules, so a packet a
-   * changed route delivers locally still meets them.
+   * The flow cache's two skip bits (docs/flow-cache.md, Trips); needs PREROUTING queued. FORWARD passes a packet
+   * carrying the lower bit without a trip; POSTROUTING passes one carrying the higher bit, clearing both, and clears
+   * the lower bit before its own trip; PREROUTING and OUTPUT clear both on packets entering the host with them, so
+   * only nfqwall's own verdicts set them, and INPUT clears them before its own rules, so a packet a changed route
+   * delivers locally still meets them.
    */
   skipMark?: number;
 }
@@ -67,15 +69,15 @@ const NOTRACK_HOOKS: readonly Hook[] = ['PREROUTING', 'OUTPUT'];
  */
 export const DEFRAG_CHAIN = `${CHAIN_PREFIX}DEFRAG`;
 
-/** Where POSTROUTING sends a packet carrying the skip bit: the bit is cleared, and the packet passes. */
+/** Where POSTROUTING sends a packet carrying its skip bit: the bits are cleared, and the packet passes. */
 export const SKIPPED_CHAIN = `${CHAIN_PREFIX}SKIPPED`;
 
-/** The skip bit, when the plan can use it. */
+/** The skip bits, when the plan can use them. */
 function skipBit(plan: HookPlan): number {
   return plan.skipMark !== undefined && plan.skipMark !== 0 && plan.hooks.includes('PREROUTING') ? plan.skipMark : 0;
 }
 
-/** The mangle hooks with a chain of ours: those queued, and with the skip bit those that clear it. */
+/** The mangle hooks with a chain of ours: those queued, and with the skip bits those that clear them. */
 function mangleHooks(plan: HookPlan): Hook[] {
   const skip = skipBit(plan) !== 0;
   return HOOKS.filter((h) => plan.hooks.includes(h) || (skip && h !== 'FORWARD'));
@@ -112,16 +114,16 @@ export function installScript(plan: HookPlan): string {
   if (plan.ownerPid !== undefined && !(Number.isInteger(plan.ownerPid) && plan.ownerPid > 0)) {
     throw new Error(`owner pid ${plan.ownerPid} is not a process id`);
   }
-  if (plan.skipMark !== undefined && !(Number.isInteger(plan.skipMark) && plan.skipMark >= 0 && plan.skipMark <= 0xffffffff
-    && (plan.skipMark & (plan.skipMark - 1)) === 0)) {
-    throw new Error(`skip mark ${plan.skipMark} is not a single bit`);
+  if (plan.skipMark !== undefined && plan.skipMark !== 0 && !isSkipMark(plan.skipMark)) {
+    throw new Error(`skip mark ${plan.skipMark} is not two mark bits`);
   }
   const owned = ownedFromPlan(plan);
   const owner = plan.ownerPid === undefined ? '' : ` -m comment --comment "${OWNER_COMMENT}${plan.ownerPid}"`;
   const bit = skipBit(plan);
-  const hex = `0x${bit.toString(16)}`;
-  const carries = `-m mark --mark ${hex}/${hex}`;
-  const clear = `-j MARK --set-xmark 0x0/${hex}`;
+  const hex = (n: number): string => `0x${n.toString(16)}`;
+  const { forward, post } = skipBits(bit);
+  const carries = (b: number): string => `-m mark --mark ${hex(b)}/${hex(b)}`;
+  const clear = (b: number): string => `-j MARK --set-xmark 0x0/${hex(b)}`;
   const lines: string[] = [];
   for (const [table, { chains, jumps }] of owned) {
     lines.push(`*${table}`);
@@ -129,13 +131,18 @@ export function installScript(plan: HookPlan): string {
     for (const c of chains) {
       if (c === DEFRAG_CHAIN) lines.push(`-A ${c}${owner} -m conntrack --ctstate INVALID -j RETURN`);
       else if (table === 'raw') lines.push(`-A ${c}${owner} -j CT --notrack`);
-      else if (c === SKIPPED_CHAIN) lines.push(`-A ${c}${owner} ${clear}`);
+      else if (c === SKIPPED_CHAIN) lines.push(`-A ${c}${owner} ${clear(bit)}`);
       else {
         const hook = c.slice(CHAIN_PREFIX.length) as Hook;
         if (bit !== 0) {
-          if (hook === 'FORWARD') lines.push(`-A ${c}${owner} ${carries} -j RETURN`);
-          else if (hook === 'POSTROUTING') lines.push(`-A ${c}${owner} ${carries} -g ${SKIPPED_CHAIN}`);
-          else lines.push(`-A ${c}${owner} ${carries} ${clear}`);
+          if (hook === 'FORWARD') {
+            lines.push(`-A ${c}${owner} ${carries(forward)} -j RETURN`);
+          } else if (hook === 'POSTROUTING') {
+            lines.push(`-A ${c}${owner} ${carries(post)} -g ${SKIPPED_CHAIN}`);
+            lines.push(`-A ${c}${owner} ${carries(forward)} ${clear(forward)}`);
+          } else {
+            lines.push(`-A ${c}${owner} -m mark ! --mark 0x0/${hex(bit)} ${clear(bit)}`);
+          }
         }
         if (plan.hooks.includes(hook)) lines.push(`-A ${c}${owner} -j NFQUEUE ${queueTarget(plan)}`);
       }

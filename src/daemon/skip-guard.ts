@@ -1,6 +1,6 @@
 // What the host must look like for the kernel to pass a packet's later hooks on the flow cache's word
-// (docs/flow-cache.md, Trips). Between PREROUTING and FORWARD the packet, carrying the skip bit, meets routing: a
-// policy routing rule that reads the mark (`ip rule ... fwmark`) would see the bit, so any rule whose mask covers it
+// (docs/flow-cache.md, Trips). Between PREROUTING and FORWARD the packet, carrying the skip bits, meets routing: a
+// policy routing rule that reads the mark (`ip rule ... fwmark`) would see them, so any rule whose mask covers one
 // turns skipping off. And ip_forward() drops a packet larger than its route's MTU before FORWARD (with DF set, and
 // always for IPv6): only packets no link or route MTU could stop may skip FORWARD. Read again whenever links, routes
 // or rules change (`ip monitor`, the daemon's host refresh).
@@ -10,13 +10,27 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 
 /**
- * The default skip bit: clear of the marks kube-proxy (0x4000, 0x8000), flannel, Weave, Tailscale (0xff0000) and
- * WireGuard (0xca6c) use.
+ * The default skip bits (FORWARD the lower, POSTROUTING the higher): clear of the marks kube-proxy (0x4000, 0x8000),
+ * flannel, Weave, Tailscale (0xff0000) and WireGuard (0xca6c) use.
  */
-export const DEFAULT_SKIP_MARK = 0x10000000;
+export const DEFAULT_SKIP_MARK = 0x30000000;
+
+/** Whether `n` can be the skip mark: two bits of a 32-bit mark. */
+export function isSkipMark(n: number): boolean {
+  if (!Number.isInteger(n) || n <= 0 || n > 0xffffffff) return false;
+  const low = n & -n;
+  const rest = (n - low) >>> 0;
+  return rest !== 0 && (rest & (rest - 1)) === 0;
+}
+
+/** The skip mark's FORWARD bit (the lower) and POSTROUTING bit (the higher). */
+export function skipBits(mark: number): { forward: number; post: number } {
+  const forward = (mark & -mark) >>> 0;
+  return { forward, post: (mark - forward) >>> 0 };
+}
 
 export interface SkipGuard {
-  /** Policy routing rules (`priority: selector`) whose fwmark mask covers the skip bit: skipping stays off. */
+  /** Policy routing rules (`priority: selector`) whose fwmark mask covers a skip bit: skipping stays off. */
   markRules: string[];
   /** The smallest MTU of any link but loopback and of any route with an `mtu` metric; 0 when none is known. */
   maxLen: number;
