@@ -202,52 +202,57 @@ describe('config: skip_mark / --skip-mark', () => {
   let dir: string;
   before(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nfqw-config-skip-'));
-    fs.writeFileSync(path.join(dir, 'skip.conf'), 'rules = r.v4\nskip_mark = 0x100\n');
+    fs.writeFileSync(path.join(dir, 'skip.conf'), 'rules = r.v4\nskip_mark = 0x300\n');
     fs.writeFileSync(path.join(dir, 'none.conf'), 'rules = r.v4\n');
   });
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  it('defaults to bit 0x10000000', () => {
-    assert.equal(defaultConfig().skipMark, 0x10000000);
-    assert.equal(parseConfig('rules = r\n', '/x/c.conf').config.skipMark, 0x10000000);
+  it('defaults to bits 0x30000000', () => {
+    assert.equal(defaultConfig().skipMark, 0x30000000);
+    assert.equal(parseConfig('rules = r\n', '/x/c.conf').config.skipMark, 0x30000000);
   });
 
-  it('reads a single bit in hex or decimal, and 0 or off for none', () => {
+  it('reads two bits in hex or decimal, adjacent or not, and 0 or off for none', () => {
     const read = (v: string): number => parseConfig(`skip_mark = ${v}\n`, '/x/c.conf').config.skipMark;
-    assert.equal(read('0x100'), 0x100);
-    assert.equal(read('0x80000000'), 0x80000000);
-    assert.equal(read('256'), 256);
-    assert.equal(read('1'), 1);
+    assert.equal(read('0x300'), 0x300);
+    assert.equal(read('0x80000001'), 0x80000001);
+    assert.equal(read('0xc0000000'), 0xc0000000);
+    assert.equal(read('768'), 768);
+    assert.equal(read('3'), 3);
+    assert.equal(read('0x0000000a'), 0xa);
     assert.equal(read('0'), 0);
     assert.equal(read('off'), 0);
     assert.ok(parseConfig('skip_mark = off\n', '/x/c.conf').given.has('skip_mark'));
   });
 
-  it('names file:line:column, the key and the value when it is not a single bit', () => {
-    assert.deepEqual(errorsOf('queue = 1\nskip_mark = 0x3\n'), [
-      '/etc/nfqwall/nfqwall.conf:2:13: skip_mark: "0x3" is not a single mark bit (such as 0x10000000), 0 or off',
+  it('names file:line:column, the key and the value when it is not two bits', () => {
+    assert.deepEqual(errorsOf('queue = 1\nskip_mark = 0x10000000\n'), [
+      '/etc/nfqwall/nfqwall.conf:2:13: skip_mark: "0x10000000" is not two mark bits (such as 0x30000000), 0 or off',
     ]);
-    for (const bad of ['3', '0xffffffff', '0x100000000', '4294967296', '-1', 'yes', '0x', '1e3', '0b100']) {
+    // One bit, three bits, every bit, past 32 bits, negative, not a number.
+    for (const bad of ['1', '0x100', '7', '0x70000000', '0xffffffff', '0x100000000', '0x300000000', '12884901888', '-3', 'yes', '0x', '3e0', '0b11']) {
       const errs = errorsOf(`skip_mark = ${bad}`);
       assert.equal(errs.length, 1, bad);
-      assert.equal(errs[0], `/etc/nfqwall/nfqwall.conf:1:13: skip_mark: "${bad}" is not a single mark bit (such as 0x10000000), 0 or off`);
+      assert.equal(errs[0], `/etc/nfqwall/nfqwall.conf:1:13: skip_mark: "${bad}" is not two mark bits (such as 0x30000000), 0 or off`);
     }
-    assert.throws(() => parseSkipMark('0x10000001'), /"0x10000001" is not a single mark bit/);
+    assert.throws(() => parseSkipMark('0x10000000'), /"0x10000000" is not two mark bits/);
+    assert.throws(() => parseSkipMark('0x10000001x'), /"0x10000001x" is not two mark bits/);
+    assert.equal(parseSkipMark('0x10000001'), 0x10000001);
   });
 
   it('the file overrides the default and --skip-mark overrides the file', () => {
-    assert.equal(resolveConfig(path.join(dir, 'skip.conf'), {}, '/cwd').skipMark, 0x100);
-    assert.equal(resolveConfig(path.join(dir, 'none.conf'), {}, '/cwd').skipMark, 0x10000000);
-    assert.equal(resolveConfig(path.join(dir, 'skip.conf'), { skipMark: '0x20000000' }, '/cwd').skipMark, 0x20000000);
+    assert.equal(resolveConfig(path.join(dir, 'skip.conf'), {}, '/cwd').skipMark, 0x300);
+    assert.equal(resolveConfig(path.join(dir, 'none.conf'), {}, '/cwd').skipMark, 0x30000000);
+    assert.equal(resolveConfig(path.join(dir, 'skip.conf'), { skipMark: '0x60000000' }, '/cwd').skipMark, 0x60000000);
     assert.equal(resolveConfig(path.join(dir, 'skip.conf'), { skipMark: 'off' }, '/cwd').skipMark, 0);
     assert.equal(applyOverrides(defaultConfig(), { skipMark: '0' }).skipMark, 0);
-    assert.equal(applyOverrides(defaultConfig(), { skipMark: '1024' }).skipMark, 1024);
+    assert.equal(applyOverrides(defaultConfig(), { skipMark: '1536' }).skipMark, 1536);
   });
 
   it('a bad --skip-mark names the flag and the value', () => {
     assert.throws(
-      () => applyOverrides(defaultConfig(), { skipMark: '5' }),
-      /^Error: --skip-mark: "5" is not a single mark bit \(such as 0x10000000\), 0 or off$/,
+      () => applyOverrides(defaultConfig(), { skipMark: '1024' }),
+      /^Error: --skip-mark: "1024" is not two mark bits \(such as 0x30000000\), 0 or off$/,
     );
     assert.throws(() => resolveConfig(path.join(dir, 'skip.conf'), { skipMark: 'on' }), /^Error: --skip-mark: "on"/);
   });

@@ -369,11 +369,17 @@ describe('daemon/hooks in a network namespace (root)', function () {
   });
 });
 
-// ---- the flow cache's skip bit (docs/flow-cache.md, Trips) ----
+// ---- the flow cache's skip bits (docs/flow-cache.md, Trips) ----
 
-const SKIP = 0x10000000;
-const CARRIES = '-m mark --mark 0x10000000/0x10000000';
-const CLEAR = '-j MARK --set-xmark 0x0/0x10000000';
+// FORWARD's bit is the lower, POSTROUTING's the higher.
+const SKIP = 0x30000000;
+/** Where a packet enters the host (PREROUTING, OUTPUT) or is delivered (INPUT): both bits cleared. */
+const CLEAR_BOTH = '-m mark ! --mark 0x0/0x30000000 -j MARK --set-xmark 0x0/0x30000000';
+const FORWARD_PASS = '-m mark --mark 0x10000000/0x10000000 -j RETURN';
+const POST_PASS = '-m mark --mark 0x20000000/0x20000000 -g NFQWALL-SKIPPED';
+/** A packet that skipped FORWARD only takes its POSTROUTING trip without the FORWARD bit. */
+const POST_CLEAR_FORWARD = '-m mark --mark 0x10000000/0x10000000 -j MARK --set-xmark 0x0/0x10000000';
+const SKIPPED_CLEAR = '-j MARK --set-xmark 0x0/0x30000000';
 
 /** What iptables-save prints after installScript: the same lines, the jumps appended. */
 function asSaved(script: string): string {
@@ -383,7 +389,7 @@ function asSaved(script: string): string {
 describe('daemon/hooks with the skip mark', () => {
   const skipPlan: HookPlan = { ...plan4, notrack: false, skipMark: SKIP };
 
-  it('clears the bit at PREROUTING, INPUT and OUTPUT before their queue rules, passes it at FORWARD, clears and passes it at POSTROUTING', () => {
+  it('clears both bits at PREROUTING, INPUT and OUTPUT before their queue rules, passes the lower at FORWARD, passes the higher at POSTROUTING and clears the lower before its queue rule', () => {
     assert.equal(
       installScript(skipPlan),
       [
@@ -394,17 +400,18 @@ describe('daemon/hooks with the skip mark', () => {
         ':NFQWALL-OUTPUT - [0:0]',
         ':NFQWALL-POSTROUTING - [0:0]',
         ':NFQWALL-SKIPPED - [0:0]',
-        `-A NFQWALL-PREROUTING ${CARRIES} ${CLEAR}`,
+        `-A NFQWALL-PREROUTING ${CLEAR_BOTH}`,
         '-A NFQWALL-PREROUTING -j NFQUEUE --queue-num 7',
-        `-A NFQWALL-INPUT ${CARRIES} ${CLEAR}`,
+        `-A NFQWALL-INPUT ${CLEAR_BOTH}`,
         '-A NFQWALL-INPUT -j NFQUEUE --queue-num 7',
-        `-A NFQWALL-FORWARD ${CARRIES} -j RETURN`,
+        `-A NFQWALL-FORWARD ${FORWARD_PASS}`,
         '-A NFQWALL-FORWARD -j NFQUEUE --queue-num 7',
-        `-A NFQWALL-OUTPUT ${CARRIES} ${CLEAR}`,
+        `-A NFQWALL-OUTPUT ${CLEAR_BOTH}`,
         '-A NFQWALL-OUTPUT -j NFQUEUE --queue-num 7',
-        `-A NFQWALL-POSTROUTING ${CARRIES} -g NFQWALL-SKIPPED`,
+        `-A NFQWALL-POSTROUTING ${POST_PASS}`,
+        `-A NFQWALL-POSTROUTING ${POST_CLEAR_FORWARD}`,
         '-A NFQWALL-POSTROUTING -j NFQUEUE --queue-num 7',
-        `-A NFQWALL-SKIPPED ${CLEAR}`,
+        `-A NFQWALL-SKIPPED ${SKIPPED_CLEAR}`,
         '-I PREROUTING 1 -j NFQWALL-PREROUTING',
         '-I INPUT 1 -j NFQWALL-INPUT',
         '-I FORWARD 1 -j NFQWALL-FORWARD',
@@ -416,9 +423,10 @@ describe('daemon/hooks with the skip mark', () => {
     );
   });
 
-  it('has chains that clear the bit at INPUT, OUTPUT and POSTROUTING when only PREROUTING and FORWARD are queued', () => {
+  it('has chains that clear the bits at INPUT, OUTPUT and POSTROUTING when only PREROUTING and FORWARD are queued (bits apart)', () => {
+    // 0x10100: FORWARD's bit is 0x100, POSTROUTING's 0x10000.
     assert.equal(
-      installScript({ ...skipPlan, hooks: ['PREROUTING', 'FORWARD'], skipMark: 0x100, ownerPid: 99 }),
+      installScript({ ...skipPlan, hooks: ['PREROUTING', 'FORWARD'], skipMark: 0x10100, ownerPid: 99 }),
       [
         '*mangle',
         ':NFQWALL-PREROUTING - [0:0]',
@@ -427,14 +435,15 @@ describe('daemon/hooks with the skip mark', () => {
         ':NFQWALL-OUTPUT - [0:0]',
         ':NFQWALL-POSTROUTING - [0:0]',
         ':NFQWALL-SKIPPED - [0:0]',
-        '-A NFQWALL-PREROUTING -m comment --comment "nfqwall pid 99" -m mark --mark 0x100/0x100 -j MARK --set-xmark 0x0/0x100',
+        '-A NFQWALL-PREROUTING -m comment --comment "nfqwall pid 99" -m mark ! --mark 0x0/0x10100 -j MARK --set-xmark 0x0/0x10100',
         '-A NFQWALL-PREROUTING -m comment --comment "nfqwall pid 99" -j NFQUEUE --queue-num 7',
-        '-A NFQWALL-INPUT -m comment --comment "nfqwall pid 99" -m mark --mark 0x100/0x100 -j MARK --set-xmark 0x0/0x100',
+        '-A NFQWALL-INPUT -m comment --comment "nfqwall pid 99" -m mark ! --mark 0x0/0x10100 -j MARK --set-xmark 0x0/0x10100',
         '-A NFQWALL-FORWARD -m comment --comment "nfqwall pid 99" -m mark --mark 0x100/0x100 -j RETURN',
         '-A NFQWALL-FORWARD -m comment --comment "nfqwall pid 99" -j NFQUEUE --queue-num 7',
-        '-A NFQWALL-OUTPUT -m comment --comment "nfqwall pid 99" -m mark --mark 0x100/0x100 -j MARK --set-xmark 0x0/0x100',
-        '-A NFQWALL-POSTROUTING -m comment --comment "nfqwall pid 99" -m mark --mark 0x100/0x100 -g NFQWALL-SKIPPED',
-        '-A NFQWALL-SKIPPED -m comment --comment "nfqwall pid 99" -j MARK --set-xmark 0x0/0x100',
+        '-A NFQWALL-OUTPUT -m comment --comment "nfqwall pid 99" -m mark ! --mark 0x0/0x10100 -j MARK --set-xmark 0x0/0x10100',
+        '-A NFQWALL-POSTROUTING -m comment --comment "nfqwall pid 99" -m mark --mark 0x10000/0x10000 -g NFQWALL-SKIPPED',
+        '-A NFQWALL-POSTROUTING -m comment --comment "nfqwall pid 99" -m mark --mark 0x100/0x100 -j MARK --set-xmark 0x0/0x100',
+        '-A NFQWALL-SKIPPED -m comment --comment "nfqwall pid 99" -j MARK --set-xmark 0x0/0x10100',
         '-I PREROUTING 1 -j NFQWALL-PREROUTING',
         '-I INPUT 1 -j NFQWALL-INPUT',
         '-I FORWARD 1 -j NFQWALL-FORWARD',
@@ -450,14 +459,16 @@ describe('daemon/hooks with the skip mark', () => {
     const s = installScript({ ...plan4, hooks: ['PREROUTING', 'INPUT'], skipMark: SKIP });
     assert.ok(s.startsWith(installScript({ ...plan4, hooks: [] })), 'the raw part comes first, unchanged');
     assert.doesNotMatch(s, /FORWARD/);
-    assert.match(s, /^-A NFQWALL-POSTROUTING -m mark --mark 0x10000000\/0x10000000 -g NFQWALL-SKIPPED$/m);
-    // INPUT only clears the bit, then queues: a packet a changed route delivers here meets the INPUT rules.
-    assert.match(s, /^-A NFQWALL-INPUT -m mark --mark 0x10000000\/0x10000000 -j MARK --set-xmark 0x0\/0x10000000\n-A NFQWALL-INPUT -j NFQUEUE /m);
+    const chain = (name: string): string[] => s.split('\n').filter((l) => l.startsWith(`-A ${name} `));
+    assert.deepEqual(chain('NFQWALL-POSTROUTING'), [`-A NFQWALL-POSTROUTING ${POST_PASS}`, `-A NFQWALL-POSTROUTING ${POST_CLEAR_FORWARD}`]);
+    // INPUT only clears the bits, then queues: a packet a changed route delivers here meets the INPUT rules.
+    assert.deepEqual(chain('NFQWALL-INPUT'), [`-A NFQWALL-INPUT ${CLEAR_BOTH}`, '-A NFQWALL-INPUT -j NFQUEUE --queue-num 7']);
+    assert.deepEqual(chain('NFQWALL-SKIPPED'), [`-A NFQWALL-SKIPPED ${SKIPPED_CLEAR}`]);
     assert.doesNotMatch(s, /^-A NFQWALL-INPUT .*-g /m);
     assert.doesNotMatch(s, /^-A NFQWALL-POSTROUTING -j NFQUEUE/m);
   });
 
-  it('adds nothing when PREROUTING is not queued or the bit is 0', () => {
+  it('adds nothing when PREROUTING is not queued or the mark is 0', () => {
     for (const hooks of [['INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'], []] as const) {
       const plain4 = { ...plan4, hooks };
       const s = installScript({ ...plain4, skipMark: SKIP });
@@ -468,11 +479,19 @@ describe('daemon/hooks with the skip mark', () => {
     assert.equal(installScript({ ...plan4, skipMark: 0 }), installScript(plan4));
   });
 
-  it('refuses a skip mark that is not a single bit', () => {
-    assert.throws(() => installScript({ ...plan4, skipMark: 3 }), /skip mark 3 is not a single bit/);
-    assert.throws(() => installScript({ ...plan4, skipMark: 2 ** 32 }), /not a single bit/);
-    assert.throws(() => installScript({ ...plan4, skipMark: -1 }), /not a single bit/);
-    assert.doesNotThrow(() => installScript({ ...plan4, skipMark: 0x80000000 }));
+  it('refuses a skip mark that is not two bits', () => {
+    assert.throws(() => installScript({ ...plan4, skipMark: 0x10000000 }), /skip mark 268435456 is not two mark bits/);
+    assert.throws(() => installScript({ ...plan4, skipMark: 1 }), /skip mark 1 is not two mark bits/);
+    assert.throws(() => installScript({ ...plan4, skipMark: 7 }), /skip mark 7 is not two mark bits/);
+    assert.throws(() => installScript({ ...plan4, skipMark: 0xffffffff }), /not two mark bits/);
+    assert.throws(() => installScript({ ...plan4, skipMark: 2 ** 32 + 2 ** 31 }), /not two mark bits/);
+    assert.throws(() => installScript({ ...plan4, skipMark: -3 }), /not two mark bits/);
+    assert.throws(() => installScript({ ...plan4, skipMark: 3.5 }), /not two mark bits/);
+    // Refused even when PREROUTING is not queued and the mark would go unused.
+    assert.throws(() => installScript({ ...plan4, hooks: ['FORWARD'], skipMark: 0x10000000 }), /not two mark bits/);
+    for (const ok of [3, 0x80000001, 0xc0000000, SKIP]) assert.doesNotThrow(() => installScript({ ...plan4, skipMark: ok }));
+    assert.match(installScript({ ...plan4, skipMark: 0x80000001 }), /^-A NFQWALL-FORWARD -m mark --mark 0x1\/0x1 -j RETURN$/m);
+    assert.match(installScript({ ...plan4, skipMark: 0x80000001 }), /^-A NFQWALL-POSTROUTING -m mark --mark 0x80000000\/0x80000000 -g NFQWALL-SKIPPED$/m);
   });
 
   it('parses back what it installs, NFQWALL-SKIPPED included, and removes all of it', () => {
@@ -541,20 +560,25 @@ describe('daemon/hooks with the skip mark in a network namespace (root)', functi
     const ours = (text: string, chain: string): string[] => text.split('\n').filter((l) => l.startsWith(`-A ${chain} `));
     for (const text of [after4, after6]) {
       assert.deepEqual(ours(text, 'NFQWALL-PREROUTING'), [
-        `-A NFQWALL-PREROUTING ${CARRIES} ${CLEAR}`,
+        `-A NFQWALL-PREROUTING ${CLEAR_BOTH}`,
         '-A NFQWALL-PREROUTING -j NFQUEUE --queue-num 7',
       ]);
-      assert.equal(ours(text, 'NFQWALL-INPUT')[0], `-A NFQWALL-INPUT ${CARRIES} ${CLEAR}`);
+      assert.equal(ours(text, 'NFQWALL-INPUT')[0], `-A NFQWALL-INPUT ${CLEAR_BOTH}`);
       assert.deepEqual(ours(text, 'NFQWALL-FORWARD'), [
-        `-A NFQWALL-FORWARD ${CARRIES} -j RETURN`,
+        `-A NFQWALL-FORWARD ${FORWARD_PASS}`,
         '-A NFQWALL-FORWARD -j NFQUEUE --queue-num 7',
       ]);
-      assert.equal(ours(text, 'NFQWALL-OUTPUT')[0], `-A NFQWALL-OUTPUT ${CARRIES} ${CLEAR}`);
-      assert.equal(ours(text, 'NFQWALL-POSTROUTING')[0], `-A NFQWALL-POSTROUTING ${CARRIES} -g NFQWALL-SKIPPED`);
-      assert.deepEqual(ours(text, 'NFQWALL-SKIPPED'), [`-A NFQWALL-SKIPPED ${CLEAR}`]);
+      assert.equal(ours(text, 'NFQWALL-OUTPUT')[0], `-A NFQWALL-OUTPUT ${CLEAR_BOTH}`);
+      assert.deepEqual(ours(text, 'NFQWALL-POSTROUTING').slice(0, 2), [
+        `-A NFQWALL-POSTROUTING ${POST_PASS}`,
+        `-A NFQWALL-POSTROUTING ${POST_CLEAR_FORWARD}`,
+      ]);
+      assert.deepEqual(ours(text, 'NFQWALL-SKIPPED'), [`-A NFQWALL-SKIPPED ${SKIPPED_CLEAR}`]);
     }
+    assert.deepEqual(ours(after4, 'NFQWALL-POSTROUTING').slice(2), ['-A NFQWALL-POSTROUTING -j NFQUEUE --queue-num 7'], 'POSTROUTING queued in the ipv4 plan');
+    assert.deepEqual(ours(after6, 'NFQWALL-POSTROUTING').slice(2), [], 'POSTROUTING only passes and clears in the ipv6 plan');
     assert.equal(ours(after4, 'NFQWALL-INPUT').length, 2, 'INPUT queued in the ipv4 plan');
-    assert.equal(ours(after6, 'NFQWALL-INPUT').length, 1, 'INPUT only clears the bit in the ipv6 plan');
+    assert.equal(ours(after6, 'NFQWALL-INPUT').length, 1, 'INPUT only clears the bits in the ipv6 plan');
     assert.equal(normalize(withoutOurs(after4)), before4);
     assert.match(after4, /^-A FORWARD -d 198\.18\.0\.2\/32 -j MARK --set-xmark 0x4000\/0xffffffff$/m);
 

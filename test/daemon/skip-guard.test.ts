@@ -3,23 +3,53 @@
 // from a throwaway network namespace.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { DEFAULT_SKIP_MARK, markRulesOf, smallestMtu } from '../../src/daemon/skip-guard';
+import { DEFAULT_SKIP_MARK, isSkipMark, markRulesOf, skipBits, smallestMtu } from '../../src/daemon/skip-guard';
 import { skipUnlessRoot } from '../lab/lab';
 
-const BIT = 0x10000000;
+const BIT = 0x30000000;
 
 describe('daemon/skip-guard', () => {
-  it('the default bit is a single bit clear of the marks kube-proxy and WireGuard use', () => {
+  it('the default mark is two bits clear of the marks kube-proxy and WireGuard use', () => {
     assert.equal(DEFAULT_SKIP_MARK, BIT);
+    assert.ok(isSkipMark(DEFAULT_SKIP_MARK));
+    assert.deepEqual(skipBits(DEFAULT_SKIP_MARK), { forward: 0x10000000, post: 0x20000000 });
     for (const other of [0x4000, 0x8000, 0xff0000, 0xca6c]) assert.equal(DEFAULT_SKIP_MARK & other, 0);
+  });
+
+  it('isSkipMark: exactly two bits of a 32-bit mark', () => {
+    for (const yes of [3, 5, 0x30000000, 0x80000001, 0xc0000000, 0x10001, 0x300]) assert.equal(isSkipMark(yes), true, yes.toString(16));
+    // None, one bit, three or more bits, past 32 bits, negative, not an integer.
+    for (const no of [0, 1, 2, 0x10000000, 0x80000000, 7, 0x70000000, 0xffffffff, 0x100000001, 2 ** 32 + 2 ** 31, 2 ** 33 + 1, -3, -0x30000000, 1.5, 3.5, NaN, Infinity]) {
+      assert.equal(isSkipMark(no), false, String(no));
+    }
+  });
+
+  it('skipBits: the lower bit for FORWARD, the higher for POSTROUTING', () => {
+    assert.deepEqual(skipBits(0x30000000), { forward: 0x10000000, post: 0x20000000 });
+    assert.deepEqual(skipBits(3), { forward: 1, post: 2 });
+    assert.deepEqual(skipBits(0x80000001), { forward: 1, post: 0x80000000 });
+    assert.deepEqual(skipBits(0xc0000000), { forward: 0x40000000, post: 0x80000000 });
+    assert.deepEqual(skipBits(0x10100), { forward: 0x100, post: 0x10000 });
+    for (const m of [3, 0x30000000, 0x80000001, 0xc0000000, 0x10100]) {
+      const { forward, post } = skipBits(m);
+      assert.ok(forward > 0 && post > forward, m.toString(16));
+      assert.equal((forward | post) >>> 0, m);
+    }
   });
 
   describe('markRulesOf', () => {
     const rules =
       '[{"priority":0,"src":"all","table":"local"},{"priority":32765,"src":"all","fwmark":"0x10","fwmask":"0xff","table":"100"}]';
 
-    it('ignores rules without fwmark and rules whose mask does not cover the bit', () => {
+    it('ignores rules without fwmark and rules whose mask covers neither bit', () => {
       assert.deepEqual(markRulesOf(rules, BIT, 4), []);
+    });
+
+    it('reports a rule whose mask covers either of the two bits', () => {
+      const one = (mask: string): string => `[{"priority":5,"src":"all","fwmark":"0x0","fwmask":"${mask}","table":"8"}]`;
+      assert.deepEqual(markRulesOf(one('0x10000000'), BIT, 4), ['ipv4 rule 5: fwmark 0x0/0x10000000'], 'the FORWARD bit');
+      assert.deepEqual(markRulesOf(one('0x20000000'), BIT, 4), ['ipv4 rule 5: fwmark 0x0/0x20000000'], 'the POSTROUTING bit');
+      assert.deepEqual(markRulesOf(one('0xcfffffff'), BIT, 4), [], 'every other bit');
     });
 
     it('reports a rule whose mask covers the bit, naming its priority, mark and mask', () => {
@@ -27,11 +57,11 @@ describe('daemon/skip-guard', () => {
       assert.deepEqual(markRulesOf(rules, 0x10, 4), ['ipv4 rule 32765: fwmark 0x10/0xff']);
       const covering =
         '[{"priority":0,"src":"all","table":"local"},' +
-        '{"priority":100,"src":"all","fwmark":"0x10000000","fwmask":"0x10000000","table":"8"},' +
+        '{"priority":100,"src":"all","fwmark":"0x20000000","fwmask":"0x20000000","table":"8"},' +
         '{"priority":200,"src":"all","fwmark":"0x0","fwmask":"0xf0000000","table":"9"},' +
         '{"priority":300,"src":"all","fwmark":"0x1","fwmask":"0xfffffff","table":"10"}]';
       assert.deepEqual(markRulesOf(covering, BIT, 6), [
-        'ipv6 rule 100: fwmark 0x10000000/0x10000000',
+        'ipv6 rule 100: fwmark 0x20000000/0x20000000',
         'ipv6 rule 200: fwmark 0x0/0xf0000000',
       ]);
     });
@@ -40,7 +70,7 @@ describe('daemon/skip-guard', () => {
       assert.deepEqual(markRulesOf('[{"priority":32764,"src":"all","fwmark":"0x7","table":"7"}]', BIT, 4), [
         'ipv4 rule 32764: fwmark 0x7',
       ]);
-      assert.deepEqual(markRulesOf('[{"fwmark":"0x7"}]', 0x80000000, 6), ['ipv6 rule ?: fwmark 0x7']);
+      assert.deepEqual(markRulesOf('[{"fwmark":"0x7"}]', 0x80000001, 6), ['ipv6 rule ?: fwmark 0x7']);
     });
 
     it('empty output means no rules; anything but a JSON array is an error', () => {
@@ -127,8 +157,12 @@ describe('daemon/skip-guard on real ip -j output (root)', function () {
     assert.deepEqual(markRulesOf(rules(4), BIT, 4), [], 'mask 0xff leaves the bit alone');
     inNs('ip', '-4', 'rule', 'add', 'fwmark', '0x7', 'table', '7', 'priority', '1001');
     inNs('ip', '-6', 'rule', 'add', 'fwmark', '0x10000000/0x10000000', 'table', '8', 'priority', '1002');
+    inNs('ip', '-6', 'rule', 'add', 'fwmark', '0x20000000/0x20000000', 'table', '9', 'priority', '1003');
     assert.deepEqual(markRulesOf(rules(4), BIT, 4), ['ipv4 rule 1001: fwmark 0x7']);
-    assert.deepEqual(markRulesOf(rules(6), BIT, 6), ['ipv6 rule 1002: fwmark 0x10000000/0x10000000']);
+    assert.deepEqual(markRulesOf(rules(6), BIT, 6), [
+      'ipv6 rule 1002: fwmark 0x10000000/0x10000000',
+      'ipv6 rule 1003: fwmark 0x20000000/0x20000000',
+    ]);
 
     inNs('ip', 'route', 'add', '198.18.5.0/24', 'dev', 'v0', 'mtu', '1400');
     assert.equal(mtu(), 1400);
