@@ -118,6 +118,25 @@ export function kernelMode(): Mode {
   };
 }
 
+/** The kernel itself holding `rulesFile` in fw (iptables-restore), no queue: the rule-count figures' comparison. */
+export function kernelRulesMode(rulesFile: string, label: string): Mode {
+  return {
+    name: `kernel iptables (${label})`,
+    async start(fw) {
+      await fw.exec(['iptables-restore', rulesFile], { timeoutMs: 900_000 });
+      return {
+        async stop(): Promise<string> {
+          for (const table of ['raw', 'mangle', 'nat', 'filter']) {
+            await fw.exec(['iptables', '-t', table, '-F'], { timeoutMs: 300_000 });
+            await fw.exec(['iptables', '-t', table, '-X'], { timeoutMs: 300_000 });
+          }
+          return '';
+        },
+      };
+    },
+  };
+}
+
 export function cLoopMode(binary: string): Mode {
   return { name: 'C libnetfilter_queue loop', start: (fw) => startWithOwnRule(fw, [binary, String(BENCH_QUEUE)]) };
 }
@@ -159,13 +178,18 @@ export interface NfqwallVariant {
   flowCache?: boolean;
   /** false: `--skip-mark off`, every hook keeps its queue trip (default: skipping on, as nfqwall defaults). */
   skip?: boolean;
+  /** Added to the name, in parentheses (the ruleset's size, say). */
+  label?: string;
+  /** How long the daemon may take to answer its first status (default 20 s; a 100,000-service ruleset takes longer). */
+  readyMs?: number;
 }
 
 export function nfqwallName(v: NfqwallVariant = {}): string {
   const n = v.queues ?? 1;
   const base = n === 1 ? 'nfqwall' : `nfqwall --queues ${n}${v.cpuFanout === true ? ' cpu-fanout' : ''}`;
-  if (v.flowCache === false) return `${base} --no-flow-cache`;
-  return v.skip === false ? `${base} --skip-mark off` : base;
+  const label = v.label === undefined ? '' : ` (${v.label})`;
+  if (v.flowCache === false) return `${base} --no-flow-cache${label}`;
+  return `${v.skip === false ? `${base} --skip-mark off` : base}${label}`;
 }
 
 /** Adds --queue-cpu-fanout to every NFQUEUE rule of nfqwall's mangle chains in fw, in one transaction. */
@@ -209,7 +233,7 @@ export function nfqwallMode(cli: string | undefined, rulesFile: string, controlP
         return r.code === 0;
       };
       try {
-        await waitFor('nfqwall', 20_000, status, c.text);
+        await waitFor('nfqwall', variant.readyMs ?? 20_000, status, c.text);
         if (variant.cpuFanout === true) await addCpuFanout(fw);
       } catch (err) {
         child.kill('SIGKILL');

@@ -9,17 +9,20 @@
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { isRoot, Lab, THREE_HOST, threeHostSpec, type Host } from '../test/lab/lab';
 import { buildC, installNfqueue, outDir } from './build';
 import { cliPath, kernelRules } from '../test/lab/daemon';
 import { packageRoot } from '../src/package-root';
 import { kubeProxyRules } from '../scripts/gen-kube-proxy';
+import { kubeProxyRules as kubeProxyNatRules } from './parse';
 import {
   ACCEPT_ALL_RULES,
   cachedPackets,
   cLoopMode,
   cpuSeconds,
   kernelMode,
+  kernelRulesMode,
   nfqueueMode,
   nfqwallMode,
   nfqwallName,
@@ -45,8 +48,16 @@ const FLOOD_SOURCES = Array.from({ length: 8 }, (_, i) => `198.18.0.${2 + i}`);
 const FLOOD_SPORT = 40000;
 const HANDSHAKE_LENGTH = 20 + 8 + 1;
 
-/** established: flows opened by one exchange first (the cache can take them); new: flows that never see a reply. */
-type FloodKind = 'established' | 'new';
+/**
+ * established: flows opened by one exchange first (the cache can take them); new: flows that never see a reply;
+ * connections: every datagram a new connection (the next of CONNECTION_PORTS destination ports), as a flood of
+ * connection attempts is: what the rule count costs.
+ */
+type FloodKind = 'established' | 'new' | 'connections';
+const CONNECTION_PORTS = 20_000;
+/** The rule-count part: kube-proxy rulesets of these many services (NFQW_BENCH_SERVICES, a comma list). */
+const SERVICES = (process.env['NFQW_BENCH_SERVICES'] ?? '10,1000,10000,100000').split(',').map((s) => Number(s.trim()));
+for (const s of SERVICES) if (!Number.isInteger(s) || s < 1 || s > 200_000) throw new Error(`NFQW_BENCH_SERVICES: ${s} is not 1..200000`);
 
 function envNumber(name: string, fallback: number, max: number): number {
   const raw = process.env[name];
@@ -62,8 +73,9 @@ const ROUNDS = Math.floor(envNumber('NFQW_BENCH_ROUNDS', 3, 10));
 const SIZE = Math.floor(envNumber('NFQW_BENCH_SIZE', 64, 1400));
 if (SIZE < 2) throw new Error('NFQW_BENCH_SIZE: at least 2 (1-byte datagrams are the handshake the server answers)');
 const PINGS = Math.floor(envNumber('NFQW_BENCH_PINGS', 5000, 1_000_000));
+// `scale` (the rule-count curve: a kernel restore of 100,000 services takes minutes) runs only when asked for.
 const PARTS = new Set((process.env['NFQW_BENCH_ONLY'] ?? 'flood,new,latency,memory').split(',').map((p) => p.trim()));
-for (const p of PARTS) if (!['flood', 'new', 'latency', 'memory'].includes(p)) throw new Error(`NFQW_BENCH_ONLY: unknown part ${p}`);
+for (const p of PARTS) if (!['flood', 'new', 'latency', 'memory', 'scale'].includes(p)) throw new Error(`NFQW_BENCH_ONLY: unknown part ${p}`);
 
 async function rxPackets(server: Host): Promise<number> {
   const r = await server.exec(['cat', `/sys/class/net/${server.ifname('fw')}/statistics/rx_packets`]);
@@ -104,6 +116,7 @@ async function flood(client: Host, server: Host, floodBin: string, kind: FloodKi
   const before = await rxPackets(server);
   const argv = [floodBin, THREE_HOST.server4, String(PORT), String(packets), String(seconds), String(SIZE), FLOOD_SOURCES.join(',')];
   if (kind === 'established') argv.push(String(FLOOD_SPORT));
+  if (kind === 'connections') argv.push('0', String(CONNECTION_PORTS));
   const r = await client.exec(['taskset', '-c', SENDER_CPU, ...argv], { timeoutMs: seconds * 1000 + 15_000 });
   const m = /^sent (\d+) seconds ([\d.]+)$/m.exec(r.stdout);
   if (m === null) throw new Error(`udp-flood printed no result: ${r.stdout} ${r.stderr}`);
@@ -376,6 +389,96 @@ function printLatency(
   for (const [name, why] of failures) process.stdout.write(`latency ${name} failed: ${why.split('\n')[0]}\n`);
 }
 
+interface ScaleRow {
+  services: number;
+  rules: number;
+  /** Each mode's connection flood, or why it failed. */
+  kernel: Sample | string;
+  nfqwall: Sample | string;
+  kernelStartS: number;
+  nfqwallStartS: number;
+}
+
+/**
+ * The rule-count curve (issue #6): for each size, a kube-proxy ruleset of that many services held by the kernel
+ * itself (iptables-restore in fw, no queue) and by nfqwall, each taking a flood in which every datagram is a new
+ * connection to no service, so every one walks (kernel) or looks up (nfqwall) KUBE-SERVICES.
+ */
+async function scaleRows(lab: Lab, floodBin: string, cli: string | undefined, out: string, control: string): Promise<ScaleRow[]> {
+  const rows: ScaleRow[] = [];
+  for (const services of SERVICES) {
+    // The nat table's shape at any size (the full generator's NodePorts stop at 2,768 services), as bench/scale.ts
+    // and bench/reload.ts use.
+    const text = kubeProxyNatRules(services, 3);
+    const file = path.join(out, `kube-proxy-${services}.rules`);
+    fs.writeFileSync(file, text);
+    const rules = text.split('\n').filter((l) => l.startsWith('-A ')).length;
+    const label = `${fmt(services)} services`;
+    const row: ScaleRow = { services, rules, kernel: 'not run', nfqwall: 'not run', kernelStartS: NaN, nfqwallStartS: NaN };
+    const timed = (mode: Mode, set: (s: number) => void): Mode => ({
+      ...mode,
+      async start(fw) {
+        const t0 = performance.now();
+        const r = await mode.start(fw);
+        set((performance.now() - t0) / 1000);
+        return r;
+      },
+    });
+    const kernel = timed(kernelRulesMode(file, label), (s) => (row.kernelStartS = s));
+    const nfqwall = timed(nfqwallMode(cli, file, control, { label, readyMs: 600_000 }), (s) => (row.nfqwallStartS = s));
+    for (const [mode, key] of [[kernel, 'kernel'], [nfqwall, 'nfqwall']] as const) {
+      try {
+        const s = await measure(lab, mode, floodBin, 'connections');
+        row[key] = s;
+        process.stderr.write(`bench: scale ${mode.name}: ${fmt(s.pps)} connections/s [${s.note}]\n`);
+      } catch (err) {
+        row[key] = err instanceof Error ? err.message.split('\n')[0]! : String(err);
+        process.stderr.write(`bench: scale ${mode.name} failed: ${row[key] as string}\n`);
+      }
+    }
+    fs.rmSync(file, { force: true });
+    rows.push(row);
+  }
+  return rows;
+}
+
+function printScale(rows: ScaleRow[]): void {
+  process.stdout.write(
+    `\nRule count: kube-proxy nat rulesets (3 endpoints per service), a UDP flood from ${FLOOD_SOURCES.length} addresses in which ` +
+      `every ${SIZE}-byte datagram is a new connection (the next of ${fmt(CONNECTION_PORTS)} destination ports) to no service, ` +
+      `the nat table's KUBE-SERVICES (bench/parse.ts's generator) walked or looked up for each; ` +
+      `${SECONDS} s, one round per size; the kernel holds the same file itself (iptables-restore in fw, no queue). ` +
+      `start: iptables-restore, or nfqwall run until its first status answer\n`,
+  );
+  const first = rows[0];
+  const ppsOf = (s: Sample | string): number | undefined => (typeof s === 'string' ? undefined : s.pps);
+  const cell = (s: Sample | string): string => (typeof s === 'string' ? 'failed' : fmt(s.pps));
+  const vs = (s: Sample | string, base: Sample | string | undefined): string => {
+    const a = ppsOf(s);
+    const b = base === undefined ? undefined : ppsOf(base);
+    return a === undefined || b === undefined ? '' : (a / b).toFixed(3);
+  };
+  table([
+    ['services', 'rules', 'kernel start s', 'kernel conn/s', 'vs first', 'nfqwall start s', 'nfqwall conn/s', 'vs first', 'µs CPU/conn', 'nfqwall / kernel'],
+    ...rows.map((r) => [
+      fmt(r.services),
+      fmt(r.rules),
+      r.kernelStartS.toFixed(1),
+      cell(r.kernel),
+      vs(r.kernel, first?.kernel),
+      r.nfqwallStartS.toFixed(1),
+      cell(r.nfqwall),
+      vs(r.nfqwall, first?.nfqwall),
+      typeof r.nfqwall === 'string' || r.nfqwall.cpuUs === undefined ? '' : r.nfqwall.cpuUs.toFixed(1),
+      ratio(ppsOf(r.nfqwall), ppsOf(r.kernel)),
+    ]),
+  ]);
+  for (const r of rows) {
+    if (typeof r.kernel === 'string') process.stdout.write(`kernel, ${fmt(r.services)} services: ${r.kernel}\n`);
+    if (typeof r.nfqwall === 'string') process.stdout.write(`nfqwall, ${fmt(r.services)} services: ${r.nfqwall}\n`);
+  }
+}
+
 function printMemory(m: MemoryResult): void {
   process.stdout.write(
     `\nMemory (one process, --expose-gc, RSS after a full collection): kube-proxy ruleset of ${fmt(m.services)} services ` +
@@ -471,7 +574,8 @@ async function main(): Promise<void> {
   let flooded: Map<FloodKind, Flooded> | undefined;
   const lat = new Map<string, Latency>();
   const latFailures = new Map<string, string>();
-  if (tables.length > 0 || PARTS.has('latency')) {
+  let scaled: ScaleRow[] | undefined;
+  if (tables.length > 0 || PARTS.has('latency') || PARTS.has('scale')) {
     const lab = await Lab.create(threeHostSpec());
     try {
       const client = lab.host('client');
@@ -480,6 +584,7 @@ async function main(): Promise<void> {
       // No ICMP port-unreachable storm back through fw: the server drops the flood before any socket lookup. Only
       // the established flood's 1-byte handshakes reach the echo on the flood's port, which answers them.
       await server.exec(['iptables', '-t', 'raw', '-A', 'PREROUTING', '-p', 'udp', '--dport', String(PORT), '-m', 'length', '!', '--length', String(HANDSHAKE_LENGTH), '-j', 'DROP']);
+      await server.exec(['iptables', '-t', 'raw', '-A', 'PREROUTING', '-p', 'udp', '--dport', `${PORT + 1}:${PORT + CONNECTION_PORTS - 1}`, '-j', 'DROP']);
       if (tables.length > 0) {
         const opener = server.spawn(['taskset', '-c', SENDER_CPU, pingBin, 'echo', THREE_HOST.server4, String(PORT)]);
         try {
@@ -489,6 +594,7 @@ async function main(): Promise<void> {
           opener.kill('SIGKILL');
         }
       }
+      if (PARTS.has('scale')) scaled = await scaleRows(lab, floodBin, cli, out, control);
       if (PARTS.has('latency')) {
         const echo = server.spawn(['taskset', '-c', SENDER_CPU, pingBin, 'echo', THREE_HOST.server4, String(ECHO_PORT)]);
         try {
@@ -524,6 +630,10 @@ async function main(): Promise<void> {
     printLatency(lat, latFailures, { kernel: kernel.name, c: cLoop.name, nfqwall: nfqwall.name, noCache: noCache.name });
     results['latency'] = Object.fromEntries(lat);
     results['latencyFailures'] = Object.fromEntries(latFailures);
+  }
+  if (scaled !== undefined) {
+    printScale(scaled);
+    results['scale'] = scaled;
   }
   if (PARTS.has('memory')) {
     try {

@@ -6,8 +6,10 @@
  * for the server's reply (up to 3 tries of 1 s), so a connection tracker in between has seen both directions and
  * the flood is ESTABLISHED traffic; it fails if a flow gets no reply. The handshake is not part of COUNT or SECONDS.
  * Without SPORT each socket has a fresh ephemeral port: new flows that never see a reply.
+ * With PORTS (above 1; SPORT must be 0), each datagram goes to the next of PORTS consecutive ports from PORT: every
+ * datagram is a new connection (until the ports wrap), as a flood of connection attempts is.
  *
- * usage: udp-flood ADDR PORT COUNT SECONDS SIZE [SOURCES [SPORT]]
+ * usage: udp-flood ADDR PORT COUNT SECONDS SIZE [SOURCES [SPORT [PORTS]]]
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -29,7 +31,7 @@ static double now(void) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 6 || argc > 8) { fprintf(stderr, "usage: %s ADDR PORT COUNT SECONDS SIZE [SOURCES [SPORT]]\n", argv[0]); return 2; }
+  if (argc < 6 || argc > 9) { fprintf(stderr, "usage: %s ADDR PORT COUNT SECONDS SIZE [SOURCES [SPORT [PORTS]]]\n", argv[0]); return 2; }
   const char *addr = argv[1];
   int port = atoi(argv[2]);
   unsigned long count = strtoul(argv[3], NULL, 10);
@@ -46,8 +48,10 @@ int main(int argc, char **argv) {
   else if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) { fam = AF_INET6; s6->sin6_family = AF_INET6; s6->sin6_port = htons(port); sslen = sizeof *s6; }
   else { fprintf(stderr, "bad address %s\n", addr); return 2; }
 
-  int sport = argc == 8 ? atoi(argv[7]) : 0;
+  int sport = argc >= 8 ? atoi(argv[7]) : 0;
   if (sport < 0 || sport > 65535) { fprintf(stderr, "bad source port %s\n", argv[7]); return 2; }
+  int ports = argc == 9 ? atoi(argv[8]) : 1;
+  if (ports < 1 || port + ports - 1 > 65535 || (ports > 1 && sport != 0)) { fprintf(stderr, "bad port count %s\n", argv[8]); return 2; }
   int fds[MAX_SOURCES];
   int nfds = 0;
   char *sources = argc >= 7 && argv[6][0] != '\0' ? strdup(argv[6]) : NULL;
@@ -71,7 +75,7 @@ int main(int argc, char **argv) {
       setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
       if (bind(fd, (struct sockaddr *)&ls, fam == AF_INET ? sizeof *l4 : sizeof *l6) < 0) { perror("bind"); return 1; }
     }
-    if (connect(fd, (struct sockaddr *)&ss, sslen) < 0) { perror("connect"); return 1; }
+    if (ports == 1 && connect(fd, (struct sockaddr *)&ss, sslen) < 0) { perror("connect"); return 1; }
     if (sport != 0) {
       /* The 1-byte datagram is the only size the server answers (its other datagrams are dropped unread). */
       int answered = 0;
@@ -96,11 +100,14 @@ int main(int argc, char **argv) {
   char *payload = calloc(1, size);
   struct iovec iov[BATCH];
   struct mmsghdr msgs[BATCH];
+  struct sockaddr_storage to[BATCH];
   memset(msgs, 0, sizeof msgs);
   for (int i = 0; i < BATCH; i++) {
     iov[i].iov_base = payload; iov[i].iov_len = size;
     msgs[i].msg_hdr.msg_iov = &iov[i]; msgs[i].msg_hdr.msg_iovlen = 1;
+    if (ports > 1) { to[i] = ss; msgs[i].msg_hdr.msg_name = &to[i]; msgs[i].msg_hdr.msg_namelen = sslen; }
   }
+  unsigned next = 0;
 
   double start = now(), deadline = start + seconds;
   unsigned long sent = 0;
@@ -108,12 +115,18 @@ int main(int argc, char **argv) {
   while (sent < count) {
     if (now() >= deadline) break;
     unsigned want = count - sent < BATCH ? (unsigned)(count - sent) : BATCH;
+    for (unsigned i = 0; ports > 1 && i < want; i++) {
+      uint16_t p = htons((uint16_t)(port + (next + i) % (unsigned)ports));
+      if (fam == AF_INET) ((struct sockaddr_in *)&to[i])->sin_port = p;
+      else ((struct sockaddr_in6 *)&to[i])->sin6_port = p;
+    }
     int n = sendmmsg(fds[turn++ % nfds], msgs, want, 0);
     if (n < 0) {
       if (errno == ENOBUFS || errno == EAGAIN || errno == EINTR) continue;
       perror("sendmmsg"); return 1;
     }
     sent += (unsigned)n;
+    next += (unsigned)n;
   }
   printf("sent %lu seconds %.6f\n", sent, now() - start);
   return 0;
