@@ -129,161 +129,166 @@ interface FlowStats {
   tripsSkipped: number;
 }
 
-describe('flow cache: hook skipping (settled packets pass later hooks without a queue trip)', function () {
-  this.timeout(180_000);
-  const env = useLab(threeHostSpec);
-  const scratch = scratchDir();
-  after(() => scratch.cleanup());
+// Once with one queue, once with two: with two, the kernel's balance hash sends a connection's hooks to different
+// queues (before and after DNAT, request and reply), whose receive threads share the cache's order counts.
+for (const queues of [1, 2]) {
+  describe(`flow cache: hook skipping (settled packets pass later hooks without a queue trip), ${queues} queue(s)`, function () {
+    this.timeout(180_000);
+    const env = useLab(threeHostSpec);
+    const scratch = scratchDir();
+    after(() => scratch.cleanup());
 
-  let daemon: Daemon | undefined;
-  let echoServer: ChildProcess | undefined;
-  let echoLocal: ChildProcess | undefined;
-  const skipped = async (): Promise<number> => ((await daemon!.status()) as unknown as { flowCache: FlowStats }).flowCache.tripsSkipped;
-  const received = async (): Promise<number> => (await daemon!.status()).queues.reduce((n, q) => n + q.received, 0);
-  const saved = async (): Promise<Record<string, number>> => {
-    const s = (await controlRequest(daemon!.control, { cmd: 'save', counters: true })) as unknown as { rulesets: { ipv4: string } };
-    return counters(s.rulesets.ipv4);
-  };
+    let daemon: Daemon | undefined;
+    let echoServer: ChildProcess | undefined;
+    let echoLocal: ChildProcess | undefined;
+    const skipped = async (): Promise<number> => ((await daemon!.status()) as unknown as { flowCache: FlowStats }).flowCache.tripsSkipped;
+    const received = async (): Promise<number> => (await daemon!.status()).queues.reduce((n, q) => n + q.received, 0);
+    const saved = async (): Promise<Record<string, number>> => {
+      const s = (await controlRequest(daemon!.control, { cmd: 'save', counters: true })) as unknown as { rulesets: { ipv4: string } };
+      return counters(s.rulesets.ipv4);
+    };
 
-  before(async function () {
-    const fw = env.lab.host('fw');
-    const server = env.lab.host('server');
-    const rules = scratch.write('skip.rules', RULES);
-    daemon = await Daemon.start(fw, scratch.dir + '/control.sock', { rules });
-    echoServer = server.spawn([process.execPath, '-e', ECHO, THREE_HOST.server4, String(PLAIN_PORT), String(BIT_PORT), String(SERVER_VIP_PORT)]);
-    echoLocal = fw.spawn([process.execPath, '-e', ECHO, THREE_HOST.fwClient4, String(LOCAL_PORT)]);
-    await waitFor(echoServer, /ready/);
-    await waitFor(echoLocal, /ready/);
-  });
-
-  after(async () => {
-    echoServer?.kill('SIGKILL');
-    echoLocal?.kill('SIGKILL');
-    await daemon?.stop();
-  });
-
-  const COUNT = 400;
-  const TTL1 = 20;
-  const TRAILING = 100;
-  let plain: Sent;
-  let vip: Sent;
-  let bit: Sent;
-  let local: Sent;
-  let tripsPlain = 0;
-  let receivedPlain = 0;
-
-  it('installs the skip rules in the kernel', async () => {
-    const save = await env.lab.host('fw').exec(['iptables-save', '-t', 'mangle']);
-    assert.match(save.stdout, new RegExp(`-A NFQWALL-FORWARD .*-m mark --mark ${FORWARD_BIT}/${FORWARD_BIT} -j RETURN`));
-    assert.match(save.stdout, new RegExp(`-A NFQWALL-POSTROUTING .*-m mark --mark ${POST_BIT}/${POST_BIT} -g NFQWALL-SKIPPED`));
-    assert.match(save.stdout, new RegExp(`-A NFQWALL-SKIPPED .*-j MARK --set-xmark 0x0/${SKIP_MARK}`));
-  });
-
-  it('a plain forwarded flow makes about one queue trip per packet, and its TTL-1 datagrams are not counted at FORWARD', async () => {
-    const client = env.lab.host('client');
-    const before = { skipped: await skipped(), received: await received() };
-    plain = await send(client, THREE_HOST.server4, PLAIN_PORT, COUNT, TTL1, TRAILING);
-    await daemon!.settled(5_000);
-    tripsPlain = (await skipped()) - before.skipped;
-    receivedPlain = (await received()) - before.received;
-    // Through fw: every datagram the client sent at PREROUTING, and every echo; FORWARD and POSTROUTING see only
-    // what was forwarded. Without skipping a forwarded packet makes 3 trips.
-    const packets = plain.sent + plain.echoed;
-    assert.equal(plain.echoed, plain.sent - TTL1, `echoes: ${JSON.stringify(plain)}`);
-    assert.ok(receivedPlain < 1.5 * packets, `${receivedPlain} queue trips for ${packets} packets (${tripsPlain} skipped)`);
-    assert.ok(tripsPlain > packets, `${tripsPlain} trips skipped for ${packets} packets`);
-    process.stderr.write(`      plain flow: ${packets} packets, ${receivedPlain} queue trips, ${tripsPlain} skipped\n`);
-  });
-
-  it('a flow to a DNATed VIP skips both hooks on the way out; its replies, whose source is rewritten at POSTROUTING, skip FORWARD', async () => {
-    const client = env.lab.host('client');
-    const before = { skipped: await skipped(), received: await received() };
-    vip = await send(client, VIP, VIP_PORT, COUNT, 0, 0);
-    await daemon!.settled(5_000);
-    const trips = (await skipped()) - before.skipped;
-    const queued = (await received()) - before.received;
-    assert.equal(vip.echoed, vip.sent);
-    // Two later hooks per request at most (FORWARD, POSTROUTING), one per reply (FORWARD).
-    assert.ok(trips > 2.5 * vip.sent && trips <= 3 * vip.sent, `${trips} trips skipped for ${vip.sent} requests and their replies`);
-    // One trip per request, two per reply: 1.5 a packet, not 3.
-    assert.ok(queued < 1.7 * (vip.sent + vip.echoed), `${queued} queue trips for ${vip.sent + vip.echoed} packets`);
-  });
-
-  it('a flow whose FORWARD rule sets the skip bit itself: the bit never leaves with the verdict', async () => {
-    const client = env.lab.host('client');
-    bit = await send(client, THREE_HOST.server4, BIT_PORT, COUNT, 0, 0);
-    await daemon!.settled(5_000);
-    assert.equal(bit.echoed, bit.sent);
-    // nfqwall clears the POSTROUTING bit from the mark the rule sets, so the mark is unchanged and the flow may skip
-    // as any other; but a FORWARD verdict that kept the bit would make the kernel pass POSTROUTING without a trip, and
-    // post-udp (below) would miss those packets.
-  });
-
-  it('a flow to the node itself skips nothing: INPUT always keeps its trip', async () => {
-    const client = env.lab.host('client');
-    const before = await skipped();
-    local = await send(client, THREE_HOST.fwClient4, LOCAL_PORT, COUNT, 0, 0);
-    await daemon!.settled(5_000);
-    assert.equal(local.echoed, local.sent);
-    assert.equal((await skipped()) - before, 0);
-  });
-
-  it('every counter is what the packets make it', async () => {
-    const c = await saved();
-    assert.deepEqual(c, {
-      // Every datagram and echo through or to fw, the TTL-1 ones included (PREROUTING is before the TTL check).
-      'pre-udp': plain.sent + plain.echoed + vip.sent + vip.echoed + bit.sent + bit.echoed + local.sent,
-      'fwd-sets-bit': bit.sent,
-      // Forwarded ones and the local echoes (OUTPUT then POSTROUTING).
-      'post-udp': plain.sent - TTL1 + plain.echoed + vip.sent + vip.echoed + bit.sent + bit.echoed + local.echoed,
-      'vip-dnat': 1,
-      'in-local': local.sent,
-      'fwd-plain-out': plain.sent - TTL1,
-      'fwd-plain-back': plain.echoed,
-      'fwd-bit-out': bit.sent,
-      'fwd-bit-back': bit.echoed,
-      'fwd-vip-out': vip.sent,
-      'fwd-vip-back': vip.echoed,
+    before(async function () {
+      const fw = env.lab.host('fw');
+      const server = env.lab.host('server');
+      const rules = scratch.write('skip.rules', RULES);
+      const config = scratch.write('nfqwall.conf', `queues = ${queues}\nmetrics = off\n`);
+      daemon = await Daemon.start(fw, scratch.dir + '/control.sock', { rules, config });
+      echoServer = server.spawn([process.execPath, '-e', ECHO, THREE_HOST.server4, String(PLAIN_PORT), String(BIT_PORT), String(SERVER_VIP_PORT)]);
+      echoLocal = fw.spawn([process.execPath, '-e', ECHO, THREE_HOST.fwClient4, String(LOCAL_PORT)]);
+      await waitFor(echoServer, /ready/);
+      await waitFor(echoLocal, /ready/);
     });
-  });
 
-  it('the datagrams reached the server in the order they were sent', async () => {
-    const seen = waitFor(echoServer!, new RegExp(`seen ${SERVER_VIP_PORT} [\\d,]*\\n`));
-    echoServer!.stdin?.write('?\n');
-    const text = await seen;
-    for (const port of [PLAIN_PORT, SERVER_VIP_PORT]) {
-      const m = new RegExp(`seen ${port} ([\\d,]*)`).exec(text);
-      assert.ok(m, text);
-      const order = m[1]!.split(',').filter((x) => x !== '').map(Number);
-      const want = port === PLAIN_PORT ? plain.sent - TTL1 : vip.sent;
-      assert.equal(order.length, want, `port ${port}`);
-      for (let i = 1; i < order.length; i++) assert.ok(order[i]! > order[i - 1]!, `port ${port}: datagram ${order[i]} after ${order[i - 1]}`);
-    }
-  });
+    after(async () => {
+      echoServer?.kill('SIGKILL');
+      echoLocal?.kill('SIGKILL');
+      await daemon?.stop();
+    });
 
-  it('nothing skips while a routing rule reads the packet mark, and skipping resumes once it is gone', async () => {
-    const fw = env.lab.host('fw');
-    const client = env.lab.host('client');
-    await fw.exec(['ip', 'rule', 'add', 'fwmark', '0x1', 'lookup', 'main', 'priority', '100']);
-    try {
-      // ip monitor reports the rule; the refresh that follows turns skipping off.
+    const COUNT = 400;
+    const TTL1 = 20;
+    const TRAILING = 100;
+    let plain: Sent;
+    let vip: Sent;
+    let bit: Sent;
+    let local: Sent;
+    let tripsPlain = 0;
+    let receivedPlain = 0;
+
+    it('installs the skip rules in the kernel', async () => {
+      const save = await env.lab.host('fw').exec(['iptables-save', '-t', 'mangle']);
+      assert.match(save.stdout, new RegExp(`-A NFQWALL-FORWARD .*-m mark --mark ${FORWARD_BIT}/${FORWARD_BIT} -j RETURN`));
+      assert.match(save.stdout, new RegExp(`-A NFQWALL-POSTROUTING .*-m mark --mark ${POST_BIT}/${POST_BIT} -g NFQWALL-SKIPPED`));
+      assert.match(save.stdout, new RegExp(`-A NFQWALL-SKIPPED .*-j MARK --set-xmark 0x0/${SKIP_MARK}`));
+    });
+
+    it('a plain forwarded flow makes about one queue trip per packet, and its TTL-1 datagrams are not counted at FORWARD', async () => {
+      const client = env.lab.host('client');
+      const before = { skipped: await skipped(), received: await received() };
+      plain = await send(client, THREE_HOST.server4, PLAIN_PORT, COUNT, TTL1, TRAILING);
+      await daemon!.settled(5_000);
+      tripsPlain = (await skipped()) - before.skipped;
+      receivedPlain = (await received()) - before.received;
+      // Through fw: every datagram the client sent at PREROUTING, and every echo; FORWARD and POSTROUTING see only
+      // what was forwarded. Without skipping a forwarded packet makes 3 trips.
+      const packets = plain.sent + plain.echoed;
+      assert.equal(plain.echoed, plain.sent - TTL1, `echoes: ${JSON.stringify(plain)}`);
+      assert.ok(receivedPlain < 1.5 * packets, `${receivedPlain} queue trips for ${packets} packets (${tripsPlain} skipped)`);
+      assert.ok(tripsPlain > packets, `${tripsPlain} trips skipped for ${packets} packets`);
+      process.stderr.write(`      plain flow: ${packets} packets, ${receivedPlain} queue trips, ${tripsPlain} skipped\n`);
+    });
+
+    it('a flow to a DNATed VIP skips both hooks on the way out; its replies, whose source is rewritten at POSTROUTING, skip FORWARD', async () => {
+      const client = env.lab.host('client');
+      const before = { skipped: await skipped(), received: await received() };
+      vip = await send(client, VIP, VIP_PORT, COUNT, 0, 0);
+      await daemon!.settled(5_000);
+      const trips = (await skipped()) - before.skipped;
+      const queued = (await received()) - before.received;
+      assert.equal(vip.echoed, vip.sent);
+      // Two later hooks per request at most (FORWARD, POSTROUTING), one per reply (FORWARD).
+      assert.ok(trips > 2.5 * vip.sent && trips <= 3 * vip.sent, `${trips} trips skipped for ${vip.sent} requests and their replies`);
+      // One trip per request, two per reply: 1.5 a packet, not 3.
+      assert.ok(queued < 1.7 * (vip.sent + vip.echoed), `${queued} queue trips for ${vip.sent + vip.echoed} packets`);
+    });
+
+    it('a flow whose FORWARD rule sets the skip bit itself: the bit never leaves with the verdict', async () => {
+      const client = env.lab.host('client');
+      bit = await send(client, THREE_HOST.server4, BIT_PORT, COUNT, 0, 0);
+      await daemon!.settled(5_000);
+      assert.equal(bit.echoed, bit.sent);
+      // nfqwall clears the POSTROUTING bit from the mark the rule sets, so the mark is unchanged and the flow may skip
+      // as any other; but a FORWARD verdict that kept the bit would make the kernel pass POSTROUTING without a trip, and
+      // post-udp (below) would miss those packets.
+    });
+
+    it('a flow to the node itself skips nothing: INPUT always keeps its trip', async () => {
+      const client = env.lab.host('client');
+      const before = await skipped();
+      local = await send(client, THREE_HOST.fwClient4, LOCAL_PORT, COUNT, 0, 0);
+      await daemon!.settled(5_000);
+      assert.equal(local.echoed, local.sent);
+      assert.equal((await skipped()) - before, 0);
+    });
+
+    it('every counter is what the packets make it', async () => {
+      const c = await saved();
+      assert.deepEqual(c, {
+        // Every datagram and echo through or to fw, the TTL-1 ones included (PREROUTING is before the TTL check).
+        'pre-udp': plain.sent + plain.echoed + vip.sent + vip.echoed + bit.sent + bit.echoed + local.sent,
+        'fwd-sets-bit': bit.sent,
+        // Forwarded ones and the local echoes (OUTPUT then POSTROUTING).
+        'post-udp': plain.sent - TTL1 + plain.echoed + vip.sent + vip.echoed + bit.sent + bit.echoed + local.echoed,
+        'vip-dnat': 1,
+        'in-local': local.sent,
+        'fwd-plain-out': plain.sent - TTL1,
+        'fwd-plain-back': plain.echoed,
+        'fwd-bit-out': bit.sent,
+        'fwd-bit-back': bit.echoed,
+        'fwd-vip-out': vip.sent,
+        'fwd-vip-back': vip.echoed,
+      });
+    });
+
+    it('the datagrams reached the server in the order they were sent', async () => {
+      const seen = waitFor(echoServer!, new RegExp(`seen ${SERVER_VIP_PORT} [\\d,]*\\n`));
+      echoServer!.stdin?.write('?\n');
+      const text = await seen;
+      for (const port of [PLAIN_PORT, SERVER_VIP_PORT]) {
+        const m = new RegExp(`seen ${port} ([\\d,]*)`).exec(text);
+        assert.ok(m, text);
+        const order = m[1]!.split(',').filter((x) => x !== '').map(Number);
+        const want = port === PLAIN_PORT ? plain.sent - TTL1 : vip.sent;
+        assert.equal(order.length, want, `port ${port}`);
+        for (let i = 1; i < order.length; i++) assert.ok(order[i]! > order[i - 1]!, `port ${port}: datagram ${order[i]} after ${order[i - 1]}`);
+      }
+    });
+
+    it('nothing skips while a routing rule reads the packet mark, and skipping resumes once it is gone', async () => {
+      const fw = env.lab.host('fw');
+      const client = env.lab.host('client');
+      await fw.exec(['ip', 'rule', 'add', 'fwmark', '0x1', 'lookup', 'main', 'priority', '100']);
+      try {
+        // ip monitor reports the rule; the refresh that follows turns skipping off.
+        const deadline = Date.now() + 10_000;
+        while (!daemon!.output.includes('hook skipping off') && Date.now() < deadline) await sleep(100);
+        assert.match(daemon!.output, /hook skipping off: routing rules read the packet mark \(ipv4 rule 100: fwmark 0x1\)/);
+        const before = await skipped();
+        const r = await send(client, THREE_HOST.server4, PLAIN_PORT, 200, 0, 0);
+        await daemon!.settled(5_000);
+        assert.equal(r.echoed, r.sent);
+        assert.equal((await skipped()) - before, 0);
+      } finally {
+        await fw.exec(['ip', 'rule', 'del', 'priority', '100']);
+      }
       const deadline = Date.now() + 10_000;
-      while (!daemon!.output.includes('hook skipping off') && Date.now() < deadline) await sleep(100);
-      assert.match(daemon!.output, /hook skipping off: routing rules read the packet mark \(ipv4 rule 100: fwmark 0x1\)/);
+      while (!/hook skipping off[^]*hook skipping on/.test(daemon!.output) && Date.now() < deadline) await sleep(100);
       const before = await skipped();
       const r = await send(client, THREE_HOST.server4, PLAIN_PORT, 200, 0, 0);
       await daemon!.settled(5_000);
       assert.equal(r.echoed, r.sent);
-      assert.equal((await skipped()) - before, 0);
-    } finally {
-      await fw.exec(['ip', 'rule', 'del', 'priority', '100']);
-    }
-    const deadline = Date.now() + 10_000;
-    while (!/hook skipping off[^]*hook skipping on/.test(daemon!.output) && Date.now() < deadline) await sleep(100);
-    const before = await skipped();
-    const r = await send(client, THREE_HOST.server4, PLAIN_PORT, 200, 0, 0);
-    await daemon!.settled(5_000);
-    assert.equal(r.echoed, r.sent);
-    assert.ok((await skipped()) - before > r.sent, daemon!.output);
+      assert.ok((await skipped()) - before > r.sent, daemon!.output);
+    });
   });
-});
+}
