@@ -55,6 +55,8 @@ const HANDSHAKE_LENGTH = 20 + 8 + 1;
  */
 type FloodKind = 'established' | 'new' | 'connections';
 const CONNECTION_PORTS = 20_000;
+/** The connection flood's first destination port: its range stays clear of PORT and ECHO_PORT. */
+const CONNECTION_PORT = 10_000;
 /** The rule-count part: kube-proxy rulesets of these many services (NFQW_BENCH_SERVICES, a comma list). */
 const SERVICES = (process.env['NFQW_BENCH_SERVICES'] ?? '10,1000,10000,100000').split(',').map((s) => Number(s.trim()));
 for (const s of SERVICES) if (!Number.isInteger(s) || s < 1 || s > 200_000) throw new Error(`NFQW_BENCH_SERVICES: ${s} is not 1..200000`);
@@ -116,7 +118,10 @@ async function flood(client: Host, server: Host, floodBin: string, kind: FloodKi
   const before = await rxPackets(server);
   const argv = [floodBin, THREE_HOST.server4, String(PORT), String(packets), String(seconds), String(SIZE), FLOOD_SOURCES.join(',')];
   if (kind === 'established') argv.push(String(FLOOD_SPORT));
-  if (kind === 'connections') argv.push('0', String(CONNECTION_PORTS));
+  if (kind === 'connections') {
+    argv[2] = String(CONNECTION_PORT);
+    argv.push('0', String(CONNECTION_PORTS));
+  }
   const r = await client.exec(['taskset', '-c', SENDER_CPU, ...argv], { timeoutMs: seconds * 1000 + 15_000 });
   const m = /^sent (\d+) seconds ([\d.]+)$/m.exec(r.stdout);
   if (m === null) throw new Error(`udp-flood printed no result: ${r.stdout} ${r.stderr}`);
@@ -584,7 +589,7 @@ async function main(): Promise<void> {
       // No ICMP port-unreachable storm back through fw: the server drops the flood before any socket lookup. Only
       // the established flood's 1-byte handshakes reach the echo on the flood's port, which answers them.
       await server.exec(['iptables', '-t', 'raw', '-A', 'PREROUTING', '-p', 'udp', '--dport', String(PORT), '-m', 'length', '!', '--length', String(HANDSHAKE_LENGTH), '-j', 'DROP']);
-      await server.exec(['iptables', '-t', 'raw', '-A', 'PREROUTING', '-p', 'udp', '--dport', `${PORT + 1}:${PORT + CONNECTION_PORTS - 1}`, '-j', 'DROP']);
+      await server.exec(['iptables', '-t', 'raw', '-A', 'PREROUTING', '-p', 'udp', '--dport', `${CONNECTION_PORT}:${CONNECTION_PORT + CONNECTION_PORTS - 1}`, '-j', 'DROP']);
       if (tables.length > 0) {
         const opener = server.spawn(['taskset', '-c', SENDER_CPU, pingBin, 'echo', THREE_HOST.server4, String(PORT)]);
         try {
