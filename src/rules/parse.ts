@@ -27,7 +27,7 @@ import {
 } from './model';
 import { NameError, parseProtocol, protocolName } from './services';
 import { validateTableSteps } from './validate';
-import { recordFacts, ruleFacts } from './facts';
+import { HAS_STATE, recordFacts, recordStatefulRules, ruleFacts } from './facts';
 import { copyLine, ownCopy, type CachedLine, type ParseCache } from './line-cache';
 import { runSync, type Steps } from '../steps';
 
@@ -196,6 +196,8 @@ interface TableBuild {
   vouchGen?: number;
   fresh?: Rule[];
   onlyAppends?: boolean;
+  /** Every rule with HAS_STATE put in the table (src/rules/facts.ts). */
+  stateful: Rule[];
 }
 
 class LineError extends Error {
@@ -224,7 +226,7 @@ function newTable(name: TableName, loc: SourceLocation): TableBuild {
     const c: Chain = { name: hook, builtin: true, policy: 'ACCEPT', counters: emptyCounters(), rules: [], loc };
     chains.set(hook, c);
   }
-  return { table: { name, chains }, loc, touched: false };
+  return { table: { name, chains }, loc, touched: false, stateful: [] };
 }
 
 // ---- family inference ----
@@ -994,7 +996,8 @@ export function* parseRulesetSteps(text: string, file: string, opts: ParseOption
 function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Ruleset> {
   const family: Family = opts.family ?? inferFamily(text.split('\n'));
   const cache = opts.cache;
-  cache?.begin(file, family, lookup, zeroing);
+  cache?.begin(file, family, lookup, zeroing, text);
+  const starts = cache?.starts;
   const p = new Parser(file, family);
   const errors = p.errors;
   const tables = new Map<TableName, Table>();
@@ -1008,6 +1011,7 @@ function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Rules
   let next = -1;
   for (let lineNo = 1, from = 0; from <= text.length; lineNo++, from = next + 1) {
     if ((lineNo & 1023) === 0) yield;
+    if (starts !== undefined) starts[lineNo] = from;
     next = text.indexOf('\n', from);
     if (next < 0) next = text.length;
     let to = next;
@@ -1097,6 +1101,7 @@ function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Rules
       if (errors.length === before) {
         if (cur.renamed) assignRuleIds(cur.table, family);
         else yield* numberRuleIdsSteps(cur.table);
+        recordStatefulRules(cur.table, cur.stateful);
         if (cur.touched) tables.set(cur.table.name, cur.table);
         else tables.delete(cur.table.name);
       }
@@ -1299,7 +1304,12 @@ function appendCached(e: CachedLine, tb: TableBuild, file: string, lineNo: numbe
   tb.last = c;
   tb.touched = true;
   if (e.line !== lineNo) cache.stats.moved++;
-  copyLine(e, file, lineNo, zeroing, (r) => appendRule(c, r));
+  if ((e.facts & HAS_STATE) === 0) copyLine(e, file, lineNo, zeroing, (r) => appendRule(c, r));
+  else
+    copyLine(e, file, lineNo, zeroing, (r) => {
+      appendRule(c, r);
+      tb.stateful.push(r);
+    });
   factBits |= e.facts;
   cache.used(e, lineNo);
   cache.stats.reused++;
@@ -1332,7 +1342,9 @@ function applyCommand(res: LineResult, tb: TableBuild, lineLoc: SourceLocation, 
       checkIfaceForChain(spec, c);
       const rules = expandRules(spec, table.name, c.name, lineLoc);
       for (let k = 0; k < rules.length; k++) rules[k].id = baseRuleId(rules[k], family);
-      factBits |= ruleFacts(rules[0]);
+      const bits = ruleFacts(rules[0]);
+      factBits |= bits;
+      if ((bits & HAS_STATE) !== 0) for (const r of rules) tb.stateful.push(r);
       if (cmd.op === 'append') {
         for (let k = 0; k < rules.length; k++) appendRule(c, rules[k]);
         return rules;
@@ -1375,7 +1387,9 @@ function applyCommand(res: LineResult, tb: TableBuild, lineLoc: SourceLocation, 
       const rules = expandRules(spec, table.name, c.name, lineLoc);
       if (rules.length !== 1) throw new RuleError('-R takes exactly one source and destination address', loc);
       rules[0].id = baseRuleId(rules[0], family);
-      factBits |= ruleFacts(rules[0]);
+      const bits = ruleFacts(rules[0]);
+      factBits |= bits;
+      if ((bits & HAS_STATE) !== 0) tb.stateful.push(rules[0]);
       if (n > c.rules.length)
         throw new RuleError(`index of replacement too big (chain "${c.name}" has ${c.rules.length} rules)`, {
           ...loc,
