@@ -4,7 +4,7 @@
 // location differs when the line moved: the copies then get locations of their own line, so every error and every
 // `list -v` still names the right line. What the whole table means (jumps, loops, hooks) is still checked at COMMIT.
 import type { RuleError } from '../extensions/types';
-import type { Counters, Family, MatchUse, Rule, Table, TableName } from './model';
+import type { Chain, Counters, Family, MatchUse, Rule, Table, TableName } from './model';
 import { validateChanges, validateTableMemo, type ValidatedTable } from './validate';
 import type { Steps } from '../steps';
 import { ruleFacts } from './facts';
@@ -35,6 +35,22 @@ export interface CachedLine {
   counters: Counters[] | undefined;
   /** Its rules' facts (src/rules/facts.ts). */
   facts: number;
+  /** A `:chain - [p:b]` line that declared a new user chain (`chain`), not a rule line: it has no rules. */
+  decl: boolean;
+  /** Where the chain the line declares or appends to is found in the parse under way, without a name lookup. */
+  slot: ChainSlot | undefined;
+}
+
+/**
+ * A user chain of a table, by name, across parses: the Chain object the parse under way declared for it and the
+ * table build (TableBuild.serial) it belongs to. The lines of the chain share it, so a reused line finds its chain
+ * without looking its name up among tens of thousands of chains (a cache miss or two each).
+ */
+export interface ChainSlot {
+  chain: Chain | undefined;
+  serial: number;
+  /** The parse that last declared it. */
+  gen: number;
 }
 
 export interface ParseCacheStats {
@@ -45,6 +61,8 @@ export interface ParseCacheStats {
   parsed: number;
   /** Tables validated by their changes since the last validated version (validateChanges), not whole. */
   validatedByChanges: number;
+  /** User chain declarations copied from a previous parse. */
+  declsReused: number;
 }
 
 /**
@@ -57,12 +75,17 @@ export class ParseCache {
   private lookup: unknown;
   private zeroing = false;
   private readonly tables = new Map<TableName, Map<string, CachedLine>>();
+  private readonly slots = new Map<TableName, Map<string, ChainSlot>>();
+  /** The slot set() found last: a file's rule lines come in runs of one chain. */
+  private lastSlot: { table: TableName; name: string; slot: ChainSlot } | undefined;
   /** Per table, the last version that passed validation: the parse that made it, and what validateChanges needs. */
   private readonly validated = new Map<TableName, { gen: number; memo: ValidatedTable }>();
   /** Tables this parse has begun: a table written twice in one file is never recorded as validated. */
   private readonly begun = new Set<TableName>();
   private readonly twice = new Set<TableName>();
   private size = 0;
+  /** Declarations this parse copied or remembered. */
+  private decls = 0;
   /**
    * The lines of the last parse and of this one, by line number: a file changed in a few places is read mostly in
    * step with the last one, so a line is first compared with the line the last parse had there (allowing for the
@@ -89,12 +112,13 @@ export class ParseCache {
   private noBlockUntil = 0;
   lastKey: string | undefined;
   gen = 0;
-  stats: ParseCacheStats = { reused: 0, moved: 0, parsed: 0, validatedByChanges: 0 };
+  stats: ParseCacheStats = { reused: 0, moved: 0, parsed: 0, validatedByChanges: 0, declsReused: 0 };
 
   /** Starts a parse of `text`, the contents of `file`. */
   begin(file: string, family: Family, lookup: unknown, zeroCounters: boolean, text: string): void {
     if (file !== this.file || family !== this.family || lookup !== this.lookup || zeroCounters !== this.zeroing) {
       this.tables.clear();
+      this.slots.clear();
       this.byLine = [];
       this.text = undefined;
       this.validated.clear();
@@ -114,9 +138,11 @@ export class ParseCache {
     this.starts = [0];
     this.blockStart = this.blockEnd = this.blockShift = this.noBlockUntil = 0;
     this.blockLines = MIN_BLOCK;
+    this.lastSlot = undefined;
+    this.decls = 0;
     this.begun.clear();
     this.twice.clear();
-    this.stats = { reused: 0, moved: 0, parsed: 0, validatedByChanges: 0 };
+    this.stats = { reused: 0, moved: 0, parsed: 0, validatedByChanges: 0, declsReused: 0 };
   }
 
   /**
@@ -206,12 +232,68 @@ export class ParseCache {
     this.byLine[line] = e;
   }
 
-  set(table: TableName, text: string, line: number, chain: string, inIface: boolean, outIface: boolean, rules: readonly Rule[]): void {
+  /** The slot of user chain `name` of `table`. */
+  slotFor(table: TableName, name: string): ChainSlot {
+    const l = this.lastSlot;
+    if (l !== undefined && l.name === name && l.table === table) return l.slot;
+    let m = this.slots.get(table);
+    if (m === undefined) {
+      m = new Map();
+      this.slots.set(table, m);
+    }
+    let slot = m.get(name);
+    if (slot === undefined) {
+      slot = { chain: undefined, serial: 0, gen: 0 };
+      m.set(name, slot);
+    }
+    this.lastSlot = { table, name, slot };
+    return slot;
+  }
+
+  /** User chain `chain` was declared, in the table build `serial`. */
+  declared(slot: ChainSlot, chain: Chain, serial: number): void {
+    slot.chain = chain;
+    slot.serial = serial;
+    slot.gen = this.gen;
+    this.decls++;
+  }
+
+  /** A `:name - [p:b]` line at `line` declared the new user chain `chain` (by its text, the key). */
+  setDecl(table: TableName, text: string, line: number, chain: Chain, serial: number): void {
+    const m = this.linesOf(table);
+    const slot = this.slotFor(table, chain.name);
+    this.declared(slot, chain, serial);
+    if (!m.has(text)) this.size++;
+    const e: CachedLine = {
+      text,
+      table,
+      gen: this.gen,
+      line,
+      chain: chain.name,
+      inIface: false,
+      outIface: false,
+      rules: [],
+      ids: [],
+      counters: undefined,
+      facts: 0,
+      decl: true,
+      slot,
+    };
+    m.set(text, e);
+    this.byLine[line] = e;
+  }
+
+  private linesOf(table: TableName): Map<string, CachedLine> {
     let m = this.tables.get(table);
     if (m === undefined) {
       m = new Map();
       this.tables.set(table, m);
     }
+    return m;
+  }
+
+  set(table: TableName, text: string, line: number, chain: string, inIface: boolean, outIface: boolean, rules: readonly Rule[]): void {
+    const m = this.linesOf(table);
     const ids = new Array<string>(rules.length);
     let counters: Counters[] | undefined;
     for (let k = 0; k < rules.length; k++) {
@@ -220,7 +302,21 @@ export class ParseCache {
       if (c.packets !== 0 || c.bytes !== 0) (counters ??= rules.map(() => ({ packets: 0, bytes: 0 })))[k] = { packets: c.packets, bytes: c.bytes };
     }
     if (!m.has(text)) this.size++;
-    const e: CachedLine = { text, table, gen: this.gen, line, chain, inIface, outIface, rules: [...rules], ids, counters, facts: ruleFacts(rules[0]) };
+    const e: CachedLine = {
+      text,
+      table,
+      gen: this.gen,
+      line,
+      chain,
+      inIface,
+      outIface,
+      rules: [...rules],
+      ids,
+      counters,
+      facts: ruleFacts(rules[0]),
+      decl: false,
+      slot: this.slotFor(table, chain),
+    };
     m.set(text, e);
     this.byLine[line] = e;
     this.stats.parsed++;
@@ -231,9 +327,15 @@ export class ParseCache {
    * file that keeps changing does not grow the cache without bound.
    */
   *end(): Steps<void> {
-    const used = this.stats.reused + this.stats.parsed;
+    const used = this.stats.reused + this.stats.parsed + this.decls;
     if (this.size <= used + (used >> 1) + 1024) return;
     let n = 0;
+    // Slots of chains no parse declared since the last one go with the lines.
+    for (const m of this.slots.values())
+      for (const [k, slot] of m) {
+        if ((++n & 16383) === 0) yield;
+        if (slot.gen !== this.gen) m.delete(k);
+      }
     for (const m of this.tables.values())
       for (const [k, e] of m) {
         if ((++n & 16383) === 0) yield;
@@ -250,6 +352,8 @@ export class ParseCache {
     if (m === undefined) return;
     this.size -= m.size;
     m.clear();
+    this.slots.delete(table);
+    this.lastSlot = undefined;
     // Nor are the lines of the last parse found by their place any more: the rename may have changed their rules.
     this.byLine = [];
     this.lastByLine = [];

@@ -198,7 +198,17 @@ interface TableBuild {
   onlyAppends?: boolean;
   /** Every rule with HAS_STATE put in the table (src/rules/facts.ts). */
   stateful: Rule[];
+  /** This build among all (ChainSlot.serial in src/rules/line-cache.ts). */
+  serial: number;
+  /**
+   * A command other than -A ran: chains may have been made (-N), renamed or deleted other than by declaration lines,
+   * so the line cache's chain slots are no longer trusted for this build.
+   */
+  slotsOff?: boolean;
 }
+
+/** Table builds so far (TableBuild.serial). */
+let builds = 0;
 
 class LineError extends Error {
   constructor(
@@ -226,7 +236,7 @@ function newTable(name: TableName, loc: SourceLocation): TableBuild {
     const c: Chain = { name: hook, builtin: true, policy: 'ACCEPT', counters: emptyCounters(), rules: [], loc };
     chains.set(hook, c);
   }
-  return { table: { name, chains }, loc, touched: false, stateful: [] };
+  return { table: { name, chains }, loc, touched: false, stateful: [], serial: ++builds };
 }
 
 // ---- family inference ----
@@ -1022,11 +1032,28 @@ function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Rules
     let own: string | undefined;
     if (cache !== undefined && cur !== undefined) {
       const c0 = text.charCodeAt(from);
-      if (c0 === 45 /* - */ || c0 === 91 /* [ */) {
+      if (c0 === 58 /* : */) {
         cacheable = true;
         const hit = cache.find(cur.table.name, text, from, to, lineNo);
         own = cache.lastKey;
-        if (hit !== undefined) {
+        // A user chain declared before, not yet in this build, while only declarations and -A made its chains: as
+        // the declaration below would make it, without reading the line.
+        const slot = hit?.slot;
+        if (hit !== undefined && slot !== undefined && hit.decl && cur.slotsOff !== true && slot.serial !== cur.serial) {
+          const c: Chain = { name: hit.chain, builtin: false, counters: emptyCounters(), rules: [], loc: { file, line: lineNo, column: 1 } };
+          cur.table.chains.set(c.name, c);
+          cur.touched = true;
+          cache.declared(slot, c, cur.serial);
+          hit.line = lineNo;
+          cache.used(hit, lineNo);
+          cache.stats.declsReused++;
+          continue;
+        }
+      } else if (c0 === 45 /* - */ || c0 === 91 /* [ */) {
+        cacheable = true;
+        const hit = cache.find(cur.table.name, text, from, to, lineNo);
+        own = cache.lastKey;
+        if (hit !== undefined && !hit.decl) {
           const seenIn = hit.gen;
           const c = appendCached(hit, cur, file, lineNo, cache);
           if (c !== undefined) {
@@ -1169,6 +1196,7 @@ function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Rules
       }
       const c: Chain = { name, builtin: false, counters: emptyCounters(), rules: [], loc };
       chains.set(name, c);
+      if (cacheable && own !== undefined && cache !== undefined && cl[0] === 1) cache.setDecl(tb.table.name, own, lineNo, c, tb.serial);
       continue;
     }
 
@@ -1188,6 +1216,7 @@ function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Rules
       if (res.skip) continue;
       // Deleting an empty chain (kube-proxy's stale ones) leaves the rules as appended; anything else may not.
       if (res.cmd?.op !== 'append' && !(res.cmd?.op === 'delete-chain' && isEmptyUserChain(tb, res.cmd.args[0]))) tb.onlyAppends = false;
+      if (res.cmd?.op !== 'append') tb.slotsOff = true;
       // A rename changes rules the cache holds as its lines' (their chain, their jumps): it forgets the table's lines,
       // before and (at the end) after it.
       if (res.cmd?.op === 'rename-chain' && cache !== undefined) {
@@ -1295,7 +1324,13 @@ function needNoSpec(spec: RuleSpec, loc: SourceLocation): void {
  * parsed, for the error.
  */
 function appendCached(e: CachedLine, tb: TableBuild, file: string, lineNo: number, cache: ParseCache): Chain | undefined {
-  const c = tb.last !== undefined && tb.last.name === e.chain ? tb.last : tb.table.chains.get(e.chain);
+  const slot = e.slot;
+  const c =
+    slot !== undefined && slot.serial === tb.serial && tb.slotsOff !== true
+      ? slot.chain
+      : tb.last !== undefined && tb.last.name === e.chain
+        ? tb.last
+        : tb.table.chains.get(e.chain);
   if (c === undefined) return undefined;
   if (c.builtin) {
     if (e.inIface && (c.name === 'OUTPUT' || c.name === 'POSTROUTING')) return undefined;
@@ -1426,6 +1461,8 @@ function applyCommand(res: LineResult, tb: TableBuild, lineLoc: SourceLocation, 
           );
       }
       for (const c of targets) table.chains.delete(c.name);
+      // chainOf remembered the chain: a later -A must not find it there.
+      tb.last = undefined;
       return;
     }
     case 'flush': {

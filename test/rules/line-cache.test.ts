@@ -82,7 +82,8 @@ describe('rules/line-cache: a reparse reusing the last one', () => {
     assert.notEqual(after, before);
     const rs = ruleset(sameAsCold(after, cache));
     const rules = before.split('\n').filter((l) => l.startsWith('-A ')).length;
-    assert.deepEqual(cache.stats, { reused: rules - 1, moved: 0, parsed: 1, validatedByChanges: 1 });
+    const userChains = before.split('\n').filter((l) => / - \[0:0\]$/.test(l)).length;
+    assert.deepEqual(cache.stats, { reused: rules - 1, moved: 0, parsed: 1, validatedByChanges: 1, declsReused: userChains });
     const sep = rs.tables.get('nat')?.chains.get('KUBE-SEP-0000000000000007')?.rules[1];
     assert.ok(sep?.target?.kind === 'extension');
     assert.equal(sep.loc.line, lineOf(after, changed));
@@ -204,6 +205,39 @@ COMMIT
     errors(sameAsCold(FILTER.replace('-j web', '-j nowhere'), cache));
     sameAsCold(FILTER, cache);
     assert.equal(cache.stats.validatedByChanges, 0);
+  });
+
+  it('copies chain declarations only where a parse from nothing would make a new chain of them', () => {
+    const cache = new ParseCache();
+    const decl = ':web - [0:0]\n';
+    const variants = [
+      FILTER,
+      // Declared twice (the second flushes), in the same table written twice, after -N, after -X.
+      FILTER.replace(decl, `${decl}${decl}`),
+      FILTER.replace('-A web -j DROP\n', `-A web -j DROP\n${decl}-A web -j ACCEPT\n`),
+      `${FILTER}*filter\n${decl}-A web -j DROP\nCOMMIT\n`,
+      FILTER.replace(decl, `-N web\n${decl}`),
+      FILTER.replace(decl, '').replace('COMMIT', `-X ssh\n${decl}-A web -j ACCEPT\nCOMMIT`),
+      FILTER.replace('COMMIT', `-E web www\n${decl}-A web -j ACCEPT\nCOMMIT`),
+      // A rule line of a deleted chain: refused, though its chain was declared by a line copied.
+      FILTER.replace(decl, `${decl}:stale - [0:0]\n`).replace('COMMIT', '-A stale -j ACCEPT\nCOMMIT'),
+      FILTER.replace(decl, `${decl}:stale - [0:0]\n`).replace('COMMIT', '-X stale\n-A stale -j ACCEPT\nCOMMIT'),
+      // Moved, spelt with a space after the colon, with CRs, with other counters, as a built-in chain's policy.
+      `# moved\n${FILTER}`,
+      FILTER.replace(decl, ': web - [0:0]\n'),
+      FILTER.replace(/\n/g, '\r\n'),
+      FILTER.replace(decl, ':web - [3:4]\n'),
+      FILTER.replace(':INPUT ACCEPT [0:0]\n', ':INPUT - [0:0]\n'),
+      FILTER.replace(decl, ':web ACCEPT [0:0]\n'),
+    ];
+    let reused = 0;
+    for (let round = 0; round < 3; round++)
+      for (const v of variants) {
+        const o = sameAsCold(v, cache);
+        reused += cache.stats.declsReused;
+        if (v.includes('-X stale\n-A stale')) assert.match(errors(o)[0], /chain "stale" does not exist in table filter/);
+      }
+    assert.ok(reused > 20, `${reused} declarations copied`);
   });
 
   it('gives the same as a cold parse through 300 random edits, good files and bad', () => {
