@@ -314,7 +314,7 @@ export class Engine {
    * rule is found by id alone.
    */
   private *loadListed(listed: readonly Rule[], oldTable: Table | undefined, carry: Loaded | undefined, state: Map<MatchUse, unknown>): Steps<void> {
-    const olds = new Map<string, OldRules | undefined>();
+    const olds = new Map<string, OldRules>();
     let chain: string | undefined;
     let old: OldRules | undefined;
     for (let k = 0; k < listed.length; k++) {
@@ -326,12 +326,13 @@ export class Engine {
         const ext = m.ext;
         if (!ext.createState) continue;
         if (carry !== undefined && chain !== r.chain) {
+          // The listed rules come chain by chain, mostly: a long chain met again keeps its map of ids.
           chain = r.chain;
-          if (olds.has(chain)) old = olds.get(chain);
-          else {
+          old = olds.get(chain);
+          if (old === undefined) {
             const before = oldTable?.chains.get(chain)?.rules;
             old = before === undefined ? undefined : new OldRules(before);
-            olds.set(chain, old);
+            if (before !== undefined && before.length > 16) olds.set(chain, old!);
           }
         }
         const om = old?.find(r.id, -1)?.matches[i];
