@@ -1339,12 +1339,7 @@ function appendCached(e: CachedLine, tb: TableBuild, file: string, lineNo: numbe
   tb.last = c;
   tb.touched = true;
   if (e.line !== lineNo) cache.stats.moved++;
-  if ((e.facts & HAS_STATE) === 0) copyLine(e, file, lineNo, zeroing, (r) => appendRule(c, r));
-  else
-    copyLine(e, file, lineNo, zeroing, (r) => {
-      appendRule(c, r);
-      tb.stateful.push(r);
-    });
+  copyLine(e, file, lineNo, zeroing, c, appendRule, (e.facts & HAS_STATE) === 0 ? undefined : tb.stateful);
   factBits |= e.facts;
   cache.used(e, lineNo);
   cache.stats.reused++;
