@@ -32,6 +32,10 @@ export interface CachedLine {
   rules: Rule[];
   /** The rules' ids as the line alone gives them (without `#n`). */
   ids: string[];
+  /** rules.length, rules[0] and ids[0], read without reaching the arrays (a cache miss each, per line). */
+  count: number;
+  first: Rule | undefined;
+  firstId: string;
   /** The counters the line gives, when any is not zero. */
   counters: Counters[] | undefined;
   /** Its rules' facts (src/rules/facts.ts). */
@@ -275,6 +279,9 @@ export class ParseCache {
       outIface: false,
       rules: [],
       ids: [],
+      count: 0,
+      first: undefined,
+      firstId: '',
       counters: undefined,
       facts: 0,
       decl: true,
@@ -313,6 +320,9 @@ export class ParseCache {
       outIface,
       rules: [...rules],
       ids,
+      count: rules.length,
+      first: rules[0],
+      firstId: ids[0],
       counters,
       facts: ruleFacts(rules[0]),
       decl: false,
@@ -398,11 +408,12 @@ export function copyLine(
   out: (chain: Chain, r: Rule) => void,
   stateful: Rule[] | undefined,
 ): void {
-  const first = e.rules[0];
+  const first = e.first!;
   let matches = first.matches;
   let loc = first.loc;
   let target = first.target;
-  const moved = e.line !== line || loc.file !== file;
+  // The cache is bound to one file name (ParseCache.begin): the templates' locations name `file`.
+  const moved = e.line !== line;
   if (moved) {
     loc = { file, line, column: loc.column };
     const ms = matches;
@@ -421,12 +432,13 @@ export function copyLine(
           : { kind: 'extension', ext: t.ext, opts: t.opts, loc: { file, line, column: t.loc.column } };
     e.line = line;
   }
-  for (let k = 0; k < e.rules.length; k++) {
-    const t = e.rules[k];
+  const n = e.count;
+  for (let k = 0; k < n; k++) {
+    const t = k === 0 ? first : e.rules[k];
     const c = zeroCounters ? undefined : e.counters?.[k];
     const r: Rule = {
-      id: e.ids[k],
-      table: t.table,
+      id: k === 0 ? e.firstId : e.ids[k],
+      table: e.table,
       chain: e.chain,
       matches,
       counters: c === undefined ? { packets: 0, bytes: 0 } : { packets: c.packets, bytes: c.bytes },
@@ -441,7 +453,10 @@ export function copyLine(
     if (target !== undefined) r.target = target;
     // A moved line's rules become its templates (they hold its new locations); an unmoved line keeps its templates,
     // which spares 110,000 stores of new objects into old ones (each remembered for the next scavenge).
-    if (moved) e.rules[k] = r;
+    if (moved) {
+      e.rules[k] = r;
+      if (k === 0) e.first = r;
+    }
     out(chain, r);
     if (stateful !== undefined) stateful.push(r);
   }

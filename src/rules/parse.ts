@@ -1058,7 +1058,7 @@ function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Rules
           const c = appendCached(hit, cur, file, lineNo, cache);
           if (c !== undefined) {
             // Rules of a line the validated version did not have are checked with the table's changes.
-            if (seenIn !== cur.vouchGen) addFresh(cur, c, hit.rules.length);
+            if (seenIn !== cur.vouchGen) addFresh(cur, c, hit.count);
             continue;
           }
         }
