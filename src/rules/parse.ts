@@ -205,7 +205,16 @@ interface TableBuild {
    * so the line cache's chain slots are no longer trusted for this build.
    */
   slotsOff?: boolean;
+  /**
+   * A command other than -A, -N, -X, -P or -Z ran: rules were inserted, deleted, replaced or flushed, so the ids
+   * are numbered chain by chain at COMMIT. Else only the chains in `toNumber` are (appendRule puts them there).
+   */
+  rulesEdited?: boolean;
+  toNumber?: Set<Chain>;
 }
+
+/** The table build appendRule appends to. */
+let appending: TableBuild | undefined;
 
 /** Table builds so far (TableBuild.serial). */
 let builds = 0;
@@ -951,25 +960,30 @@ function* numberRuleIdsSteps(table: Table): Steps<void> {
   let chains = 0;
   for (const chain of table.chains.values()) {
     if ((++chains & 8191) === 0) yield;
-    const rules = chain.rules;
-    let seen: Map<string, number> | undefined;
-    for (let k = 0; k < rules.length; k++) {
-      const r = rules[k];
-      const base = r.id;
-      let n = 1;
-      if (k < FEW_RULES) {
-        for (let j = 0; j < k; j++) if (firsts[j] === base) n++;
-        firsts[k] = base;
-      } else {
-        if (seen === undefined) {
-          seen = new Map();
-          for (let j = 0; j < FEW_RULES; j++) seen.set(firsts[j], (seen.get(firsts[j]) ?? 0) + 1);
-        }
-        n = (seen.get(base) ?? 0) + 1;
-        seen.set(base, n);
+    numberChain(chain, firsts);
+  }
+}
+
+/** numberRuleIds for one chain; `firsts` is scratch space. */
+function numberChain(chain: Chain, firsts: string[]): void {
+  const rules = chain.rules;
+  let seen: Map<string, number> | undefined;
+  for (let k = 0; k < rules.length; k++) {
+    const r = rules[k];
+    const base = r.id;
+    let n = 1;
+    if (k < FEW_RULES) {
+      for (let j = 0; j < k; j++) if (firsts[j] === base) n++;
+      firsts[k] = base;
+    } else {
+      if (seen === undefined) {
+        seen = new Map();
+        for (let j = 0; j < FEW_RULES; j++) seen.set(firsts[j], (seen.get(firsts[j]) ?? 0) + 1);
       }
-      if (n > 1) r.id = `${base}#${n}`;
+      n = (seen.get(base) ?? 0) + 1;
+      seen.set(base, n);
     }
+    if (n > 1) r.id = `${base}#${n}`;
   }
 }
 
@@ -1000,6 +1014,7 @@ export function* parseRulesetSteps(text: string, file: string, opts: ParseOption
   } finally {
     lookup = REGISTRY;
     zeroing = false;
+    appending = undefined;
   }
 }
 
@@ -1105,6 +1120,7 @@ function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Rules
         continue;
       }
       cur = newTable(name, loc);
+      appending = cur;
       curFailed = false;
       if (cache !== undefined) {
         cur.vouchGen = cache.beginTable(name);
@@ -1127,7 +1143,12 @@ function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Rules
       yield;
       if (errors.length === before) {
         if (cur.renamed) assignRuleIds(cur.table, family);
-        else yield* numberRuleIdsSteps(cur.table);
+        else if (cur.rulesEdited === true) yield* numberRuleIdsSteps(cur.table);
+        else if (cur.toNumber !== undefined) {
+          // Only -A built the chains: a chain whose ids are all different and that never grew long needs nothing.
+          const firsts: string[] = [];
+          for (const c of cur.toNumber) numberChain(c, firsts);
+        }
         recordStatefulRules(cur.table, cur.stateful);
         if (cur.touched) tables.set(cur.table.name, cur.table);
         else tables.delete(cur.table.name);
@@ -1217,6 +1238,7 @@ function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Rules
       // Deleting an empty chain (kube-proxy's stale ones) leaves the rules as appended; anything else may not.
       if (res.cmd?.op !== 'append' && !(res.cmd?.op === 'delete-chain' && isEmptyUserChain(tb, res.cmd.args[0]))) tb.onlyAppends = false;
       if (res.cmd?.op !== 'append') tb.slotsOff = true;
+      if (res.cmd !== undefined && !NUMBERING_KEPT.has(res.cmd.op)) tb.rulesEdited = true;
       // A rename changes rules the cache holds as its lines' (their chain, their jumps): it forgets the table's lines,
       // before and (at the end) after it.
       if (res.cmd?.op === 'rename-chain' && cache !== undefined) {
@@ -1296,7 +1318,18 @@ function referencedBy(table: Table, name: string): Rule | undefined {
  */
 function appendRule(c: Chain, r: Rule): void {
   const a = c.rules;
-  switch (a.length) {
+  const n = a.length;
+  // What numberRuleIds would find at COMMIT, while the chain's rules are still in the CPU's cache: a repeated id
+  // among the first FEW_RULES, or a chain longer (whose repeats are found with a map then).
+  if (n < FEW_RULES) {
+    const id = r.id;
+    for (let j = 0; j < n; j++)
+      if (a[j].id === id) {
+        numberLater(c);
+        break;
+      }
+  } else if (n === FEW_RULES) numberLater(c);
+  switch (n) {
     case 0:
       c.rules = [r];
       break;
@@ -1313,6 +1346,13 @@ function appendRule(c: Chain, r: Rule): void {
       a.push(r);
   }
 }
+
+function numberLater(c: Chain): void {
+  if (appending !== undefined) (appending.toNumber ??= new Set()).add(c);
+}
+
+/** Commands after which appendRule's account of the ids still holds: they add no rule and change none. */
+const NUMBERING_KEPT: ReadonlySet<string> = new Set(['append', 'new-chain', 'delete-chain', 'policy', 'zero']);
 
 function needNoSpec(spec: RuleSpec, loc: SourceLocation): void {
   if (spec.hasSpec) throw new RuleError(`rule options are not allowed with this command`, loc);
