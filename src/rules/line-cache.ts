@@ -81,8 +81,10 @@ export class ParseCache {
   private zeroing = false;
   private readonly tables = new Map<TableName, Map<string, CachedLine>>();
   private readonly slots = new Map<TableName, Map<string, ChainSlot>>();
-  /** The slot set() found last: a file's rule lines come in runs of one chain. */
-  private lastSlot: { table: TableName; name: string; slot: ChainSlot } | undefined;
+  /** The slot slotFor found last, and its table and name: a file's rule lines come in runs of one chain. */
+  private lastSlot: ChainSlot | undefined;
+  private lastSlotTable: TableName | undefined;
+  private lastSlotName = '';
   /** Per table, the last version that passed validation: the parse that made it, and what validateChanges needs. */
   private readonly validated = new Map<TableName, { gen: number; memo: ValidatedTable }>();
   /** Tables this parse has begun: a table written twice in one file is never recorded as validated. */
@@ -99,6 +101,8 @@ export class ParseCache {
   private lastByLine: (CachedLine | undefined)[] = [];
   private byLine: (CachedLine | undefined)[] = [];
   private shift = 0;
+  /** Lookups by text that found nothing since the last that found a line. */
+  private misses = 0;
   /**
    * The text of the last parse and of this one, and where each of their lines starts (`starts[line]`, filled by the
    * parser): a run of lines is compared with the last parse's in one string comparison (a memcmp), so most lines of
@@ -137,6 +141,7 @@ export class ParseCache {
     this.lastByLine = this.byLine;
     this.byLine = [];
     this.shift = 0;
+    this.misses = 0;
     this.lastText = this.text;
     this.lastStarts = this.starts;
     this.text = text;
@@ -194,14 +199,20 @@ export class ParseCache {
       const same = this.lastByLine[line + this.blockShift];
       if (same !== undefined && same.table === table) return same;
     } else {
-      // A slice compared with === is a memcmp; startsWith compared character by character (a tenth of a reload).
+      // Outside a run that compared equal, lines mostly differ: startsWith stops at the first difference.
       const near = this.lastByLine[line + this.shift];
-      if (near !== undefined && near.table === table && near.text.length === to - from && text.slice(from, to) === near.text) return near;
+      if (near !== undefined && near.table === table && near.text.length === to - from && text.startsWith(near.text, from)) return near;
     }
     const key = ownCopy(text, from, to);
     this.lastKey = key;
+    // A file sharing few lines with the last (every chain renamed) misses on every line: after a long run of
+    // misses, only every eighth line is looked up, enough to find where lines are shared again.
+    if (this.misses >= MISSES_BEFORE_SKIPPING && (line & 7) !== 0) return undefined;
     const e = this.tables.get(table)?.get(key);
-    if (e !== undefined) this.shift = e.line - line;
+    if (e !== undefined) {
+      this.shift = e.line - line;
+      this.misses = 0;
+    } else this.misses++;
     return e;
   }
 
@@ -240,7 +251,7 @@ export class ParseCache {
   /** The slot of user chain `name` of `table`. */
   slotFor(table: TableName, name: string): ChainSlot {
     const l = this.lastSlot;
-    if (l !== undefined && l.name === name && l.table === table) return l.slot;
+    if (l !== undefined && this.lastSlotName === name && this.lastSlotTable === table) return l;
     let m = this.slots.get(table);
     if (m === undefined) {
       m = new Map();
@@ -251,7 +262,9 @@ export class ParseCache {
       slot = { chain: undefined, serial: 0, gen: 0 };
       m.set(name, slot);
     }
-    this.lastSlot = { table, name, slot };
+    this.lastSlot = slot;
+    this.lastSlotTable = table;
+    this.lastSlotName = name;
     return slot;
   }
 
@@ -341,12 +354,15 @@ export class ParseCache {
     const used = this.stats.reused + this.stats.parsed + this.decls;
     if (this.size <= used + (used >> 1) + 1024) return;
     let n = 0;
-    // Slots of chains no parse declared since the last one go with the lines.
-    for (const m of this.slots.values())
-      for (const [k, slot] of m) {
-        if ((++n & 16383) === 0) yield;
-        if (slot.gen !== this.gen) m.delete(k);
-      }
+    // Slots of chains this parse did not declare go too, once they are as many again as those it declared.
+    let slots = 0;
+    for (const m of this.slots.values()) slots += m.size;
+    if (slots > 2 * this.decls + 1024)
+      for (const m of this.slots.values())
+        for (const [k, slot] of m) {
+          if ((++n & 16383) === 0) yield;
+          if (slot.gen !== this.gen) m.delete(k);
+        }
     for (const m of this.tables.values())
       for (const [k, e] of m) {
         if ((++n & 16383) === 0) yield;
@@ -377,6 +393,9 @@ export class ParseCache {
     return this.size;
   }
 }
+
+/** Lookups by text that find nothing, in a row, after which most lines are not looked up. */
+const MISSES_BEFORE_SKIPPING = 64;
 
 /** Lines in the first run compared after a difference, and the most in one run. */
 const MIN_BLOCK = 16;
