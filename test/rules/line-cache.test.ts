@@ -240,6 +240,21 @@ COMMIT
     assert.ok(reused > 20, `${reused} declarations copied`);
   });
 
+  it('finds the shared lines again after a long run of new ones', () => {
+    const cache = new ParseCache();
+    const base = kubeProxyRules(100, 3);
+    sameAsCold(base, cache);
+    const rules = base.split('\n').filter((l) => l.startsWith('-A ')).length;
+    // 300 new lines (every later line moves by 301), then the file as it was.
+    const fresh = Array.from({ length: 300 }, (_, k) => `-A KUBE-NEW -s 198.18.${k >> 8}.${k & 255}/32 -j ACCEPT`);
+    const grown = base.replace('\n-A ', `\n:KUBE-NEW - [0:0]\n${fresh.join('\n')}\n-A `);
+    sameAsCold(grown, cache);
+    assert.equal(cache.stats.parsed, 300 + (rules - cache.stats.reused));
+    // Lines are looked up one in eight after the run of misses: at most seven shared ones are parsed before one is found.
+    assert.ok(cache.stats.reused >= rules - 7, `${cache.stats.reused} of ${rules} reused`);
+    assert.equal(cache.stats.moved, cache.stats.reused);
+  });
+
   it('gives the same as a cold parse through 300 random edits, good files and bad', () => {
     const rng = new Rng(6);
     // With a chain that only jumps reach: deleting its declaration breaks only them.
