@@ -167,6 +167,8 @@ export function ifaceMatches(spec: Negatable<string>, iface: string | undefined)
 
 /** Rules loaded, keyed between two yields of Engine.prepare. */
 const RULES_PER_STEP = 2048;
+/** Rules with state the parser listed, between two yields: each costs a few lookups in the old ruleset. */
+const LISTED_PER_STEP = 512;
 
 /**
  * The rules of one chain of the ruleset in force, found by id as carryChain (src/daemon/reload.ts) finds them: most
@@ -318,7 +320,7 @@ export class Engine {
     let chain: string | undefined;
     let old: OldRules | undefined;
     for (let k = 0; k < listed.length; k++) {
-      if ((k & (RULES_PER_STEP - 1)) === RULES_PER_STEP - 1) yield;
+      if ((k & (LISTED_PER_STEP - 1)) === LISTED_PER_STEP - 1) yield;
       const r = listed[k];
       const ms = r.matches;
       for (let i = 0; i < ms.length; i++) {
