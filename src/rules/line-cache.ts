@@ -351,18 +351,21 @@ export class ParseCache {
    * file that keeps changing does not grow the cache without bound.
    */
   *end(): Steps<void> {
-    const used = this.stats.reused + this.stats.parsed + this.decls;
-    if (this.size <= used + (used >> 1) + 1024) return;
     let n = 0;
-    // Slots of chains this parse did not declare go too, once they are as many again as those it declared.
+    // Slots of chains this parse did not declare go once there are 1,024 of them: each holds the chain an earlier
+    // parse declared, and through it that parse's rules of the chain (a file with every chain renamed: all of them).
     let slots = 0;
     for (const m of this.slots.values()) slots += m.size;
-    if (slots > 2 * this.decls + 1024)
+    if (slots > this.decls + 1024)
       for (const m of this.slots.values())
         for (const [k, slot] of m) {
           if ((++n & 16383) === 0) yield;
-          if (slot.gen !== this.gen) m.delete(k);
+          if (slot.gen === this.gen) continue;
+          slot.chain = undefined;
+          m.delete(k);
         }
+    const used = this.stats.reused + this.stats.parsed + this.decls;
+    if (this.size <= used + (used >> 1) + 1024) return;
     for (const m of this.tables.values())
       for (const [k, e] of m) {
         if ((++n & 16383) === 0) yield;
@@ -372,6 +375,7 @@ export class ParseCache {
         }
       }
   }
+
 
   /** Forgets the lines of `table` (a chain of it was renamed, which changes its rules). */
   forget(table: TableName): void {

@@ -340,6 +340,24 @@ COMMIT
     assert.ok(grown < textBytes / 4, `heap grew ${grown} bytes over ${versions} versions of ${textBytes / versions} bytes`);
   });
 
+  it('keeps no chain of an earlier version alive once a file renamed every chain', async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const cache = new ParseCache();
+    let rs: Ruleset | undefined = parseRuleset(kubeProxyRules(1000, 3), 'f', { family: 4, cache });
+    const chains = [...rs.tables.get('nat')!.chains.values()];
+    const first = new WeakRef(chains[chains.length - 1]);
+    chains.length = 0;
+    rs = parseRuleset(kubeProxyRules(1000, 3, { salt: 1 }), 'f', { family: 4, cache });
+    assert.ok(rs.tables.has('nat'));
+    rs = undefined;
+    // A WeakRef holds its target until the job that made it ends.
+    await new Promise((resolve) => setImmediate(resolve));
+    gc();
+    gc();
+    assert.equal(first.deref(), undefined, 'a chain of the first version is still reachable');
+  });
+
   it('is not changed by a rename, a -Z or traffic in the rules it made', () => {
     const cache = new ParseCache();
     const renamed = FILTER.replace('COMMIT', '-E web www\nCOMMIT');
