@@ -7,7 +7,7 @@ import { recentStore } from '../extensions/util/b-recent-store';
 import { EmptySets, IpsetError, IpsetStore } from '../engine/sets';
 import { RuleErrors } from '../rules/errors';
 import { surelyNone, USES_SET, USES_STORES } from '../rules/facts';
-import type { Counters, MatchUse, Rule, Ruleset } from '../rules/model';
+import type { Chain, Counters, MatchUse, Rule, Ruleset } from '../rules/model';
 import type { Steps } from '../steps';
 
 /** Loads `ipset save` files into one store. Throws RuleErrors naming file:line:1 for every file that fails. */
@@ -75,17 +75,31 @@ export function* carryCounters(from: Ruleset | undefined, to: Ruleset): Steps<nu
   for (const [tname, t] of to.tables) {
     const oldTable = from.tables.get(tname);
     if (!oldTable) continue;
-    for (const [cname, c] of t.chains) {
-      const oldChain = oldTable.chains.get(cname);
+    // Most chains keep their place among the chains: the old chain is looked for at the next place first, and a few
+    // places on (chains dropped), before the map (a name lookup in a table of 40,000 chains costs a cache miss or two).
+    const olds = [...oldTable.chains.values()];
+    let at = 0;
+    for (const c of t.chains.values()) {
+      let oldChain: Chain | undefined;
+      for (let j = at; j < olds.length && j < at + LOOK_AHEAD; j++)
+        if (olds[j].name === c.name) {
+          oldChain = olds[j];
+          at = j + 1;
+          break;
+        }
+      oldChain ??= oldTable.chains.get(c.name);
+      if (++chains % 1024 === 0) yield;
       if (!oldChain) continue;
       if (c.builtin && oldChain.builtin) c.counters = oldChain.counters;
       carried += carryChain(oldChain.rules, c.rules);
-      if (++chains % 1024 === 0) yield;
     }
     yield;
   }
   return carried;
 }
+
+/** Places past the last chain found that carryCounters looks at before it looks a chain up by name. */
+const LOOK_AHEAD = 4;
 
 /**
  * Carries counters between two versions of one chain; ids are unique within a chain. Most rules keep their place, so

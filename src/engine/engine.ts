@@ -9,7 +9,8 @@ import type {
   SetView,
   TargetContext,
 } from '../extensions/types';
-import type { Chain, Counters, Family, Hook, IpNet, MatchUse, Negatable, Rule, Ruleset, Table, TableName } from '../rules/model';
+import { HOOKS, type Chain, type Counters, type Family, type Hook, type IpNet, type MatchUse, type Negatable, type Rule, type Ruleset, type Table, type TableName } from '../rules/model';
+import { statefulRulesOf } from '../rules/facts';
 import type { ConnUpdate, Decision, PacketInput, TraceStep } from './decision';
 import { ipv6HeaderChainBroken, parsePacket } from './packet';
 import type { Candidates } from '../compile/chain-index';
@@ -166,6 +167,8 @@ export function ifaceMatches(spec: Negatable<string>, iface: string | undefined)
 
 /** Rules loaded, keyed between two yields of Engine.prepare. */
 const RULES_PER_STEP = 2048;
+/** Rules with state the parser listed, between two yields: each costs a few lookups in the old ruleset. */
+const LISTED_PER_STEP = 512;
 
 /**
  * The rules of one chain of the ruleset in force, found by id as carryChain (src/daemon/reload.ts) finds them: most
@@ -176,9 +179,10 @@ class OldRules {
   private byId: Map<string, Rule> | undefined;
   constructor(private readonly rules: readonly Rule[]) {}
 
+  /** `k`: where the rule is in its chain now, or -1 when that is not known. */
   find(id: string, k: number): Rule | undefined {
     const old = this.rules;
-    if (k < old.length && old[k].id === id) return old[k];
+    if (k >= 0 && k < old.length && old[k].id === id) return old[k];
     if (old.length <= 16) {
       for (let j = 0; j < old.length; j++) if (old[j].id === id) return old[j];
       return undefined;
@@ -258,6 +262,15 @@ export class Engine {
     let work = 0;
     for (const [name, t] of rules.tables) {
       const oldTable = carry?.rules.tables.get(name);
+      const listed = statefulRulesOf(t);
+      if (listed !== undefined) {
+        // The parser listed the rules with state (src/rules/facts.ts): the others have nothing to carry or create.
+        yield* this.loadListed(listed, oldTable, carry, state);
+        let builtins = 0;
+        for (const hook of HOOKS) if (t.chains.get(hook)?.builtin === true) builtins++;
+        stackLimit.set(name, t.chains.size - builtins + 1);
+        continue;
+      }
       let userChains = 0;
       for (const c of t.chains.values()) {
         if (!c.builtin) userChains++;
@@ -295,6 +308,41 @@ export class Engine {
       : undefined;
     yield;
     return { rules, state, stackLimit, compiled };
+  }
+
+  /**
+   * load's state for the rules with state of one table, as the parser listed them (a superset: a rule it took out
+   * again gets state no rule uses, which the next reload drops). Their place in the chain is not known: the old
+   * rule is found by id alone.
+   */
+  private *loadListed(listed: readonly Rule[], oldTable: Table | undefined, carry: Loaded | undefined, state: Map<MatchUse, unknown>): Steps<void> {
+    const olds = new Map<string, OldRules>();
+    let chain: string | undefined;
+    let old: OldRules | undefined;
+    for (let k = 0; k < listed.length; k++) {
+      if ((k & (LISTED_PER_STEP - 1)) === LISTED_PER_STEP - 1) yield;
+      const r = listed[k];
+      const ms = r.matches;
+      for (let i = 0; i < ms.length; i++) {
+        const m = ms[i];
+        const ext = m.ext;
+        if (!ext.createState) continue;
+        if (carry !== undefined && chain !== r.chain) {
+          // The listed rules come chain by chain, mostly: a long chain met again keeps its map of ids.
+          chain = r.chain;
+          old = olds.get(chain);
+          if (old === undefined) {
+            const before = oldTable?.chains.get(chain)?.rules;
+            old = before === undefined ? undefined : new OldRules(before);
+            if (before !== undefined && before.length > 16) olds.set(chain, old!);
+          }
+        }
+        const om = old?.find(r.id, -1)?.matches[i];
+        let s: unknown;
+        if (om !== undefined && ((s = carry!.state.get(om)) !== undefined || carry!.state.has(om))) state.set(m, s);
+        else state.set(m, ext.createState(m.opts));
+      }
+    }
   }
 
   /**

@@ -62,20 +62,22 @@ const READ_CHUNK = 4 << 20;
 function* readFileSteps(path: string): Steps<string> {
   const fd = fs.openSync(path, 'r');
   try {
-    const chunks: Buffer[] = [];
+    // One buffer the file's size (and a byte more, to see its end), read into in steps: no chunks copied together.
+    let buf = Buffer.allocUnsafe(fs.fstatSync(fd).size + 1);
     let total = 0;
-    // Sized to the file (one more byte to see its end) up to a chunk: a small file is one small read.
-    let size = Math.min(READ_CHUNK, fs.fstatSync(fd).size + 1);
     for (;;) {
-      const chunk = Buffer.allocUnsafe(size);
-      const n = fs.readSync(fd, chunk, 0, size, null);
+      if (total === buf.length) {
+        // The file grew while it was read.
+        const bigger = Buffer.allocUnsafe(buf.length * 2);
+        buf.copy(bigger, 0, 0, total);
+        buf = bigger;
+      }
+      const n = fs.readSync(fd, buf, total, Math.min(READ_CHUNK, buf.length - total), null);
       if (n === 0) break;
-      chunks.push(n === size ? chunk : chunk.subarray(0, n));
-      size = READ_CHUNK;
       total += n;
       yield;
     }
-    return (chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, total)).toString('utf8');
+    return buf.toString('utf8', 0, total);
   } finally {
     fs.closeSync(fd);
   }

@@ -27,7 +27,7 @@ import {
 } from './model';
 import { NameError, parseProtocol, protocolName } from './services';
 import { validateTableSteps } from './validate';
-import { recordFacts, ruleFacts } from './facts';
+import { HAS_STATE, recordFacts, recordStatefulRules, ruleFacts } from './facts';
 import { copyLine, ownCopy, type CachedLine, type ParseCache } from './line-cache';
 import { runSync, type Steps } from '../steps';
 
@@ -196,7 +196,28 @@ interface TableBuild {
   vouchGen?: number;
   fresh?: Rule[];
   onlyAppends?: boolean;
+  /** Every rule with HAS_STATE put in the table (src/rules/facts.ts). */
+  stateful: Rule[];
+  /** This build among all (ChainSlot.serial in src/rules/line-cache.ts). */
+  serial: number;
+  /**
+   * A command other than -A ran: chains may have been made (-N), renamed or deleted other than by declaration lines,
+   * so the line cache's chain slots are no longer trusted for this build.
+   */
+  slotsOff?: boolean;
+  /**
+   * A command other than -A, -N, -X, -P or -Z ran: rules were inserted, deleted, replaced or flushed, so the ids
+   * are numbered chain by chain at COMMIT. Else only the chains in `toNumber` are (appendRule puts them there).
+   */
+  rulesEdited?: boolean;
+  toNumber?: Set<Chain>;
 }
+
+/** The table build appendRule appends to. */
+let appending: TableBuild | undefined;
+
+/** Table builds so far (TableBuild.serial). */
+let builds = 0;
 
 class LineError extends Error {
   constructor(
@@ -224,7 +245,7 @@ function newTable(name: TableName, loc: SourceLocation): TableBuild {
     const c: Chain = { name: hook, builtin: true, policy: 'ACCEPT', counters: emptyCounters(), rules: [], loc };
     chains.set(hook, c);
   }
-  return { table: { name, chains }, loc, touched: false };
+  return { table: { name, chains }, loc, touched: false, stateful: [], serial: ++builds };
 }
 
 // ---- family inference ----
@@ -939,25 +960,30 @@ function* numberRuleIdsSteps(table: Table): Steps<void> {
   let chains = 0;
   for (const chain of table.chains.values()) {
     if ((++chains & 8191) === 0) yield;
-    const rules = chain.rules;
-    let seen: Map<string, number> | undefined;
-    for (let k = 0; k < rules.length; k++) {
-      const r = rules[k];
-      const base = r.id;
-      let n = 1;
-      if (k < FEW_RULES) {
-        for (let j = 0; j < k; j++) if (firsts[j] === base) n++;
-        firsts[k] = base;
-      } else {
-        if (seen === undefined) {
-          seen = new Map();
-          for (let j = 0; j < FEW_RULES; j++) seen.set(firsts[j], (seen.get(firsts[j]) ?? 0) + 1);
-        }
-        n = (seen.get(base) ?? 0) + 1;
-        seen.set(base, n);
+    numberChain(chain, firsts);
+  }
+}
+
+/** numberRuleIds for one chain; `firsts` is scratch space. */
+function numberChain(chain: Chain, firsts: string[]): void {
+  const rules = chain.rules;
+  let seen: Map<string, number> | undefined;
+  for (let k = 0; k < rules.length; k++) {
+    const r = rules[k];
+    const base = r.id;
+    let n = 1;
+    if (k < FEW_RULES) {
+      for (let j = 0; j < k; j++) if (firsts[j] === base) n++;
+      firsts[k] = base;
+    } else {
+      if (seen === undefined) {
+        seen = new Map();
+        for (let j = 0; j < FEW_RULES; j++) seen.set(firsts[j], (seen.get(firsts[j]) ?? 0) + 1);
       }
-      if (n > 1) r.id = `${base}#${n}`;
+      n = (seen.get(base) ?? 0) + 1;
+      seen.set(base, n);
     }
+    if (n > 1) r.id = `${base}#${n}`;
   }
 }
 
@@ -988,13 +1014,15 @@ export function* parseRulesetSteps(text: string, file: string, opts: ParseOption
   } finally {
     lookup = REGISTRY;
     zeroing = false;
+    appending = undefined;
   }
 }
 
 function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Ruleset> {
   const family: Family = opts.family ?? inferFamily(text.split('\n'));
   const cache = opts.cache;
-  cache?.begin(file, family, lookup, zeroing);
+  cache?.begin(file, family, lookup, zeroing, text);
+  const starts = cache?.starts;
   const p = new Parser(file, family);
   const errors = p.errors;
   const tables = new Map<TableName, Table>();
@@ -1008,6 +1036,7 @@ function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Rules
   let next = -1;
   for (let lineNo = 1, from = 0; from <= text.length; lineNo++, from = next + 1) {
     if ((lineNo & 1023) === 0) yield;
+    if (starts !== undefined) starts[lineNo] = from;
     next = text.indexOf('\n', from);
     if (next < 0) next = text.length;
     let to = next;
@@ -1018,16 +1047,33 @@ function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Rules
     let own: string | undefined;
     if (cache !== undefined && cur !== undefined) {
       const c0 = text.charCodeAt(from);
-      if (c0 === 45 /* - */ || c0 === 91 /* [ */) {
+      if (c0 === 58 /* : */) {
         cacheable = true;
         const hit = cache.find(cur.table.name, text, from, to, lineNo);
         own = cache.lastKey;
-        if (hit !== undefined) {
+        // A user chain declared before, not yet in this build, while only declarations and -A made its chains: as
+        // the declaration below would make it, without reading the line.
+        const slot = hit?.slot;
+        if (hit !== undefined && slot !== undefined && hit.decl && cur.slotsOff !== true && slot.serial !== cur.serial) {
+          const c: Chain = { name: hit.chain, builtin: false, counters: emptyCounters(), rules: [], loc: { file, line: lineNo, column: 1 } };
+          cur.table.chains.set(c.name, c);
+          cur.touched = true;
+          cache.declared(slot, c, cur.serial);
+          hit.line = lineNo;
+          cache.used(hit, lineNo);
+          cache.stats.declsReused++;
+          continue;
+        }
+      } else if (c0 === 45 /* - */ || c0 === 91 /* [ */) {
+        cacheable = true;
+        const hit = cache.find(cur.table.name, text, from, to, lineNo);
+        own = cache.lastKey;
+        if (hit !== undefined && !hit.decl) {
           const seenIn = hit.gen;
           const c = appendCached(hit, cur, file, lineNo, cache);
           if (c !== undefined) {
             // Rules of a line the validated version did not have are checked with the table's changes.
-            if (seenIn !== cur.vouchGen) addFresh(cur, c, hit.rules.length);
+            if (seenIn !== cur.vouchGen) addFresh(cur, c, hit.count);
             continue;
           }
         }
@@ -1074,6 +1120,7 @@ function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Rules
         continue;
       }
       cur = newTable(name, loc);
+      appending = cur;
       curFailed = false;
       if (cache !== undefined) {
         cur.vouchGen = cache.beginTable(name);
@@ -1096,7 +1143,13 @@ function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Rules
       yield;
       if (errors.length === before) {
         if (cur.renamed) assignRuleIds(cur.table, family);
-        else yield* numberRuleIdsSteps(cur.table);
+        else if (cur.rulesEdited === true) yield* numberRuleIdsSteps(cur.table);
+        else if (cur.toNumber !== undefined) {
+          // Only -A built the chains: a chain whose ids are all different and that never grew long needs nothing.
+          const firsts: string[] = [];
+          for (const c of cur.toNumber) numberChain(c, firsts);
+        }
+        recordStatefulRules(cur.table, cur.stateful);
         if (cur.touched) tables.set(cur.table.name, cur.table);
         else tables.delete(cur.table.name);
       }
@@ -1164,6 +1217,7 @@ function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Rules
       }
       const c: Chain = { name, builtin: false, counters: emptyCounters(), rules: [], loc };
       chains.set(name, c);
+      if (cacheable && own !== undefined && cache !== undefined && cl[0] === 1) cache.setDecl(tb.table.name, own, lineNo, c, tb.serial);
       continue;
     }
 
@@ -1183,6 +1237,8 @@ function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Rules
       if (res.skip) continue;
       // Deleting an empty chain (kube-proxy's stale ones) leaves the rules as appended; anything else may not.
       if (res.cmd?.op !== 'append' && !(res.cmd?.op === 'delete-chain' && isEmptyUserChain(tb, res.cmd.args[0]))) tb.onlyAppends = false;
+      if (res.cmd?.op !== 'append') tb.slotsOff = true;
+      if (res.cmd !== undefined && !NUMBERING_KEPT.has(res.cmd.op)) tb.rulesEdited = true;
       // A rename changes rules the cache holds as its lines' (their chain, their jumps): it forgets the table's lines,
       // before and (at the end) after it.
       if (res.cmd?.op === 'rename-chain' && cache !== undefined) {
@@ -1262,7 +1318,18 @@ function referencedBy(table: Table, name: string): Rule | undefined {
  */
 function appendRule(c: Chain, r: Rule): void {
   const a = c.rules;
-  switch (a.length) {
+  const n = a.length;
+  // What numberRuleIds would find at COMMIT, while the chain's rules are still in the CPU's cache: a repeated id
+  // among the first FEW_RULES, or a chain longer (whose repeats are found with a map then).
+  if (n < FEW_RULES) {
+    const id = r.id;
+    for (let j = 0; j < n; j++)
+      if (a[j].id === id) {
+        numberLater(c);
+        break;
+      }
+  } else if (n === FEW_RULES) numberLater(c);
+  switch (n) {
     case 0:
       c.rules = [r];
       break;
@@ -1280,6 +1347,13 @@ function appendRule(c: Chain, r: Rule): void {
   }
 }
 
+function numberLater(c: Chain): void {
+  if (appending !== undefined) (appending.toNumber ??= new Set()).add(c);
+}
+
+/** Commands after which appendRule's account of the ids still holds: they add no rule and change none. */
+const NUMBERING_KEPT: ReadonlySet<string> = new Set(['append', 'new-chain', 'delete-chain', 'policy', 'zero']);
+
 function needNoSpec(spec: RuleSpec, loc: SourceLocation): void {
   if (spec.hasSpec) throw new RuleError(`rule options are not allowed with this command`, loc);
 }
@@ -1290,7 +1364,13 @@ function needNoSpec(spec: RuleSpec, loc: SourceLocation): void {
  * parsed, for the error.
  */
 function appendCached(e: CachedLine, tb: TableBuild, file: string, lineNo: number, cache: ParseCache): Chain | undefined {
-  const c = tb.last !== undefined && tb.last.name === e.chain ? tb.last : tb.table.chains.get(e.chain);
+  const slot = e.slot;
+  const c =
+    slot !== undefined && slot.serial === tb.serial && tb.slotsOff !== true
+      ? slot.chain
+      : tb.last !== undefined && tb.last.name === e.chain
+        ? tb.last
+        : tb.table.chains.get(e.chain);
   if (c === undefined) return undefined;
   if (c.builtin) {
     if (e.inIface && (c.name === 'OUTPUT' || c.name === 'POSTROUTING')) return undefined;
@@ -1299,7 +1379,7 @@ function appendCached(e: CachedLine, tb: TableBuild, file: string, lineNo: numbe
   tb.last = c;
   tb.touched = true;
   if (e.line !== lineNo) cache.stats.moved++;
-  copyLine(e, file, lineNo, zeroing, (r) => appendRule(c, r));
+  copyLine(e, file, lineNo, zeroing, c, appendRule, (e.facts & HAS_STATE) === 0 ? undefined : tb.stateful);
   factBits |= e.facts;
   cache.used(e, lineNo);
   cache.stats.reused++;
@@ -1332,7 +1412,9 @@ function applyCommand(res: LineResult, tb: TableBuild, lineLoc: SourceLocation, 
       checkIfaceForChain(spec, c);
       const rules = expandRules(spec, table.name, c.name, lineLoc);
       for (let k = 0; k < rules.length; k++) rules[k].id = baseRuleId(rules[k], family);
-      factBits |= ruleFacts(rules[0]);
+      const bits = ruleFacts(rules[0]);
+      factBits |= bits;
+      if ((bits & HAS_STATE) !== 0) for (const r of rules) tb.stateful.push(r);
       if (cmd.op === 'append') {
         for (let k = 0; k < rules.length; k++) appendRule(c, rules[k]);
         return rules;
@@ -1375,7 +1457,9 @@ function applyCommand(res: LineResult, tb: TableBuild, lineLoc: SourceLocation, 
       const rules = expandRules(spec, table.name, c.name, lineLoc);
       if (rules.length !== 1) throw new RuleError('-R takes exactly one source and destination address', loc);
       rules[0].id = baseRuleId(rules[0], family);
-      factBits |= ruleFacts(rules[0]);
+      const bits = ruleFacts(rules[0]);
+      factBits |= bits;
+      if ((bits & HAS_STATE) !== 0) tb.stateful.push(rules[0]);
       if (n > c.rules.length)
         throw new RuleError(`index of replacement too big (chain "${c.name}" has ${c.rules.length} rules)`, {
           ...loc,
@@ -1412,6 +1496,8 @@ function applyCommand(res: LineResult, tb: TableBuild, lineLoc: SourceLocation, 
           );
       }
       for (const c of targets) table.chains.delete(c.name);
+      // chainOf remembered the chain: a later -A must not find it there.
+      tb.last = undefined;
       return;
     }
     case 'flush': {

@@ -288,12 +288,35 @@ export function* validateChanges(table: Table, fresh: readonly Rule[], memo: Val
   const chains = table.chains;
   const base = memo.base;
   let visits = 0;
-  // Chains that are gone: nothing may jump to them.
+  // Chains that are gone (nothing may jump to them) and chains the base did not have, found by walking the chains
+  // beside the base's names: most chains keep their order, so a name is looked up only where the two differ.
   let gone: Set<string> | undefined;
-  for (let i = 0; i < base.names.length; i++) {
-    if ((i & (STEP - 1)) === STEP - 1) yield;
-    if (!chains.has(base.names[i])) (gone ??= new Set()).add(base.names[i]);
+  const added: string[] = [];
+  const names = base.names;
+  let at = 0;
+  let n = 0;
+  const check = function* (to: number): Steps<void> {
+    for (; at < to; at++) {
+      if ((++n & (STEP - 1)) === 0) yield;
+      if (!chains.has(names[at])) (gone ??= new Set()).add(names[at]);
+    }
+  };
+  for (const name of chains.keys()) {
+    if ((++n & (STEP - 1)) === 0) yield;
+    if (at < names.length && names[at] === name) {
+      at++;
+      continue;
+    }
+    const j = base.index.get(name);
+    if (j === undefined) {
+      if (!memo.hooks.has(name)) added.push(name);
+    } else if (j >= at) {
+      // The base's names between were skipped: each is gone, or comes later among the chains.
+      yield* check(j);
+      at = j + 1;
+    }
   }
+  yield* check(names.length);
   for (const name of memo.addedNames) if (!chains.has(name)) (gone ??= new Set()).add(name);
   if (gone !== undefined) {
     const sources = new Set<string>();
@@ -371,14 +394,9 @@ export function* validateChanges(table: Table, fresh: readonly Rule[], memo: Val
     for (const r of c.rules) if (needsHookCheck(r, c.builtin)) checkRule(table, c, r, () => bitsOf(name, grown), errors);
   }
   if (errors.length > 0) return false;
-  yield;
-  let n = 0;
-  for (const name of chains.keys()) {
-    if ((++n & (STEP - 1)) === 0) yield;
-    if (!base.index.has(name) && !memo.hooks.has(name)) {
-      memo.addedNames.push(name);
-      memo.hooks.set(name, 0);
-    }
+  for (const name of added) {
+    memo.addedNames.push(name);
+    memo.hooks.set(name, 0);
   }
   for (const [name, bits] of grown) memo.hooks.set(name, bits);
   for (const e of newEdges) memo.addedEdges.push(e);

@@ -19,6 +19,7 @@ import {
 } from '../../src/daemon/reload';
 import { zeroCounters } from '../../src/rules/counters';
 import { runSync } from '../../src/steps';
+import { Rng } from '../rng';
 
 const rs = (text: string, family: 4 | 6 = 4): Ruleset => parseRuleset(text, 'test.rules', { family });
 
@@ -82,6 +83,39 @@ describe('daemon/reload: counters carry over by rule id', () => {
     const b = rs('*filter\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -j ACCEPT\nCOMMIT\n');
     assert.equal(runSync(carryCounters(a, b)), 0);
     assert.equal(runSync(carryCounters(undefined, b)), 0);
+  });
+
+  it('finds each chain by name wherever the chains were dropped, added or moved', () => {
+    const rng = new Rng(11);
+    const text = (names: readonly string[]) =>
+      ['*filter', ':INPUT ACCEPT [0:0]', ':FORWARD ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]', ...names.map((n) => `:${n} - [0:0]`)]
+        .concat(names.flatMap((n, k) => [`-A ${n} -s 198.18.0.${k % 200}/32`, `-A ${n} -j ACCEPT`]), ['-A INPUT -j ACCEPT', 'COMMIT', ''])
+        .join('\n');
+    let fresh = 0;
+    let carriedAll = 0;
+    for (let round = 0; round < 30; round++) {
+      const before = Array.from({ length: rng.int(1, 40) }, () => `c${fresh++}`);
+      const after = before.filter(() => !rng.chance(0.2));
+      for (let k = rng.int(0, 6); k > 0; k--) after.splice(rng.int(0, after.length), 0, rng.chance(0.5) ? `c${fresh++}` : before[rng.int(0, before.length - 1)]);
+      for (let k = rng.int(0, 3); k > 0 && after.length > 1; k--) after.splice(rng.int(0, after.length - 1), 0, ...after.splice(rng.int(0, after.length - 1), 1));
+      const uniq = [...new Set(after)];
+      const a = rs(text(before));
+      const b = rs(text(uniq));
+      let n = 0;
+      for (const c of a.tables.get('filter')!.chains.values()) for (const r of c.rules) r.counters = { packets: ++n, bytes: n };
+      const carried = runSync(carryCounters(a, b));
+      let want = 0;
+      for (const c of b.tables.get('filter')!.chains.values())
+        for (const r of c.rules) {
+          const old = a.tables.get('filter')!.chains.get(c.name)?.rules.find((o) => o.id === r.id);
+          if (old !== undefined) want++;
+          assert.equal(r.counters, old?.counters ?? r.counters, `round ${round}: ${c.name} ${r.id}`);
+          if (old === undefined) assert.deepEqual(r.counters, { packets: 0, bytes: 0 });
+        }
+      assert.equal(carried, want);
+      carriedAll += carried;
+    }
+    assert.ok(carriedAll > 300, `${carriedAll} carried`);
   });
 
   it('zeroCounters zeroes rules and chains', () => {

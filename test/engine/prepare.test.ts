@@ -22,6 +22,11 @@ function packet(hook: Hook): PacketInput {
   };
 }
 
+/** The ruleset with tables the parser did not make: Engine.prepare then walks every rule for state. */
+function unlisted(rs: Ruleset): Ruleset {
+  return { ...rs, tables: new Map([...rs.tables].map(([n, t]) => [n, { ...t }])) };
+}
+
 function prng(seed: number): (n: number) => number {
   let s = seed >>> 0;
   return (n) => {
@@ -176,16 +181,66 @@ describe('engine: prepare carries match state by rule id', () => {
     const cache = new ParseCache();
     const a = parseRuleset(kubeProxyRules(2000, 2), 'kube.rules', { family: 4, cache });
     const b = parseRuleset(kubeProxyRules(2000, 2, { replaced: new Set([7, 1500]) }), 'kube.rules', { family: 4, cache });
-    const e = new Engine({ rules4: a, host: new StaticHost(), sets: new EmptySets() });
-    const steps = e.prepare(b);
-    let n = 0;
-    for (let r = steps.next(); r.done !== true; r = steps.next()) {
-      n++;
-      assert.equal(e.rules(4), a, 'the running ruleset stays until commit');
+    // As parsed (the parser lists the rules with state), and as a ruleset the parser did not make (every rule looked at).
+    for (const [next, least] of [
+      [b, 2],
+      [unlisted(b), 4],
+    ] as const) {
+      const e = new Engine({ rules4: a, host: new StaticHost(), sets: new EmptySets() });
+      const steps = e.prepare(next);
+      let n = 0;
+      for (let r = steps.next(); r.done !== true; r = steps.next()) {
+        n++;
+        assert.equal(e.rules(4), a, 'the running ruleset stays until commit');
+      }
+      // 2000 services x (1 + 1 + 2 x 3) rules: several steps, far fewer than one per chain (6,000 chains).
+      assert.ok(n >= least && n < 200, `${n} steps`);
+      e.commit(runSync(e.prepare(next)));
+      assert.equal(e.rules(4), next);
     }
-    // 2000 services x (1 + 1 + 2 x 3) rules: several steps, far fewer than one per chain (6,000 chains).
-    assert.ok(n >= 4 && n < 200, `${n} steps`);
-    e.commit(runSync(e.prepare(b)));
-    assert.equal(e.rules(4), b);
+  });
+
+  it('carries the same state from the rules the parser listed as from a walk of every rule, through -I, -R, -D, -E', () => {
+    const nth = (n: number, tag: string) => `-m statistic --mode nth --every ${n} --packet 0 -m comment --comment ${tag}`;
+    // Chains A (long: found by a map) and B (short) filled in turns, so the listed rules alternate between them.
+    const base: string[] = [];
+    for (let k = 0; k < 24; k++) base.push(`-A A ${nth(2 + (k % 5), `a${k}`)}`, `-A B ${k % 3 === 0 ? nth(3, `b${k}`) : `-s 198.18.5.${k}/32`}`);
+    const head = ['*filter', ':INPUT ACCEPT [0:0]', ':FORWARD ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]', ':A - [0:0]', ':B - [0:0]', '-A INPUT -j A', '-A INPUT -j B'];
+    // Lines before the rules (moving them all) and commands after them.
+    const versions: [string[], string[]][] = [
+      [[], []],
+      [[], [`-I A 3 ${nth(4, 'ins')}`]],
+      [[], [`-I A 3 ${nth(4, 'ins')}`, `-R B 1 ${nth(5, 'rep')}`, '-D A 7']],
+      [['# moved'], [`-I A 3 ${nth(4, 'ins')}`, '-D A 7', '-E B BB']],
+      [[], ['-D A 1', '-D A 1']],
+      [[], []],
+    ];
+    const text = (k: number) => [...head, ...versions[k][0], ...base, ...versions[k][1], 'COMMIT', ''].join('\n');
+    const cache = new ParseCache();
+    const listed = new Engine({ rules4: parseRuleset(text(0), 'l.rules', { family: 4, cache }), host: new StaticHost(), sets: new EmptySets() });
+    const walked = new Engine({ rules4: unlisted(parseRuleset(text(0), 'w.rules', { family: 4 })), host: new StaticHost(), sets: new EmptySets() });
+    /** Per packet, the places (chain:index) of the rules it counted. */
+    const run = (e: Engine, packets: number): string[] => {
+      const rs = e.rules(4)!;
+      const chains = [...rs.tables.get('filter')!.chains.values()];
+      const out: string[] = [];
+      for (let p = 0; p < packets; p++) {
+        const before = chains.map((c) => c.rules.map((r) => r.counters.packets));
+        e.decide(packet('INPUT'));
+        out.push(chains.flatMap((c, i) => c.rules.flatMap((r, j) => (r.counters.packets > before[i][j] ? [`${c.name}:${j}`] : []))).join(' '));
+      }
+      return out;
+    };
+    let matched = 0;
+    for (let k = 0; k < versions.length; k++) {
+      if (k > 0) {
+        listed.swap(parseRuleset(text(k), 'l.rules', { family: 4, cache }));
+        walked.swap(unlisted(parseRuleset(text(k), 'w.rules', { family: 4 })));
+      }
+      const a = run(listed, 7);
+      assert.deepEqual(a, run(walked, 7), `version ${k}`);
+      matched += a.join(' ').split(' ').filter((x) => x !== '').length;
+    }
+    assert.ok(matched > 100, `${matched} rule counts compared`);
   });
 });

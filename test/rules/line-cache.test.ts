@@ -82,7 +82,8 @@ describe('rules/line-cache: a reparse reusing the last one', () => {
     assert.notEqual(after, before);
     const rs = ruleset(sameAsCold(after, cache));
     const rules = before.split('\n').filter((l) => l.startsWith('-A ')).length;
-    assert.deepEqual(cache.stats, { reused: rules - 1, moved: 0, parsed: 1, validatedByChanges: 1 });
+    const userChains = before.split('\n').filter((l) => / - \[0:0\]$/.test(l)).length;
+    assert.deepEqual(cache.stats, { reused: rules - 1, moved: 0, parsed: 1, validatedByChanges: 1, declsReused: userChains });
     const sep = rs.tables.get('nat')?.chains.get('KUBE-SEP-0000000000000007')?.rules[1];
     assert.ok(sep?.target?.kind === 'extension');
     assert.equal(sep.loc.line, lineOf(after, changed));
@@ -206,6 +207,54 @@ COMMIT
     assert.equal(cache.stats.validatedByChanges, 0);
   });
 
+  it('copies chain declarations only where a parse from nothing would make a new chain of them', () => {
+    const cache = new ParseCache();
+    const decl = ':web - [0:0]\n';
+    const variants = [
+      FILTER,
+      // Declared twice (the second flushes), in the same table written twice, after -N, after -X.
+      FILTER.replace(decl, `${decl}${decl}`),
+      FILTER.replace('-A web -j DROP\n', `-A web -j DROP\n${decl}-A web -j ACCEPT\n`),
+      `${FILTER}*filter\n${decl}-A web -j DROP\nCOMMIT\n`,
+      FILTER.replace(decl, `-N web\n${decl}`),
+      FILTER.replace(decl, '').replace('COMMIT', `-X ssh\n${decl}-A web -j ACCEPT\nCOMMIT`),
+      FILTER.replace('COMMIT', `-E web www\n${decl}-A web -j ACCEPT\nCOMMIT`),
+      // A rule line of a deleted chain: refused, though its chain was declared by a line copied.
+      FILTER.replace(decl, `${decl}:stale - [0:0]\n`).replace('COMMIT', '-A stale -j ACCEPT\nCOMMIT'),
+      FILTER.replace(decl, `${decl}:stale - [0:0]\n`).replace('COMMIT', '-X stale\n-A stale -j ACCEPT\nCOMMIT'),
+      // Moved, spelt with a space after the colon, with CRs, with other counters, as a built-in chain's policy.
+      `# moved\n${FILTER}`,
+      FILTER.replace(decl, ': web - [0:0]\n'),
+      FILTER.replace(/\n/g, '\r\n'),
+      FILTER.replace(decl, ':web - [3:4]\n'),
+      FILTER.replace(':INPUT ACCEPT [0:0]\n', ':INPUT - [0:0]\n'),
+      FILTER.replace(decl, ':web ACCEPT [0:0]\n'),
+    ];
+    let reused = 0;
+    for (let round = 0; round < 3; round++)
+      for (const v of variants) {
+        const o = sameAsCold(v, cache);
+        reused += cache.stats.declsReused;
+        if (v.includes('-X stale\n-A stale')) assert.match(errors(o)[0], /chain "stale" does not exist in table filter/);
+      }
+    assert.ok(reused > 20, `${reused} declarations copied`);
+  });
+
+  it('finds the shared lines again after a long run of new ones', () => {
+    const cache = new ParseCache();
+    const base = kubeProxyRules(100, 3);
+    sameAsCold(base, cache);
+    const rules = base.split('\n').filter((l) => l.startsWith('-A ')).length;
+    // 300 new lines (every later line moves by 301), then the file as it was.
+    const fresh = Array.from({ length: 300 }, (_, k) => `-A KUBE-NEW -s 198.18.${k >> 8}.${k & 255}/32 -j ACCEPT`);
+    const grown = base.replace('\n-A ', `\n:KUBE-NEW - [0:0]\n${fresh.join('\n')}\n-A `);
+    sameAsCold(grown, cache);
+    assert.equal(cache.stats.parsed, 300 + (rules - cache.stats.reused));
+    // Lines are looked up one in eight after the run of misses: at most seven shared ones are parsed before one is found.
+    assert.ok(cache.stats.reused >= rules - 7, `${cache.stats.reused} of ${rules} reused`);
+    assert.equal(cache.stats.moved, cache.stats.reused);
+  });
+
   it('gives the same as a cold parse through 300 random edits, good files and bad', () => {
     const rng = new Rng(6);
     // With a chain that only jumps reach: deleting its declaration breaks only them.
@@ -289,6 +338,24 @@ COMMIT
     const grown = process.memoryUsage().heapUsed - before;
     assert.ok(rs.tables.has('nat'));
     assert.ok(grown < textBytes / 4, `heap grew ${grown} bytes over ${versions} versions of ${textBytes / versions} bytes`);
+  });
+
+  it('keeps no chain of an earlier version alive once a file renamed every chain', async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const cache = new ParseCache();
+    let rs: Ruleset | undefined = parseRuleset(kubeProxyRules(1000, 3), 'f', { family: 4, cache });
+    const chains = [...rs.tables.get('nat')!.chains.values()];
+    const first = new WeakRef(chains[chains.length - 1]);
+    chains.length = 0;
+    rs = parseRuleset(kubeProxyRules(1000, 3, { salt: 1 }), 'f', { family: 4, cache });
+    assert.ok(rs.tables.has('nat'));
+    rs = undefined;
+    // A WeakRef holds its target until the job that made it ends.
+    await new Promise((resolve) => setImmediate(resolve));
+    gc();
+    gc();
+    assert.equal(first.deref(), undefined, 'a chain of the first version is still reachable');
   });
 
   it('is not changed by a rename, a -Z or traffic in the rules it made', () => {

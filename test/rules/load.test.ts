@@ -22,6 +22,19 @@ describe('rules/load', () => {
     assert.deepEqual(input.rules[0]!.counters, { packets: 3, bytes: 180 });
   });
 
+  it('reads a file of several read steps whole, non-ASCII text included', () => {
+    // 4 MiB a step: a file of about 9 MiB, its last rule after the last step's start.
+    const filler = `# ${'é'.repeat(40)} ${'x'.repeat(900)}\n`.repeat(10_000);
+    const text = `*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m comment --comment "naïve" -j ACCEPT\n${filler}-A INPUT -s 198.18.0.1/32 -j DROP\nCOMMIT\n`;
+    const big = path.join(dir, 'big.rules');
+    fs.writeFileSync(big, text);
+    assert.ok(fs.statSync(big).size > 8 << 20);
+    const rules = loadRuleFile(big, 4).tables.get('filter')!.chains.get('INPUT')!.rules;
+    assert.equal(rules.length, 2);
+    assert.deepEqual(rules[0]!.matches[0]!.opts, { comment: 'naïve' });
+    assert.equal(rules[1]!.loc.line, text.split('\n').length - 2);
+  });
+
   it('names the file when it cannot be read', () => {
     assert.throws(() => loadRuleFile(path.join(dir, 'missing.rules'), 4), /missing\.rules:0:0: cannot read rule file: ENOENT/);
   });

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { checkEnforceable } from '../../src/rules/enforce';
 import { RuleErrors } from '../../src/rules/errors';
 import type { Family } from '../../src/rules/model';
-import { parseRuleset } from '../../src/rules/parse';
+import { assignRuleIds, parseRuleset } from '../../src/rules/parse';
+import { Rng } from '../rng';
 import { saveRuleset } from '../../src/rules/save';
 import { FAKE } from './fake-extensions';
 
@@ -142,6 +143,48 @@ describe('rules/parse', () => {
     assert.equal(ia[2], `${ia[0]}#2`);
     assert.equal(ib[1], ia[0]);
     assert.equal(ib[0], ia[1]);
+  });
+
+  it('numbers repeated ids as numbering every chain afresh does, in short and long chains, after any command', () => {
+    const rng = new Rng(7);
+    const lines = ['-j ACCEPT', '-j DROP', '-p tcp -j ACCEPT', '-s 198.18.0.1/32 -j DROP', '-m comment --comment x -j ACCEPT'];
+    const commands = ['-I', '-D', '-R', '-F', '-X', '-N', '-P', '-Z'];
+    let repeated = 0;
+    for (let round = 0; round < 200; round++) {
+      const body: string[] = [':a - [0:0]', ':b - [0:0]'];
+      for (const chain of ['INPUT', 'a', 'b']) {
+        const n = rng.chance(0.3) ? rng.int(15, 40) : rng.int(0, 6);
+        // Some long chains begin with 16 different rules, so their first repeat comes after them.
+        const distinct = n > 16 && rng.chance(0.5);
+        for (let k = 0; k < n; k++)
+          body.push(
+            distinct && k < 16
+              ? `-A ${chain} -s 198.18.1.${k}/32 -j ACCEPT`
+              : distinct && rng.chance(0.5)
+                ? `-A ${chain} -s 198.18.1.${rng.int(0, 15)}/32 -j ACCEPT`
+                : `-A ${chain} ${lines[rng.int(0, rng.chance(0.5) ? 1 : lines.length - 1)]}`,
+          );
+      }
+      if (rng.chance(0.3)) {
+        const cmd = commands[rng.int(0, commands.length - 1)];
+        const arg = { '-I': 'INPUT -j DROP', '-D': 'INPUT -j ACCEPT', '-R': 'INPUT 1 -j DROP', '-F': 'a', '-X': 'b', '-N': 'c', '-P': 'INPUT DROP', '-Z': 'INPUT' }[cmd];
+        body.push(`${cmd} ${arg}`, '-A INPUT -j ACCEPT', '-A a -j DROP');
+      }
+      let rs;
+      try {
+        rs = parseRuleset(['*filter', ':INPUT ACCEPT [0:0]', ':FORWARD ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]', ...body, 'COMMIT', ''].join('\n'), 'ids.rules', { family: 4 });
+      } catch (e) {
+        if (e instanceof RuleErrors) continue;
+        throw e;
+      }
+      const table = rs.tables.get('filter')!;
+      const ids = () => [...table.chains.values()].map((c) => c.rules.map((r) => r.id));
+      const parsed = ids();
+      repeated += parsed.flat().filter((id) => id.includes('#')).length;
+      assignRuleIds(table, 4);
+      assert.deepEqual(parsed, ids(), `round ${round}`);
+    }
+    assert.ok(repeated > 500, `${repeated} repeated ids`);
   });
 
   it('infers IPv6 from addresses and family-only matches, IPv4 otherwise', () => {
