@@ -270,7 +270,7 @@ export class Daemon {
       // H16: the kernel does not track queued traffic (raw CT --notrack below); nfqwall's own table does.
       d.conntrack = new addon.ConnTable(opts.conntrackMax !== undefined ? { maxEntries: opts.conntrackMax } : {});
       if (opts.flowCache !== false) d.startFlowCache(new addon.FlowCache());
-      // Skipping starts from a PREROUTING decision; without the cache nothing would set the bit.
+      // Skipping starts from a PREROUTING decision; without the cache nothing would set the bits.
       const hooks = opts.hooks ?? HOOKS;
       d.skipMark = d.flowCache !== undefined && hooks.includes('PREROUTING') ? (opts.skipMark ?? DEFAULT_SKIP_MARK) : 0;
       // Every queue gets the same options but its number; the kernel's hash sends the two directions of a NATed
@@ -290,10 +290,10 @@ export class Daemon {
         const q: Queue = new addon.Queue(queueOptions(opts.queue + i), (batch) => d.onBatch(q, batch));
         d.queues.push(q);
       }
+      // The bits are cleared from the rules' marks from the first packet on; skipping waits for the guard.
+      if (d.skipMark !== 0) d.flowCache?.setSkip({ mark: d.skipMark, allowed: false, maxLen: 0, queuedHooks: queuedHookBits(hooks) });
       // A crashed run's hooks go first in both families, even one this run does not filter: left in place they
       // would keep queueing (or, fail-closed, dropping) that family's traffic to a queue nobody serves.
-      // The bit is cleared from the rules' marks from the first packet on; skipping waits for the guard.
-      if (d.skipMark !== 0) d.flowCache?.setSkip({ mark: d.skipMark, allowed: false, maxLen: 0, queuedHooks: queuedHookBits(hooks) });
       for (const family of [4, 6] as const) d.hooks.removeStale(family);
       for (const rs of [rules.rules4, rules.rules6]) {
         if (rs === undefined) continue;
@@ -373,7 +373,7 @@ export class Daemon {
 
   /**
    * Lets the flow cache skip later hooks while the host allows it (src/daemon/skip-guard.ts): at start and after
-   * every host refresh. Off, with one line saying why, while a routing rule reads the bit or the guard is unreadable.
+   * every host refresh. Off, with one line saying why, while a routing rule reads the bits or the guard is unreadable.
    */
   private async refreshSkip(): Promise<void> {
     const cache = this.flowCache;
