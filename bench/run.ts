@@ -116,12 +116,10 @@ function cpuJiffies(cpu: string): { busy: number; total: number } | undefined {
 
 async function flood(client: Host, server: Host, floodBin: string, kind: FloodKind, packets: number, seconds: number): Promise<FloodResult> {
   const before = await rxPackets(server);
-  const argv = [floodBin, THREE_HOST.server4, String(PORT), String(packets), String(seconds), String(SIZE), FLOOD_SOURCES.join(',')];
+  const port = kind === 'connections' ? CONNECTION_PORT : PORT;
+  const argv = [floodBin, THREE_HOST.server4, String(port), String(packets), String(seconds), String(SIZE), FLOOD_SOURCES.join(',')];
   if (kind === 'established') argv.push(String(FLOOD_SPORT));
-  if (kind === 'connections') {
-    argv[2] = String(CONNECTION_PORT);
-    argv.push('0', String(CONNECTION_PORTS));
-  }
+  if (kind === 'connections') argv.push('0', String(CONNECTION_PORTS));
   const r = await client.exec(['taskset', '-c', SENDER_CPU, ...argv], { timeoutMs: seconds * 1000 + 15_000 });
   const m = /^sent (\d+) seconds ([\d.]+)$/m.exec(r.stdout);
   if (m === null) throw new Error(`udp-flood printed no result: ${r.stdout} ${r.stderr}`);

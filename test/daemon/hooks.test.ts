@@ -262,37 +262,44 @@ function normalize(text: string): string {
     .join('\n');
 }
 
+/**
+ * Mocha hooks for a describe block working in its own network namespace `ns`: created and seeded before the block,
+ * deleted after it, and every hook of ours removed after each test, so each starts clean even if the one before
+ * failed half-way. Returns the runner that executes in the namespace.
+ */
+function useHookNamespace(ns: string, what: string, seed: () => void): { run: () => Runner } {
+  let created = false;
+  const run = (): Runner => commandRunner(['ip', 'netns', 'exec', ns]);
+  before(function () {
+    skipUnlessRoot(this, what);
+    sh(['ip', 'netns', 'add', ns]);
+    created = true;
+    seed();
+  });
+  after(function () {
+    if (created) spawnSync('ip', ['netns', 'del', ns]);
+  });
+  afterEach(function () {
+    if (!created) return;
+    const m = new HookManager({ run: run() });
+    m.removeStale(4, true);
+    m.removeStale(6, true);
+  });
+  return { run };
+}
+
 function saved(family: 4 | 6): string {
   return normalize(inNs(family === 4 ? 'iptables-nft-save' : 'ip6tables-nft-save'));
 }
 
 describe('daemon/hooks in a network namespace (root)', function () {
-  let created = false;
-
-  before(function () {
-    skipUnlessRoot(this, 'daemon/hooks in a network namespace');
-    sh(['ip', 'netns', 'add', NS]);
-    created = true;
+  const { run } = useHookNamespace(NS, 'daemon/hooks in a network namespace', () => {
     // A pre-existing unrelated rule in each table we touch, and a user chain, which must survive everything.
     inNs('iptables-nft', '-t', 'mangle', '-A', 'PREROUTING', '-s', '198.18.0.1/32', '-j', 'ACCEPT');
     inNs('iptables-nft', '-t', 'raw', '-A', 'OUTPUT', '-d', '198.18.0.2/32', '-j', 'ACCEPT');
     inNs('iptables-nft', '-t', 'mangle', '-N', 'USER-CHAIN');
     inNs('iptables-nft', '-t', 'mangle', '-A', 'USER-CHAIN', '-j', 'MARK', '--set-mark', '3');
     inNs('ip6tables-nft', '-t', 'mangle', '-A', 'INPUT', '-s', '2001:db8::1/128', '-j', 'ACCEPT');
-  });
-
-  after(function () {
-    if (created) spawnSync('ip', ['netns', 'del', NS]);
-  });
-
-  const run = (): Runner => commandRunner(['ip', 'netns', 'exec', NS]);
-
-  // Each test starts clean even if the one before failed half-way.
-  afterEach(function () {
-    if (!created) return;
-    const m = new HookManager({ run: run() });
-    m.removeStale(4, true);
-    m.removeStale(6, true);
   });
 
   it('installs exactly the expected chains and jumps, first in each built-in chain, and removes them all', () => {
@@ -520,29 +527,12 @@ describe('daemon/hooks with the skip mark', () => {
 const SKIP_NS = `nfqw-skiphooks-${process.pid}`;
 
 describe('daemon/hooks with the skip mark in a network namespace (root)', function () {
-  let created = false;
   const inSkipNs = (...argv: string[]): string => sh(['ip', 'netns', 'exec', SKIP_NS, ...argv]);
   const savedMangle = (family: 4 | 6): string =>
     normalize(inSkipNs(family === 4 ? 'iptables-nft-save' : 'ip6tables-nft-save', '-t', 'mangle'));
-  const run = (): Runner => commandRunner(['ip', 'netns', 'exec', SKIP_NS]);
-
-  before(function () {
-    skipUnlessRoot(this, 'daemon/hooks skip mark in a network namespace');
-    sh(['ip', 'netns', 'add', SKIP_NS]);
-    created = true;
+  const { run } = useHookNamespace(SKIP_NS, 'daemon/hooks skip mark in a network namespace', () => {
     // Someone else's mark rule, which must survive.
     inSkipNs('iptables-nft', '-t', 'mangle', '-A', 'FORWARD', '-d', '198.18.0.2/32', '-j', 'MARK', '--set-mark', '0x4000');
-  });
-
-  after(function () {
-    if (created) spawnSync('ip', ['netns', 'del', SKIP_NS]);
-  });
-
-  afterEach(function () {
-    if (!created) return;
-    const m = new HookManager({ run: run() });
-    m.removeStale(4, true);
-    m.removeStale(6, true);
   });
 
   it('installs the skip rules as planned and removes every one of them', () => {

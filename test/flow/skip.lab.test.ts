@@ -215,12 +215,14 @@ for (const queues of [1, 2]) {
 
     it('a flow whose FORWARD rule sets the skip bit itself: the bit never leaves with the verdict', async () => {
       const client = env.lab.host('client');
+      const before = (await saved())['post-udp'] ?? 0;
       bit = await send(client, THREE_HOST.server4, BIT_PORT, COUNT, 0, 0);
       await daemon!.settled(5_000);
       assert.equal(bit.echoed, bit.sent);
       // nfqwall clears the POSTROUTING bit from the mark the rule sets, so the mark is unchanged and the flow may skip
-      // as any other; but a FORWARD verdict that kept the bit would make the kernel pass POSTROUTING without a trip, and
-      // post-udp (below) would miss those packets.
+      // as any other; but a FORWARD verdict that kept the bit would make the kernel pass POSTROUTING without a trip,
+      // and its rules would miss those packets.
+      assert.equal(((await saved())['post-udp'] ?? 0) - before, bit.sent + bit.echoed);
     });
 
     it('a flow to the node itself skips nothing: INPUT always keeps its trip', async () => {

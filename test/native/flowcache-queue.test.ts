@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { CtEntry, FlowCacheStats, QueueStats } from '../../native/index';
 import { packageRoot } from '../paths';
+import { skipUnlessRoot } from '../lab/lab';
 
 const ROOT = packageRoot();
 const FIXTURE = path.join(ROOT, 'test', 'native', 'fixtures', 'flowcache-fixture.js');
@@ -96,10 +97,7 @@ describe('native addon: the flow cache on the receive thread (root)', function (
   const onExit = (): void => deleteNs();
 
   before(function () {
-    if (process.getuid?.() !== 0) {
-      console.log('    skipped: binding an NFQUEUE and creating network namespaces needs root');
-      this.skip();
-    }
+    skipUnlessRoot(this, 'binding an NFQUEUE in a network namespace');
     assert.ok(fs.existsSync(ADDON), `${ADDON} is missing: run npm run build:native`);
     process.once('exit', onExit);
     deleteNs();

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { QueueStats } from '../../native/index';
 import { packageRoot } from '../paths';
+import { skipUnlessRoot } from '../lab/lab';
 
 const ROOT = packageRoot();
 const FIXTURE = path.join(ROOT, 'test', 'native', 'fixtures', 'queue-fixture.js');
@@ -71,10 +72,7 @@ describe('native addon: NFQUEUE in a network namespace (root)', function () {
   const onExit = (): void => deleteNs();
 
   before(function () {
-    if (process.getuid?.() !== 0) {
-      console.log('    skipped: binding an NFQUEUE and creating network namespaces needs root');
-      this.skip();
-    }
+    skipUnlessRoot(this, 'binding an NFQUEUE in a network namespace');
     assert.ok(fs.existsSync(ADDON), `${ADDON} is missing: run npm run build:native`);
     process.once('exit', onExit);
     deleteNs();
