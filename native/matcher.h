@@ -1,0 +1,129 @@
+// The native rule matcher (docs/matcher.md): runs the program src/compile/program.ts compiles from a ruleset, for one
+// packet at one hook, through every table of that hook in the kernel's order, and decides it as Engine.decide would,
+// or says it cannot (an extension the program marks slow, an effect it does not repeat): that packet then goes to
+// JavaScript for this hook, whole. A program is immutable once loaded; its rule counters are atomics that receive
+// threads add to after a decision is committed and JavaScript drains. No N-API here: matcher_napi.cc and queue.cc
+// call it, and the fuzz target too. Nothing allocates per packet.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace nfqwall {
+namespace mt {
+
+// The most counters one decision may increment (rules matched and policies reached, every table of the hook): a
+// longer path goes to JavaScript.
+constexpr uint32_t kMaxPath = 64;
+
+// One packet at one hook, as classified by the connection table.
+struct Input {
+  const uint8_t* data = nullptr;  // from the IP header on
+  uint32_t len = 0;               // bytes at data
+  uint32_t wireLen = 0;           // the packet's length (more than len when the copy was cut short)
+  uint8_t family = 4;             // 4 or 6
+  uint8_t hook = 0;               // NF_INET_*
+  uint32_t mark = 0;
+  uint32_t inIf = 0, outIf = 0, physInIf = 0, physOutIf = 0;  // ifindexes, 0: none
+  // The connection as the queue classified it (ct::Classification); tracked false: the queue tracks nothing.
+  bool tracked = false;
+  uint8_t ctState = 0;  // ct::State
+  uint8_t ctDir = 0;    // 0 ORIGINAL, 1 REPLY
+  uint32_t ctStatus = 0;
+  uint32_t ctMark = 0;
+  uint16_t zone = 0;
+};
+
+// A decision: what Engine.decide's Decision says, for the parts the matcher repeats.
+struct Result {
+  uint32_t verdict = 0;  // NF_ACCEPT, NF_DROP, or NF_QUEUE | queue << 16
+  uint32_t mark = 0;     // the packet mark after the hook
+  bool setMark = false;  // mark differs from Input::mark
+  uint8_t natRan = 0;    // bit 1 << nat::kManipSrc / kManipDst: the nat chains ran and bound nothing (null binding)
+  uint32_t pathLen = 0;
+  uint32_t path[kMaxPath];  // counter ids incremented, in order (Decision.counted)
+};
+
+// What the host looks like to the matches that ask (interface names, addrtype). Immutable once built; replaced whole.
+struct Host {
+  // Interface names by ifindex (empty: unknown), NUL-padded as the kernel's IFNAMSIZ names.
+  std::vector<std::array<char, 16>> names;
+  // The host's own addresses (addrtype LOCAL), sorted: IPv4 as host-order numbers, IPv6 as 16 bytes.
+  std::vector<uint32_t> local4;
+  std::vector<std::array<uint8_t, 16>> local6;
+};
+
+class Program {
+ public:
+  // Checks the words completely (every offset, count and chain reference in range, jump depth within the stack) and
+  // builds the indexes. Null with `err` set when the words are not a valid program.
+  static std::shared_ptr<Program> load(const uint32_t* words, size_t n, std::string& err);
+  ~Program();
+
+  uint8_t family() const { return family_; }
+  uint32_t counterCount() const { return uint32_t(packets_.size()); }
+
+  // Decides `in` into `out` and returns true, or returns false (slow path). Counts nothing: the caller commits.
+  bool run(const Input& in, const Host& host, Result& out) const;
+  // Adds one packet of wireLen bytes to every counter of a committed decision's path.
+  void count(const Result& r, uint32_t wireLen);
+  // Packets and bytes per counter id since the last drain, zeroed as read; only ids with packets are appended.
+  struct Hits {
+    uint32_t id;
+    uint64_t packets, bytes;
+  };
+  void drain(std::vector<Hits>& out);
+
+ private:
+  Program() = default;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  uint8_t family_ = 4;
+  std::vector<std::atomic<uint64_t>> packets_, bytes_;
+};
+
+// What the queues share: the programs in force (one per family), the host view, and the programs replaced but not yet
+// drained for the last time. Swaps are single atomic stores; a receive thread takes the program and the host once per
+// batch, so a batch runs on one program throughout, and an old program lives while a batch or JavaScript holds it.
+class Matcher {
+ public:
+  // Puts `p` in force for its family (null: none, every packet of that family goes to JavaScript) under the serial
+  // JavaScript gave it; the program it replaces is drained until nobody holds it any more.
+  void setProgram(uint8_t family, std::shared_ptr<Program> p, uint32_t serial);
+  std::shared_ptr<Program> program(uint8_t family) const;
+  void setHost(std::shared_ptr<const Host> h);
+  std::shared_ptr<const Host> host() const;
+  void setEnabled(bool on) { enabled_.store(on, std::memory_order_release); }
+  bool enabled() const { return enabled_.load(std::memory_order_acquire); }
+
+  struct Drained {
+    uint32_t serial;
+    Program::Hits hits;
+  };
+  // Every program's hits since the last drain. `done`: serials of replaced programs drained for the last time (nobody
+  // else held them), whose counters JavaScript may forget.
+  void drain(std::vector<Drained>& out, std::vector<uint32_t>& done);
+
+  // Receive-thread statistics: packets the matcher decided (committed), and packets it sent to JavaScript.
+  std::atomic<uint64_t> decided{0}, slow{0};
+
+ private:
+  struct Entry {
+    std::shared_ptr<Program> program;
+    uint32_t serial = 0;
+  };
+  mutable std::mutex mu_;
+  Entry v4_, v6_;
+  std::vector<Entry> retired_;
+  std::shared_ptr<const Host> host_ = std::make_shared<Host>();
+  std::atomic<bool> enabled_{true};
+};
+
+}  // namespace mt
+}  // namespace nfqwall
