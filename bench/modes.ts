@@ -54,6 +54,12 @@ export function cachedPackets(note: string): number | undefined {
   return m === null ? undefined : Number(m[1]);
 }
 
+/** `matched N`: packets nfqwall's rule matcher decided on the receive thread (docs/matcher.md). */
+export function matchedPackets(note: string): number | undefined {
+  const m = /\bmatched (\d+)/.exec(note);
+  return m === null ? undefined : Number(m[1]);
+}
+
 export interface Mode {
   name: string;
   /** Why this mode cannot run here, if it cannot. */
@@ -178,6 +184,8 @@ export interface NfqwallVariant {
   flowCache?: boolean;
   /** false: `--skip-mark off`, every hook keeps its queue trip (default: skipping on, as nfqwall defaults). */
   skip?: boolean;
+  /** false: `--no-matcher`, what the cache cannot decide goes to JavaScript (default: the matcher on). */
+  matcher?: boolean;
   /** Added to the name, in parentheses (the ruleset's size, say). */
   label?: string;
   /** How long the daemon may take to answer its first status (default 20 s; a 100,000-service ruleset takes longer). */
@@ -189,6 +197,7 @@ export function nfqwallName(v: NfqwallVariant = {}): string {
   const base = n === 1 ? 'nfqwall' : `nfqwall --queues ${n}${v.cpuFanout === true ? ' cpu-fanout' : ''}`;
   const label = v.label === undefined ? '' : ` (${v.label})`;
   if (v.flowCache === false) return `${base} --no-flow-cache${label}`;
+  if (v.matcher === false) return `${base} --no-matcher${label}`;
   return `${v.skip === false ? `${base} --skip-mark off` : base}${label}`;
 }
 
@@ -225,6 +234,7 @@ export function nfqwallMode(cli: string | undefined, rulesFile: string, controlP
       if (queues > 1) argv.push('--queues', String(queues));
       if (variant.flowCache === false) argv.push('--no-flow-cache');
       if (variant.skip === false) argv.push('--skip-mark', 'off');
+      if (variant.matcher === false) argv.push('--no-matcher');
       const child = fw.spawn(['taskset', '-c', QUEUE_CPU, ...argv]);
       const c = collect(child);
       const status = async (): Promise<boolean> => {
@@ -258,8 +268,9 @@ function summarizeStatus(json: string): string {
     const qs = s.queues ?? [];
     if (qs.length === 0) return '';
     const queued = qs.reduce((sum, q) => sum + Number(q['received'] ?? 0), 0);
-    const total = `queued ${queued}${qs.some((q) => 'cached' in q) ? ` cached ${qs.reduce((sum, q) => sum + Number(q['cached'] ?? 0), 0)}` : ''}`;
-    const keys = ['received', 'cached', 'accepted', 'dropped', 'batches', 'overload', 'enobufs', 'kernelQueueDropped', 'kernelUserDropped'];
+    const sum = (k: string): string => (qs.some((q) => k in q) ? ` ${k} ${qs.reduce((n, q) => n + Number(q[k] ?? 0), 0)}` : '');
+    const total = `queued ${queued}${sum('cached')}${sum('matched')}`;
+    const keys = ['received', 'cached', 'matched', 'accepted', 'dropped', 'batches', 'overload', 'enobufs', 'kernelQueueDropped', 'kernelUserDropped'];
     const each = qs.map((q) => `queue ${String(q['queue'])}: ${keys.filter((k) => k in q).map((k) => `${k} ${String(q[k])}`).join(' ')}`);
     return [total, ...each].join('; ');
   } catch {

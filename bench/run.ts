@@ -19,6 +19,7 @@ import { kubeProxyRules as kubeProxyNatRules } from './parse';
 import {
   ACCEPT_ALL_RULES,
   cachedPackets,
+  matchedPackets,
   cLoopMode,
   cpuSeconds,
   kernelMode,
@@ -180,7 +181,7 @@ async function measure(lab: Lab, mode: Mode, floodBin: string, kind: FloodKind):
     return { warm, run, cpuUs, load };
   });
   const queued = mode.name === kernelMode().name ? 0 : queuedPackets(note);
-  const cached = cachedPackets(note);
+  const cached = nativePackets(note);
   const delivered = result.warm.delivered + result.run.delivered;
   return {
     ...result.run,
@@ -190,6 +191,12 @@ async function measure(lab: Lab, mode: Mode, floodBin: string, kind: FloodKind):
     load: result.load,
     note,
   };
+}
+
+/** Packets nfqwall decided without JavaScript: from its flow cache and by its rule matcher. */
+function nativePackets(note: string): number | undefined {
+  const cached = cachedPackets(note);
+  return cached === undefined ? undefined : cached + (matchedPackets(note) ?? 0);
 }
 
 interface Latency {
@@ -218,7 +225,7 @@ async function pingPong(lab: Lab, mode: Mode, pingBin: string): Promise<Latency>
     return { count: n[0]!, lost: n[1]!, minUs: n[2]!, p50Us: n[3]!, p99Us: n[4]!, p999Us: n[5]!, maxUs: n[6]! };
   });
   const queued = queuedPackets(note);
-  const cached = cachedPackets(note);
+  const cached = nativePackets(note);
   return { ...result, ...(cached !== undefined && queued !== undefined ? { cachedShare: cached / Math.max(1, queued) } : {}) };
 }
 
@@ -300,13 +307,13 @@ function printFloods(table_: FloodTable, flooded: Flooded, names: { c: string; n
   process.stdout.write(
     `\nUDP flood, ${flows}: ${SIZE}-byte datagrams, ${fmt(PACKETS)} packets or ${SECONDS} s per run, ` +
       `${ROUNDS} round(s); sender on CPU ${SENDER_CPU}, queue program on CPU 1; medians. trips/packet: packets the queue ` +
-      `program received / packets delivered to the server; cached: of the packets nfqwall received, the share its flow ` +
-      `cache verdicted on the receive thread without JavaScript; CPU µs/packet: CPU time (user + system, every thread) of ` +
+      `program received / packets delivered to the server; native: of the packets nfqwall received, the share its flow ` +
+      `cache or rule matcher verdicted on the receive thread without JavaScript; CPU µs/packet: CPU time (user + system, every thread) of ` +
       `the queue program during the measured run / packets delivered in it, which counts the kernel's forwarding ` +
       `work in each verdict's sendmsg too, and is steadier than the rate when the sender overruns the queue\n`,
   );
   const pps = new Map<string, number>();
-  const rows: string[][] = [['mode', 'packets/s', 'delivered/sent', 'trips/packet', 'cached', 'CPU µs/packet']];
+  const rows: string[][] = [['mode', 'packets/s', 'delivered/sent', 'trips/packet', 'native', 'CPU µs/packet']];
   const cpu = new Map<string, number>();
   for (const mode of modes) {
     const s = samples.get(mode.name);
@@ -331,6 +338,7 @@ function printFloods(table_: FloodTable, flooded: Flooded, names: { c: string; n
     ['nfqwall --no-flow-cache / C loop', names.noCache, names.c],
     ['nfqwall / npm nfqueue', names.nfqwall, 'npm nfqueue'],
     ['flow cache on / off (nfqwall / --no-flow-cache)', names.nfqwall, names.noCache],
+    ['rule matcher on / off (nfqwall / --no-matcher)', names.nfqwall, nfqwallName({ matcher: false })],
     ['nfqwall 2 queues / 1 queue', nfqwallName({ queues: 2 }), names.nfqwall],
     ['  with --queue-cpu-fanout', nfqwallName({ queues: 2, cpuFanout: true }), names.nfqwall],
   ];
@@ -354,7 +362,7 @@ function printLatency(
       `exchange), ${fmt(PINGS)} round trips after 500 unmeasured; microseconds; cached as above\n`,
   );
   const base = lat.get(names.kernel);
-  const rows: string[][] = [['mode', 'p50', 'p99', 'p99.9', 'max', 'lost', 'added p50', 'added p99', 'cached']];
+  const rows: string[][] = [['mode', 'p50', 'p99', 'p99.9', 'max', 'lost', 'added p50', 'added p99', 'native']];
   for (const name of [names.kernel, names.c, names.nfqwall, names.noCache]) {
     const l = lat.get(name);
     if (l === undefined) {
@@ -566,7 +574,7 @@ async function main(): Promise<void> {
     });
   }
   // The slow path's figure: nothing here is ever ESTABLISHED, so the cache only looks and misses.
-  if (PARTS.has('new')) tables.push({ kind: 'new', modes: [cLoop, nfqwall, noCache] });
+  if (PARTS.has('new')) tables.push({ kind: 'new', modes: [cLoop, nfqwall, nfqwallMode(cli, rulesFile, control, { matcher: false }), noCache] });
   const seen = new Set<string>();
   for (const m of tables.flatMap((t) => t.modes)) {
     if (m.unavailable !== undefined && !seen.has(m.name)) process.stderr.write(`bench: ${m.name} unavailable: ${m.unavailable}\n`);

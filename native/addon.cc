@@ -11,6 +11,7 @@
 #include "caps.h"
 #include "conntrack_napi.h"
 #include "flowcache_napi.h"
+#include "matcher_napi.h"
 #include "notify.h"
 #include "rawsend.h"
 #include "queue.h"
@@ -215,6 +216,13 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
       cfg.parkLimit = optU32(o, "parkLimit", 4096, 0, 1u << 20);
     } else if (!o.Get("parkLimit").IsUndefined()) {
       throw Napi::TypeError::New(env, "Queue: options.parkLimit needs options.flowCache");
+    }
+    Napi::Value mv = o.Get("matcher");
+    if (!mv.IsUndefined()) {
+      cfg.matcher = nfqwall::matcherOf(mv);
+      if (!cfg.matcher) throw Napi::TypeError::New(env, "Queue: options.matcher must be a Matcher");
+      // The cache keeps a flow's packets in order; the matcher's decisions go through it.
+      if (!cfg.cache) throw Napi::TypeError::New(env, "Queue: options.matcher needs options.flowCache");
     }
     Napi::Value ov = o.Get("overloadVerdict");
     if (!ov.IsUndefined()) {
@@ -456,6 +464,7 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
     o.Set("closed", Napi::Boolean::New(env, q.closed()));
     if (q.config().table) set("ctDropped", c.ctDropped);
     if (q.config().cache) set("cached", c.cached);
+    if (q.config().matcher) set("matched", c.matched);
     return o;
   }
 

@@ -106,6 +106,7 @@ uint32_t FlowCache::lookup(uint32_t n, Probe* probes, Decision* dec, bool park) 
     const uint8_t mine = p.key.hook == kPreRouting ? kParkedPre : kParkedLater;
     auto parkIt = [&] {
       p.kind = kPark;
+      p.native = 0;  // looked up again from the lot as kTracked: the decision is not kept there
       if (!parkMark_[w]) parkList_.push_back(w);
       parkMark_[w] |= mine;
       st_.parked++;
@@ -113,6 +114,15 @@ uint32_t FlowCache::lookup(uint32_t n, Probe* probes, Decision* dec, bool park) 
     if (park && (p.lotAhead || (parkMark_[w] & (mine == kParkedPre ? kParkedPre | kParkedLater : kParkedLater)))) {
       parkIt();
       continue;
+    }
+    if (p.native) {
+      if (wait == 0) {
+        p.kind = kHit;
+        passLocked(p, w, now, 0);
+        hits++;
+        continue;
+      }
+      p.native = 0;
     }
     if (p.kind == kEligible && on) {
       Slot* s = find(p.key, gen);

@@ -44,6 +44,13 @@ export interface QueueOptions {
    */
   parkLimit?: number;
   /**
+   * With `flowCache`: decide the tracked packets the cache cannot (a connection's first packets, mostly) with the
+   * compiled rule programs in force (docs/matcher.md) on the receive thread, when the program can decide them and no
+   * packet of the flow waits in JavaScript; committed as verdict() would commit JavaScript's decision. The rest go to
+   * JavaScript. Share one matcher between all queues of a daemon.
+   */
+  matcher?: Matcher;
+  /**
    * Bit 1 << NF_INET_* for every hook the daemon queues (to any queue): decides where a packet is tracked (its first
    * queued hook of PREROUTING/OUTPUT, else INPUT/FORWARD/POSTROUTING) and where it is confirmed (INPUT/POSTROUTING, or
    * the last queued hook). Only with `conntrack`. Default 0x1b: PREROUTING, INPUT, OUTPUT, POSTROUTING.
@@ -141,6 +148,8 @@ export interface QueueStats {
   ctDropped?: number;
   /** With `flowCache` only: packets this queue verdicted from the cache without JavaScript. */
   cached?: number;
+  /** With `matcher` only: packets this queue's receive thread decided with the rule matcher, without JavaScript. */
+  matched?: number;
 }
 
 export interface VerdictOptions {

@@ -589,14 +589,17 @@ void Queue::decideCached(Batch& b) {
       p.lotAhead = 0;
     }
     p.skip = 0;
+    p.native = 0;
     if (skip.mark && skip.allowed && p.kind == fc::kEligible && b.hooks[i] == ct::kPreRouting)
       p.skip = fc::skipForward(b.data.data() + b.offsets[i], b.offsets[i + 1] - b.offsets[i], b.protos[i] == 0x86dd,
                                (b.flags[i] & (kFlagGso | kFlagTruncated)) != 0, skip.maxLen);
   }
   // Room for every packet in the lot first: nothing below throws once packets are verdicted or counted.
   reserveRows(*lot_, n, b.data.size());
+  if (cfg_.matcher && cfg_.matcher->enabled()) matchBatch(b, skip.mark);
   uint32_t hits = cfg_.cache->lookup(n, b.probes.data(), hitDec_.data(), true);
   b.waitCounted = true;
+  if (matchProg_[0] || matchProg_[1]) commitMatched(b);
   bool moved = hits != 0;
   for (uint32_t i = 0; i < n; i++) {
     if (b.probes[i].kind != fc::kPark) continue;
@@ -608,6 +611,71 @@ void Queue::decideCached(Batch& b) {
   }
   if (hits) verdictHits(b);
   if (moved) compactRows(b, false);  // after the send: the translated payloads point into b.data
+}
+
+void Queue::matchBatch(Batch& b, uint32_t skipMark) {
+  mt::Matcher& m = *cfg_.matcher;
+  matchProg_[0] = m.program(4);
+  matchProg_[1] = m.program(6);
+  if (!matchProg_[0] && !matchProg_[1]) return;
+  const std::shared_ptr<const mt::Host> host = m.host();
+  const uint32_t n = b.count;
+  if (matchRes_.size() < n) matchRes_.resize(n);
+  uint64_t slow = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    fc::Probe& p = b.probes[i];
+    // Eligible packets go to JavaScript to be cached (and to skip hooks later); untracked ones have no flow to keep
+    // in order, and a full table's packet is JavaScript's to drop.
+    const ct::Classification& c = b.ct.cls[i];
+    if (p.kind != fc::kTracked || (c.flags & ct::kClsDrop)) continue;
+    const bool v6 = b.protos[i] == 0x86dd;
+    const mt::Program* prog = matchProg_[v6].get();
+    if (!prog) continue;
+    mt::Input in;
+    in.data = b.data.data() + b.offsets[i];
+    in.len = b.offsets[i + 1] - b.offsets[i];
+    in.wireLen = b.origLens[i];
+    in.family = v6 ? 6 : 4;
+    in.hook = b.hooks[i];
+    in.mark = b.marks[i];
+    in.inIf = b.inIf[i];
+    in.outIf = b.outIf[i];
+    in.physInIf = b.physInIf[i];
+    in.physOutIf = b.physOutIf[i];
+    in.tracked = true;
+    in.ctState = c.state;
+    in.ctDir = c.dir;
+    in.ctStatus = c.status;
+    in.ctMark = c.mark;
+    in.zone = c.zone;
+    mt::Result& r = matchRes_[i];
+    if (!prog->run(in, *host, r)) {
+      slow++;
+      continue;
+    }
+    // The skip bits are the flow cache's alone, as in verdictBatch.
+    hitDec_[i] = fc::Decision{r.verdict, r.setMark ? r.mark & ~skipMark : r.mark, r.setMark, 0};
+    p.native = 1;
+  }
+  if (slow) m.slow += slow;
+}
+
+void Queue::commitMatched(Batch& b) {
+  uint64_t decided = 0, deferred = 0;
+  for (uint32_t i = 0; i < b.count; i++) {
+    const fc::Probe& p = b.probes[i];
+    if (!p.native) continue;
+    if (p.kind != fc::kHit) {
+      deferred++;  // behind its flow's packets in JavaScript: decided there again, counted there
+      continue;
+    }
+    matchProg_[b.protos[i] == 0x86dd]->count(matchRes_[i], b.origLens[i]);
+    decided++;
+  }
+  cfg_.matcher->decided += decided;
+  if (deferred) cfg_.matcher->slow += deferred;
+  matchProg_[0].reset();
+  matchProg_[1].reset();
 }
 
 void Queue::scanLot(bool force) {
@@ -666,9 +734,10 @@ void Queue::verdictHits(Batch& b) {
     hitPv_.resize(b.count);
     hitIds_.resize(b.count);
   }
-  uint32_t k = 0;
+  uint32_t k = 0, matched = 0;
   for (uint32_t i = 0; i < b.count; i++) {
     if (b.probes[i].kind != fc::kHit) continue;
+    matched += b.probes[i].native;
     const ct::Classification& c = b.ct.cls[i];
     const fc::Decision& d = hitDec_[i];
     PacketVerdict& pv = hitPv_[k];
@@ -681,6 +750,8 @@ void Queue::verdictHits(Batch& b) {
     u.accept = accepts(d.verdict);
     u.final = ct::isFinalTrip(b.hooks[i], cfg_.queuedHooks);
     u.looped = b.hooks[i] == ct::kPostRouting && b.outIf[i] == ct::kLoopbackIfindex;
+    // A new connection's first trip through nat chains that bound nothing: the null binding, as for JavaScript's.
+    if (b.probes[i].native) u.natRan = matchRes_[i].natRan;
     uint8_t* p = u.accept ? b.data.data() + b.offsets[i] : nullptr;
     size_t len = u.accept ? b.offsets[i + 1] - b.offsets[i] : 0;
     bool changed = false;
@@ -694,7 +765,8 @@ void Queue::verdictHits(Batch& b) {
     hitIds_[k++] = b.ids[i];
   }
   sendVerdicts(hitIds_.data(), k, hitPv_.data(), 0, threadSendBuf_);
-  counters_.cached += k;
+  counters_.cached += k - matched;
+  counters_.matched += matched;
 }
 
 // Drops the rows that leave, keeping the order of the rest. Moves and shrinks only: nothing throws here, so a batch

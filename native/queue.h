@@ -15,6 +15,7 @@
 
 #include "conntrack.h"
 #include "flowcache.h"
+#include "matcher.h"
 
 struct mnl_socket;
 struct nlmsghdr;
@@ -39,6 +40,9 @@ struct QueueConfig {
   // The flow cache (docs/flow-cache.md), shared by every queue of the daemon; needs `table`. Null: every packet goes
   // to JavaScript.
   std::shared_ptr<fc::FlowCache> cache;
+  // The rule matcher (native/matcher.h), shared by every queue of the daemon; needs `cache`, whose ordering it keeps.
+  // Null: packets the cache does not decide go to JavaScript.
+  std::shared_ptr<mt::Matcher> matcher;
   // Packets parked behind their flow's packets in JavaScript beyond which the lot empties into JavaScript.
   uint32_t parkLimit = 4096;
 };
@@ -82,6 +86,8 @@ struct Counters {
   std::atomic<uint64_t> ctDropped{0};
   // Packets verdicted from the flow cache on the receive thread.
   std::atomic<uint64_t> cached{0};
+  // Packets the rule matcher decided on the receive thread.
+  std::atomic<uint64_t> matched{0};
 };
 
 // One packet's answer, as addon.cc reads it from JavaScript.
@@ -157,6 +163,10 @@ class Queue {
   // full): hits are verdicted, the ones JavaScript must decide are handed over, the rest stay parked.
   void scanLot(bool force);
   void verdictHits(Batch& b);
+  // Runs the matcher on the batch's tracked packets the cache cannot decide; marks the decided ones Probe::native.
+  void matchBatch(Batch& b, uint32_t skipMark);
+  // After the lookup: commits the counters of the native decisions that became hits.
+  void commitMatched(Batch& b);
   // Keeps the rows that stay: the parked ones (keepParked) or the ones for JavaScript.
   void compactRows(Batch& b, bool keepParked);
   void handOff(std::unique_ptr<Batch> b);
@@ -191,6 +201,9 @@ class Queue {
   std::vector<fc::Decision> hitDec_;
   std::vector<PacketVerdict> hitPv_;
   std::vector<uint32_t> hitIds_;
+  // The matcher's decisions by packet (receive thread only), and the programs the batch ran on.
+  std::vector<mt::Result> matchRes_;
+  std::shared_ptr<mt::Program> matchProg_[2];
   std::vector<fc::Decision> storeDec_;
   std::vector<uint8_t> storeWanted_;
   // Packets whose cached decision applies but whose flow has packets in JavaScript (receive thread only): they wait

@@ -21,6 +21,7 @@ interface RunOptions {
   metrics?: string;
   logLevel?: string;
   flowCache?: boolean;
+  matcher?: boolean;
   skipMark?: string;
 }
 
@@ -50,6 +51,7 @@ export function daemonOptions(cfg: Config): DaemonOptions {
     metrics: cfg.metrics,
     conntrackMax: cfg.conntrackMax, // H16
     flowCache: cfg.flowCache,
+    matcher: cfg.matcher,
     skipMark: cfg.skipMark,
   };
   // H2: by descriptor, so a full disk or a broken log stream costs lines (counted), not the daemon.
@@ -76,6 +78,7 @@ export function registerRun(program: Command): void {
     .option('--metrics <addr:port>', 'Prometheus endpoint, or "off" (default 127.0.0.1:9469)')
     .option('--log-level <level>', 'err, warning, notice, info or debug (default info)')
     .option('--no-flow-cache', 'decide every packet in JavaScript: no cached decisions for settled connections (flow_cache = off)')
+    .option('--no-matcher', 'no compiled rule programs: the packets the flow cache cannot decide go to JavaScript (matcher = off)')
     .option('--skip-mark <bits>', 'two mark bits that let settled packets pass later hooks without a queue trip, or "off" (default 0x30000000)')
     .action(async (opts: RunOptions & { failClosed?: boolean }, cmd: Command) => {
       let code: number;
@@ -94,6 +97,7 @@ export function registerRun(program: Command): void {
           logLevel: opts.logLevel,
           // Commander defaults a --no-* flag to true: only the flag itself overrides the file.
           flowCache: cmd.getOptionValueSource('flowCache') === 'cli' ? opts.flowCache : undefined,
+          matcher: cmd.getOptionValueSource('matcher') === 'cli' ? opts.matcher : undefined,
           skipMark: opts.skipMark,
         };
         const cfg = resolveConfig(opts.config, overrides);

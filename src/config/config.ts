@@ -37,6 +37,8 @@ export interface Config {
   conntrackMax?: number;
   /** Decide settled connections' packets natively from cached decisions (docs/flow-cache.md). */
   flowCache: boolean;
+  /** Decide the packets the cache cannot with the compiled rule programs on the receive thread (docs/matcher.md). */
+  matcher: boolean;
   /**
    * The packet mark bit the flow cache sets so the kernel passes a settled packet's later hooks without a queue trip
    * (docs/flow-cache.md, Trips); 0: every hook keeps its trip. Reserved: nfqwall's rules never see it set.
@@ -66,6 +68,7 @@ export function defaultConfig(): Config {
     failOpen: false,
     hooks: [...HOOKS],
     flowCache: true,
+    matcher: true,
     skipMark: DEFAULT_SKIP_MARK,
     metrics: parseListen(DEFAULT_METRICS),
     logLevel: 'info',
@@ -209,6 +212,7 @@ const KEYS: Readonly<Record<string, { set: Setter; repeatable?: boolean }>> = {
   hooks: { set: (c, v) => (c.hooks = parseHooks(v)) },
   conntrack_max: { set: (c, v) => (c.conntrackMax = parsePositiveInt(v)) },
   flow_cache: { set: (c, v) => (c.flowCache = parseBool(v)) },
+  matcher: { set: (c, v) => (c.matcher = parseBool(v)) },
   skip_mark: { set: (c, v) => (c.skipMark = parseSkipMark(v)) },
   metrics: { set: (c, v) => (c.metrics = parseMetrics(v)) },
   log_level: { set: (c, v) => (c.logLevel = parseLogLevel(v)) },
@@ -318,6 +322,8 @@ export interface ConfigOverrides {
   logLevel?: string;
   /** --no-flow-cache gives false; undefined keeps the file's `flow_cache`. */
   flowCache?: boolean;
+  /** --no-matcher gives false; undefined keeps the file's `matcher`. */
+  matcher?: boolean;
   skipMark?: string;
 }
 
@@ -340,6 +346,7 @@ export function applyOverrides(base: Config, o: ConfigOverrides, cwd = process.c
   if (o.queueMaxlen !== undefined) cfg.queueMaxlen = flag('queue-maxlen', () => parseQueueMaxlen(o.queueMaxlen!));
   if (o.failOpen !== undefined) cfg.failOpen = o.failOpen;
   if (o.flowCache !== undefined) cfg.flowCache = o.flowCache;
+  if (o.matcher !== undefined) cfg.matcher = o.matcher;
   if (o.skipMark !== undefined) cfg.skipMark = flag('skip-mark', () => parseSkipMark(o.skipMark!));
   if (o.control !== undefined) cfg.control = path.resolve(cwd, o.control);
   if (o.metrics !== undefined) cfg.metrics = flag('metrics', () => parseMetrics(o.metrics!));

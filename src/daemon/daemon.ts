@@ -20,6 +20,7 @@ import { IpMonitor, type IpEvent } from './ipmonitor';
 import { Logger, LogRecordSink } from './logger';
 import { BatchProcessor } from './processor';
 import { FlowPaths } from './flow-paths';
+import { MatcherPrograms, hostView } from './matcher-programs';
 import { DEFAULT_SKIP_MARK, readSkipGuard } from './skip-guard';
 import { TraceHub, traceHandler } from './trace'; // trace:
 import {
@@ -37,7 +38,7 @@ import { LossReporter, lossCounters } from './loss-report';
 import { runSliced, runSync, type Steps } from '../steps';
 import { checkFileSafety } from './files'; // H18: StrictModes for rule and ipset files
 // H12: metrics and systemd notifications.
-import { Metrics, MetricsServer, daemonSource, type ConntrackState } from './metrics';
+import { Metrics, MetricsServer, daemonSource, type ConntrackState, type MatcherCounts } from './metrics';
 import { ServiceNotifier, queueHealth, statusLine } from './systemd';
 import type { Privilege } from './privilege'; // H8: issue #9, CAP_NET_ADMIN only
 
@@ -76,6 +77,8 @@ export interface DaemonOptions {
   privilege?: Privilege;
   /** Flow cache (`flow_cache`, docs/flow-cache.md): settled connections decided natively. Default true. */
   flowCache?: boolean;
+  /** The rule matcher (`matcher`, docs/matcher.md): needs the flow cache. Default true. */
+  matcher?: boolean;
   /** The flow cache's two skip bits (`skip_mark`, docs/flow-cache.md, Trips); 0: off. Default DEFAULT_SKIP_MARK. */
   skipMark?: number;
   log?: (msg: string) => void;
@@ -180,6 +183,7 @@ const DEFAULT_CONNTRACK_MAX = 262144;
 type ConnTable = InstanceType<ReturnType<typeof loadAddon>['addon']['ConnTable']>;
 type FlowCache = InstanceType<ReturnType<typeof loadAddon>['addon']['FlowCache']>;
 type FlowCacheStats = ReturnType<FlowCache['stats']>;
+type Matcher = InstanceType<ReturnType<typeof loadAddon>['addon']['Matcher']>;
 
 /** Flow cache hits reach the rule counters at least this often (and before anything reads them). */
 const FLOW_DRAIN_MS = 100;
@@ -204,6 +208,9 @@ export class Daemon {
   /** Flow cache (docs/flow-cache.md): the native cache and what its path ids mean; undefined when off. */
   flowCache: FlowCache | undefined;
   private flowPaths: FlowPaths | undefined;
+  /** The rule matcher (docs/matcher.md) and its programs' counters; undefined when off. */
+  matcher: Matcher | undefined;
+  private programs: MatcherPrograms | undefined;
   private control: ControlServer | undefined;
   private timers: NodeJS.Timeout[] = [];
   private stopping = false;
@@ -270,6 +277,7 @@ export class Daemon {
       // H16: the kernel does not track queued traffic (raw CT --notrack below); nfqwall's own table does.
       d.conntrack = new addon.ConnTable(opts.conntrackMax !== undefined ? { maxEntries: opts.conntrackMax } : {});
       if (opts.flowCache !== false) d.startFlowCache(new addon.FlowCache());
+      if (d.flowCache !== undefined && opts.matcher !== false) d.startMatcher(new addon.Matcher());
       // Skipping starts from a PREROUTING decision; without the cache nothing would set the bits.
       const hooks = opts.hooks ?? HOOKS;
       d.skipMark = d.flowCache !== undefined && hooks.includes('PREROUTING') ? (opts.skipMark ?? DEFAULT_SKIP_MARK) : 0;
@@ -284,6 +292,7 @@ export class Daemon {
         overloadVerdict: opts.failOpen ? 'accept' : 'drop',
         conntrack,
         ...(d.flowCache !== undefined ? { flowCache: d.flowCache } : {}),
+        ...(d.matcher !== undefined ? { matcher: d.matcher } : {}),
         queuedHooks: queuedHookBits(opts.hooks ?? HOOKS),
       });
       for (let i = 0; i < queueCount(opts); i++) {
@@ -345,7 +354,28 @@ export class Daemon {
     this.tracer.onActiveChange = (active) => {
       this.drainFlows();
       cache.setEnabled(!active);
+      this.matcher?.setEnabled(!active);
     };
+  }
+
+  private startMatcher(matcher: Matcher): void {
+    this.matcher = matcher;
+    this.programs = new MatcherPrograms(matcher);
+    this.pushHost();
+    for (const rs of [this.rules.rules4, this.rules.rules6]) if (rs !== undefined) this.programs.commit(this.programs.prepare(rs), rs.family);
+    this.reportProgramError();
+  }
+
+  /** The interface names and routes the matcher's -i/-o and addrtype read, after every host refresh. */
+  private pushHost(): void {
+    this.matcher?.setHost(hostView(this.ifnames, this.host));
+  }
+
+  private programError: string | undefined;
+  private reportProgramError(): void {
+    const e = this.programs?.stats.lastError;
+    if (e !== undefined && e !== this.programError) this.logger.warning(`rule matcher off for a ruleset, JavaScript decides its packets: ${e}`);
+    this.programError = e;
   }
 
   /** Adds the flow cache's hits to the rule counters; before anything reads them, at every batch and on a timer. */
@@ -354,6 +384,7 @@ export class Daemon {
     if (paths === undefined) return;
     try {
       paths.drain();
+      this.programs?.drain();
     } catch (err) {
       this.logger.err(`flow cache drain failed: ${err instanceof Error ? err.message : String(err)}`);
     }
@@ -396,6 +427,15 @@ export class Daemon {
     this.skipOff = why;
   }
 
+  /** For status and the nfqwall_matcher_* metrics; undefined when the matcher is off. */
+  matcherStats(): (MatcherCounts & { programs: number[]; lastError?: string }) | undefined {
+    if (this.matcher === undefined || this.programs === undefined) return undefined;
+    const s = this.matcher.stats();
+    const out: MatcherCounts & { programs: number[]; lastError?: string } = { decided: s.decided, slow: s.slow, programs: this.programs.serials() };
+    if (this.programs.stats.lastError !== undefined) out.lastError = this.programs.stats.lastError;
+    return out;
+  }
+
   /** For status and the nfqwall_flow_cache_* metrics; undefined when the cache is off. */
   flowCacheStats(): FlowCacheStats | undefined {
     return this.flowCache?.stats();
@@ -413,6 +453,7 @@ export class Daemon {
       .then(() => {
         // Decisions cached while the old addresses and routes were in force (addrtype) go.
         this.invalidateFlows();
+        this.pushHost();
         this.forgetMasqueraded(before, gone);
         return this.refreshSkip();
       })
@@ -538,9 +579,18 @@ export class Daemon {
     const carried4 = next.rules4 ? await runSliced(carryCounters(this.rules.rules4, next.rules4)) : 0;
     const carried6 = next.rules6 ? await runSliced(carryCounters(this.rules.rules6, next.rules6)) : 0;
     const prepared = await runSliced(this.engine.prepare(next.rules4, next.rules6));
+    const programs = this.programs;
+    const program4 = programs !== undefined && next.rules4 !== undefined ? programs.prepare(next.rules4) : undefined;
+    const program6 = programs !== undefined && next.rules6 !== undefined ? programs.prepare(next.rules6) : undefined;
     if (this.stopping) return { ok: false, trigger, errors: ['nfqwall is stopping'], durationMs: 0 };
-    // One synchronous step: batches are processed synchronously too, so none sees a mixture.
+    // One synchronous step: batches are processed synchronously too, so none sees a mixture. The receive threads
+    // take the new programs at their next batch.
     this.engine.commit(prepared);
+    if (programs !== undefined) {
+      if (next.rules4 !== undefined) programs.commit(program4, 4);
+      if (next.rules6 !== undefined) programs.commit(program6, 6);
+      this.reportProgramError();
+    }
     this.invalidateFlows();
     this.sets.current = next.sets ?? this.sets.current;
     this.rules = next;
@@ -639,6 +689,7 @@ export class Daemon {
       logs: { written: this.logRecords.limiter.passed, suppressed: this.logRecords.limiter.suppressed },
       conntrack: this.conntrack?.stats(), // H16
       flowCache: this.flowCacheStats(),
+      matcher: this.matcherStats(),
       trace: { ...this.tracer.stats }, // trace:
       capabilities: this.opts.privilege?.status(), // H8
       hooks: this.hooks.active.map((h) => ({

@@ -70,6 +70,11 @@ export class InterfaceNames {
     return undefined;
   }
 
+  /** Every known interface, as [index, name]. */
+  entries(): [number, string][] {
+    return [...this.names];
+  }
+
   get size(): number {
     return this.names.size;
   }

@@ -79,6 +79,14 @@ export interface MetricsSource {
   drainFlows?(): void;
   /** Undefined when the flow cache is off. */
   flowCache?(): FlowCacheCounts | undefined;
+  /** Undefined when the rule matcher is off. */
+  matcher?(): MatcherCounts | undefined;
+}
+
+/** The rule matcher's receive-thread counts (docs/matcher.md). */
+export interface MatcherCounts {
+  decided: number;
+  slow: number;
 }
 
 /** What the metrics read from the daemon (src/daemon/daemon.ts Daemon), structurally, so this file needs no import of it. */
@@ -95,6 +103,7 @@ export interface DaemonView {
   readonly logger?: { readonly dropped: number };
   drainFlows?(): void;
   flowCacheStats?(): FlowCacheCounts | undefined;
+  matcherStats?(): MatcherCounts | undefined;
 }
 
 export function daemonSource(d: DaemonView): MetricsSource {
@@ -108,6 +117,7 @@ export function daemonSource(d: DaemonView): MetricsSource {
     logLinesDropped: () => d.logger?.dropped ?? 0, // H2
     drainFlows: () => d.drainFlows?.(),
     flowCache: () => d.flowCacheStats?.(),
+    matcher: () => d.matcherStats?.(),
     reloads: () => ({
       successes: d.reloads.success,
       failures: d.reloads.failure,
@@ -395,6 +405,28 @@ export class Metrics {
       (f) => f.tripsSkipped,
     );
     flowCounter('nfqwall_flow_cache_evictions_total', 'Stored decisions the flow cache overwrote for lack of room.', (f) => f.evictions);
+    const matcherCounter = (name: string, help: string, value: (m: MatcherCounts) => number): void => {
+      new Counter({
+        name,
+        help,
+        registers: register,
+        collect() {
+          this.reset();
+          const m = src.matcher?.();
+          if (m !== undefined) this.inc(value(m));
+        },
+      });
+    };
+    matcherCounter(
+      'nfqwall_matcher_decided_total',
+      'Packets the flow cache could not decide that the compiled rule program decided natively (docs/matcher.md), without the TypeScript engine.',
+      (m) => m.decided,
+    );
+    matcherCounter(
+      'nfqwall_matcher_slow_total',
+      'Packets the rule matcher looked at and left to the TypeScript engine: an extension it does not run, an effect it does not repeat, or earlier packets of the flow still in JavaScript.',
+      (m) => m.slow,
+    );
     new Gauge({
       name: 'nfqwall_flow_cache_entries',
       help: 'Decisions stored in the flow cache (stale ones included until overwritten); 0 when flow_cache is off.',

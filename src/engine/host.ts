@@ -67,6 +67,11 @@ abstract class RouteHost implements HostView {
     return this.primaries.get(`${family}:${iface}`);
   }
 
+  /** The routes addressType() reads (a snapshot), for the native matcher's copy of them (docs/matcher.md). */
+  routeList(): readonly HostRoute[] {
+    return this.routes.slice();
+  }
+
   /** Every interface's primary addresses (a snapshot), so the daemon can tell which went away. */
   primaryAddresses(): Uint8Array[] {
     return [...this.primaries.values()];

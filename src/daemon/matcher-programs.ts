@@ -1,0 +1,118 @@
+// The rule programs the native matcher runs (docs/matcher.md), from the daemon's side: compiled with each ruleset
+// put in force, loaded under a serial, and the hits the receive threads counted added to the very counter objects the
+// engine increments. Counter objects are shared across reloads by rule identity (reload.ts carryCounters), so a hit
+// counted by a replaced program still lands on the right rule; a program's counter list is kept until the native
+// side says it drained that program for the last time.
+import { compileProgram } from '../compile/program';
+import type { HostRoute } from '../engine/host';
+import type { MatcherHost } from '../native';
+import { formatIpAddr } from '../rules/addr';
+import type { Counters, Family, Ruleset } from '../rules/model';
+
+/** What MatcherPrograms needs of the addon's Matcher (native/index.d.ts); tests give a fake. */
+export interface MatcherLike {
+  load(family: Family, words: Uint32Array, serial: number): void;
+  clear(family: Family): void;
+  drain(): { serials: Uint32Array; ids: Uint32Array; packets: Float64Array; bytes: Float64Array; done: number[] };
+}
+
+/** A ruleset compiled and not yet in force. */
+export interface PreparedProgram {
+  family: Family;
+  words: Uint32Array;
+  counters: readonly Counters[];
+}
+
+export interface MatcherProgramStats {
+  /** Hits added to counters by drain(), in packets. */
+  drainedPackets: number;
+  /** Hits for a serial or counter id this table does not know (never expected: they are lost). */
+  unknownHits: number;
+  /** Rulesets the compiler refused (the matcher then holds no program for that family): the last message. */
+  lastError?: string;
+}
+
+export class MatcherPrograms {
+  private readonly bySerial = new Map<number, readonly Counters[]>();
+  private nextSerial = 1;
+  readonly stats: MatcherProgramStats = { drainedPackets: 0, unknownHits: 0 };
+
+  constructor(private readonly matcher: MatcherLike) {}
+
+  /** Compiles a ruleset; undefined (and stats.lastError) when the compiler cannot, so JavaScript decides that family. */
+  prepare(rules: Ruleset): PreparedProgram | undefined {
+    try {
+      const p = compileProgram(rules, rules.family);
+      return { family: rules.family, words: p.words, counters: p.counters };
+    } catch (err) {
+      this.stats.lastError = err instanceof Error ? err.message : String(err);
+      return undefined;
+    }
+  }
+
+  /**
+   * Puts a prepared program in force for its family, or none (`family` given alone): one atomic store natively; the
+   * batches running meanwhile finish on the program they took.
+   */
+  commit(p: PreparedProgram | undefined, family: Family): void {
+    if (p === undefined) {
+      this.matcher.clear(family);
+      return;
+    }
+    const serial = this.nextSerial++;
+    this.bySerial.set(serial, p.counters);
+    try {
+      this.matcher.load(family, p.words, serial);
+    } catch (err) {
+      this.bySerial.delete(serial);
+      this.stats.lastError = err instanceof Error ? err.message : String(err);
+      this.matcher.clear(family);
+    }
+  }
+
+  /** Adds the receive threads' hits since the last drain to the rule counters. Returns the packets added. */
+  drain(): number {
+    const d = this.matcher.drain();
+    let packets = 0;
+    for (let i = 0; i < d.ids.length; i++) {
+      const n = d.packets[i]!;
+      const c = this.bySerial.get(d.serials[i]!)?.[d.ids[i]!];
+      if (c === undefined) {
+        this.stats.unknownHits += n;
+        continue;
+      }
+      c.packets += n;
+      c.bytes += d.bytes[i]!;
+      packets += n;
+    }
+    for (const s of d.done) this.bySerial.delete(s);
+    this.stats.drainedPackets += packets;
+    return packets;
+  }
+
+  /** Serials whose counters are kept (tests, status). */
+  serials(): number[] {
+    return [...this.bySerial.keys()];
+  }
+}
+
+/**
+ * The host as the matcher reads it: interface names by index, and addrtype's LOCAL as src/engine/host.ts decides it
+ * (the longest route covering the address): the host's own addresses (LOCAL routes of a whole address), and every
+ * other route, longest first, saying whether it makes an address LOCAL.
+ */
+export function hostView(names: { entries(): [number, string][] }, host: { routeList(): readonly HostRoute[] }): MatcherHost {
+  const byIndex: (string | undefined)[] = [];
+  for (const [i, n] of names.entries()) byIndex[i] = n;
+  const local4: string[] = [];
+  const local6: string[] = [];
+  const others: HostRoute[] = [];
+  for (const r of host.routeList()) {
+    const whole = r.prefix === r.addr.length * 8;
+    if (whole && r.type === 'LOCAL') (r.family === 4 ? local4 : local6).push(formatIpAddr(r.addr));
+    else others.push(r);
+  }
+  others.sort((a, b) => b.prefix - a.prefix);
+  const routes = others.map((r) => ({ dst: `${formatIpAddr(r.addr)}/${r.prefix}`, local: r.type === 'LOCAL' }));
+  return { names: byIndex, local4, local6, routes };
+}

@@ -1,0 +1,101 @@
+// src/daemon/matcher-programs.ts without the addon: what the native side drains lands on the counter objects of the
+// program that counted it, a replaced program's counters stay until the native side says it drained it for the last
+// time, and a program the addon refuses leaves its family to JavaScript.
+import assert from 'node:assert/strict';
+import { MatcherPrograms, hostView, type MatcherLike } from '../../src/daemon/matcher-programs';
+import type { Counters, Family } from '../../src/rules/model';
+
+class FakeMatcher implements MatcherLike {
+  loaded = new Map<Family, number>();
+  cleared: Family[] = [];
+  refuse = false;
+  pending: [number, number, number, number][] = [];
+  done: number[] = [];
+  load(family: Family, _words: Uint32Array, serial: number): void {
+    if (this.refuse) throw new Error('program: chain 3 jumps to chain 9 of 4');
+    this.loaded.set(family, serial);
+  }
+  clear(family: Family): void {
+    this.cleared.push(family);
+    this.loaded.delete(family);
+  }
+  drain(): { serials: Uint32Array; ids: Uint32Array; packets: Float64Array; bytes: Float64Array; done: number[] } {
+    const p = this.pending;
+    this.pending = [];
+    const done = this.done;
+    this.done = [];
+    return {
+      serials: Uint32Array.from(p.map((x) => x[0])),
+      ids: Uint32Array.from(p.map((x) => x[1])),
+      packets: Float64Array.from(p.map((x) => x[2])),
+      bytes: Float64Array.from(p.map((x) => x[3])),
+      done,
+    };
+  }
+}
+
+const counters = (n: number): Counters[] => Array.from({ length: n }, () => ({ packets: 0, bytes: 0 }));
+
+describe('matcher programs: the daemon side of the native matcher', () => {
+  it('adds drained hits to the counters of the program that counted them, old and new alike', () => {
+    const m = new FakeMatcher();
+    const p = new MatcherPrograms(m);
+    const a = counters(3);
+    p.commit({ family: 4, words: new Uint32Array(1), counters: a }, 4);
+    const s1 = m.loaded.get(4)!;
+    const b = [a[0]!, ...counters(2)]; // the reload kept rule 0's counter object, as carryCounters does
+    p.commit({ family: 4, words: new Uint32Array(1), counters: b }, 4);
+    const s2 = m.loaded.get(4)!;
+    assert.notEqual(s1, s2);
+    m.pending.push([s1, 0, 2, 200], [s1, 2, 1, 60], [s2, 0, 3, 300], [s2, 1, 4, 400]);
+    assert.equal(p.drain(), 10);
+    assert.deepEqual(a, [{ packets: 5, bytes: 500 }, { packets: 0, bytes: 0 }, { packets: 1, bytes: 60 }]);
+    assert.deepEqual(b.slice(1), [{ packets: 4, bytes: 400 }, { packets: 0, bytes: 0 }]);
+    assert.deepEqual(p.serials(), [s1, s2]);
+    // Drained for the last time: its counters are forgotten, and a hit for it after that is counted as unknown.
+    m.done.push(s1);
+    p.drain();
+    assert.deepEqual(p.serials(), [s2]);
+    m.pending.push([s1, 0, 7, 700]);
+    assert.equal(p.drain(), 0);
+    assert.equal(p.stats.unknownHits, 7);
+    assert.equal(a[0]!.packets, 5);
+  });
+
+  it('a program the addon refuses leaves the family to JavaScript and says why', () => {
+    const m = new FakeMatcher();
+    const p = new MatcherPrograms(m);
+    p.commit({ family: 6, words: new Uint32Array(1), counters: counters(1) }, 6);
+    m.refuse = true;
+    p.commit({ family: 6, words: new Uint32Array(1), counters: counters(1) }, 6);
+    assert.deepEqual(m.cleared, [6]);
+    assert.equal(m.loaded.get(6), undefined);
+    assert.match(p.stats.lastError ?? '', /chain 3 jumps to chain 9/);
+    assert.equal(p.serials().length, 1, 'the refused program keeps no counters');
+    p.commit(undefined, 4);
+    assert.deepEqual(m.cleared, [6, 4]);
+  });
+
+  it('hostView gives names by index, the host\'s own addresses, and the other routes longest first', () => {
+    const names = { entries: (): [number, string][] => [[1, 'lo'], [7, 'veth-fw']] };
+    const route = (a: number[], prefix: number, type: 'LOCAL' | 'BROADCAST') => ({ family: a.length === 4 ? (4 as const) : (6 as const), addr: Uint8Array.from(a), prefix, type });
+    const host = {
+      routeList: () => [
+        route([127, 0, 0, 0], 8, 'LOCAL'),
+        route([198, 18, 0, 1], 32, 'LOCAL'),
+        route([198, 18, 0, 255], 32, 'BROADCAST'),
+        route([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 128, 'LOCAL'),
+      ],
+    };
+    const v = hostView(names, host);
+    assert.equal(v.names?.[1], 'lo');
+    assert.equal(v.names?.[7], 'veth-fw');
+    assert.equal(v.names?.[3], undefined);
+    assert.deepEqual(v.local4, ['198.18.0.1']);
+    assert.deepEqual(v.local6, ['2001:db8::1']);
+    assert.deepEqual(v.routes, [
+      { dst: '198.18.0.255/32', local: false },
+      { dst: '127.0.0.0/8', local: true },
+    ]);
+  });
+});

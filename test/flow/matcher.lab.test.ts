@@ -1,0 +1,222 @@
+// The rule matcher end to end (root only; docs/matcher.md): new UDP connections forwarded through a node whose rules
+// the compiled program can decide (a hashed service chain in nat, marks set in mangle and tested in filter, an
+// accepted and a dropped port) and one port whose FORWARD rule the program cannot run (limit: JavaScript decides that
+// hook). Each connection sends two datagrams and never hears back, so both are NEW: the first binds nothing in nat
+// (the null binding the matcher must record, or nat would run again for the second), a dropped first packet leaves
+// no connection (the second is a first packet again). The same traffic runs once with the matcher and once with
+// `--no-matcher`: every rule counter must be equal, the datagrams must arrive in order, and the matcher must have
+// decided most trips.
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { controlRequest } from '../../src/daemon/control';
+import { Daemon, scratchDir } from '../lab/daemon';
+import { THREE_HOST, threeHostSpec, useLab, type Host } from '../lab/lab';
+
+const ACCEPT_PORT = 6100;
+const DROP_PORT = 6101;
+const LIMIT_PORT = 6102;
+const SERVICES = 200;
+
+/** A KUBE-SERVICES-like chain of exact destinations (none of them the server), long enough to be hashed. */
+function serviceRules(): string {
+  const out: string[] = [];
+  for (let i = 0; i < SERVICES; i++) {
+    out.push(`-A SVC -d 198.19.${1 + (i >> 8)}.${i & 255}/32 -p udp -m comment --comment svc-${i} -m udp --dport ${1000 + i} -j RETURN`);
+  }
+  return out.join('\n');
+}
+
+const RULES = `*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -p udp -m udp --dport ${ACCEPT_PORT} -m comment --comment mark-accept -j MARK --set-xmark 0x1/0xff
+-A POSTROUTING -p udp -m comment --comment post-udp
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:SVC - [0:0]
+-A PREROUTING -m comment --comment nat-pre -j SVC
+${serviceRules()}
+-A POSTROUTING -p udp -m comment --comment nat-post
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -m conntrack --ctstate INVALID -m comment --comment fwd-invalid -j DROP
+-A FORWARD -m mark --mark 0x1/0xff -m conntrack --ctstate NEW -m comment --comment fwd-marked -j ACCEPT
+-A FORWARD -p udp -m udp --dport ${DROP_PORT} -m comment --comment fwd-drop -j DROP
+-A FORWARD -p udp -m udp --dport ${LIMIT_PORT} -m limit --limit 10000/sec --limit-burst 10000 -m comment --comment fwd-limit -j ACCEPT
+COMMIT
+`;
+
+// argv: addr port connections. Each connection: a socket of its own sends datagrams `2k` and, 10 ms later (its first
+// is through by then: a second packet that met its connection unconfirmed would make its own), `2k+1`, then closes.
+const SENDER = `
+const dgram = require('node:dgram');
+const [addr, port, n] = process.argv.slice(1).map((x, i) => (i === 0 ? x : Number(x)));
+let k = 0;
+const next = () => {
+  if (k === n) return setTimeout(() => process.stdout.write('sent ' + 2 * n + '\\n'), 200);
+  const s = dgram.createSocket('udp4');
+  const a = String(2 * k), b = String(2 * k + 1);
+  k++;
+  s.send(a, port, addr, () => setTimeout(() => s.send(b, port, addr, () => { s.close(); next(); }), 10));
+};
+next();
+`;
+
+// argv: addr port... Records the numbers per port in arrival order, answers nothing; prints `seen PORT n,n,...` per
+// port for each stdin line.
+const SINK = `
+const dgram = require('node:dgram');
+const [addr, ...ports] = process.argv.slice(1);
+const seen = {};
+let ready = 0;
+for (const p of ports) {
+  seen[p] = [];
+  const s = dgram.createSocket('udp4');
+  s.on('message', (msg) => seen[p].push(Number(msg.toString())));
+  s.bind(Number(p), addr, () => { if (++ready === ports.length) process.stdout.write('ready\\n'); });
+}
+process.stdin.on('data', () => { for (const p of ports) process.stdout.write('seen ' + p + ' ' + seen[p].join(',') + '\\n'); });
+`;
+
+function waitFor(child: ChildProcess, re: RegExp, ms = 10_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const timer = setTimeout(() => reject(new Error(`no ${re} within ${ms} ms: ${buf}`)), ms);
+    child.stdout?.on('data', (d: Buffer) => {
+      buf += d.toString();
+      if (re.test(buf)) {
+        clearTimeout(timer);
+        resolve(buf);
+      }
+    });
+  });
+}
+
+/** `nfqwall save -c` -> packets per rule comment, and per built-in chain policy. */
+function counters(text: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  let table = '';
+  for (const line of text.split('\n')) {
+    if (line.startsWith('*')) table = line.slice(1);
+    const policy = /^:([A-Z]+) (?:ACCEPT|DROP) \[(\d+):\d+\]/.exec(line);
+    if (policy) out[`${table}:${policy[1]}`] = Number(policy[2]);
+    const rule = /^\[(\d+):\d+\] -A .*--comment "?([a-z0-9-]+)"?/.exec(line);
+    if (rule) out[rule[2]!] = Number(rule[1]);
+  }
+  return out;
+}
+
+const CONNECTIONS = 100;
+
+interface Run {
+  counters: Record<string, number>;
+  decided: number;
+  slow: number;
+  queued: number;
+  order: Map<number, number[]>;
+}
+
+describe('rule matcher: new connections decided by the compiled program, counters equal to the engine alone', function () {
+  this.timeout(240_000);
+  const env = useLab(threeHostSpec);
+  const scratch = scratchDir();
+  after(() => scratch.cleanup());
+  const runs = new Map<string, Run>();
+
+  async function run(matcher: boolean): Promise<Run> {
+    const fw = env.lab.host('fw');
+    const client: Host = env.lab.host('client');
+    const server = env.lab.host('server');
+    const rules = scratch.write('matcher.rules', RULES);
+    const config = scratch.write('nfqwall.conf', `matcher = ${matcher ? 'on' : 'off'}\nmetrics = off\n`);
+    const sink = server.spawn([process.execPath, '-e', SINK, THREE_HOST.server4, String(ACCEPT_PORT), String(DROP_PORT), String(LIMIT_PORT)]);
+    let daemon: Daemon | undefined;
+    try {
+      await waitFor(sink, /ready/);
+      daemon = await Daemon.start(fw, `${scratch.dir}/control-${matcher ? 'on' : 'off'}.sock`, { rules, config });
+      for (const port of [ACCEPT_PORT, DROP_PORT, LIMIT_PORT]) {
+        await client.exec([process.execPath, '-e', SENDER, THREE_HOST.server4, String(port), String(CONNECTIONS)], { timeoutMs: 60_000 });
+      }
+      await daemon.settled(5_000);
+      const seen = waitFor(sink, new RegExp(`seen ${LIMIT_PORT} [\\d,]*\\n`));
+      sink.stdin?.write('?\n');
+      const text = await seen;
+      const order = new Map<number, number[]>();
+      for (const port of [ACCEPT_PORT, DROP_PORT, LIMIT_PORT]) {
+        const m = new RegExp(`seen ${port} ([\\d,]*)`).exec(text);
+        assert.ok(m, text);
+        order.set(port, m[1]!.split(',').filter((x) => x !== '').map(Number));
+      }
+      const saved = (await controlRequest(daemon.control, { cmd: 'save', counters: true })) as unknown as { rulesets: { ipv4: string } };
+      const status = (await daemon.status()) as unknown as { matcher?: { decided: number; slow: number }; queues: { received: number }[] };
+      return {
+        counters: counters(saved.rulesets.ipv4),
+        decided: status.matcher?.decided ?? 0,
+        slow: status.matcher?.slow ?? 0,
+        queued: status.queues.reduce((n, q) => n + q.received, 0),
+        order,
+      };
+    } finally {
+      sink.kill('SIGKILL');
+      await daemon?.stop();
+    }
+  }
+
+  before(async () => {
+    runs.set('on', await run(true));
+    runs.set('off', await run(false));
+  });
+
+  it('every rule and policy counter is the same with the matcher as without it, and what the packets make it', () => {
+    const on = runs.get('on')!.counters;
+    const off = runs.get('off')!.counters;
+    assert.deepEqual(on, off);
+    const n = CONNECTIONS;
+    // Two datagrams per connection at PREROUTING; nat runs once per connection that lives past its first packet,
+    // twice per connection whose first packet FORWARD dropped (it left no connection behind).
+    assert.equal(on['nat-pre'], 2 * n + 2 * n + 2 * n - n - n);
+    assert.equal(on['mark-accept'], 2 * n);
+    assert.equal(on['fwd-marked'], 2 * n);
+    assert.equal(on['fwd-drop'], 2 * n);
+    assert.equal(on['fwd-limit'], 2 * n);
+    assert.equal(on['post-udp'], 4 * n);
+    assert.equal(on['nat-post'], 2 * n);
+    assert.equal(on['svc-0'], 0);
+  });
+
+  it('the matcher decided the trips it can run, and left the limit rule to JavaScript', () => {
+    const on = runs.get('on')!;
+    const off = runs.get('off')!;
+    assert.equal(off.decided, 0);
+    // Trips: accepted and limited datagrams 3 each (PREROUTING, FORWARD, POSTROUTING), dropped ones 2. The limited
+    // port's FORWARD trips (2n) are JavaScript's; the rest can be the matcher's unless a flow's earlier packet was
+    // still in JavaScript.
+    const n = CONNECTIONS;
+    const trips = 3 * 2 * n + 2 * 2 * n + 3 * 2 * n;
+    assert.equal(on.queued, trips);
+    assert.ok(on.decided <= trips - 2 * n, `${on.decided} decided of ${trips} trips`);
+    assert.ok(on.decided >= 0.8 * (trips - 2 * n), `${on.decided} decided of ${trips - 2 * n} the program can decide (slow ${on.slow})`);
+    process.stderr.write(`      matcher: ${on.decided} of ${trips} trips decided natively, ${on.slow} left to JavaScript\n`);
+  });
+
+  it('the datagrams of every connection arrived in order, none lost but the dropped port', () => {
+    for (const r of runs.values()) {
+      assert.deepEqual(r.order.get(DROP_PORT), []);
+      for (const port of [ACCEPT_PORT, LIMIT_PORT]) {
+        const got = r.order.get(port)!;
+        assert.equal(got.length, 2 * CONNECTIONS, `port ${port}`);
+        for (let i = 1; i < got.length; i++) assert.ok(got[i]! > got[i - 1]!, `port ${port}: datagram ${got[i]} after ${got[i - 1]}`);
+      }
+    }
+  });
+});
