@@ -52,11 +52,13 @@ enum : uint32_t {
   OP_ICMP = 8,
   OP_IPRANGE = 9,
   OP_ADDRTYPE = 10,
-  OP_COUNT = 11,
+  OP_TTL = 11,
+  OP_RT = 12,
+  OP_COUNT = 13,
 };
 
 // Payload words per opcode; multiport's is 3 + 2 * items.
-constexpr uint32_t kOpWords[OP_COUNT] = {0, 10, 7, kNone, 3, 3, 7, 2, 6, 20, 4};
+constexpr uint32_t kOpWords[OP_COUNT] = {0, 10, 7, kNone, 3, 3, 7, 2, 6, 20, 4, 2, 0};
 
 enum : uint32_t { T_NONE = 0, T_ACCEPT, T_DROP, T_RETURN, T_JUMP, T_GOTO, T_MARK, T_QUEUE, T_SLOW, T_COUNT };
 
@@ -667,6 +669,23 @@ struct Run {
         if (a[0] && isLocal(host, v.family, v.src) == (a[1] != 0)) return NO;
         if (a[2] && isLocal(host, v.family, v.dst) == (a[3] != 0)) return NO;
         return YES;
+      case OP_TTL: {  // util/ttlhl.ts
+        uint32_t t = v.family == 4 ? v.d[8] : v.d[7];
+        switch (a[0]) {
+          case 0:
+            return t == a[1] ? YES : NO;
+          case 1:
+            return t != a[1] ? YES : NO;
+          case 2:
+            return t < a[1] ? YES : NO;
+          case 3:
+            return t > a[1] ? YES : NO;
+          default:
+            return SLOW;
+        }
+      }
+      case OP_RT:  // rt.ts: no routing header in a packet without extension headers (parseView)
+        return v.family == 6 ? NO : SLOW;
       default:
         return SLOW;
     }

@@ -102,7 +102,20 @@ export class Pair {
   check(p: PacketInput, t: Tally, what: string): string | undefined {
     const mi = this.input(p);
     const r = this.matcher.run(mi);
-    const d = this.engine.decide(p, { flow: true });
+    let d: Decision;
+    try {
+      d = this.engine.decide(p, { flow: true });
+    } catch (e) {
+      // An extension the engine cannot evaluate (TPROXY, ipvs): the matcher must not have decided either.
+      d = { hook: p.meta.hook, verdict: 'drop', mark: 0, markChanged: false, replies: [], logs: [] };
+      if (r !== null) {
+        const text = `${what}: the matcher decided where the engine throws ${(e as Error).message}`;
+        t.diffs.push(text);
+        t.packets++;
+        t.decided++;
+        return text;
+      }
+    }
     t.packets++;
     if (r === null) {
       t.slow++;

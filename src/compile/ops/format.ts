@@ -40,6 +40,8 @@ export const OP = {
   ICMP: 8,
   IPRANGE: 9,
   ADDRTYPE: 10,
+  TTL: 11,
+  RT: 12,
 } as const;
 
 /** Target kinds; a target is [kind, a, b]. */

@@ -6,7 +6,9 @@ import { iprange } from './iprange';
 import { connmark, mark } from './mark';
 import { multiport } from './multiport';
 import type { MatchEncoder } from './op';
+import { rt } from './rt';
 import { tcp } from './tcp';
+import { ttl } from './ttl';
 import { udp } from './udp';
 
 /** `comment` compiles to nothing (it always matches). */
@@ -25,4 +27,7 @@ export const MATCH_OPS: ReadonlyMap<string, MatchEncoder> = new Map([
   ['icmp6', icmp],
   ['iprange', iprange],
   ['addrtype', addrtype],
+  ['ttl', ttl],
+  ['hl', ttl],
+  ['rt', rt],
 ]);
