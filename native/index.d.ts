@@ -364,8 +364,11 @@ export class Matcher {
   load(family: 4 | 6, words: Uint32Array, serial: number): void;
   clear(family: 4 | 6): void;
   setHost(host: MatcherHost): void;
-  /** Tests: the decision, or null when JavaScript must decide (slow). Counts nothing. */
-  run(input: MatcherInput): MatcherResult | null;
+  /**
+   * Tests: the decision, or null when JavaScript must decide (slow). With `commit`, counts it as a receive thread
+   * would after its verdict (the path's counters, and decided/slow in stats()); otherwise counts nothing.
+   */
+  run(input: MatcherInput, commit?: boolean): MatcherResult | null;
   drain(): MatcherDrain;
   setEnabled(on: boolean): void;
   stats(): { decided: number; slow: number };
