@@ -18,7 +18,7 @@ import { Rng } from '../rng';
 import { newTally, Pair, rate, type Tally } from './matcher-harness';
 import { genMatcherPacket, genMatcherRuleset, IFACES } from './matcher-gen';
 
-const SEEDS = Number(process.env['NFQW_MATCHER_SEEDS'] ?? 40);
+const SEEDS = Number(process.env['NFQW_MATCHER_SEEDS'] ?? 150);
 const PACKETS = 400;
 
 function runSeeds(family: 4 | 6, slow: number, odd: number, salt: number): Tally {

@@ -47,7 +47,8 @@ function plans(table: TableName): Plan[] {
 }
 
 function protoName(p: number, family: 4 | 6): string {
-  return p === 6 ? 'tcp' : p === 17 ? 'udp' : p === 132 ? 'sctp' : family === 4 ? 'icmp' : 'ipv6-icmp';
+  if (p === 0) return 'all';
+  return p === 6 ? 'tcp' : p === 17 ? 'udp' : p === 132 ? 'sctp' : p === 136 ? 'udplite' : family === 4 ? 'icmp' : 'ipv6-icmp';
 }
 
 const neg = (rng: Rng, p: number): string => (rng.chance(p) ? '! ' : '');
@@ -83,6 +84,8 @@ function protoMatch(rng: Rng, proto: number, family: 4 | 6): string | undefined 
     if (rng.chance(0.15)) parts.push(rng.chance(0.5) ? `${neg(rng, 0.3)}--syn` : `${neg(rng, 0.3)}--tcp-flags SYN,ACK ${rng.pick(['SYN', 'ACK', 'SYN,ACK', 'NONE'])}`);
     return `-m tcp ${parts.join(' ')}`.trim();
   }
+  if (proto === 132) return `-m sctp --dport ${rng.pick(PORTS)}`;
+  if (proto === 136) return `-m multiport ${neg(rng, 0.2)}--dports ${rng.pick(PORTS)},${rng.pick(PORTS)}`;
   if (proto === 17) {
     const parts: string[] = [];
     if (rng.chance(0.2)) parts.push(`${neg(rng, 0.3)}--sport ${ports(rng)}`);
@@ -122,7 +125,7 @@ function pureMatch(rng: Rng, family: 4 | 6, proto: number | undefined): string {
     case 6:
       return `-m addrtype ${neg(rng, 0.2)}--${rng.pick(['src', 'dst'])}-type LOCAL`;
     case 7:
-      if (proto === 6 || proto === 17) return `-m multiport ${neg(rng, 0.2)}--${rng.pick(['sports', 'dports', 'ports'])} ${rng.pick(PORTS)},${rng.pick(PORTS)}:9000`;
+      if (proto === 6 || proto === 17 || proto === 136) return `-m multiport ${neg(rng, 0.2)}--${rng.pick(['sports', 'dports', 'ports'])} ${rng.pick(PORTS)},${rng.pick(PORTS)}:9000`;
       return `-m mark --mark ${rng.pick(MARKS)}`;
     default:
       return `-m conntrack --ctstate ${rng.pick(['NEW', 'ESTABLISHED,RELATED', 'INVALID', 'DNAT'])}`;
@@ -168,10 +171,10 @@ function ruleLine(rng: Rng, plan: Plan, family: 4 | 6, slow: number): string {
   if (outOk && rng.chance(0.2)) w.push(`${neg(rng, 0.2)}-o ${iface(rng)}`);
   let proto: number | undefined;
   if (rng.chance(0.7)) {
-    proto = rng.pick([6, 6, 6, 17, 17, family === 4 ? 1 : 58]);
-    const negated = rng.chance(0.08);
+    proto = rng.pick([6, 6, 6, 17, 17, 136, 0, family === 4 ? 1 : 58, ...(slow > 0 ? [132] : [])]);
+    const negated = proto !== 0 && rng.chance(0.08); // `! -p all` is refused
     w.push(`${negated ? '! ' : ''}-p ${protoName(proto, family)}`);
-    if (negated) proto = undefined;
+    if (negated || proto === 0) proto = undefined;
   }
   if (family === 4 && rng.chance(0.03)) w.push(`${neg(rng, 0.5)}-f`);
   if (rng.chance(0.35)) w.push(pureMatch(rng, family, proto));
@@ -230,7 +233,7 @@ function ipOf(s: string, family: 4 | 6): Uint8Array {
  */
 export function genMatcherPacket(rng: Rng, family: 4 | 6, odd: number): PacketInput {
   const hook = rng.pick(HOOKS);
-  const proto = rng.pick([6, 6, 17, 17, family === 4 ? 1 : 58, 132, 47]);
+  const proto = rng.pick([6, 6, 17, 17, family === 4 ? 1 : 58, 132, 136, 47]);
   const dstPool = [...(family === 4 ? DST4 : DST6), ...(family === 4 ? LOCAL4 : LOCAL6)];
   const dst = rng.chance(0.9) ? rng.pick(dstPool) : family === 4 ? '198.18.200.1' : '2001:db8:ff::1';
   const src = rng.pick(family === 4 ? SRC4 : SRC6);
