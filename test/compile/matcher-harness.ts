@@ -6,6 +6,7 @@ import { Engine } from '../../src/engine/engine';
 import type { Decision, PacketInput } from '../../src/engine/decision';
 import { StaticHost } from '../../src/engine/host';
 import { EmptySets } from '../../src/engine/sets';
+import type { AddrType } from '../../src/extensions/types';
 import type { Counters, Ruleset } from '../../src/rules/model';
 import { addon, HOOK_BY_NUMBER, NF_ACCEPT, NF_DROP, NF_QUEUE, type MatcherInput, type MatcherResult } from '../../src/native';
 
@@ -52,12 +53,14 @@ export class Pair {
   constructor(
     readonly rules: Ruleset,
     ifaces: readonly string[] = [],
+    /** Routes of the host besides its LOCAL addresses (addrtype's longest-prefix lookup). */
+    private readonly routes: { dst: string; type: AddrType }[] = [],
   ) {
     const family = rules.family;
     this.engine = new Engine({
       rules4: family === 4 ? rules : undefined,
       rules6: family === 6 ? rules : undefined,
-      host: new StaticHost({ local: [...LOCAL4, ...LOCAL6] }),
+      host: new StaticHost({ local: [...LOCAL4, ...LOCAL6], routes }),
       sets: new EmptySets(),
       random31: () => 12345,
     });
@@ -70,7 +73,12 @@ export class Pair {
   }
 
   private pushHost(): void {
-    this.matcher.setHost({ names: this.names.map((n) => (n === '' ? undefined : n)), local4: LOCAL4, local6: LOCAL6 });
+    this.matcher.setHost({
+      names: this.names.map((n) => (n === '' ? undefined : n)),
+      local4: LOCAL4,
+      local6: LOCAL6,
+      routes: this.routes.map((r) => ({ dst: r.dst.includes('/') ? r.dst : `${r.dst}/${r.dst.includes(':') ? 128 : 32}`, local: r.type === 'LOCAL' })),
+    });
   }
 
   private ifindex(name: string | undefined): number {

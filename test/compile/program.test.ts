@@ -276,4 +276,45 @@ describe('matcher: programs', () => {
       assert.equal(m.drain().done.length, 0);
     });
   });
+
+  describe('the host', () => {
+    const text = `*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m addrtype --dst-type LOCAL -j MARK --set-xmark 0x1/0x1
+-A INPUT -m addrtype ! --src-type LOCAL -j MARK --set-xmark 0x2/0x2
+-A FORWARD -i eth9 -j DROP
+-A FORWARD -o veth+ -j ACCEPT
+COMMIT
+`;
+    const rules = parseRuleset(text, 'host.rules', { family: 4 });
+    it('addrtype LOCAL follows the longest route: a LOCAL prefix, a BROADCAST route inside it, special ranges', () => {
+      const pair = new Pair(rules, [], [
+        { dst: '127.0.0.0/8', type: 'LOCAL' },
+        { dst: '127.255.255.255', type: 'BROADCAST' },
+        { dst: '198.18.0.0/24', type: 'UNREACHABLE' },
+      ]);
+      const marks: number[] = [];
+      for (const dst of ['127.0.0.1', '127.3.4.5', '127.255.255.255', '198.18.0.1', '198.18.0.9', '198.18.1.7', '224.0.0.1', '0.1.2.3', '255.255.255.255', '203.0.113.1']) {
+        for (const src of ['198.19.0.1', '127.0.0.7']) {
+          const p = packet({ hook: 'INPUT', src, dst, state: 'ESTABLISHED' });
+          const t = newTally();
+          assert.equal(pair.check(p, t, `${src} -> ${dst}`), undefined);
+          assert.equal(t.decided, 1, `${src} -> ${dst} decided natively`);
+          marks.push(pair.matcher.run(pair.input(p))!.mark);
+        }
+      }
+      // Both LOCAL and not LOCAL destinations and sources occurred (the comparison saw both answers).
+      assert.deepEqual([...new Set(marks)].sort(), [0, 1, 2, 3]);
+    });
+    it('an interface with no known name goes to JavaScript when a rule asks for it, and only then', () => {
+      const pair = new Pair(rules, ['eth0', 'veth1']);
+      const known = pair.input(packet({ hook: 'FORWARD', inIface: 'eth0', state: 'ESTABLISHED' }));
+      assert.ok(pair.matcher.run({ ...known, outIf: 2 }), 'eth0 -> veth1: decided');
+      assert.equal(pair.matcher.run({ ...known, inIf: 77 }), null, 'in: ifindex 77 has no name, -i eth9 asks');
+      const input = pair.matcher.run({ ...known, hook: 1, inIf: 77 });
+      assert.ok(input, 'INPUT asks no interface');
+    });
+  });
 });
