@@ -54,7 +54,9 @@ function input(c: Case): { js: PacketInput; native: MatcherInput } {
 
 const rows: string[] = [];
 for (const n of SERVICES) {
-  const services = generateServices(n, 1);
+  // Past 60,000 services the default ranges run out (a /16 of cluster IPs, 2,768 NodePorts): kube's own defaults then.
+  // Nothing here is sent anywhere; the addresses only fill the ruleset.
+  const services = generateServices(n, 1, n > 60_000 ? { serviceCIDR: '10.96.0.0/12', podCIDR: '10.128.0.0/12', nodePortEvery: 50 } : {});
   const svc = services[Math.floor(n / 2)];
   const t0 = performance.now();
   const rules = parseRuleset(kubeProxyRuleset(services), `kube-${n}.rules`, { family: 4 });
