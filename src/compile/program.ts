@@ -25,6 +25,7 @@ import { ruleKey } from './keys';
 import * as F from './ops/format';
 import { MATCH_OPS, NO_OP } from './ops/index';
 import { op } from './ops/op';
+import { runSync, type Steps } from '../steps';
 
 export interface Program {
   words: Uint32Array;
@@ -34,7 +35,51 @@ export interface Program {
 /** Chains with fewer rules are walked (as the engine's index does, DEFAULT_MIN_RULES). */
 export const KEYED_MIN_RULES = 8;
 
+/** Rules compiled between two yields of compileProgramSteps. */
+const RULES_PER_STEP = 4096;
+
 const enc = new TextEncoder();
+
+/** A growing word buffer: a 400,000-rule ruleset is millions of words, written without intermediate arrays. */
+class Words {
+  buf = new Uint32Array(1 << 12);
+  length = 0;
+
+  private grow(need: number): void {
+    let n = this.buf.length;
+    while (n < this.length + need) n *= 2;
+    const b = new Uint32Array(n);
+    b.set(this.buf.subarray(0, this.length));
+    this.buf = b;
+  }
+
+  push(w: number): void {
+    if (this.length === this.buf.length) this.grow(1);
+    this.buf[this.length++] = w >>> 0;
+  }
+
+  pushAll(ws: readonly number[]): void {
+    if (this.length + ws.length > this.buf.length) this.grow(ws.length);
+    for (let i = 0; i < ws.length; i++) this.buf[this.length++] = ws[i] >>> 0;
+  }
+
+  /** Reserves `n` words (zero) and returns where they start. */
+  reserve(n: number): number {
+    if (this.length + n > this.buf.length) this.grow(n);
+    const at = this.length;
+    this.length += n;
+    return at;
+  }
+
+  addr(a: Uint8Array): void {
+    if (this.length + 4 > this.buf.length) this.grow(4);
+    const b = this.buf;
+    const at = this.length;
+    b[at] = b[at + 1] = b[at + 2] = b[at + 3] = 0;
+    for (let i = 0; i < a.length && i < 16; i++) b[at + (i >> 2)] = (b[at + (i >> 2)] | (a[i] << (24 - 8 * (i & 3)))) >>> 0;
+    this.length += 4;
+  }
+}
 
 function nameWords(name: string): number[] | undefined {
   const bytes = enc.encode(name);
@@ -44,86 +89,121 @@ function nameWords(name: string): number[] | undefined {
   return w;
 }
 
+const SLOW_OP = op(F.OP.SLOW, []);
+
 function matchOp(m: MatchUse, family: 4 | 6): number[] | undefined {
   const e = m.ext;
-  if (e.match === undefined || e.createState !== undefined || e.unsupported !== undefined) return op(F.OP.SLOW, []);
-  if (e.unsupportedFor?.(m.opts) !== undefined) return op(F.OP.SLOW, []);
+  if (e.match === undefined || e.createState !== undefined || e.unsupported !== undefined) return SLOW_OP;
+  if (e.unsupportedFor?.(m.opts) !== undefined) return SLOW_OP;
   if (e.name === NO_OP) return undefined;
   const code = MATCH_OPS.get(e.name)?.(m, family);
-  return code ?? op(F.OP.SLOW, []);
+  return code ?? SLOW_OP;
 }
 
-function targetWords(t: RuleTarget | undefined, table: Table, chainIndex: Map<Chain, number>): number[] {
-  if (t === undefined) return [F.T.NONE, 0, 0];
-  if (t.kind === 'chain') {
+function target(out: Words, t: RuleTarget | undefined, table: Table, chainIndex: Map<Chain, number>): void {
+  let kind: number = F.T.SLOW;
+  let a = 0;
+  let b = 0;
+  if (t === undefined) kind = F.T.NONE;
+  else if (t.kind === 'chain') {
     const c = table.chains.get(t.chain);
-    if (c === undefined) return [F.T.SLOW, 0, 0];
-    return [t.goto ? F.T.GOTO : F.T.JUMP, chainIndex.get(c)!, 0];
-  }
-  if (t.ext.apply === undefined) return [F.T.SLOW, 0, 0];
-  switch (t.ext.name) {
-    case 'ACCEPT':
-      return [F.T.ACCEPT, 0, 0];
-    case 'DROP':
-      return [F.T.DROP, 0, 0];
-    case 'RETURN':
-      return [F.T.RETURN, 0, 0];
-    case 'MARK': {
-      const o = t.opts as MarkOpts;
-      return [F.T.MARK, o.value >>> 0, o.mask >>> 0];
+    if (c !== undefined) {
+      kind = t.goto ? F.T.GOTO : F.T.JUMP;
+      a = chainIndex.get(c)!;
     }
-    case 'NFQUEUE': {
-      const o = t.opts as NfqueueOpts;
-      return o.total === 1 ? [F.T.QUEUE, o.queue, 0] : [F.T.SLOW, 0, 0];
+  } else if (t.ext.apply !== undefined) {
+    switch (t.ext.name) {
+      case 'ACCEPT':
+        kind = F.T.ACCEPT;
+        break;
+      case 'DROP':
+        kind = F.T.DROP;
+        break;
+      case 'RETURN':
+        kind = F.T.RETURN;
+        break;
+      case 'MARK': {
+        const o = t.opts as MarkOpts;
+        kind = F.T.MARK;
+        a = o.value;
+        b = o.mask;
+        break;
+      }
+      case 'NFQUEUE': {
+        const o = t.opts as NfqueueOpts;
+        if (o.total === 1) {
+          kind = F.T.QUEUE;
+          a = o.queue;
+        }
+        break;
+      }
     }
-    default:
-      return [F.T.SLOW, 0, 0];
   }
+  out.push(kind);
+  out.push(a);
+  out.push(b);
 }
 
-function ruleWords(r: Rule, counter: number, family: 4 | 6, table: Table, chainIndex: Map<Chain, number>): number[] {
+function rule(out: Words, r: Rule, counter: number, family: 4 | 6, table: Table, chainIndex: Map<Chain, number>): void {
+  const start = out.reserve(3);
   let flags = 0;
-  const base: number[] = [];
   if (r.src) {
     flags |= F.F_SRC | (r.src.negated ? F.F_SRC_NEG : 0);
-    base.push(...F.addrWords(r.src.value.addr), ...F.addrWords(r.src.value.mask));
+    out.addr(r.src.value.addr);
+    out.addr(r.src.value.mask);
   }
   if (r.dst) {
     flags |= F.F_DST | (r.dst.negated ? F.F_DST_NEG : 0);
-    base.push(...F.addrWords(r.dst.value.addr), ...F.addrWords(r.dst.value.mask));
+    out.addr(r.dst.value.addr);
+    out.addr(r.dst.value.mask);
   }
-  for (const [spec, on, neg, plus] of [
-    [r.inIface, F.F_IN, F.F_IN_NEG, F.F_IN_PLUS],
-    [r.outIface, F.F_OUT, F.F_OUT_NEG, F.F_OUT_PLUS],
-  ] as const) {
-    if (!spec) continue;
-    const isPlus = spec.value.endsWith('+');
-    const w = nameWords(isPlus ? spec.value.slice(0, -1) : spec.value);
-    flags |= on | (spec.negated ? neg : 0) | (isPlus ? plus : 0);
-    if (w === undefined) flags |= F.F_SLOW;
-    base.push(...(w ?? [0, 0, 0, 0]));
-  }
+  if (r.inIface) flags |= iface(out, r.inIface.value, r.inIface.negated, F.F_IN, F.F_IN_NEG, F.F_IN_PLUS);
+  if (r.outIface) flags |= iface(out, r.outIface.value, r.outIface.negated, F.F_OUT, F.F_OUT_NEG, F.F_OUT_PLUS);
   if (r.proto) {
     flags |= F.F_PROTO | (r.proto.negated ? F.F_PROTO_NEG : 0);
-    base.push(r.proto.value >>> 0);
+    out.push(r.proto.value);
   }
   if (r.fragment) flags |= F.F_FRAG | (r.fragment.negated ? F.F_FRAG_NEG : 0);
-  const ops: number[][] = [];
+  const countAt = out.reserve(1);
+  let ops = 0;
   for (const m of r.matches) {
     const o = matchOp(m, family);
-    if (o !== undefined) ops.push(o);
+    if (o === undefined) continue;
+    out.pushAll(o);
+    ops++;
   }
-  const body = [counter, flags, ...base, ops.length, ...ops.flat(), ...targetWords(r.target, table, chainIndex)];
-  return [body.length + 1, ...body];
+  out.buf[countAt] = ops;
+  target(out, r.target, table, chainIndex);
+  out.buf[start] = out.length - start;
+  out.buf[start + 1] = counter;
+  out.buf[start + 2] = flags;
 }
 
-function keyWords(r: Rule): number[] {
+function iface(out: Words, spec: string, negated: boolean, on: number, neg: number, plus: number): number {
+  const isPlus = spec.endsWith('+');
+  const w = nameWords(isPlus ? spec.slice(0, -1) : spec);
+  out.pushAll(w ?? [0, 0, 0, 0]);
+  return on | (negated ? neg : 0) | (isPlus ? plus : 0) | (w === undefined ? F.F_SLOW : 0);
+}
+
+function key(out: Words, r: Rule): void {
   const k = ruleKey(r);
-  if (k.kind !== 'dst' || !r.dst) return [0, F.NONE, F.NONE, 0, 0, 0, 0];
-  return [1, k.proto ?? F.NONE, k.port ?? F.NONE, ...F.addrWords(r.dst.value.addr)];
+  if (k.kind !== 'dst' || !r.dst) {
+    out.pushAll([0, F.NONE, F.NONE, 0, 0, 0, 0]);
+    return;
+  }
+  out.push(1);
+  out.push(k.proto ?? F.NONE);
+  out.push(k.port ?? F.NONE);
+  out.addr(r.dst.value.addr);
 }
 
 export function compileProgram(rules: Ruleset, family: 4 | 6): Program {
+  return runSync(compileProgramSteps(rules, family));
+}
+
+/** compileProgram in steps (src/steps.ts): a 400,000-rule ruleset yields every few thousand rules. */
+export function* compileProgramSteps(rules: Ruleset, family: 4 | 6): Steps<Program> {
   const counters: Counters[] = [];
   const chains: { chain: Chain; table: Table }[] = [];
   const chainIndex = new Map<Chain, number>();
@@ -142,46 +222,50 @@ export function compileProgram(rules: Ruleset, family: 4 | 6): Program {
     for (const c of table.chains.values()) if (!c.builtin) user++;
     stackLimit.set(table, user + 1);
   }
-  const hooks: number[] = [];
+  const out = new Words();
+  out.pushAll([F.MAGIC, F.VERSION, family, 0, chains.length, 0]);
   for (const hook of HOOKS) {
-    const entries: number[] = [];
+    const countAt = out.reserve(1);
+    let n = 0;
     for (const tname of HOOK_TABLES[hook]) {
       const t = rules.tables.get(tname);
       const c = t?.chains.get(hook);
       if (!t || !c || !c.builtin) continue;
-      entries.push(F.TABLE_ID[tname], chainIndex.get(c)!, stackLimit.get(t)!);
+      out.pushAll([F.TABLE_ID[tname], chainIndex.get(c)!, stackLimit.get(t)!]);
+      n++;
     }
-    hooks.push(entries.length / 3, ...entries);
+    out.buf[countAt] = n;
   }
-  const header = [F.MAGIC, F.VERSION, family, 0, chains.length, 0];
-  const out: number[] = [...header, ...hooks];
-  const dirAt = out.length;
-  for (let k = 0; k < chains.length; k++) out.push(0);
+  const dirAt = out.reserve(chains.length);
+  let work = 0;
   for (let k = 0; k < chains.length; k++) {
     const { chain, table } = chains[k];
-    out[dirAt + k] = out.length;
+    out.buf[dirAt + k] = out.length;
     let policyCounter = F.NONE;
     if (chain.builtin) {
       policyCounter = counters.length;
       counters.push(chain.counters);
     }
-    const n = chain.rules.length;
-    const keys = n >= KEYED_MIN_RULES ? chain.rules.map(keyWords) : undefined;
-    const keyed = keys !== undefined && keys.some((w) => w[0] === 1);
-    out.push(F.TABLE_ID[table.name], chain.builtin ? 1 : 0, chain.policy === undefined ? 2 : chain.policy === 'DROP' ? 1 : 0);
-    out.push(policyCounter, n, keyed ? 1 : 0);
-    const offAt = out.length;
-    for (let i = 0; i < n; i++) out.push(0);
-    if (keyed) for (const w of keys!) out.push(...w);
+    const rs = chain.rules;
+    const n = rs.length;
+    let keyed = false;
+    if (n >= KEYED_MIN_RULES) for (let i = 0; i < n && !keyed; i++) keyed = ruleKey(rs[i]).kind === 'dst';
+    out.pushAll([F.TABLE_ID[table.name], chain.builtin ? 1 : 0, chain.policy === undefined ? 2 : chain.policy === 'DROP' ? 1 : 0]);
+    out.pushAll([policyCounter, n, keyed ? 1 : 0]);
+    const offAt = out.reserve(n);
+    if (keyed) for (let i = 0; i < n; i++) key(out, rs[i]);
     for (let i = 0; i < n; i++) {
-      out[offAt + i] = out.length;
-      const r = chain.rules[i];
+      out.buf[offAt + i] = out.length;
       const id = counters.length;
-      counters.push(r.counters);
-      for (const w of ruleWords(r, id, family, table, chainIndex)) out.push(w);
+      counters.push(rs[i].counters);
+      rule(out, rs[i], id, family, table, chainIndex);
+      if (++work >= RULES_PER_STEP) {
+        work = 0;
+        yield;
+      }
     }
   }
-  out[3] = counters.length;
-  out[5] = out.length;
-  return { words: Uint32Array.from(out, (x) => x >>> 0), counters };
+  out.buf[3] = counters.length;
+  out.buf[5] = out.length;
+  return { words: out.buf.slice(0, out.length), counters };
 }
