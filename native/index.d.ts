@@ -344,6 +344,8 @@ export interface MatcherResult {
   setMark: boolean;
   /** Bits 1 << 0 (SRC) and 1 << 1 (DST): the nat chains ran and bound nothing. */
   natRan: number;
+  /** Decision.flowStable: every packet of the connection with the same flow-cache key gets this decision. */
+  flowStable: boolean;
   /** Counter ids, in order (Decision.counted). */
   path: number[];
 }

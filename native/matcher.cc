@@ -267,6 +267,7 @@ struct Program::Impl {
     uint32_t proto = 0;
     uint32_t ops = 0, nOps = 0;  // word offset of the first op in w
     uint32_t tKind = 0, tA = 0, tB = 0;
+    bool tUnstable = false;  // the target is not flow-stable
   };
   struct Index {
     std::vector<uint32_t> wild;
@@ -434,6 +435,8 @@ std::shared_ptr<Program> Program::load(const uint32_t* w, size_t n, std::string&
       for (uint32_t k = 0; k < ru.nOps; k++) {
         uint32_t code, len;
         if (!rr.take(code, "opcode") || !rr.take(len, "op length")) return nullptr;
+        if ((code >> 16) > 1) return rr.fail("bad op flags"), nullptr;
+        code &= 0xffff;
         if (code >= OP_COUNT) return rr.fail("bad opcode " + std::to_string(code)), nullptr;
         if (len > rr.end - rr.pos) return rr.fail("op runs past its rule"), nullptr;
         uint32_t want = kOpWords[code];
@@ -445,6 +448,9 @@ std::shared_ptr<Program> Program::load(const uint32_t* w, size_t n, std::string&
         rr.pos += len;
       }
       if (!rr.take(ru.tKind, "target") || !rr.take(ru.tA, "target") || !rr.take(ru.tB, "target")) return nullptr;
+      if ((ru.tKind >> 16) > 1) return rr.fail("bad target flags"), nullptr;
+      ru.tUnstable = (ru.tKind >> 16) != 0;
+      ru.tKind &= 0xffff;
       if (ru.tKind >= T_COUNT) return rr.fail("bad target kind"), nullptr;
       if (rr.pos != rr.end) return rr.fail("rule length does not match its contents"), nullptr;
       impl->rules.push_back(ru);
@@ -530,6 +536,7 @@ struct Run {
   const char* inName;  // null: the ifindex has no known name
   const char* outName;
   Result& out;
+  bool unstable = false;  // Engine.unstable: something evaluated was not flow-stable
 
   bool iface(uint32_t flags, uint32_t onF, uint32_t negF, uint32_t plusF, const char* spec, uint32_t specLen,
              const char* name, int& res) const {
@@ -787,7 +794,9 @@ struct Run {
       bool ok = true;
       const uint32_t* w = p.w.data() + r.ops;
       for (uint32_t k = 0; k < r.nOps; k++) {
-        uint32_t code = w[0], len = w[1];
+        uint32_t code = w[0] & 0xffff, len = w[1];
+        // Engine.walk: a match past the rule's leading flow-stable ones ran (flowInfo), whatever it returns.
+        if (w[0] >> 16) unstable = true;
         int m = code == OP_SLOW ? SLOW : op(code, w + 2);
         if (m == SLOW) return SLOW;
         if (m == NO) {
@@ -801,6 +810,7 @@ struct Run {
         continue;
       }
       if (!push(r.counter)) return SLOW;
+      if (r.tUnstable) unstable = true;
       switch (r.tKind) {
         case T_NONE:
           advance(i + 1);
@@ -883,7 +893,10 @@ bool Program::run(const Input& in, const Host& host, Result& out) const {
     }
     uint32_t tv = kNfAccept;
     if (run.walk(t.chain, t.stackLimit, tv) != YES) return false;
-    if (manip >= 0) out.natRan |= uint8_t(1u << manip);
+    if (manip >= 0) {
+      out.natRan |= uint8_t(1u << manip);
+      run.unstable = true;  // a connection's first packet: nothing after it repeats this
+    }
     if (tv != kNfAccept) {
       verdict = tv;
       break;
@@ -892,6 +905,7 @@ bool Program::run(const Input& in, const Host& host, Result& out) const {
   out.verdict = verdict;
   out.mark = run.mark;
   out.setMark = run.mark != in.mark;
+  out.flowStable = !run.unstable;
   return true;
 }
 

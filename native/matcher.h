@@ -46,6 +46,9 @@ struct Result {
   uint32_t mark = 0;     // the packet mark after the hook
   bool setMark = false;  // mark differs from Input::mark
   uint8_t natRan = 0;    // bit 1 << nat::kManipSrc / kManipDst: the nat chains ran and bound nothing (null binding)
+  // Added: Decision.flowStable (docs/flow-cache.md): everything evaluated was flow-stable and nat did not run, so every
+  // packet of the connection with the same cache key gets this decision.
+  bool flowStable = false;
   uint32_t pathLen = 0;
   uint32_t path[kMaxPath];  // counter ids incremented, in order (Decision.counted)
 };

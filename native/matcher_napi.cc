@@ -235,6 +235,7 @@ class MatcherWrap : public Napi::ObjectWrap<MatcherWrap> {
     res.Set("mark", Napi::Number::New(env, r.mark));
     res.Set("setMark", Napi::Boolean::New(env, r.setMark));
     res.Set("natRan", Napi::Number::New(env, r.natRan));
+    res.Set("flowStable", Napi::Boolean::New(env, r.flowStable));
     Napi::Array path = Napi::Array::New(env, r.pathLen);
     for (uint32_t k = 0; k < r.pathLen; k++) path.Set(k, Napi::Number::New(env, r.path[k]));
     res.Set("path", path);

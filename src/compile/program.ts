@@ -12,11 +12,15 @@
 //               protocol or NONE, destination port or NONE, 4 address words)]
 //   rule       [length in words, counter id, base flags, -s (4 address + 4 mask words), -d (same), -i name (4 words,
 //               NUL padded, '+' dropped), -o name, -p protocol, each present only when its flag is set; op count, ops
-//               ([opcode, payload length, payload...]); target [kind, a, b]]
+//               ([opcode, payload length, payload...]); target [kind, a, b]]; an opcode or target kind with bit 16
+//               (OP_UNSTABLE) set is not flow-stable where it stands (engine.ts flowInfo)
 // Counter id k is counters[k]: the engine's own Counters objects (rules' and built-in chains' policy), so hits the
 // matcher counts can be added to them. Keys are keys.ts's ruleKey() for 'dst' keys; mark and interface keys count as
 // wildcards (the matcher's lookup only narrows by destination, protocol and port).
-import { HOOK_TABLES } from '../engine/engine';
+import { flowInfo, HOOK_TABLES } from '../engine/engine';
+
+/** engine.ts flowInfo's bit for a target that is not flow-stable. */
+const FLOW_TARGET_UNSTABLE = 0x10000;
 import type { Chain, Counters, MatchUse, Rule, RuleTarget, Ruleset, Table } from '../rules/model';
 import { HOOKS, TABLES } from '../rules/model';
 import type { NfqueueOpts } from '../extensions/NFQUEUE';
@@ -144,7 +148,7 @@ function target(out: Words, t: RuleTarget | undefined, table: Table, chainIndex:
   out.push(b);
 }
 
-function rule(out: Words, r: Rule, counter: number, family: 4 | 6, table: Table, chainIndex: Map<Chain, number>): void {
+function rule(out: Words, r: Rule, counter: number, flow: number, family: 4 | 6, table: Table, chainIndex: Map<Chain, number>): void {
   const start = out.reserve(3);
   let flags = 0;
   if (r.src) {
@@ -166,14 +170,20 @@ function rule(out: Words, r: Rule, counter: number, family: 4 | 6, table: Table,
   if (r.fragment) flags |= F.F_FRAG | (r.fragment.negated ? F.F_FRAG_NEG : 0);
   const countAt = out.reserve(1);
   let ops = 0;
-  for (const m of r.matches) {
-    const o = matchOp(m, family);
+  // flowInfo (engine.ts): the leading flow-stable matches; an op past them marks the decision unstable when it runs.
+  const stable = flow & 0xffff;
+  for (let j = 0; j < r.matches.length; j++) {
+    const o = matchOp(r.matches[j], family);
     if (o === undefined) continue;
+    const at = out.length;
     out.pushAll(o);
+    if (j >= stable) out.buf[at] |= F.OP_UNSTABLE;
     ops++;
   }
   out.buf[countAt] = ops;
+  const t = out.length;
   target(out, r.target, table, chainIndex);
+  if ((flow & FLOW_TARGET_UNSTABLE) !== 0) out.buf[t] |= F.OP_UNSTABLE;
   out.buf[start] = out.length - start;
   out.buf[start + 1] = counter;
   out.buf[start + 2] = flags;
@@ -252,13 +262,14 @@ export function* compileProgramSteps(rules: Ruleset, family: 4 | 6): Steps<Progr
     if (n >= KEYED_MIN_RULES) for (let i = 0; i < n && !keyed; i++) keyed = ruleKey(rs[i]).kind === 'dst';
     out.pushAll([F.TABLE_ID[table.name], chain.builtin ? 1 : 0, chain.policy === undefined ? 2 : chain.policy === 'DROP' ? 1 : 0]);
     out.pushAll([policyCounter, n, keyed ? 1 : 0]);
+    const flow = flowInfo(chain);
     const offAt = out.reserve(n);
     if (keyed) for (let i = 0; i < n; i++) key(out, rs[i]);
     for (let i = 0; i < n; i++) {
       out.buf[offAt + i] = out.length;
       const id = counters.length;
       counters.push(rs[i].counters);
-      rule(out, rs[i], id, family, table, chainIndex);
+      rule(out, rs[i], id, flow[i], family, table, chainIndex);
       if (++work >= RULES_PER_STEP) {
         work = 0;
         yield;

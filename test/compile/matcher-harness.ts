@@ -148,6 +148,7 @@ export class Pair {
     if (d.mark >>> 0 !== r.mark >>> 0) return `mark ${d.mark} vs ${r.mark}`;
     if (d.markChanged !== r.setMark) return `setMark ${d.markChanged} vs ${r.setMark}`;
     if (natBits(d) !== r.natRan) return `natRan ${natBits(d)} vs ${r.natRan}`;
+    if (d.flowStable !== r.flowStable) return `flowStable ${d.flowStable} vs ${r.flowStable}`;
     const counted = d.counted ?? [];
     const path = r.path.map((id) => this.counters[id]);
     if (counted.length !== path.length || counted.some((c, k) => c !== path[k])) {

@@ -44,6 +44,9 @@ export const OP = {
   RT: 12,
 } as const;
 
+/** Or'ed into an opcode or a target kind: evaluating it makes the decision not flow-stable (engine.ts flowInfo). */
+export const OP_UNSTABLE = 0x10000;
+
 /** Target kinds; a target is [kind, a, b]. */
 export const T = {
   NONE: 0,
