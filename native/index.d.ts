@@ -332,6 +332,9 @@ export interface MatcherInput {
   mark?: number;
   inIf?: number;
   outIf?: number;
+  /** The bridge ports (physdev), ifindexes. */
+  physInIf?: number;
+  physOutIf?: number;
   wireLen?: number;
   /** The connection as classified (state: ct::State 0 INVALID 1 NEW 2 ESTABLISHED 3 RELATED 4 UNTRACKED; dir 0|1); absent: untracked queue. */
   ct?: { state: number; dir: number; status: number; mark: number; zone?: number };

@@ -54,11 +54,12 @@ enum : uint32_t {
   OP_ADDRTYPE = 10,
   OP_TTL = 11,
   OP_RT = 12,
-  OP_COUNT = 13,
+  OP_PHYSDEV = 13,
+  OP_COUNT = 14,
 };
 
 // Payload words per opcode; multiport's is 3 + 2 * items.
-constexpr uint32_t kOpWords[OP_COUNT] = {0, 10, 7, kNone, 3, 3, 7, 2, 6, 20, 4, 2, 0};
+constexpr uint32_t kOpWords[OP_COUNT] = {0, 10, 7, kNone, 3, 3, 7, 2, 6, 20, 4, 2, 0, 20};
 
 enum : uint32_t { T_NONE = 0, T_ACCEPT, T_DROP, T_RETURN, T_JUMP, T_GOTO, T_MARK, T_QUEUE, T_SLOW, T_COUNT };
 
@@ -535,6 +536,8 @@ struct Run {
   uint32_t mark;
   const char* inName;  // null: the ifindex has no known name
   const char* outName;
+  const char* physInName;  // the bridge ports (physdev), null when unnamed
+  const char* physOutName;
   Result& out;
   bool unstable = false;  // Engine.unstable: something evaluated was not flow-stable
 
@@ -690,6 +693,27 @@ struct Run {
           default:
             return SLOW;
         }
+      }
+      case OP_PHYSDEV: {  // physdev.ts; a: in [on, inv, plus, name x4], out [same], isIn, isOut, isBridged [on, inv]
+        bool hasIn = physInName != nullptr && physInName[0] != 0, hasOut = physOutName != nullptr && physOutName[0] != 0;
+        if (in.physInIf == 0 && in.physOutIf == 0) {
+          if ((a[14] && !a[15]) || (a[16] && !a[17]) || (a[18] && !a[19]) || (a[0] && !a[1]) || (a[7] && !a[8])) return NO;
+          return YES;
+        }
+        // A port the host view has no name for: its name cannot be compared, nor can absent be told from unnamed.
+        if ((in.physInIf != 0 && !hasIn) || (in.physOutIf != 0 && !hasOut)) return SLOW;
+        if (a[18] && hasOut == (a[19] != 0)) return NO;
+        if (a[14] && hasIn == (a[15] != 0)) return NO;
+        if (a[16] && hasOut == (a[17] != 0)) return NO;
+        auto named = [](const uint32_t* q, const char* dev) {
+          char spec[16];
+          for (int j = 0; j < 16; j++) spec[j] = char((q[3 + (j >> 2)] >> (8 * (j & 3))) & 0xff);
+          spec[15] = 0;
+          return q[2] ? strncmp(dev, spec, strnlen(spec, 16)) == 0 : strncmp(dev, spec, 16) == 0;
+        };
+        if (a[0] && hasIn && named(a, physInName) == (a[1] != 0)) return NO;
+        if (!a[7] || !hasOut) return YES;
+        return named(a + 7, physOutName) != (a[8] != 0) ? YES : NO;
       }
       case OP_RT:  // rt.ts: no routing header in a packet without extension headers (parseView)
         return v.family == 6 ? NO : SLOW;
@@ -860,7 +884,8 @@ bool Program::run(const Input& in, const Host& host, Result& out) const {
   View v;
   if (!parseView(in, v)) return false;
   const Impl& p = *impl_;
-  Run run{p, host, in, v, Conn{}, in.mark, ifName(host, in.inIf), ifName(host, in.outIf), out};
+  Run run{p, host, in, v, Conn{}, in.mark, ifName(host, in.inIf), ifName(host, in.outIf), ifName(host, in.physInIf),
+          ifName(host, in.physOutIf), out};
   out.pathLen = 0;
   out.natRan = 0;
   Conn conn;

@@ -199,6 +199,8 @@ class MatcherWrap : public Napi::ObjectWrap<MatcherWrap> {
     in.mark = u32Field(o, "mark", 0, 0, 0xffffffffu);
     in.inIf = u32Field(o, "inIf", 0, 0, 0xffffffffu);
     in.outIf = u32Field(o, "outIf", 0, 0, 0xffffffffu);
+    in.physInIf = u32Field(o, "physInIf", 0, 0, 0xffffffffu);
+    in.physOutIf = u32Field(o, "physOutIf", 0, 0, 0xffffffffu);
     in.wireLen = u32Field(o, "wireLen", in.len, 0, 0xffffffffu);
     Napi::Value ctv = o.Get("ct");
     if (!ctv.IsUndefined() && !ctv.IsNull()) {

@@ -101,7 +101,18 @@ function protoMatch(rng: Rng, proto: number, family: 4 | 6): string | undefined 
 
 const STATES = ['INVALID', 'NEW', 'RELATED', 'ESTABLISHED', 'UNTRACKED', 'SNAT', 'DNAT'];
 
-function pureMatch(rng: Rng, family: 4 | 6, proto: number | undefined): string {
+function physdev(rng: Rng): string {
+  const parts: string[] = [];
+  if (rng.chance(0.5)) parts.push(`${neg(rng, 0.3)}--physdev-in ${iface(rng)}`);
+  if (rng.chance(0.4)) parts.push(`${neg(rng, 0.3)}--physdev-out ${iface(rng)}`);
+  if (rng.chance(0.3)) parts.push(`${neg(rng, 0.5)}--physdev-is-in`);
+  if (rng.chance(0.3)) parts.push(`${neg(rng, 0.5)}--physdev-is-bridged`);
+  if (parts.length === 0) parts.push(`${neg(rng, 0.5)}--physdev-is-out`);
+  return `-m physdev ${parts.join(' ')}`;
+}
+
+function pureMatch(rng: Rng, family: 4 | 6, proto: number | undefined, chain: string): string {
+  if (chain !== 'OUTPUT' && rng.chance(0.08)) return physdev(rng);
   switch (rng.int(0, 8)) {
     case 0:
       return `-m comment --comment "c${rng.int(0, 99)}"`;
@@ -177,13 +188,13 @@ function ruleLine(rng: Rng, plan: Plan, family: 4 | 6, slow: number): string {
     if (negated || proto === 0) proto = undefined;
   }
   if (family === 4 && rng.chance(0.03)) w.push(`${neg(rng, 0.5)}-f`);
-  if (rng.chance(0.35)) w.push(pureMatch(rng, family, proto));
+  if (rng.chance(0.35)) w.push(pureMatch(rng, family, proto, plan.name));
   if (slow > 0 && rng.chance(slow)) w.push(slowMatch(rng, proto));
   if (proto !== undefined && rng.chance(0.7)) {
     const pm = protoMatch(rng, proto, family);
     if (pm) w.push(pm);
   }
-  if (rng.chance(0.15)) w.push(pureMatch(rng, family, proto));
+  if (rng.chance(0.15)) w.push(pureMatch(rng, family, proto, plan.name));
   const st = slow > 0 && rng.chance(slow) ? slowTarget(rng, plan, family, proto) : undefined;
   if (st) {
     w.push(st);
@@ -273,6 +284,9 @@ export function genMatcherPacket(rng: Rng, family: 4 | 6, odd: number): PacketIn
     outIface: OUT_HOOKS.has(hook) ? rng.pick(IFACES) : undefined,
     mark: rng.pick(MARKS),
     pktType: 'unicast' as const,
+    // A bridged packet's ports (br_netfilter) at the hooks a bridge passes.
+    physIn: hook !== 'OUTPUT' && rng.chance(0.3) ? rng.pick(IFACES) : undefined,
+    physOut: OUT_HOOKS.has(hook) && rng.chance(0.3) ? rng.pick(IFACES) : undefined,
   };
   const input: PacketInput = { family, data, meta };
   if (length !== undefined) input.length = length;

@@ -101,6 +101,8 @@ export class Pair {
       mark: p.meta.mark >>> 0,
       inIf: this.ifindex(p.meta.inIface),
       outIf: this.ifindex(p.meta.outIface),
+      physInIf: this.ifindex(p.meta.physIn),
+      physOutIf: this.ifindex(p.meta.physOut),
       wireLen: p.length ?? p.data.length,
       ct: ct && { state: CT_STATE[ct.state], dir: ct.direction === 'ORIGINAL' ? 0 : 1, status: ct.status >>> 0, mark: ct.mark >>> 0 },
     };

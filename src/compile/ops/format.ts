@@ -42,6 +42,7 @@ export const OP = {
   ADDRTYPE: 10,
   TTL: 11,
   RT: 12,
+  PHYSDEV: 13,
 } as const;
 
 /** Or'ed into an opcode or a target kind: evaluating it makes the decision not flow-stable (engine.ts flowInfo). */

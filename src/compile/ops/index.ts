@@ -6,6 +6,7 @@ import { iprange } from './iprange';
 import { connmark, mark } from './mark';
 import { multiport } from './multiport';
 import type { MatchEncoder } from './op';
+import { physdev } from './physdev';
 import { rt } from './rt';
 import { tcp } from './tcp';
 import { ttl } from './ttl';
@@ -30,4 +31,5 @@ export const MATCH_OPS: ReadonlyMap<string, MatchEncoder> = new Map([
   ['ttl', ttl],
   ['hl', ttl],
   ['rt', rt],
+  ['physdev', physdev],
 ]);
