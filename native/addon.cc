@@ -507,6 +507,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   nfqwall::registerConnTable(env, exports);
   nfqwall::registerCaps(env, exports);
   nfqwall::registerFlowCache(env, exports);
+  nfqwall::registerMatcher(env, exports);
   napi_add_env_cleanup_hook(env, cleanupEnv, static_cast<napi_env>(env));
   return exports;
 }

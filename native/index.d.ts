@@ -319,6 +319,77 @@ export class FlowCache {
   settle(key: FlowCacheKey, decision: FlowCacheDecision | undefined, generation: number): boolean;
 }
 
+// ---- the compiled rule matcher (native/matcher.cc, docs/matcher.md) ----
+
+/** Matcher.setHost: what addrtype and -i/-o see natively. */
+export interface MatcherHost {
+  /** Interface names by ifindex (undefined: unknown; a rule that asks sends the packet to JavaScript). */
+  names?: (string | undefined)[];
+  /** The host's own addresses (addrtype LOCAL). */
+  local4?: string[];
+  local6?: string[];
+  /** Other routes addrtype's LOCAL depends on ('127.0.0.0/8' local, a broadcast route inside one), longest first. */
+  routes?: { dst: string; local: boolean }[];
+}
+
+/** Matcher.run (tests): one packet at one hook, as the queue would give it. */
+export interface MatcherInput {
+  data: Uint8Array;
+  family: 4 | 6;
+  /** NF_INET_* */
+  hook: number;
+  mark?: number;
+  inIf?: number;
+  outIf?: number;
+  /** The bridge ports (physdev), ifindexes. */
+  physInIf?: number;
+  physOutIf?: number;
+  wireLen?: number;
+  /** The connection as classified (state: ct::State 0 INVALID 1 NEW 2 ESTABLISHED 3 RELATED 4 UNTRACKED; dir 0|1); absent: untracked queue. */
+  ct?: { state: number; dir: number; status: number; mark: number; zone?: number };
+}
+
+export interface MatcherResult {
+  /** NF_ACCEPT, NF_DROP or NF_QUEUE | queue << 16. */
+  verdict: number;
+  mark: number;
+  setMark: boolean;
+  /** Bits 1 << 0 (SRC) and 1 << 1 (DST): the nat chains ran and bound nothing. */
+  natRan: number;
+  /** Decision.flowStable: every packet of the connection with the same flow-cache key gets this decision. */
+  flowStable: boolean;
+  /** Counter ids, in order (Decision.counted). */
+  path: number[];
+}
+
+export interface MatcherDrain {
+  serials: Uint32Array;
+  ids: Uint32Array;
+  packets: Float64Array;
+  bytes: Float64Array;
+  /** Serials of replaced programs drained for the last time. */
+  done: number[];
+}
+
+/** The programs in force (src/compile/program.ts), shared with the queues' receive threads. */
+export class Matcher {
+  constructor();
+  /** Puts a program in force for `family`; throws Error with the loader's reason when the words are not a program. */
+  load(family: 4 | 6, words: Uint32Array, serial: number): void;
+  clear(family: 4 | 6): void;
+  setHost(host: MatcherHost): void;
+  /**
+   * Tests: the decision, or null when JavaScript must decide (slow). With `commit`, counts it as a receive thread
+   * would after its verdict (the path's counters, and decided/slow in stats()); otherwise counts nothing.
+   */
+  run(input: MatcherInput, commit?: boolean): MatcherResult | null;
+  drain(): MatcherDrain;
+  /** Benchmarks: mean nanoseconds per run() of `input` over `iterations` runs in C++; -1 when it goes to JavaScript. */
+  time(input: MatcherInput, iterations: number): number;
+  setEnabled(on: boolean): void;
+  stats(): { decided: number; slow: number };
+}
+
 /** sd_notify(3): sends `state` to $NOTIFY_SOCKET. False when NOTIFY_SOCKET is unset. Throws on a send error. */
 export function notify(state: string): boolean;
 

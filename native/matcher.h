@@ -46,6 +46,9 @@ struct Result {
   uint32_t mark = 0;     // the packet mark after the hook
   bool setMark = false;  // mark differs from Input::mark
   uint8_t natRan = 0;    // bit 1 << nat::kManipSrc / kManipDst: the nat chains ran and bound nothing (null binding)
+  // Added: Decision.flowStable (docs/flow-cache.md): everything evaluated was flow-stable and nat did not run, so every
+  // packet of the connection with the same cache key gets this decision.
+  bool flowStable = false;
   uint32_t pathLen = 0;
   uint32_t path[kMaxPath];  // counter ids incremented, in order (Decision.counted)
 };
@@ -57,6 +60,15 @@ struct Host {
   // The host's own addresses (addrtype LOCAL), sorted: IPv4 as host-order numbers, IPv6 as 16 bytes.
   std::vector<uint32_t> local4;
   std::vector<std::array<uint8_t, 16>> local6;
+  // Added: the other routes addrtype's LOCAL depends on (a LOCAL prefix such as 127.0.0.0/8, a BROADCAST or other
+  // route inside one), as src/engine/host.ts's longest-prefix lookup sees them. Sorted by prefix, longest first; an
+  // address in local4/local6 is LOCAL before any of these is asked. IPv4 addresses use the first 4 bytes.
+  struct Net {
+    std::array<uint8_t, 16> addr{};
+    uint8_t prefix = 0;
+    bool local = false;
+  };
+  std::vector<Net> nets4, nets6;
 };
 
 class Program {
@@ -80,9 +92,11 @@ class Program {
   };
   void drain(std::vector<Hits>& out);
 
+  // The loaded form (matcher.cc); public so the interpreter there can name it.
+  struct Impl;
+
  private:
   Program() = default;
-  struct Impl;
   std::unique_ptr<Impl> impl_;
   uint8_t family_ = 4;
   std::vector<std::atomic<uint64_t>> packets_, bytes_;

@@ -4,6 +4,7 @@
 #   nat        the NAT rewrite of packets and of ICMP errors' quotes (fuzz/nat_fuzz.cc -> native/nat.cc)
 #   conntrack  the connection table's classify/commit/translate over sequences of packets (native/conntrack_fuzz.cc)
 #   flowcache  the flow cache's lookups, stores, waiting counts and drains against a model (fuzz/flowcache_fuzz.cc)
+#   matcher    the rule matcher's loader and interpreter on arbitrary programs and packets (fuzz/matcher_fuzz.cc)
 # and, never by default, two canaries with known bugs (fuzz/canary_fuzz.cc): canary-ub (signed overflow, UBSan) and
 # canary-asan (a read past the input, ASan); their seeds trigger the bug, so a run of either must exit 1.
 #
@@ -18,7 +19,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(packet nat conntrack flowcache)
+[ ${#targets[@]} -gt 0 ] || targets=(packet nat conntrack flowcache matcher)
 say() { printf 'fuzz: %s\n' "$*" >&2; }
 
 # clang and its sanitizer/fuzzer runtimes (libclang-rt-dev: libclang_rt.fuzzer, .asan, .ubsan).
@@ -43,7 +44,7 @@ flags=(-std=c++17 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -f
 
 # The library sources once, shared by every target; each rebuilt when it or a header is newer than its object.
 objs=()
-for src in native/packet.cc native/nat.cc native/conntrack.cc native/flowcache.cc; do
+for src in native/packet.cc native/nat.cc native/conntrack.cc native/flowcache.cc native/matcher.cc; do
   obj="$out/obj/$(basename "$src" .cc).o"
   if [ ! -f "$obj" ] || [ -n "$(find "$src" native/*.h -newer "$obj" -print -quit)" ]; then
     say "compiling $src"
@@ -59,8 +60,9 @@ target_src() {
     nat) echo fuzz/nat_fuzz.cc ;;
     conntrack) echo native/conntrack_fuzz.cc ;;
     flowcache) echo fuzz/flowcache_fuzz.cc ;;
+    matcher) echo fuzz/matcher_fuzz.cc ;;
     canary-ub | canary-asan) echo fuzz/canary_fuzz.cc ;;
-    *) say "unknown target $1 (packet, nat, conntrack, flowcache, canary-ub, canary-asan)"; exit 2 ;;
+    *) say "unknown target $1 (packet, nat, conntrack, flowcache, matcher, canary-ub, canary-asan)"; exit 2 ;;
   esac
 }
 

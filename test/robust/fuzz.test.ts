@@ -10,7 +10,7 @@ import path from 'node:path';
 import { packageRoot } from '../paths';
 
 const SECONDS = Number(process.env['NFQW_FUZZ_SECONDS'] ?? 5);
-const TARGETS = ['packet', 'nat', 'conntrack', 'flowcache'];
+const TARGETS = ['packet', 'nat', 'conntrack', 'flowcache', 'matcher'];
 
 /** Why libFuzzer binaries cannot be built here, or undefined when they can. */
 function missingToolchain(): string | undefined {

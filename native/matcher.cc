@@ -1,0 +1,1003 @@
+// The native rule matcher (matcher.h, docs/matcher.md): the loader that checks a program's words completely and
+// builds its hash indexes, and the interpreter that walks it for one packet as Engine.decide walks the ruleset
+// (src/engine/engine.ts), with an explicit jump stack, no recursion and no allocation. Every op mirrors its
+// TypeScript module (src/extensions/*.ts) line by line; wherever the module would hotdrop, or reads something the
+// matcher is not given, run() returns false and JavaScript decides.
+#include "matcher.h"
+
+#include <algorithm>
+#include <cstring>
+#include <unordered_map>
+
+namespace nfqwall {
+namespace mt {
+
+namespace {
+
+// The format (src/compile/ops/format.ts).
+constexpr uint32_t kMagic = 0x4d51464e;
+constexpr uint32_t kVersion = 1;
+constexpr uint32_t kNone = 0xffffffffu;
+constexpr uint32_t kAllPorts = 0xfffffffeu;  // index key: every port-keyed rule of a destination and protocol
+constexpr uint32_t kHeaderWords = 6;
+
+enum : uint32_t {
+  F_SRC = 1u << 0,
+  F_SRC_NEG = 1u << 1,
+  F_DST = 1u << 2,
+  F_DST_NEG = 1u << 3,
+  F_IN = 1u << 4,
+  F_IN_NEG = 1u << 5,
+  F_IN_PLUS = 1u << 6,
+  F_OUT = 1u << 7,
+  F_OUT_NEG = 1u << 8,
+  F_OUT_PLUS = 1u << 9,
+  F_PROTO = 1u << 10,
+  F_PROTO_NEG = 1u << 11,
+  F_FRAG = 1u << 12,
+  F_FRAG_NEG = 1u << 13,
+  F_SLOW = 1u << 14,
+  F_ALL = (1u << 15) - 1,
+};
+
+enum : uint32_t {
+  OP_SLOW = 0,
+  OP_TCP = 1,
+  OP_UDP = 2,
+  OP_MULTIPORT = 3,
+  OP_MARK = 4,
+  OP_CONNMARK = 5,
+  OP_CONNTRACK = 6,
+  OP_STATE = 7,
+  OP_ICMP = 8,
+  OP_IPRANGE = 9,
+  OP_ADDRTYPE = 10,
+  OP_TTL = 11,
+  OP_RT = 12,
+  OP_PHYSDEV = 13,
+  OP_COUNT = 14,
+};
+
+// Payload words per opcode; multiport's is 3 + 2 * items.
+constexpr uint32_t kOpWords[OP_COUNT] = {0, 10, 7, kNone, 3, 3, 7, 2, 6, 20, 4, 2, 0, 20};
+
+enum : uint32_t { T_NONE = 0, T_ACCEPT, T_DROP, T_RETURN, T_JUMP, T_GOTO, T_MARK, T_QUEUE, T_SLOW, T_COUNT };
+
+enum : uint32_t { ST_INVALID = 1, ST_NEW = 2, ST_RELATED = 4, ST_ESTABLISHED = 8, ST_UNTRACKED = 16, ST_SNAT = 32, ST_DNAT = 64 };
+
+// ct::State values (conntrack.h), repeated so this file needs nothing but matcher.h.
+constexpr uint8_t kCtInvalid = 0, kCtNew = 1, kCtEstablished = 2, kCtRelated = 3, kCtUntracked = 4;
+constexpr uint32_t kIpsSrcNat = 0x10, kIpsDstNat = 0x20, kIpsSrcNatDone = 0x80, kIpsDstNatDone = 0x100;
+constexpr uint8_t kManipSrc = 0, kManipDst = 1;  // nat.h
+
+constexpr uint32_t kNfDrop = 0, kNfAccept = 1, kNfQueue = 3;
+constexpr int64_t kMaxSteps = 1000000;  // engine.ts MAX_STEPS
+constexpr uint32_t kStackFrames = 64;   // deeper jump nesting goes to JavaScript
+
+constexpr int NO = 0, YES = 1, SLOW = 2;
+
+struct Key {
+  uint32_t a[4];
+  uint32_t proto, port;
+  bool operator==(const Key& o) const {
+    return a[0] == o.a[0] && a[1] == o.a[1] && a[2] == o.a[2] && a[3] == o.a[3] && proto == o.proto && port == o.port;
+  }
+};
+struct KeyHash {
+  size_t operator()(const Key& k) const {
+    uint64_t h = 0x9e3779b97f4a7c15ull;
+    for (uint32_t v : {k.a[0], k.a[1], k.a[2], k.a[3], k.proto, k.port}) {
+      h ^= v;
+      h *= 0xff51afd7ed558ccdull;
+      h ^= h >> 32;
+    }
+    return size_t(h);
+  }
+};
+
+// The packet as src/engine/packet.ts parses it, for the fields the ops read.
+struct View {
+  const uint8_t* d = nullptr;
+  uint32_t len = 0;
+  uint8_t family = 4;
+  uint32_t src[4] = {}, dst[4] = {};
+  uint32_t proto = 0;
+  uint32_t fragOff = 0;
+  uint32_t l3len = 0;
+  int64_t l4off = -1;
+  bool truncated = false;
+  int icmpType = -1, icmpCode = -1;
+
+  // util/ports.ts transportStart.
+  int64_t transportStart(uint32_t need) const {
+    if (fragOff != 0) return -1;
+    int64_t off = l4off >= 0 ? l4off : int64_t(l3len);
+    if (off <= 0 || off + need > len) return -1;
+    return off;
+  }
+  uint16_t at16(int64_t off) const { return uint16_t((d[off] << 8) | d[off + 1]); }
+};
+
+uint32_t l4HeaderNeed(uint32_t proto) {
+  switch (proto) {
+    case 6:
+      return 20;
+    case 17:
+    case 136:
+    case 1:
+    case 58:
+      return 8;
+    case 132:
+    case 33:
+      return 12;
+    default:
+      return 0;
+  }
+}
+
+bool isExtHeader(uint32_t nh) { return nh == 0 || nh == 43 || nh == 44 || nh == 51 || nh == 59 || nh == 60; }
+
+void words(const uint8_t* p, uint32_t n, uint32_t out[4]) {
+  for (uint32_t i = 0; i < 4; i++) out[i] = 0;
+  for (uint32_t i = 0; i < n; i++) out[i >> 2] |= uint32_t(p[i]) << (24 - 8 * (i & 3));
+}
+
+void parseL4(View& v, uint32_t off) {
+  uint32_t avail = v.len - off;
+  if (avail < l4HeaderNeed(v.proto)) {
+    v.truncated = true;
+    return;
+  }
+  v.l4off = off;
+  if ((v.proto == 1 && v.family == 4) || (v.proto == 58 && v.family == 6)) {
+    v.icmpType = v.d[off];
+    v.icmpCode = v.d[off + 1];
+  }
+}
+
+// False: a packet the matcher leaves to JavaScript (no IP header of its family, IPv6 extension headers).
+bool parseView(const Input& in, View& v) {
+  v.d = in.data;
+  v.len = in.len;
+  v.family = in.family;
+  if (in.data == nullptr) return false;
+  if (in.family == 4) {
+    if (v.len < 20 || (v.d[0] >> 4) != 4) return false;
+    uint32_t ihl = uint32_t(v.d[0] & 0x0f) * 4;
+    if (ihl < 20 || v.len < ihl) return false;
+    words(v.d + 12, 4, v.src);
+    words(v.d + 16, 4, v.dst);
+    v.fragOff = uint32_t(((v.d[6] << 8) | v.d[7]) & 0x1fff) * 8;
+    v.proto = v.d[9];
+    v.l3len = ihl;
+    if (v.fragOff == 0) parseL4(v, ihl);
+    return true;
+  }
+  if (in.family != 6) return false;
+  if (v.len < 40 || (v.d[0] >> 4) != 6) return false;
+  words(v.d + 8, 16, v.src);
+  words(v.d + 24, 16, v.dst);
+  uint32_t nh = v.d[6];
+  // ipv6_find_hdr's walk (and the hotdrop of a broken chain) is left to JavaScript.
+  if (isExtHeader(nh) && nh != 59) return false;
+  v.proto = nh;
+  v.l3len = 40;
+  parseL4(v, 40);
+  return true;
+}
+
+// The connection as one table sees it.
+struct Conn {
+  bool present = false;
+  uint8_t state = kCtInvalid;
+  uint8_t dir = 0;
+  uint32_t status = 0, mark = 0;
+  // util/ctstate.ts trackedConn.
+  bool tracked() const { return present && state != kCtInvalid && state != kCtUntracked; }
+  uint32_t states() const {
+    if (!tracked()) return present && state == kCtInvalid ? ST_INVALID : ST_UNTRACKED;
+    uint32_t s = state == kCtNew ? ST_NEW : state == kCtEstablished ? ST_ESTABLISHED : ST_RELATED;
+    if (status & kIpsSrcNat) s |= ST_SNAT;
+    if (status & kIpsDstNat) s |= ST_DNAT;
+    return s;
+  }
+};
+
+bool inRange(uint32_t min, uint32_t max, uint32_t p, bool invert) { return (p >= min && p <= max) != invert; }
+bool allPorts(uint32_t min, uint32_t max) { return min == 0 && max == 65535; }
+
+// util/ports.ts nftPortsMatch; w: [smin, smax, sinv, dmin, dmax, dinv].
+bool nftPorts(const uint32_t* w, uint32_t sport, uint32_t dport) {
+  bool sOn = !allPorts(w[0], w[1]), dOn = !allPorts(w[3], w[4]);
+  bool sInv = w[2] != 0, dInv = w[5] != 0;
+  if (sOn && dOn && w[0] == w[1] && w[3] == w[4] && sInv == dInv) return (sport == w[0] && dport == w[3]) != sInv;
+  if (sOn && !inRange(w[0], w[1], sport, sInv)) return false;
+  if (dOn && !inRange(w[3], w[4], dport, dInv)) return false;
+  return true;
+}
+
+int cmpAddr(const uint32_t* a, const uint32_t* b, uint32_t n) {
+  for (uint32_t i = 0; i < n; i++)
+    if (a[i] != b[i]) return a[i] < b[i] ? -1 : 1;
+  return 0;
+}
+
+// host.ts RouteHost.addressType(...) === 'LOCAL', for the host given.
+bool isLocal(const Host& h, uint8_t family, const uint32_t* a) {
+  if (family == 4) {
+    uint32_t x = a[0];
+    if ((x >> 24) == 0 || x == 0xffffffffu) return false;  // BROADCAST
+    if ((x >> 28) == 0xe) return false;                     // MULTICAST
+    if (std::binary_search(h.local4.begin(), h.local4.end(), x)) return true;
+    for (const Host::Net& n : h.nets4) {
+      uint32_t na = (uint32_t(n.addr[0]) << 24) | (uint32_t(n.addr[1]) << 16) | (uint32_t(n.addr[2]) << 8) | n.addr[3];
+      uint32_t mask = n.prefix == 0 ? 0 : n.prefix >= 32 ? 0xffffffffu : ~((1u << (32 - n.prefix)) - 1);
+      if ((x & mask) == (na & mask)) return n.local;
+    }
+    return false;
+  }
+  if ((a[0] >> 24) == 0xff) return false;
+  std::array<uint8_t, 16> b;
+  for (int i = 0; i < 16; i++) b[i] = uint8_t(a[i >> 2] >> (24 - 8 * (i & 3)));
+  if (std::binary_search(h.local6.begin(), h.local6.end(), b)) return true;
+  for (const Host::Net& n : h.nets6) {
+    bool cover = true;
+    for (int i = 0; i < 16 && cover; i++) {
+      int bits = int(n.prefix) - 8 * i;
+      uint8_t m = bits >= 8 ? 0xff : bits <= 0 ? 0 : uint8_t(0xff << (8 - bits));
+      if ((b[i] & m) != (n.addr[i] & m)) cover = false;
+    }
+    if (cover) return n.local;
+  }
+  return false;
+}
+
+}  // namespace
+
+struct Program::Impl {
+  std::vector<uint32_t> w;
+  struct HookTable {
+    uint32_t table, chain, stackLimit;
+  };
+  std::vector<HookTable> hooks[5];
+  struct Rule {
+    uint32_t counter = 0, flags = 0;
+    uint32_t src[4] = {}, srcMask[4] = {}, dst[4] = {}, dstMask[4] = {};
+    char in[16] = {}, out[16] = {};
+    uint32_t inLen = 0, outLen = 0;
+    uint32_t proto = 0;
+    uint32_t ops = 0, nOps = 0;  // word offset of the first op in w
+    uint32_t tKind = 0, tA = 0, tB = 0;
+    bool tUnstable = false;  // the target is not flow-stable
+  };
+  struct Index {
+    std::vector<uint32_t> wild;
+    std::unordered_map<Key, std::vector<uint32_t>, KeyHash> lists;
+  };
+  struct Chain {
+    uint32_t table = 0, builtin = 0, policy = 0, policyCounter = kNone;
+    uint32_t first = 0, n = 0;  // into rules
+    int32_t index = -1;         // into indexes
+  };
+  std::vector<Chain> chains;
+  std::vector<Rule> rules;
+  std::vector<Index> indexes;
+};
+
+Program::~Program() = default;
+
+namespace {
+
+struct Reader {
+  const uint32_t* w;
+  size_t n;
+  size_t pos;
+  size_t end;
+  std::string& err;
+  bool take(uint32_t& out, const char* what) {
+    if (pos >= end) {
+      err = std::string("truncated at word ") + std::to_string(pos) + " (" + what + ")";
+      return false;
+    }
+    out = w[pos++];
+    return true;
+  }
+  bool fail(const std::string& m) {
+    err = m + " at word " + std::to_string(pos);
+    return false;
+  }
+};
+
+}  // namespace
+
+std::shared_ptr<Program> Program::load(const uint32_t* w, size_t n, std::string& err) {
+  if (w == nullptr || n < kHeaderWords) {
+    err = "program too short";
+    return nullptr;
+  }
+  if (w[0] != kMagic) {
+    err = "not a matcher program (bad magic)";
+    return nullptr;
+  }
+  if (w[1] != kVersion) {
+    err = "unsupported program version " + std::to_string(w[1]);
+    return nullptr;
+  }
+  if (w[2] != 4 && w[2] != 6) {
+    err = "bad family " + std::to_string(w[2]);
+    return nullptr;
+  }
+  if (w[5] != n) {
+    err = "word count " + std::to_string(w[5]) + " does not match the " + std::to_string(n) + " words given";
+    return nullptr;
+  }
+  uint32_t nCounters = w[3], nChains = w[4];
+  if (nCounters > n || nChains > n) {
+    err = "counter or chain count out of range";
+    return nullptr;
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->w.assign(w, w + n);
+  Reader r{impl->w.data(), n, kHeaderWords, n, err};
+  const uint32_t* W = impl->w.data();
+  for (int h = 0; h < 5; h++) {
+    uint32_t cnt;
+    if (!r.take(cnt, "hook table count")) return nullptr;
+    if (cnt > 5) return r.fail("hook " + std::to_string(h) + " has " + std::to_string(cnt) + " tables"), nullptr;
+    for (uint32_t k = 0; k < cnt; k++) {
+      Impl::HookTable t;
+      if (!r.take(t.table, "hook table") || !r.take(t.chain, "hook chain") || !r.take(t.stackLimit, "stack limit"))
+        return nullptr;
+      if (t.table > 4) return r.fail("bad table id " + std::to_string(t.table)), nullptr;
+      if (t.chain >= nChains) return r.fail("hook chain " + std::to_string(t.chain) + " out of range"), nullptr;
+      if (t.stackLimit > nChains + 1) return r.fail("stack limit out of range"), nullptr;
+      impl->hooks[h].push_back(t);
+    }
+  }
+  size_t dir = r.pos;
+  if (dir + nChains > n) {
+    err = "chain directory runs past the end";
+    return nullptr;
+  }
+  r.pos += nChains;
+  impl->chains.resize(nChains);
+  for (uint32_t c = 0; c < nChains; c++) {
+    Impl::Chain& ch = impl->chains[c];
+    uint32_t off = W[dir + c];
+    if (off < kHeaderWords || off >= n) {
+      err = "chain " + std::to_string(c) + " offset out of range";
+      return nullptr;
+    }
+    Reader cr{W, n, off, n, err};
+    uint32_t nRules, keyed;
+    if (!cr.take(ch.table, "chain table") || !cr.take(ch.builtin, "builtin") || !cr.take(ch.policy, "policy") ||
+        !cr.take(ch.policyCounter, "policy counter") || !cr.take(nRules, "rule count") || !cr.take(keyed, "keyed"))
+      return nullptr;
+    if (ch.table > 4 || ch.builtin > 1 || ch.policy > 2 || keyed > 1) return cr.fail("bad chain header"), nullptr;
+    if (ch.builtin ? ch.policyCounter >= nCounters : ch.policyCounter != kNone)
+      return cr.fail("bad policy counter"), nullptr;
+    if (nRules > n - cr.pos || (keyed && uint64_t(nRules) * 8 > n - cr.pos))
+      return cr.fail("rule count out of range"), nullptr;
+    ch.first = uint32_t(impl->rules.size());
+    ch.n = nRules;
+    size_t offs = cr.pos;
+    cr.pos += nRules;
+    if (keyed) {
+      Impl::Index ix;
+      for (uint32_t i = 0; i < nRules; i++) {
+        const uint32_t* k = W + cr.pos + size_t(i) * 7;
+        if (k[0] > 1) return cr.fail("bad key kind"), nullptr;
+        if (k[0] == 0) {
+          ix.wild.push_back(i);
+          continue;
+        }
+        Key key{{k[3], k[4], k[5], k[6]}, k[1], k[2]};
+        if (key.port == kAllPorts || (key.port != kNone && key.proto == kNone))
+          return cr.fail("bad key"), nullptr;
+        ix.lists[key].push_back(i);
+        if (key.port != kNone) {
+          key.port = kAllPorts;
+          ix.lists[key].push_back(i);
+        }
+      }
+      ch.index = int32_t(impl->indexes.size());
+      impl->indexes.push_back(std::move(ix));
+    }
+    for (uint32_t i = 0; i < nRules; i++) {
+      uint32_t ro = W[offs + i];
+      if (ro < kHeaderWords || ro >= n || W[ro] < 2 || W[ro] > n - ro) {
+        err = "rule " + std::to_string(i) + " of chain " + std::to_string(c) + ": offset or length out of range";
+        return nullptr;
+      }
+      Reader rr{W, n, size_t(ro) + 1, size_t(ro) + W[ro], err};
+      Impl::Rule ru;
+      if (!rr.take(ru.counter, "rule counter") || !rr.take(ru.flags, "rule flags")) return nullptr;
+      if (ru.counter >= nCounters) return rr.fail("rule counter out of range"), nullptr;
+      if (ru.flags & ~uint32_t(F_ALL)) return rr.fail("bad rule flags"), nullptr;
+      auto take4 = [&](uint32_t* out, const char* what) {
+        for (int j = 0; j < 4; j++)
+          if (!rr.take(out[j], what)) return false;
+        return true;
+      };
+      if ((ru.flags & F_SRC) && (!take4(ru.src, "-s") || !take4(ru.srcMask, "-s mask"))) return nullptr;
+      if ((ru.flags & F_DST) && (!take4(ru.dst, "-d") || !take4(ru.dstMask, "-d mask"))) return nullptr;
+      for (int side = 0; side < 2; side++) {
+        if (!(ru.flags & (side == 0 ? F_IN : F_OUT))) continue;
+        uint32_t nw[4];
+        if (!take4(nw, side == 0 ? "-i" : "-o")) return nullptr;
+        char* name = side == 0 ? ru.in : ru.out;
+        for (int j = 0; j < 16; j++) name[j] = char((nw[j >> 2] >> (8 * (j & 3))) & 0xff);
+        if (name[15] != 0) return rr.fail("interface name not terminated"), nullptr;
+        (side == 0 ? ru.inLen : ru.outLen) = uint32_t(strnlen(name, 16));
+      }
+      if ((ru.flags & F_PROTO) && !rr.take(ru.proto, "-p")) return nullptr;
+      if (!rr.take(ru.nOps, "op count")) return nullptr;
+      ru.ops = uint32_t(rr.pos);
+      for (uint32_t k = 0; k < ru.nOps; k++) {
+        uint32_t code, len;
+        if (!rr.take(code, "opcode") || !rr.take(len, "op length")) return nullptr;
+        if ((code >> 16) > 1) return rr.fail("bad op flags"), nullptr;
+        code &= 0xffff;
+        if (code >= OP_COUNT) return rr.fail("bad opcode " + std::to_string(code)), nullptr;
+        if (len > rr.end - rr.pos) return rr.fail("op runs past its rule"), nullptr;
+        uint32_t want = kOpWords[code];
+        if (code == OP_MULTIPORT) {
+          if (len < 3 || W[rr.pos + 2] > 15) return rr.fail("bad multiport op"), nullptr;
+          want = 3 + 2 * W[rr.pos + 2];
+        }
+        if (len != want) return rr.fail("op " + std::to_string(code) + " has " + std::to_string(len) + " words"), nullptr;
+        rr.pos += len;
+      }
+      if (!rr.take(ru.tKind, "target") || !rr.take(ru.tA, "target") || !rr.take(ru.tB, "target")) return nullptr;
+      if ((ru.tKind >> 16) > 1) return rr.fail("bad target flags"), nullptr;
+      ru.tUnstable = (ru.tKind >> 16) != 0;
+      ru.tKind &= 0xffff;
+      if (ru.tKind >= T_COUNT) return rr.fail("bad target kind"), nullptr;
+      if (rr.pos != rr.end) return rr.fail("rule length does not match its contents"), nullptr;
+      impl->rules.push_back(ru);
+    }
+  }
+  // Jumps stay in their table; hooks name built-in chains of their table.
+  for (const Impl::Rule& ru : impl->rules)
+    if (ru.tKind == T_JUMP || ru.tKind == T_GOTO) {
+      if (ru.tA >= nChains) {
+        err = "jump to chain " + std::to_string(ru.tA) + " out of range";
+        return nullptr;
+      }
+    }
+  for (const Impl::Chain& ch : impl->chains)
+    for (uint32_t i = 0; i < ch.n; i++) {
+      const Impl::Rule& ru = impl->rules[ch.first + i];
+      if ((ru.tKind == T_JUMP || ru.tKind == T_GOTO) && impl->chains[ru.tA].table != ch.table) {
+        err = "jump across tables";
+        return nullptr;
+      }
+    }
+  for (int h = 0; h < 5; h++)
+    for (const Impl::HookTable& t : impl->hooks[h]) {
+      const Impl::Chain& ch = impl->chains[t.chain];
+      if (!ch.builtin || ch.table != t.table) {
+        err = "hook " + std::to_string(h) + " names a chain that is not a built-in chain of its table";
+        return nullptr;
+      }
+    }
+  std::shared_ptr<Program> p(new Program());
+  p->family_ = uint8_t(w[2]);
+  p->packets_ = std::vector<std::atomic<uint64_t>>(nCounters);
+  p->bytes_ = std::vector<std::atomic<uint64_t>>(nCounters);
+  for (uint32_t k = 0; k < nCounters; k++) {
+    p->packets_[k].store(0, std::memory_order_relaxed);
+    p->bytes_[k].store(0, std::memory_order_relaxed);
+  }
+  p->impl_ = std::move(impl);
+  return p;
+}
+
+namespace {
+
+struct Cursor {
+  bool on = false;
+  uint32_t count = 0;
+  const uint32_t* l[4];
+  uint32_t n[4];
+  uint32_t pos[4];
+  void add(const std::vector<uint32_t>& v) {
+    if (v.empty()) return;
+    l[count] = v.data();
+    n[count] = uint32_t(v.size());
+    count++;
+  }
+  void seek(uint32_t from) {
+    for (uint32_t k = 0; k < count; k++) pos[k] = uint32_t(std::lower_bound(l[k], l[k] + n[k], from) - l[k]);
+  }
+  int64_t next() {
+    int64_t best = -1;
+    uint32_t bestK = 0;
+    for (uint32_t k = 0; k < count; k++)
+      if (pos[k] < n[k] && (best < 0 || l[k][pos[k]] < best)) {
+        best = l[k][pos[k]];
+        bestK = k;
+      }
+    if (best >= 0) pos[bestK]++;
+    return best;
+  }
+};
+
+struct Frame {
+  uint32_t chain, next;
+};
+
+struct Run {
+  const Program::Impl& p;
+  const Host& host;
+  const Input& in;
+  const View& v;
+  Conn ct;
+  uint32_t mark;
+  const char* inName;  // null: the ifindex has no known name
+  const char* outName;
+  const char* physInName;  // the bridge ports (physdev), null when unnamed
+  const char* physOutName;
+  Result& out;
+  bool unstable = false;  // Engine.unstable: something evaluated was not flow-stable
+
+  bool iface(uint32_t flags, uint32_t onF, uint32_t negF, uint32_t plusF, const char* spec, uint32_t specLen,
+             const char* name, int& res) const {
+    if (!(flags & onF)) return true;
+    if (name == nullptr) {
+      res = SLOW;
+      return false;
+    }
+    bool eq = (flags & plusF) ? strncmp(name, spec, specLen) == 0 : strncmp(name, spec, 16) == 0;
+    if (eq == bool(flags & negF)) {
+      res = NO;
+      return false;
+    }
+    return true;
+  }
+
+  // Engine.baseMatches.
+  int base(const Program::Impl::Rule& r) const {
+    uint32_t f = r.flags;
+    if (f & F_SLOW) return SLOW;
+    uint32_t nw = v.family == 4 ? 1 : 4;
+    if (f & F_SRC) {
+      bool eq = true;
+      for (uint32_t i = 0; i < nw; i++)
+        if ((v.src[i] & r.srcMask[i]) != r.src[i]) eq = false;
+      if (eq == bool(f & F_SRC_NEG)) return NO;
+    }
+    if (f & F_DST) {
+      bool eq = true;
+      for (uint32_t i = 0; i < nw; i++)
+        if ((v.dst[i] & r.dstMask[i]) != r.dst[i]) eq = false;
+      if (eq == bool(f & F_DST_NEG)) return NO;
+    }
+    int res = YES;
+    if (!iface(f, F_IN, F_IN_NEG, F_IN_PLUS, r.in, r.inLen, inName, res)) return res;
+    if (!iface(f, F_OUT, F_OUT_NEG, F_OUT_PLUS, r.out, r.outLen, outName, res)) return res;
+    if (f & F_PROTO) {
+      bool neg = f & F_PROTO_NEG;
+      if (v.family == 4) {
+        if (r.proto != 0 && (v.proto != r.proto) != neg) return NO;
+      } else if (v.proto == r.proto) {
+        if (neg) return NO;
+      } else if (r.proto != 0 && !neg) {
+        return NO;
+      }
+    }
+    if ((f & F_FRAG) && v.family == 4 && (v.fragOff != 0) == bool(f & F_FRAG_NEG)) return NO;
+    return YES;
+  }
+
+  int op(uint32_t code, const uint32_t* a) const {
+    switch (code) {
+      case OP_TCP: {  // tcp.ts
+        if (v.proto != 6) return NO;
+        uint32_t mask = a[7], cmp = a[8];
+        bool fInv = a[9] != 0;
+        if (a[0] == 0) {  // xtMatch, no --tcp-option
+          if (v.fragOff != 0) return v.fragOff == 8 ? SLOW : NO;
+          int64_t off = v.transportStart(20);
+          if (off < 0) return SLOW;
+          if (!inRange(a[1], a[2], v.at16(off), a[3] != 0)) return NO;
+          if (!inRange(a[4], a[5], v.at16(off + 2), a[6] != 0)) return NO;
+          if (((v.d[off + 13] & mask) == cmp) == fInv) return NO;
+          return YES;
+        }
+        bool ports = !allPorts(a[1], a[2]) || !allPorts(a[4], a[5]);
+        if (!ports && mask == 0) return YES;
+        int64_t off = v.transportStart(mask ? 14 : 4);
+        if (off < 0) return NO;
+        if (ports && !nftPorts(a + 1, v.at16(off), v.at16(off + 2))) return NO;
+        if (mask && ((v.d[off + 13] & mask) == cmp) == fInv) return NO;
+        return YES;
+      }
+      case OP_UDP: {  // udp.ts
+        if (v.proto != a[0]) return NO;
+        const uint32_t* t = a + 1;
+        if (allPorts(t[0], t[1]) && allPorts(t[3], t[4]) && !t[2] && !t[5]) {
+          if (v.fragOff != 0) return NO;
+          if (v.transportStart(8) < 0) return SLOW;
+          return YES;
+        }
+        if (allPorts(t[0], t[1]) && allPorts(t[3], t[4])) return YES;
+        int64_t off = v.transportStart(4);
+        if (off < 0) return NO;
+        return nftPorts(t, v.at16(off), v.at16(off + 2)) ? YES : NO;
+      }
+      case OP_MULTIPORT: {  // multiport.ts
+        if (v.fragOff != 0) return NO;
+        int64_t off = v.transportStart(4);
+        if (off < 0) return SLOW;
+        uint32_t sp = v.at16(off), dp = v.at16(off + 2);
+        auto any = [&](uint32_t p) {
+          for (uint32_t k = 0; k < a[2]; k++)
+            if (p >= a[3 + 2 * k] && p <= a[4 + 2 * k]) return true;
+          return false;
+        };
+        bool hit = a[0] == 0 ? any(sp) : a[0] == 1 ? any(dp) : (any(sp) || any(dp));
+        return hit != (a[1] != 0) ? YES : NO;
+      }
+      case OP_MARK:
+        return ((mark & a[1]) == a[0]) != (a[2] != 0) ? YES : NO;
+      case OP_CONNMARK:
+        if (!in.tracked) return SLOW;
+        return ct.tracked() && (((ct.mark & a[1]) == a[0]) != (a[2] != 0)) ? YES : NO;
+      case OP_CONNTRACK: {  // conntrack.ts, --ctstate --ctstatus --ctdir
+        if (!in.tracked) return SLOW;
+        if (a[0]) {
+          bool hit = (ct.states() & a[1]) != 0;
+          if (hit == (a[2] != 0)) return NO;
+        }
+        if (!ct.tracked()) return a[0] ? YES : NO;
+        if (a[3] != 0 && ct.dir != a[3] - 1) return NO;
+        if (a[4] && ((a[5] & ct.status) != 0) == (a[6] != 0)) return NO;
+        return YES;
+      }
+      case OP_STATE:
+        if (!in.tracked) return SLOW;
+        return ((ct.states() & a[0]) != 0) != (a[1] != 0) ? YES : NO;
+      case OP_ICMP: {  // icmp.ts, icmp6.ts
+        if (v.proto != a[0] || v.fragOff != 0) return NO;
+        if (v.truncated || v.icmpType < 0) return SLOW;
+        bool hit = a[5] != 0 || (uint32_t(v.icmpType) == a[1] && uint32_t(v.icmpCode) >= a[2] && uint32_t(v.icmpCode) <= a[3]);
+        return hit != (a[4] != 0) ? YES : NO;
+      }
+      case OP_IPRANGE: {  // iprange.ts
+        uint32_t nw = v.family == 4 ? 1 : 4;
+        for (int side = 0; side < 2; side++) {
+          const uint32_t* q = a + 10 * side;
+          if (!q[0]) continue;
+          const uint32_t* addr = side == 0 ? v.src : v.dst;
+          bool inside = cmpAddr(addr, q + 2, nw) >= 0 && cmpAddr(addr, q + 6, nw) <= 0;
+          if (inside == (q[1] != 0)) return NO;
+        }
+        return YES;
+      }
+      case OP_ADDRTYPE:  // addrtype.ts, LOCAL only
+        if (a[0] && isLocal(host, v.family, v.src) == (a[1] != 0)) return NO;
+        if (a[2] && isLocal(host, v.family, v.dst) == (a[3] != 0)) return NO;
+        return YES;
+      case OP_TTL: {  // util/ttlhl.ts
+        uint32_t t = v.family == 4 ? v.d[8] : v.d[7];
+        switch (a[0]) {
+          case 0:
+            return t == a[1] ? YES : NO;
+          case 1:
+            return t != a[1] ? YES : NO;
+          case 2:
+            return t < a[1] ? YES : NO;
+          case 3:
+            return t > a[1] ? YES : NO;
+          default:
+            return SLOW;
+        }
+      }
+      case OP_PHYSDEV: {  // physdev.ts; a: in [on, inv, plus, name x4], out [same], isIn, isOut, isBridged [on, inv]
+        bool hasIn = physInName != nullptr && physInName[0] != 0, hasOut = physOutName != nullptr && physOutName[0] != 0;
+        if (in.physInIf == 0 && in.physOutIf == 0) {
+          if ((a[14] && !a[15]) || (a[16] && !a[17]) || (a[18] && !a[19]) || (a[0] && !a[1]) || (a[7] && !a[8])) return NO;
+          return YES;
+        }
+        // A port the host view has no name for: its name cannot be compared, nor can absent be told from unnamed.
+        if ((in.physInIf != 0 && !hasIn) || (in.physOutIf != 0 && !hasOut)) return SLOW;
+        if (a[18] && hasOut == (a[19] != 0)) return NO;
+        if (a[14] && hasIn == (a[15] != 0)) return NO;
+        if (a[16] && hasOut == (a[17] != 0)) return NO;
+        auto named = [](const uint32_t* q, const char* dev) {
+          char spec[16];
+          for (int j = 0; j < 16; j++) spec[j] = char((q[3 + (j >> 2)] >> (8 * (j & 3))) & 0xff);
+          spec[15] = 0;
+          return q[2] ? strncmp(dev, spec, strnlen(spec, 16)) == 0 : strncmp(dev, spec, 16) == 0;
+        };
+        if (a[0] && hasIn && named(a, physInName) == (a[1] != 0)) return NO;
+        if (!a[7] || !hasOut) return YES;
+        return named(a + 7, physOutName) != (a[8] != 0) ? YES : NO;
+      }
+      case OP_RT:  // rt.ts: no routing header in a packet without extension headers (parseView)
+        return v.family == 6 ? NO : SLOW;
+      default:
+        return SLOW;
+    }
+  }
+
+  void lookup(const Program::Impl::Chain& ch, Cursor& c) const {
+    c.on = false;
+    c.count = 0;
+    if (ch.index < 0) return;
+    const Program::Impl::Index& ix = p.indexes[size_t(ch.index)];
+    c.on = true;
+    c.add(ix.wild);
+    if (ix.lists.empty()) return;
+    Key k{{v.dst[0], v.dst[1], v.dst[2], v.dst[3]}, kNone, kNone};
+    auto probe = [&](const Key& key) {
+      auto it = ix.lists.find(key);
+      if (it != ix.lists.end()) c.add(it->second);
+    };
+    probe(k);
+    k.proto = v.proto;
+    probe(k);
+    // chain-index.ts portList: PORT_PROTOCOLS and their header needs.
+    uint32_t need = v.proto == 6 || v.proto == 17 || v.proto == 136 ? 4 : v.proto == 132 ? 12 : 0;
+    if (need == 0) return;
+    int64_t off = v.transportStart(need);
+    if (off < 0) {
+      if (v.proto != 132) return;
+      k.port = kAllPorts;
+    } else {
+      k.port = v.at16(off + 2);
+    }
+    probe(k);
+  }
+
+  // Engine.walk for one table. YES: `verdict` set; SLOW: JavaScript decides.
+  int walk(uint32_t baseIdx, uint32_t stackLimit, uint32_t& verdict) {
+    const Program::Impl::Chain& baseCh = p.chains[baseIdx];
+    Frame stack[kStackFrames];
+    uint32_t depth = 0;
+    uint32_t chainIdx = baseIdx;
+    const Program::Impl::Chain* ch = &baseCh;
+    uint32_t i = 0;
+    int64_t steps = -1;
+    Cursor cur;
+    auto advance = [&](uint32_t from) {
+      if (!cur.on) {
+        i = from;
+        return;
+      }
+      int64_t nx = cur.next();
+      uint32_t to = nx < 0 ? ch->n : uint32_t(nx);
+      if (int64_t(to) - from >= kMaxSteps - steps) {
+        i = from + uint32_t(std::max<int64_t>(0, kMaxSteps - steps));
+        steps = kMaxSteps;
+        return;
+      }
+      steps += int64_t(to) - from;
+      i = to;
+    };
+    auto enter = [&](uint32_t from) {
+      lookup(*ch, cur);
+      if (cur.on) cur.seek(from);
+      advance(from);
+    };
+    auto push = [&](uint32_t id) {
+      if (out.pathLen >= kMaxPath) return false;
+      out.path[out.pathLen++] = id;
+      return true;
+    };
+    auto policy = [&]() {
+      if (!push(baseCh.policyCounter)) return SLOW;
+      verdict = baseCh.policy == 1 ? kNfDrop : kNfAccept;
+      return YES;
+    };
+    auto doReturn = [&]() {
+      if (depth == 0) return false;
+      depth--;
+      chainIdx = stack[depth].chain;
+      ch = &p.chains[chainIdx];
+      enter(stack[depth].next);
+      return true;
+    };
+    enter(0);
+    for (;;) {
+      steps++;
+      if (steps > kMaxSteps) return SLOW;  // the engine's loop guard drops: JavaScript says so
+      if (i >= ch->n) {
+        if (ch->builtin) return policy();
+        if (!doReturn()) return policy();
+        continue;
+      }
+      const Program::Impl::Rule& r = p.rules[ch->first + i];
+      int b = base(r);
+      if (b == SLOW) return SLOW;
+      if (b == NO) {
+        advance(i + 1);
+        continue;
+      }
+      bool ok = true;
+      const uint32_t* w = p.w.data() + r.ops;
+      for (uint32_t k = 0; k < r.nOps; k++) {
+        uint32_t code = w[0] & 0xffff, len = w[1];
+        // Engine.walk: a match past the rule's leading flow-stable ones ran (flowInfo), whatever it returns.
+        if (w[0] >> 16) unstable = true;
+        int m = code == OP_SLOW ? SLOW : op(code, w + 2);
+        if (m == SLOW) return SLOW;
+        if (m == NO) {
+          ok = false;
+          break;
+        }
+        w += 2 + len;
+      }
+      if (!ok) {
+        advance(i + 1);
+        continue;
+      }
+      if (!push(r.counter)) return SLOW;
+      if (r.tUnstable) unstable = true;
+      switch (r.tKind) {
+        case T_NONE:
+          advance(i + 1);
+          continue;
+        case T_JUMP:
+          if (depth >= stackLimit || depth >= kStackFrames) return SLOW;  // the engine drops past the kernel's limit
+          stack[depth++] = Frame{chainIdx, i + 1};
+          // fallthrough
+        case T_GOTO:
+          chainIdx = r.tA;
+          ch = &p.chains[chainIdx];
+          enter(0);
+          continue;
+        case T_MARK:
+          mark = (mark & ~r.tB) ^ r.tA;
+          enter(i + 1);
+          continue;
+        case T_RETURN:
+          if (!doReturn()) return policy();
+          continue;
+        case T_ACCEPT:
+          verdict = kNfAccept;
+          return YES;
+        case T_DROP:
+          verdict = kNfDrop;
+          return YES;
+        case T_QUEUE:
+          verdict = kNfQueue | (r.tA << 16);
+          return YES;
+        default:
+          return SLOW;
+      }
+    }
+  }
+};
+
+const char* ifName(const Host& h, uint32_t ifindex) {
+  if (ifindex == 0) return "";
+  if (ifindex >= h.names.size() || h.names[ifindex][0] == 0) return nullptr;
+  return h.names[ifindex].data();
+}
+
+}  // namespace
+
+bool Program::run(const Input& in, const Host& host, Result& out) const {
+  if (!impl_ || in.family != family_ || in.hook > 4) return false;
+  View v;
+  if (!parseView(in, v)) return false;
+  const Impl& p = *impl_;
+  Run run{p, host, in, v, Conn{}, in.mark, ifName(host, in.inIf), ifName(host, in.outIf), ifName(host, in.physInIf),
+          ifName(host, in.physOutIf), out};
+  out.pathLen = 0;
+  out.natRan = 0;
+  Conn conn;
+  conn.present = in.tracked;
+  conn.state = in.ctState;
+  conn.dir = in.ctDir;
+  conn.status = in.ctStatus;
+  conn.mark = in.ctMark;
+  uint32_t verdict = kNfAccept;
+  for (const Impl::HookTable& t : p.hooks[in.hook]) {
+    int manip = -1;
+    if (t.table == 2) {  // Engine.natManip
+      if (!conn.present) continue;
+      if (in.hook == 0 || in.hook == 3)
+        manip = kManipDst;
+      else if (in.hook == 1 || in.hook == 4)
+        manip = kManipSrc;
+      else
+        continue;
+      bool icmp = v.proto == (v.family == 4 ? 1u : 58u);
+      bool first = (conn.state == kCtNew && conn.dir == 0) || (conn.state == kCtRelated && !icmp);
+      if (!first) continue;
+      if (conn.status & (manip == kManipSrc ? kIpsSrcNatDone : kIpsDstNatDone)) continue;
+    }
+    run.ct = conn;
+    if (t.table == 0 && conn.present) {  // raw: before conntrack
+      run.ct.state = kCtInvalid;
+      run.ct.status = 0;
+      run.ct.mark = 0;
+    }
+    uint32_t tv = kNfAccept;
+    if (run.walk(t.chain, t.stackLimit, tv) != YES) return false;
+    if (manip >= 0) {
+      out.natRan |= uint8_t(1u << manip);
+      run.unstable = true;  // a connection's first packet: nothing after it repeats this
+    }
+    if (tv != kNfAccept) {
+      verdict = tv;
+      break;
+    }
+  }
+  out.verdict = verdict;
+  out.mark = run.mark;
+  out.setMark = run.mark != in.mark;
+  out.flowStable = !run.unstable;
+  return true;
+}
+
+void Program::count(const Result& r, uint32_t wireLen) {
+  uint32_t n = std::min(r.pathLen, kMaxPath);
+  for (uint32_t k = 0; k < n; k++) {
+    uint32_t id = r.path[k];
+    if (id >= packets_.size()) continue;
+    packets_[id].fetch_add(1, std::memory_order_relaxed);
+    bytes_[id].fetch_add(wireLen, std::memory_order_relaxed);
+  }
+}
+
+void Program::drain(std::vector<Hits>& out) {
+  for (size_t k = 0; k < packets_.size(); k++) {
+    if (packets_[k].load(std::memory_order_relaxed) == 0) continue;
+    uint64_t pk = packets_[k].exchange(0, std::memory_order_relaxed);
+    uint64_t by = bytes_[k].exchange(0, std::memory_order_relaxed);
+    out.push_back(Hits{uint32_t(k), pk, by});
+  }
+}
+
+void Matcher::setProgram(uint8_t family, std::shared_ptr<Program> p, uint32_t serial) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Entry& e = family == 6 ? v6_ : v4_;
+  if (e.program) retired_.push_back(e);
+  e.program = std::move(p);
+  e.serial = serial;
+}
+
+std::shared_ptr<Program> Matcher::program(uint8_t family) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return family == 6 ? v6_.program : v4_.program;
+}
+
+void Matcher::setHost(std::shared_ptr<const Host> h) {
+  std::lock_guard<std::mutex> lock(mu_);
+  host_ = h ? std::move(h) : std::make_shared<Host>();
+}
+
+std::shared_ptr<const Host> Matcher::host() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return host_;
+}
+
+void Matcher::drain(std::vector<Drained>& out, std::vector<uint32_t>& done) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<Program::Hits> hits;
+  auto one = [&](Entry& e) {
+    hits.clear();
+    e.program->drain(hits);
+    for (const Program::Hits& h : hits) out.push_back(Drained{e.serial, h});
+  };
+  if (v4_.program) one(v4_);
+  if (v6_.program) one(v6_);
+  for (size_t k = 0; k < retired_.size();) {
+    // Nobody else holds it: no batch can count on it any more, so this drain is its last.
+    bool last = retired_[k].program.use_count() == 1;
+    one(retired_[k]);
+    if (last) {
+      done.push_back(retired_[k].serial);
+      retired_.erase(retired_.begin() + long(k));
+    } else {
+      k++;
+    }
+  }
+}
+
+}  // namespace mt
+}  // namespace nfqwall

@@ -1,0 +1,303 @@
+// The N-API wrapper of mt::Matcher (native/index.d.ts: Matcher). The receive threads use the C++ object directly;
+// run() here decides one packet for tests, drain() hands the counters to JavaScript.
+#include <arpa/inet.h>
+#include <napi.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "matcher.h"
+#include "matcher_napi.h"
+
+namespace nfqwall {
+
+namespace {
+
+const napi_type_tag kMatcherTag = {0x6e6671776d617463ull, 0x6865722d72756c65ull};
+
+uint32_t u32Field(Napi::Object o, const char* name, uint32_t dflt, uint32_t lo, uint32_t hi) {
+  Napi::Value v = o.Get(name);
+  if (v.IsUndefined()) return dflt;
+  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string("Matcher: ") + name + " must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= lo && d <= hi) || d != double(uint64_t(d)))
+    throw Napi::RangeError::New(o.Env(), std::string("Matcher: ") + name + " must be an integer from " +
+                                             std::to_string(lo) + " to " + std::to_string(hi));
+  return uint32_t(d);
+}
+
+uint8_t familyArg(const Napi::Value& v) {
+  if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), "Matcher: family must be 4 or 6");
+  double f = v.As<Napi::Number>().DoubleValue();
+  if (f != 4 && f != 6) throw Napi::RangeError::New(v.Env(), "Matcher: family must be 4 or 6");
+  return uint8_t(f);
+}
+
+std::vector<std::string> strings(Napi::Object o, const char* name) {
+  std::vector<std::string> out;
+  Napi::Value v = o.Get(name);
+  if (v.IsUndefined()) return out;
+  if (!v.IsArray()) throw Napi::TypeError::New(o.Env(), std::string("Matcher: host.") + name + " must be an array");
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value e = a.Get(i);
+    if (!e.IsString()) throw Napi::TypeError::New(o.Env(), std::string("Matcher: host.") + name + " holds a non-string");
+    out.push_back(e.As<Napi::String>().Utf8Value());
+  }
+  return out;
+}
+
+// "addr" or "addr/prefix" of `family` into 16 bytes and a prefix; false when it is not one.
+bool parseNet(const std::string& s, uint8_t family, std::array<uint8_t, 16>& addr, uint8_t& prefix) {
+  size_t slash = s.find('/');
+  std::string a = s.substr(0, slash);
+  int max = family == 4 ? 32 : 128;
+  int pfx = max;
+  if (slash != std::string::npos) {
+    std::string p = s.substr(slash + 1);
+    if (p.empty() || p.size() > 3 || p.find_first_not_of("0123456789") != std::string::npos) return false;
+    pfx = std::stoi(p);
+    if (pfx > max) return false;
+  }
+  addr.fill(0);
+  if (inet_pton(family == 4 ? AF_INET : AF_INET6, a.c_str(), addr.data()) != 1) return false;
+  prefix = uint8_t(pfx);
+  return true;
+}
+
+class MatcherWrap : public Napi::ObjectWrap<MatcherWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Matcher",
+                       {InstanceMethod<&MatcherWrap::Load>("load"), InstanceMethod<&MatcherWrap::Clear>("clear"),
+                        InstanceMethod<&MatcherWrap::SetHost>("setHost"), InstanceMethod<&MatcherWrap::Run>("run"),
+                        InstanceMethod<&MatcherWrap::Drain>("drain"), InstanceMethod<&MatcherWrap::Time>("time"),
+                        InstanceMethod<&MatcherWrap::SetEnabled>("setEnabled"),
+                        InstanceMethod<&MatcherWrap::Stats>("stats")});
+  }
+
+  explicit MatcherWrap(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<MatcherWrap>(info), m_(std::make_shared<mt::Matcher>()) {
+    info.This().As<Napi::Object>().TypeTag(&kMatcherTag);
+  }
+
+  std::shared_ptr<mt::Matcher> matcher() const { return m_; }
+
+ private:
+  Napi::Value Load(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint8_t family = familyArg(info[0]);
+    if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
+      throw Napi::TypeError::New(env, "Matcher.load: words must be a Uint32Array");
+    Napi::Uint32Array words = info[1].As<Napi::Uint32Array>();
+    if (!info[2].IsNumber()) throw Napi::TypeError::New(env, "Matcher.load: serial must be a number");
+    uint32_t serial = info[2].As<Napi::Number>().Uint32Value();
+    std::string err;
+    std::shared_ptr<mt::Program> p = mt::Program::load(words.Data(), words.ElementLength(), err);
+    if (!p) throw Napi::Error::New(env, "Matcher.load: " + err);
+    if (p->family() != family)
+      throw Napi::Error::New(env, "Matcher.load: the program is for IPv" + std::to_string(p->family()));
+    m_->setProgram(family, std::move(p), serial);
+    return env.Undefined();
+  }
+
+  Napi::Value Clear(const Napi::CallbackInfo& info) {
+    m_->setProgram(familyArg(info[0]), nullptr, 0);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value SetHost(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject()) throw Napi::TypeError::New(env, "Matcher.setHost: host must be an object");
+    Napi::Object o = info[0].As<Napi::Object>();
+    auto h = std::make_shared<mt::Host>();
+    Napi::Value names = o.Get("names");
+    if (!names.IsUndefined()) {
+      if (!names.IsArray()) throw Napi::TypeError::New(env, "Matcher: host.names must be an array");
+      Napi::Array a = names.As<Napi::Array>();
+      h->names.resize(a.Length());
+      for (uint32_t i = 0; i < a.Length(); i++) {
+        Napi::Value e = a.Get(i);
+        h->names[i].fill(0);
+        if (e.IsUndefined() || e.IsNull()) continue;
+        if (!e.IsString()) throw Napi::TypeError::New(env, "Matcher: host.names holds a non-string");
+        std::string s = e.As<Napi::String>().Utf8Value();
+        if (s.size() > 15) throw Napi::RangeError::New(env, "Matcher: interface name longer than 15 bytes: " + s);
+        std::memcpy(h->names[i].data(), s.data(), s.size());
+      }
+    }
+    for (uint8_t family : {uint8_t(4), uint8_t(6)}) {
+      for (const std::string& s : strings(o, family == 4 ? "local4" : "local6")) {
+        std::array<uint8_t, 16> a;
+        uint8_t prefix;
+        if (!parseNet(s, family, a, prefix) || prefix != (family == 4 ? 32 : 128))
+          throw Napi::Error::New(env, "Matcher: not an IPv" + std::to_string(family) + " address: " + s);
+        if (family == 4)
+          h->local4.push_back((uint32_t(a[0]) << 24) | (uint32_t(a[1]) << 16) | (uint32_t(a[2]) << 8) | a[3]);
+        else
+          h->local6.push_back(a);
+      }
+    }
+    // routes: [{ dst: 'addr/prefix', local: boolean }], every route of the host's tables that addrtype consults.
+    Napi::Value routes = o.Get("routes");
+    if (!routes.IsUndefined()) {
+      if (!routes.IsArray()) throw Napi::TypeError::New(env, "Matcher: host.routes must be an array");
+      Napi::Array a = routes.As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); i++) {
+        Napi::Value e = a.Get(i);
+        if (!e.IsObject()) throw Napi::TypeError::New(env, "Matcher: host.routes holds a non-object");
+        Napi::Object r = e.As<Napi::Object>();
+        std::string dst = r.Get("dst").ToString().Utf8Value();
+        uint8_t family = dst.find(':') != std::string::npos ? 6 : 4;
+        mt::Host::Net n;
+        if (!parseNet(dst, family, n.addr, n.prefix)) throw Napi::Error::New(env, "Matcher: bad route " + dst);
+        n.local = r.Get("local").ToBoolean().Value();
+        (family == 4 ? h->nets4 : h->nets6).push_back(n);
+      }
+    }
+    std::sort(h->local4.begin(), h->local4.end());
+    std::sort(h->local6.begin(), h->local6.end());
+    for (auto* v : {&h->nets4, &h->nets6})
+      std::stable_sort(v->begin(), v->end(), [](const mt::Host::Net& x, const mt::Host::Net& y) { return x.prefix > y.prefix; });
+    m_->setHost(h);
+    return env.Undefined();
+  }
+
+  // Benchmarks: runs `input` `iterations` times on the receive thread's code path (no N-API per run) and returns the
+  // mean nanoseconds per run, or -1 when the matcher leaves the packet to JavaScript.
+  Napi::Value Time(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    mt::Input in = inputArg(info);
+    uint32_t iterations = info[1].IsNumber() ? info[1].As<Napi::Number>().Uint32Value() : 1;
+    std::shared_ptr<mt::Program> p = m_->program(in.family);
+    std::shared_ptr<const mt::Host> host = m_->host();
+    mt::Result r;
+    if (!p || iterations == 0 || !p->run(in, *host, r)) return Napi::Number::New(env, -1);
+    auto t0 = std::chrono::steady_clock::now();
+    uint32_t ok = 0;
+    for (uint32_t k = 0; k < iterations; k++) ok += p->run(in, *host, r) ? 1 : 0;
+    auto ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
+    return Napi::Number::New(env, ok == iterations ? ns / iterations : -1);
+  }
+
+  static mt::Input inputArg(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject()) throw Napi::TypeError::New(env, "Matcher.run: input must be an object");
+    Napi::Object o = info[0].As<Napi::Object>();
+    Napi::Value data = o.Get("data");
+    if (!data.IsTypedArray() || data.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+      throw Napi::TypeError::New(env, "Matcher.run: data must be a Uint8Array");
+    Napi::Uint8Array bytes = data.As<Napi::Uint8Array>();
+    mt::Input in;
+    in.data = bytes.Data();
+    in.len = uint32_t(bytes.ElementLength());
+    in.family = familyArg(o.Get("family"));
+    in.hook = uint8_t(u32Field(o, "hook", 0, 0, 4));
+    in.mark = u32Field(o, "mark", 0, 0, 0xffffffffu);
+    in.inIf = u32Field(o, "inIf", 0, 0, 0xffffffffu);
+    in.outIf = u32Field(o, "outIf", 0, 0, 0xffffffffu);
+    in.physInIf = u32Field(o, "physInIf", 0, 0, 0xffffffffu);
+    in.physOutIf = u32Field(o, "physOutIf", 0, 0, 0xffffffffu);
+    in.wireLen = u32Field(o, "wireLen", in.len, 0, 0xffffffffu);
+    Napi::Value ctv = o.Get("ct");
+    if (!ctv.IsUndefined() && !ctv.IsNull()) {
+      if (!ctv.IsObject()) throw Napi::TypeError::New(env, "Matcher.run: ct must be an object");
+      Napi::Object c = ctv.As<Napi::Object>();
+      in.tracked = true;
+      in.ctState = uint8_t(u32Field(c, "state", 0, 0, 4));
+      in.ctDir = uint8_t(u32Field(c, "dir", 0, 0, 1));
+      in.ctStatus = u32Field(c, "status", 0, 0, 0xffffffffu);
+      in.ctMark = u32Field(c, "mark", 0, 0, 0xffffffffu);
+      in.zone = uint16_t(u32Field(c, "zone", 0, 0, 0xffff));
+    }
+    return in;
+  }
+
+  Napi::Value Run(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    mt::Input in = inputArg(info);
+    std::shared_ptr<mt::Program> p = m_->program(in.family);
+    std::shared_ptr<const mt::Host> host = m_->host();
+    mt::Result r;
+    // commit: what a receive thread does after the verdict (counts the path, keeps the statistics), for tests.
+    bool commit = info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
+    if (!p || !m_->enabled() || !p->run(in, *host, r)) {
+      if (commit) m_->slow.fetch_add(1, std::memory_order_relaxed);
+      return env.Null();
+    }
+    if (commit) {
+      p->count(r, in.wireLen);
+      m_->decided.fetch_add(1, std::memory_order_relaxed);
+    }
+    Napi::Object res = Napi::Object::New(env);
+    res.Set("verdict", Napi::Number::New(env, r.verdict));
+    res.Set("mark", Napi::Number::New(env, r.mark));
+    res.Set("setMark", Napi::Boolean::New(env, r.setMark));
+    res.Set("natRan", Napi::Number::New(env, r.natRan));
+    res.Set("flowStable", Napi::Boolean::New(env, r.flowStable));
+    Napi::Array path = Napi::Array::New(env, r.pathLen);
+    for (uint32_t k = 0; k < r.pathLen; k++) path.Set(k, Napi::Number::New(env, r.path[k]));
+    res.Set("path", path);
+    return res;
+  }
+
+  Napi::Value Drain(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::vector<mt::Matcher::Drained> hits;
+    std::vector<uint32_t> done;
+    m_->drain(hits, done);
+    size_t n = hits.size();
+    Napi::Uint32Array serials = Napi::Uint32Array::New(env, n);
+    Napi::Uint32Array ids = Napi::Uint32Array::New(env, n);
+    Napi::Float64Array packets = Napi::Float64Array::New(env, n);
+    Napi::Float64Array bytes = Napi::Float64Array::New(env, n);
+    for (size_t k = 0; k < n; k++) {
+      serials[k] = hits[k].serial;
+      ids[k] = hits[k].hits.id;
+      packets[k] = double(hits[k].hits.packets);
+      bytes[k] = double(hits[k].hits.bytes);
+    }
+    Napi::Array d = Napi::Array::New(env, done.size());
+    for (size_t k = 0; k < done.size(); k++) d.Set(uint32_t(k), Napi::Number::New(env, done[k]));
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("serials", serials);
+    o.Set("ids", ids);
+    o.Set("packets", packets);
+    o.Set("bytes", bytes);
+    o.Set("done", d);
+    return o;
+  }
+
+  Napi::Value SetEnabled(const Napi::CallbackInfo& info) {
+    if (!info[0].IsBoolean()) throw Napi::TypeError::New(info.Env(), "Matcher.setEnabled: on must be a boolean");
+    m_->setEnabled(info[0].As<Napi::Boolean>().Value());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("decided", Napi::Number::New(env, double(m_->decided.load(std::memory_order_relaxed))));
+    o.Set("slow", Napi::Number::New(env, double(m_->slow.load(std::memory_order_relaxed))));
+    return o;
+  }
+
+  std::shared_ptr<mt::Matcher> m_;
+};
+
+}  // namespace
+
+void registerMatcher(Napi::Env env, Napi::Object exports) { exports.Set("Matcher", MatcherWrap::Define(env)); }
+
+std::shared_ptr<mt::Matcher> matcherOf(const Napi::Value& v) {
+  if (!v.IsObject()) return nullptr;
+  Napi::Object o = v.As<Napi::Object>();
+  if (!o.CheckTypeTag(&kMatcherTag)) return nullptr;
+  MatcherWrap* w = MatcherWrap::Unwrap(o);
+  return w ? w->matcher() : nullptr;
+}
+
+}  // namespace nfqwall
