@@ -18,9 +18,6 @@
 // matcher counts can be added to them. Keys are keys.ts's ruleKey() for 'dst' keys; mark and interface keys count as
 // wildcards (the matcher's lookup only narrows by destination, protocol and port).
 import { flowInfo, HOOK_TABLES } from '../engine/engine';
-
-/** engine.ts flowInfo's bit for a target that is not flow-stable. */
-const FLOW_TARGET_UNSTABLE = 0x10000;
 import type { Chain, Counters, MatchUse, Rule, RuleTarget, Ruleset, Table } from '../rules/model';
 import { HOOKS, TABLES } from '../rules/model';
 import type { NfqueueOpts } from '../extensions/NFQUEUE';
@@ -30,6 +27,9 @@ import * as F from './ops/format';
 import { MATCH_OPS, NO_OP } from './ops/index';
 import { op } from './ops/op';
 import { runSync, type Steps } from '../steps';
+
+/** engine.ts flowInfo's bit for a target that is not flow-stable. */
+const FLOW_TARGET_UNSTABLE = 0x10000;
 
 export interface Program {
   words: Uint32Array;
