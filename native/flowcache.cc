@@ -122,6 +122,11 @@ uint32_t FlowCache::lookup(uint32_t n, Probe* probes, Decision* dec, bool park) 
         hits++;
         continue;
       }
+      // Often the packet itself, back from JavaScript's verdict at the hook before, not yet released.
+      if (park) {
+        parkIt();
+        continue;
+      }
       p.native = 0;
     }
     if (p.kind == kEligible && on) {

@@ -60,7 +60,8 @@ struct Probe {
   // only.
   uint8_t skip = 0;
   // The rule matcher decided this packet and dec[i] holds the decision (native/matcher.h): lookup() makes it a hit
-  // when it overtakes nothing of its flow, else clears this and sends it to JavaScript as kTracked.
+  // when it overtakes nothing of its flow, else parks it (the caller runs the matcher again when it looks the packet
+  // up from the lot) or sends it to JavaScript as kTracked, clearing this.
   uint8_t native = 0;
 };
 constexpr uint8_t kUntracked = 0, kTracked = 1, kEligible = 2, kHit = 3, kPark = 4;
@@ -119,8 +120,9 @@ class FlowCache {
   // kPark if `park` (the caller keeps it and looks it up again later), else it goes to JavaScript. A packet with
   // lotAhead, or behind a packet of its flow parked earlier in this call, becomes kPark. Every other tracked packet
   // is counted as waiting (it goes to JavaScript) until release(): so a packet that goes to JavaScript also blocks
-  // the later packets of its flow in the same call. A packet the matcher decided (Probe::native) is a hit under the same
-  // conditions, with the decision the caller put in dec[i] and nothing charged (the matcher counts its own rules).
+  // the later packets of its flow in the same call. A packet the matcher decided (Probe::native) is a hit, parked or
+  // sent to JavaScript as an eligible packet with a stored decision would be, with the decision the caller put in
+  // dec[i] and nothing charged (the matcher counts its own rules).
   // Returns the number of hits.
   uint32_t lookup(uint32_t n, Probe* probes, Decision* dec, bool park = false);
 

@@ -599,7 +599,7 @@ void Queue::decideCached(Batch& b) {
   if (cfg_.matcher && cfg_.matcher->enabled()) matchBatch(b, skip.mark);
   uint32_t hits = cfg_.cache->lookup(n, b.probes.data(), hitDec_.data(), true);
   b.waitCounted = true;
-  if (matchProg_[0] || matchProg_[1]) commitMatched(b);
+  commitMatched(b);
   bool moved = hits != 0;
   for (uint32_t i = 0; i < n; i++) {
     if (b.probes[i].kind != fc::kPark) continue;
@@ -620,10 +620,14 @@ void Queue::matchBatch(Batch& b, uint32_t skipMark) {
   if (!matchProg_[0] && !matchProg_[1]) return;
   const std::shared_ptr<const mt::Host> host = m.host();
   const uint32_t n = b.count;
-  if (matchRes_.size() < n) matchRes_.resize(n);
+  if (matchRes_.size() < n) {
+    matchRes_.resize(n);
+    matched_.resize(n);
+  }
   uint64_t slow = 0;
   for (uint32_t i = 0; i < n; i++) {
     fc::Probe& p = b.probes[i];
+    matched_[i] = 0;
     // Eligible packets go to JavaScript to be cached (and to skip hooks later); untracked ones have no flow to keep
     // in order, and a full table's packet is JavaScript's to drop.
     const ct::Classification& c = b.ct.cls[i];
@@ -656,17 +660,20 @@ void Queue::matchBatch(Batch& b, uint32_t skipMark) {
     // The skip bits are the flow cache's alone, as in verdictBatch.
     hitDec_[i] = fc::Decision{r.verdict, r.setMark ? r.mark & ~skipMark : r.mark, r.setMark, 0};
     p.native = 1;
+    matched_[i] = 1;
   }
   if (slow) m.slow += slow;
 }
 
 void Queue::commitMatched(Batch& b) {
+  if (!matchProg_[0] && !matchProg_[1]) return;
   uint64_t decided = 0, deferred = 0;
   for (uint32_t i = 0; i < b.count; i++) {
+    if (!matched_[i]) continue;
     const fc::Probe& p = b.probes[i];
-    if (!p.native) continue;
     if (p.kind != fc::kHit) {
-      deferred++;  // behind its flow's packets in JavaScript: decided there again, counted there
+      // Behind its flow's packets in JavaScript: parked (decided again from the lot) or decided there.
+      if (p.kind != fc::kPark) deferred++;
       continue;
     }
     matchProg_[b.protos[i] == 0x86dd]->count(matchRes_[i], b.origLens[i]);
@@ -700,8 +707,10 @@ void Queue::scanLot(bool force) {
     p.kind = p.base;
     p.lotAhead = 0;
   }
+  if (cfg_.matcher && cfg_.matcher->enabled()) matchBatch(l, cfg_.cache->skipConfig().mark);
   // Forced: nothing parks again, so the lot empties into hits and JavaScript.
   uint32_t hits = cfg_.cache->lookup(n, l.probes.data(), hitDec_.data(), !force);
+  commitMatched(l);
   size_t fill = 0;
   for (uint32_t i = 0; i < n; i++) {
     uint8_t k = l.probes[i].kind;

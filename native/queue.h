@@ -165,7 +165,8 @@ class Queue {
   void verdictHits(Batch& b);
   // Runs the matcher on the batch's tracked packets the cache cannot decide; marks the decided ones Probe::native.
   void matchBatch(Batch& b, uint32_t skipMark);
-  // After the lookup: commits the counters of the native decisions that became hits.
+  // After the lookup: commits the counters of the native decisions that became hits; the ones parked are decided
+  // again when the lot is looked at, the rest go to JavaScript.
   void commitMatched(Batch& b);
   // Keeps the rows that stay: the parked ones (keepParked) or the ones for JavaScript.
   void compactRows(Batch& b, bool keepParked);
@@ -203,6 +204,7 @@ class Queue {
   std::vector<uint32_t> hitIds_;
   // The matcher's decisions by packet (receive thread only), and the programs the batch ran on.
   std::vector<mt::Result> matchRes_;
+  std::vector<uint8_t> matched_;  // the matcher decided packet i (Probe::native before the lookup)
   std::shared_ptr<mt::Program> matchProg_[2];
   std::vector<fc::Decision> storeDec_;
   std::vector<uint8_t> storeWanted_;

@@ -362,7 +362,7 @@ export class Daemon {
     this.matcher = matcher;
     this.programs = new MatcherPrograms(matcher);
     this.pushHost();
-    for (const rs of [this.rules.rules4, this.rules.rules6]) if (rs !== undefined) this.programs.commit(this.programs.prepare(rs), rs.family);
+    for (const rs of [this.rules.rules4, this.rules.rules6]) if (rs !== undefined) this.programs.commit(runSync(this.programs.prepare(rs)), rs.family);
     this.reportProgramError();
   }
 
@@ -580,8 +580,8 @@ export class Daemon {
     const carried6 = next.rules6 ? await runSliced(carryCounters(this.rules.rules6, next.rules6)) : 0;
     const prepared = await runSliced(this.engine.prepare(next.rules4, next.rules6));
     const programs = this.programs;
-    const program4 = programs !== undefined && next.rules4 !== undefined ? programs.prepare(next.rules4) : undefined;
-    const program6 = programs !== undefined && next.rules6 !== undefined ? programs.prepare(next.rules6) : undefined;
+    const program4 = programs !== undefined && next.rules4 !== undefined ? await runSliced(programs.prepare(next.rules4)) : undefined;
+    const program6 = programs !== undefined && next.rules6 !== undefined ? await runSliced(programs.prepare(next.rules6)) : undefined;
     if (this.stopping) return { ok: false, trigger, errors: ['nfqwall is stopping'], durationMs: 0 };
     // One synchronous step: batches are processed synchronously too, so none sees a mixture. The receive threads
     // take the new programs at their next batch.

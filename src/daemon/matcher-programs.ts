@@ -3,11 +3,12 @@
 // engine increments. Counter objects are shared across reloads by rule identity (reload.ts carryCounters), so a hit
 // counted by a replaced program still lands on the right rule; a program's counter list is kept until the native
 // side says it drained that program for the last time.
-import { compileProgram } from '../compile/program';
+import { compileProgramSteps } from '../compile/program';
 import type { HostRoute } from '../engine/host';
 import type { MatcherHost } from '../native';
 import { formatIpAddr } from '../rules/addr';
 import type { Counters, Family, Ruleset } from '../rules/model';
+import type { Steps } from '../steps';
 
 /** What MatcherPrograms needs of the addon's Matcher (native/index.d.ts); tests give a fake. */
 export interface MatcherLike {
@@ -39,10 +40,13 @@ export class MatcherPrograms {
 
   constructor(private readonly matcher: MatcherLike) {}
 
-  /** Compiles a ruleset; undefined (and stats.lastError) when the compiler cannot, so JavaScript decides that family. */
-  prepare(rules: Ruleset): PreparedProgram | undefined {
+  /**
+   * Compiles a ruleset, in steps (src/steps.ts) so a reload keeps deciding packets meanwhile; undefined (and
+   * stats.lastError) when the compiler cannot, so JavaScript decides that family.
+   */
+  *prepare(rules: Ruleset): Steps<PreparedProgram | undefined> {
     try {
-      const p = compileProgram(rules, rules.family);
+      const p = yield* compileProgramSteps(rules, rules.family);
       return { family: rules.family, words: p.words, counters: p.counters };
     } catch (err) {
       this.stats.lastError = err instanceof Error ? err.message : String(err);

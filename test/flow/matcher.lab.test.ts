@@ -56,18 +56,18 @@ COMMIT
 COMMIT
 `;
 
-// argv: addr port connections. Each connection: a socket of its own sends datagrams `2k` and, 10 ms later (its first
-// is through by then: a second packet that met its connection unconfirmed would make its own), `2k+1`, then closes.
+// argv: addr port connections sport. Connection k: a socket bound to source port sport + k (never one a connection
+// still in the table had: that would not be a new connection) sends datagrams `2k` and, 30 ms later (its first is
+// through by then: a second packet that met its connection unconfirmed would make its own), `2k+1`, then closes.
 const SENDER = `
 const dgram = require('node:dgram');
-const [addr, port, n] = process.argv.slice(1).map((x, i) => (i === 0 ? x : Number(x)));
+const [addr, port, n, sport] = process.argv.slice(1).map((x, i) => (i === 0 ? x : Number(x)));
 let k = 0;
 const next = () => {
   if (k === n) return setTimeout(() => process.stdout.write('sent ' + 2 * n + '\\n'), 200);
   const s = dgram.createSocket('udp4');
   const a = String(2 * k), b = String(2 * k + 1);
-  k++;
-  s.send(a, port, addr, () => setTimeout(() => s.send(b, port, addr, () => { s.close(); next(); }), 10));
+  s.bind(sport + k++, () => s.send(a, port, addr, () => setTimeout(() => s.send(b, port, addr, () => { s.close(); next(); }), 30)));
 };
 next();
 `;
@@ -144,10 +144,25 @@ describe('rule matcher: new connections decided by the compiled program, counter
     try {
       await waitFor(sink, /ready/);
       daemon = await Daemon.start(fw, `${scratch.dir}/control-${matcher ? 'on' : 'off'}.sock`, { rules, config });
-      for (const port of [ACCEPT_PORT, DROP_PORT, LIMIT_PORT]) {
-        await client.exec([process.execPath, '-e', SENDER, THREE_HOST.server4, String(port), String(CONNECTIONS)], { timeoutMs: 60_000 });
-      }
-      await daemon.settled(5_000);
+      const ports = [ACCEPT_PORT, DROP_PORT, LIMIT_PORT];
+      const save = async (): Promise<Record<string, number>> => {
+        const saved = (await controlRequest(daemon!.control, { cmd: 'save', counters: true })) as unknown as { rulesets: { ipv4: string } };
+        return counters(saved.rulesets.ipv4);
+      };
+      const send = async (connections: number, sport: number): Promise<void> => {
+        for (const [i, port] of ports.entries()) {
+          const args = [THREE_HOST.server4, String(port), String(connections), String(sport + 1000 * i)];
+          await client.exec([process.execPath, '-e', SENDER, ...args], { timeoutMs: 60_000 });
+        }
+        await daemon!.settled(5_000);
+      };
+      // Warm-up, so that JavaScript's first (unoptimised) decisions are not slow enough for a second datagram to meet
+      // its connection unconfirmed; only what the measured traffic adds counts.
+      await send(20, 20_000);
+      const before = await save();
+      const queuedBefore = (await daemon.status()).queues.reduce((n, q) => n + q.received, 0);
+      const stBefore = ((await daemon.status()) as unknown as { matcher?: { decided: number; slow: number } }).matcher;
+      await send(CONNECTIONS, 30_000);
       const seen = waitFor(sink, new RegExp(`seen ${LIMIT_PORT} [\\d,]*\\n`));
       sink.stdin?.write('?\n');
       const text = await seen;
@@ -157,13 +172,15 @@ describe('rule matcher: new connections decided by the compiled program, counter
         assert.ok(m, text);
         order.set(port, m[1]!.split(',').filter((x) => x !== '').map(Number));
       }
-      const saved = (await controlRequest(daemon.control, { cmd: 'save', counters: true })) as unknown as { rulesets: { ipv4: string } };
+      const after = await save();
+      const delta: Record<string, number> = {};
+      for (const [k, v] of Object.entries(after)) delta[k] = v - (before[k] ?? 0);
       const status = (await daemon.status()) as unknown as { matcher?: { decided: number; slow: number }; queues: { received: number }[] };
       return {
-        counters: counters(saved.rulesets.ipv4),
-        decided: status.matcher?.decided ?? 0,
-        slow: status.matcher?.slow ?? 0,
-        queued: status.queues.reduce((n, q) => n + q.received, 0),
+        counters: delta,
+        decided: (status.matcher?.decided ?? 0) - (stBefore?.decided ?? 0),
+        slow: (status.matcher?.slow ?? 0) - (stBefore?.slow ?? 0),
+        queued: status.queues.reduce((n, q) => n + q.received, 0) - queuedBefore,
         order,
       };
     } finally {
@@ -205,7 +222,9 @@ describe('rule matcher: new connections decided by the compiled program, counter
     const trips = 3 * 2 * n + 2 * 2 * n + 3 * 2 * n;
     assert.equal(on.queued, trips);
     assert.ok(on.decided <= trips - 2 * n, `${on.decided} decided of ${trips} trips`);
-    assert.ok(on.decided >= 0.8 * (trips - 2 * n), `${on.decided} decided of ${trips - 2 * n} the program can decide (slow ${on.slow})`);
+    assert.ok(on.decided >= 0.95 * (trips - 2 * n), `${on.decided} decided of ${trips - 2 * n} the program can decide (slow ${on.slow})`);
+    // Every trip is a new connection's: the matcher looks at each one, and each is decided or left to JavaScript.
+    assert.equal(on.decided + on.slow, trips);
     process.stderr.write(`      matcher: ${on.decided} of ${trips} trips decided natively, ${on.slow} left to JavaScript\n`);
   });
 
@@ -213,7 +232,8 @@ describe('rule matcher: new connections decided by the compiled program, counter
     for (const r of runs.values()) {
       assert.deepEqual(r.order.get(DROP_PORT), []);
       for (const port of [ACCEPT_PORT, LIMIT_PORT]) {
-        const got = r.order.get(port)!;
+        // The warm-up's datagrams first (numbered from 0 too), then the measured ones.
+        const got = r.order.get(port)!.slice(2 * 20);
         assert.equal(got.length, 2 * CONNECTIONS, `port ${port}`);
         for (let i = 1; i < got.length; i++) assert.ok(got[i]! > got[i - 1]!, `port ${port}: datagram ${got[i]} after ${got[i - 1]}`);
       }
