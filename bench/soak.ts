@@ -296,6 +296,8 @@ interface QueueCounts {
   defaulted: number;
   /** Packets the flow cache decided on the receive thread (docs/flow-cache.md); JavaScript never saw them. */
   cached?: number;
+  /** Packets the rule matcher decided on the receive thread (docs/matcher.md); JavaScript never saw them either. */
+  matched?: number;
 }
 
 /** The processor's own tally (status `packets`): every packet JavaScript decided, by verdict. */
@@ -438,7 +440,7 @@ export function accountingFailures(a: SoakAccounting): string[] {
   eq('kernel queue_total', q.kernelQueueTotal, 0, 'packets still waiting in the kernel queue');
   // JavaScript's tally: each packet it decided has one verdict, and it decided all the queue gave it.
   eq('decided by JavaScript', js.accepted + js.dropped + js.queued, js.packets, 'its accept + drop + queue verdicts against its packets');
-  eq('packets received', q.received, js.packets + (q.cached ?? 0) + q.overload + q.defaulted, 'the queue against JavaScript + flow cache + overload + defaulted verdicts');
+  eq('packets received', q.received, js.packets + (q.cached ?? 0) + (q.matched ?? 0) + q.overload + q.defaulted, 'the queue against JavaScript + flow cache + rule matcher + overload + defaulted verdicts');
   // /metrics is scraped over TCP through the queue itself, so it is bracketed by the verdicts before and after it.
   if (a.metrics.verdicts < a.metrics.verdictsBefore || a.metrics.verdicts > a.metrics.verdictsAfter) {
     f.push(`nfqwall_verdicts_total: ${a.metrics.verdicts} outside [${a.metrics.verdictsBefore}, ${a.metrics.verdictsAfter}] (the verdicts sent before and after the scrape)`);
@@ -666,7 +668,7 @@ export async function soak(opts: SoakOptions): Promise<SoakResult> {
       kernelIdSequence: q.kernelIdSequence, kernelQueueDropped: q.kernelQueueDropped, kernelUserDropped: q.kernelUserDropped, defaulted: q.defaulted,
       jsPackets: st.js.packets, jsAccepted: st.js.accepted, jsDropped: st.js.dropped,
       ctCreated: st.ct.created - ctCreatedBefore, ctExpired: st.ct.expired, ctEarlyDrop: st.ct.earlyDrop, ctDeleted: st.ct.deleted,
-      ctKilled: st.ct.killed, ctDiscarded: st.ct.discarded, cached: q.cached ?? 0,
+      ctKilled: st.ct.killed, ctDiscarded: st.ct.discarded, cached: q.cached ?? 0, matched: q.matched ?? 0,
       clientTcpActiveOpens: accounting.client.tcpActiveOpens, fwTcpActiveOpens: accounting.fw.tcpActiveOpens,
       clientTcpOutRsts: accounting.client.tcpOutRsts, serverTcpOutRsts: accounting.server.tcpOutRsts,
       ...Object.fromEntries(SOAK_RULE_NAMES.map((k) => [`rule_${k}`, accounting.rules[k]])),

@@ -161,8 +161,9 @@ describe('daemon run/status CLI in a network namespace (root)', function () {
     assert.equal(ping.code, 0, ping.stdout + ping.stderr);
     const after = await controlRequest(control, { cmd: 'status' });
     assert.ok(after.ok);
-    const packets = (after as unknown as { packets: { packets: number; accepted: number; errors: number } }).packets;
-    assert.ok(packets.accepted >= 8, JSON.stringify(packets));
+    // Accepted by the queue: the rule matcher decides some of these trips natively, JavaScript the rest.
+    const { packets, queues: qs } = after as unknown as { packets: { errors: number }; queues: { accepted: number }[] };
+    assert.ok(qs[0]!.accepted >= 8, JSON.stringify(qs));
     assert.equal(packets.errors, 0);
 
     const saved = await controlRequest(control, { cmd: 'save', counters: false });

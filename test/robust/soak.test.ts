@@ -59,6 +59,7 @@ describe('robust: soak accounting (each identity can fail)', () => {
     ['more entries gone than created', (a) => (a.ct.expired += 10), /^connection table: entries .* != created/],
     ['an entry removed without a counter', (a) => (a.ct.entries -= 1), /^connection table: entries .* != created/],
     ['packets counted by both JavaScript and the flow cache', (a) => (a.q.cached = 5), /^packets received: /],
+    ['packets counted by both JavaScript and the rule matcher', (a) => (a.q.matched = 5), /^packets received: /],
   ];
   for (const [what, change, expect] of cases) {
     it(`reports ${what}`, () => {
