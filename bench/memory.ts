@@ -1,5 +1,6 @@
 // Memory benchmark (issue #6): the resident size of one process holding what a busy node's nfqwall holds, a kube-proxy
-// ruleset of 10,000 services loaded in the engine (parsed, checked, chain index built) and a connection table of
+// ruleset of 10,000 services loaded in the engine (parsed, checked, chain index built) and in the native rule matcher
+// (compiled and loaded, as the daemon holds it), and a connection table of
 // 1,000,000 connections, made through the ConnTable API with synthetic UDP first packets. Goal: under 512 MiB.
 // Run: `node --expose-gc dist/bench/memory.js [services] [connections]`; prints one JSON line (npm run bench runs it).
 // No root needed: nothing binds a queue.
@@ -14,6 +15,7 @@ import { Engine } from '../src/engine/engine';
 import { StaticHost } from '../src/engine/host';
 import { EmptySets } from '../src/engine/sets';
 import { addon } from '../src/native';
+import { compileProgram } from '../src/compile/program';
 
 export interface MemoryResult {
   services: number;
@@ -52,6 +54,9 @@ export function measureMemory(services: number, connections: number): MemoryResu
   let rules = 0;
   const t0 = performance.now();
   let engine: Engine;
+  // The daemon keeps the loaded program and its counter list, not the words it compiled.
+  const matcher = new addon.Matcher();
+  let programCounters: unknown[] = [];
   try {
     const file = path.join(dir, 'kube.rules');
     fs.writeFileSync(file, kubeProxyRules(services, 3), { mode: 0o600 });
@@ -60,6 +65,9 @@ export function measureMemory(services: number, connections: number): MemoryResu
     if (loaded.rules4 === undefined) throw new Error('no ruleset loaded');
     rules = countRules(loaded.rules4);
     engine = new Engine({ rules4: loaded.rules4, host: new StaticHost({ local: ['198.18.255.1'] }), sets: new EmptySets() });
+    const program = compileProgram(loaded.rules4, 4);
+    matcher.load(4, program.words, 1);
+    programCounters = program.counters;
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -98,8 +106,8 @@ export function measureMemory(services: number, connections: number): MemoryResu
   const entries = table.stats().entries;
   if (entries !== connections) throw new Error(`the table holds ${entries} connections, not ${connections}`);
   const afterConns = rssMiB();
-  // Keeps both alive until measured.
-  if (engine.rules(4) === undefined || table.stats().entries === 0) throw new Error('unreachable');
+  // Keeps everything alive until measured.
+  if (engine.rules(4) === undefined || table.stats().entries === 0 || programCounters.length === 0 || matcher.stats().decided < 0) throw new Error('unreachable');
   const round = (x: number): number => Math.round(x * 10) / 10;
   return {
     services,
