@@ -205,8 +205,12 @@ describe('matcher: programs', () => {
       assert.ok(accepted);
       assert.equal(accepted.natRan, 1, 'nat INPUT ran for a NEW connection (SRC manip) and bound nothing');
     });
-    it('a NEW packet that reaches the DNAT rule is left to JavaScript; one that does not is decided', () => {
-      assert.equal(run(packet({ hook: 'PREROUTING', dst: '198.18.5.5', dport: 80, inIface: 'eth1', state: 'NEW' })), null);
+    it('a NEW packet that reaches the DNAT rule gets its request; one that does not is decided without one', () => {
+      const dnat = run(packet({ hook: 'PREROUTING', dst: '198.18.5.5', dport: 80, inIface: 'eth1', state: 'NEW' }));
+      assert.ok(dnat);
+      assert.equal(dnat.verdict, NF_ACCEPT);
+      assert.equal(dnat.natRan, 2);
+      assert.deepEqual(dnat.nat, [{ manip: 'DST', minAddr: '198.18.6.6', maxAddr: '198.18.6.6', minPort: 8080, maxPort: 8080 }]);
       const r = run(packet({ hook: 'PREROUTING', dst: '198.18.5.5', dport: 81, inIface: 'eth1', state: 'NEW' }));
       assert.ok(r);
       assert.equal(r.natRan, 2, 'PREROUTING nat ran (DST manip) and bound nothing');
