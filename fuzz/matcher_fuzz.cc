@@ -104,6 +104,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   in.data = pkt.get();
   in.len = uint32_t(len);
   in.wireLen = uint32_t(len);
+  in.takesNat = (data[18] & 2) == 0;
 
   std::string err;
   std::shared_ptr<mt::Program> p = mt::Program::load(words.data(), words.size(), err);
@@ -135,6 +136,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     require(r.natRan <= 3);
     // A request comes from the nat table that ran (its bit set); one per trip. (A later table may still drop.)
     require(r.natCount <= 1);
+    require(h.takesNat || r.natCount == 0);
     if (r.natCount == 1) {
       require(r.natRan != 0);
       require(r.nat[0].manip <= 1 && (r.nat[0].flags & ~127u) == 0);

@@ -355,6 +355,8 @@ export interface MatcherInput {
   ct?: { state: number; dir: number; status: number; mark: number; zone?: number };
   /** The 31-bit numbers `-m statistic --mode random` draws, in order (cycling); absent: the thread's generator. */
   random?: number[];
+  /** Input::takesNat (default true here): false sends a trip whose NAT target binds to JavaScript. */
+  takesNat?: boolean;
 }
 
 export interface MatcherResult {

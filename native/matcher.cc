@@ -1051,6 +1051,7 @@ bool Program::run(const Input& in, const Host& host, Result& out) const {
       out.natRan |= uint8_t(1u << manip);
       run.unstable = true;  // a connection's first packet: nothing after it repeats this
       if (run.natPending && tv == kNfAccept) {
+        if (!in.takesNat) return false;
         out.nat[out.natCount++] = run.natReq;
         // OUTPUT's filter and security see the packet as the request rewrites it (engine.ts natView).
         if (in.hook == 3 && natViewChanges(run.natReq) && !natView(v, viewBuf, run.natReq)) return false;

@@ -44,6 +44,9 @@ struct Input {
   // engine's ctx.random31()). Null: a per-thread xorshift generator. Called once per statistic op evaluated.
   uint32_t (*random31)(void* ctx) = nullptr;
   void* randomCtx = nullptr;
+  // Added: the caller commits Result::nat[] (copies it into ct::Update). False: a trip whose NAT target binds goes to
+  // JavaScript, as before the matcher knew NAT targets; a caller that drops the requests must leave it false.
+  bool takesNat = false;
 };
 
 // A decision: what Engine.decide's Decision says, for the parts the matcher repeats.

@@ -261,6 +261,7 @@ class MatcherWrap : public Napi::ObjectWrap<MatcherWrap> {
     in.physInIf = u32Field(o, "physInIf", 0, 0, 0xffffffffu);
     in.physOutIf = u32Field(o, "physOutIf", 0, 0, 0xffffffffu);
     in.wireLen = u32Field(o, "wireLen", in.len, 0, 0xffffffffu);
+    in.takesNat = o.Get("takesNat").IsUndefined() || o.Get("takesNat").ToBoolean().Value();
     Napi::Value ctv = o.Get("ct");
     if (!ctv.IsUndefined() && !ctv.IsNull()) {
       if (!ctv.IsObject()) throw Napi::TypeError::New(env, "Matcher.run: ct must be an object");

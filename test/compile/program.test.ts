@@ -398,6 +398,12 @@ COMMIT
       assert.equal(r.nat![0].minAddr, '198.19.0.4');
       assert.equal(r.mark, 1, 'filter OUTPUT matched the rewritten destination and port');
     });
+    it('a caller that does not take the requests (takesNat false) gets JavaScript for a trip that binds, only', () => {
+      assert.equal(pair.matcher.run({ ...pair.input(svc), takesNat: false }), null);
+      const other = pair.matcher.run({ ...pair.input(packet({ hook: 'PREROUTING', dst: '198.18.5.6', dport: 80, inIface: 'eth1', state: 'NEW' })), takesNat: false });
+      assert.ok(other, 'no NAT target reached: decided');
+      assert.equal(other.natRan, 2);
+    });
     it('MASQUERADE and REDIRECT go to JavaScript when the host view has no primary addresses', () => {
       const m = new addon.Matcher();
       m.load(4, pair.words, 1);
