@@ -44,6 +44,30 @@ function services(family: 4 | 6): string {
   return lines.join('\n');
 }
 
+/** kube-proxy's shape: keyed services, statistic random, KUBE-MARK-MASQ, DNAT, MASQUERADE; and REDIRECT, SNAT, NETMAP. */
+function kube(family: 4 | 6): string {
+  const a = (k: number): string => (family === 4 ? `198.19.0.${k}` : `2001:db8:19::${k}`);
+  const ep = (k: number, port: number): string => (family === 4 ? `${a(k)}:${port}` : `[${a(k)}]:${port}`);
+  const lines = ['*nat', ':PREROUTING ACCEPT [0:0]', ':INPUT ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]', ':POSTROUTING ACCEPT [0:0]'];
+  lines.push(':SVC - [0:0]', ':SVC-A - [0:0]', ':SEP-1 - [0:0]', ':SEP-2 - [0:0]', ':MASQ - [0:0]', ':POST - [0:0]');
+  lines.push('-A PREROUTING -j SVC', '-A OUTPUT -j SVC', '-A POSTROUTING -j POST');
+  for (let k = 0; k < 9; k++) {
+    const d = family === 4 ? `198.18.128.${k + 1}/32` : `2001:db8:80::${k + 1}/128`;
+    lines.push(`-A SVC -d ${d} -p tcp -m tcp --dport 80 -j ${k === 0 ? 'SVC-A' : 'MASQ'}`);
+  }
+  lines.push('-A SVC -p tcp -m tcp --dport 81 -j REDIRECT --to-ports 8081');
+  lines.push('-A SVC-A -m statistic --mode random --probability 0.50000000000 -j SEP-1', '-A SVC-A -j SEP-2');
+  lines.push(`-A SEP-1 -s ${a(1)} -j MASQ`, `-A SEP-1 -p tcp -m tcp -j DNAT --to-destination ${ep(1, 8080)}`);
+  lines.push(`-A SEP-2 -s ${a(2)} -j MASQ`, `-A SEP-2 -p tcp -m tcp -j DNAT --to-destination ${ep(2, 8080)} --random`);
+  lines.push('-A MASQ -j MARK --or-mark 0x4000');
+  lines.push('-A POST -m mark ! --mark 0x4000/0x4000 -j RETURN', '-A POST -j MARK --xor-mark 0x4000', '-A POST -o eth0 -j MASQUERADE --random-fully');
+  lines.push(`-A POST -o eth1 -j SNAT --to-source ${family === 4 ? '198.18.6.6-198.18.6.9' : '2001:db8:6::6'}`);
+  lines.push(`-A POST -j NETMAP --to ${family === 4 ? '198.18.64.0/24' : '2001:db8:64::/64'}`);
+  lines.push('COMMIT', '*filter', ':INPUT ACCEPT [0:0]', ':FORWARD ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]');
+  lines.push(`-A OUTPUT -d ${a(1)} -p tcp -m tcp --dport 8080 -j MARK --set-xmark 0x1/0x1`, 'COMMIT', '');
+  return lines.join('\n');
+}
+
 const V6 = `*filter
 :INPUT ACCEPT [0:0]
 :FORWARD DROP [0:0]
@@ -101,4 +125,9 @@ seed('services-v4-local', services(4), 4, { src: '198.19.0.2', dst: '127.0.0.5',
 seed('services-v6', services(6), 6, { src: '2001:db8:9::1', dst: '2001:db8::d', proto: 6, dport: 83 }, 0, 1);
 seed('ipv6-filter', V6, 6, { src: '2001:db8:9::1', dst: '2001:db8::1', proto: 58, dport: 0 }, 1, 2);
 seed('ipv6-forward', V6, 6, { src: '2001:db8:9::1', dst: '2001:db8:5::1', proto: 6, dport: 443 }, 2, 2);
+seed('kube-v4-prerouting', kube(4), 4, { src: '198.18.9.1', dst: '198.18.128.1', proto: 6, dport: 80 }, 0, 1);
+seed('kube-v4-output', kube(4), 4, { src: '198.18.0.1', dst: '198.18.128.1', proto: 6, dport: 80 }, 3, 1);
+seed('kube-v4-postrouting', kube(4), 4, { src: '198.18.9.1', dst: '198.19.0.1', proto: 6, dport: 8080 }, 4, 1);
+seed('kube-v4-redirect', kube(4), 4, { src: '198.18.9.1', dst: '198.18.7.7', proto: 6, dport: 81 }, 0, 1);
+seed('kube-v6-prerouting', kube(6), 6, { src: '2001:db8:9::1', dst: '2001:db8:80::1', proto: 6, dport: 80 }, 0, 1);
 console.log(`wrote ${fs.readdirSync(OUT).length} seeds to ${OUT}`);

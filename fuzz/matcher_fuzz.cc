@@ -39,15 +39,41 @@ const mt::Host& host() {
     mt::Host::Net n;
     n.addr[0] = 127, n.prefix = 8, n.local = true;
     x.nets4 = {n};
+    // MASQUERADE/REDIRECT: eth0 and eth1 have IPv4 addresses, eth0 an IPv6 one, veth1 none.
+    x.primariesKnown = true;
+    x.primary4.resize(4);
+    x.primary6.resize(4);
+    x.primary4[1].has = true, x.primary4[1].addr = {198, 18, 0, 1};
+    x.primary4[2].has = true, x.primary4[2].addr = {198, 18, 1, 7};
+    x.primary6[1].has = true, x.primary6[1].addr = a;
     return x;
   }();
   return h;
 }
 
+bool sameRequest(const nat::Request& a, const nat::Request& b) {
+  return a.manip == b.manip && a.flags == b.flags && std::memcmp(a.minAddr, b.minAddr, 16) == 0 &&
+         std::memcmp(a.maxAddr, b.maxAddr, 16) == 0 && a.minPort == b.minPort && a.maxPort == b.maxPort &&
+         a.basePort == b.basePort && a.masqIfindex == b.masqIfindex;
+}
+
 bool sameResult(const mt::Result& a, const mt::Result& b) {
+  if (a.natCount != b.natCount) return false;
+  for (uint32_t k = 0; k < a.natCount && k < 2; k++)
+    if (!sameRequest(a.nat[k], b.nat[k])) return false;
   return a.verdict == b.verdict && a.mark == b.mark && a.setMark == b.setMark && a.natRan == b.natRan &&
          a.pathLen == b.pathLen && std::memcmp(a.path, b.path, sizeof(uint32_t) * a.pathLen) == 0;
 }
+
+// statistic's numbers: a sequence from the input (the connection mark word), the same for a run and its repeat.
+struct Draws {
+  uint32_t x = 1;
+  static uint32_t next(void* ctx) {
+    Draws* d = static_cast<Draws*>(ctx);
+    d->x = d->x * 1103515245u + 12345u;
+    return d->x;
+  }
+};
 
 }  // namespace
 
@@ -78,6 +104,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   in.data = pkt.get();
   in.len = uint32_t(len);
   in.wireLen = uint32_t(len);
+  in.takesNat = (data[18] & 2) == 0;
 
   std::string err;
   std::shared_ptr<mt::Program> p = mt::Program::load(words.data(), words.size(), err);
@@ -92,7 +119,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     mt::Input h = in;
     h.hook = uint8_t(hook == 5 ? in.hook : hook);
     mt::Result r, again;
+    Draws draws;
+    h.random31 = &Draws::next;
+    h.randomCtx = &draws;
+    draws.x = in.ctMark;
     bool ok = p->run(h, host(), r);
+    draws.x = in.ctMark;
     require(ok == p->run(h, host(), again));
     if (!ok) continue;
     require(sameResult(r, again));
@@ -102,6 +134,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     require(v == 0 || v == 1 || (v == 3 && (r.verdict >> 16) <= 0xffff));
     require(r.setMark == (r.mark != h.mark));
     require(r.natRan <= 3);
+    // A request comes from the nat table that ran (its bit set); one per trip. (A later table may still drop.)
+    require(r.natCount <= 1);
+    require(h.takesNat || r.natCount == 0);
+    if (r.natCount == 1) {
+      require(r.natRan != 0);
+      require(r.nat[0].manip <= 1 && (r.nat[0].flags & ~127u) == 0);
+      require(r.nat[0].masqIfindex == 0 || r.nat[0].masqIfindex == h.outIf);
+    }
+    // The thread's own generator when none is given: decides too, without crashing.
+    mt::Input dflt = h;
+    dflt.random31 = nullptr;
+    mt::Result other;
+    (void)p->run(dflt, host(), other);
     p->count(r, h.wireLen);
     decided += r.pathLen;
   }

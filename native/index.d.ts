@@ -330,6 +330,12 @@ export interface MatcherHost {
   local6?: string[];
   /** Other routes addrtype's LOCAL depends on ('127.0.0.0/8' local, a broadcast route inside one), longest first. */
   routes?: { dst: string; local: boolean }[];
+  /**
+   * Every interface's primary address by ifindex (HostView.primaryAddress), for MASQUERADE and REDIRECT; undefined:
+   * the interface has none of that family (the target drops). Without both arrays those targets go to JavaScript.
+   */
+  primary4?: (string | undefined)[];
+  primary6?: (string | undefined)[];
 }
 
 /** Matcher.run (tests): one packet at one hook, as the queue would give it. */
@@ -347,6 +353,10 @@ export interface MatcherInput {
   wireLen?: number;
   /** The connection as classified (state: ct::State 0 INVALID 1 NEW 2 ESTABLISHED 3 RELATED 4 UNTRACKED; dir 0|1); absent: untracked queue. */
   ct?: { state: number; dir: number; status: number; mark: number; zone?: number };
+  /** The 31-bit numbers `-m statistic --mode random` draws, in order (cycling); absent: the thread's generator. */
+  random?: number[];
+  /** Input::takesNat (default true here): false sends a trip whose NAT target binds to JavaScript. */
+  takesNat?: boolean;
 }
 
 export interface MatcherResult {
@@ -360,6 +370,10 @@ export interface MatcherResult {
   flowStable: boolean;
   /** Counter ids, in order (Decision.counted). */
   path: number[];
+  /** Decision.ct.nat as the connection table takes it (nativeNatRequest's form, masqIfindex = outIf); absent: none. */
+  nat?: CtNatRequest[];
+  /** How many numbers statistic drew. */
+  draws: number;
 }
 
 export interface MatcherDrain {

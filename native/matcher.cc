@@ -6,6 +6,7 @@
 #include "matcher.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <unordered_map>
 
@@ -16,7 +17,7 @@ namespace {
 
 // The format (src/compile/ops/format.ts).
 constexpr uint32_t kMagic = 0x4d51464e;
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;
 constexpr uint32_t kNone = 0xffffffffu;
 constexpr uint32_t kAllPorts = 0xfffffffeu;  // index key: every port-keyed rule of a destination and protocol
 constexpr uint32_t kHeaderWords = 6;
@@ -55,13 +56,20 @@ enum : uint32_t {
   OP_TTL = 11,
   OP_RT = 12,
   OP_PHYSDEV = 13,
-  OP_COUNT = 14,
+  OP_STATISTIC = 14,
+  OP_COUNT = 15,
 };
 
 // Payload words per opcode; multiport's is 3 + 2 * items.
-constexpr uint32_t kOpWords[OP_COUNT] = {0, 10, 7, kNone, 3, 3, 7, 2, 6, 20, 4, 2, 0, 20};
+constexpr uint32_t kOpWords[OP_COUNT] = {0, 10, 7, kNone, 3, 3, 7, 2, 6, 20, 4, 2, 0, 20, 2};
 
-enum : uint32_t { T_NONE = 0, T_ACCEPT, T_DROP, T_RETURN, T_JUMP, T_GOTO, T_MARK, T_QUEUE, T_SLOW, T_COUNT };
+enum : uint32_t { T_NONE = 0, T_ACCEPT, T_DROP, T_RETURN, T_JUMP, T_GOTO, T_MARK, T_QUEUE, T_SLOW, T_NAT, T_COUNT };
+
+// T_NAT: a = what resolves the address, b = kNatWords, then the request: [manip (0 SRC, 1 DST, 2 by hook), flags
+// (nat::k*), minAddr x4, maxAddr x4, minPort, maxPort, basePort].
+enum : uint32_t { NAT_RANGE = 0, NAT_MASQUERADE = 1, NAT_REDIRECT = 2, NAT_COUNT = 3 };
+constexpr uint32_t kNatWords = 13;
+constexpr uint32_t kNatFlags = 127;  // every NF_NAT_RANGE_* bit nat.h names
 
 enum : uint32_t { ST_INVALID = 1, ST_NEW = 2, ST_RELATED = 4, ST_ESTABLISHED = 8, ST_UNTRACKED = 16, ST_SNAT = 32, ST_DNAT = 64 };
 
@@ -269,6 +277,7 @@ struct Program::Impl {
     uint32_t ops = 0, nOps = 0;  // word offset of the first op in w
     uint32_t tKind = 0, tA = 0, tB = 0;
     bool tUnstable = false;  // the target is not flow-stable
+    uint32_t tNat = 0;       // T_NAT: word offset of the request in w
   };
   struct Index {
     std::vector<uint32_t> wild;
@@ -453,6 +462,14 @@ std::shared_ptr<Program> Program::load(const uint32_t* w, size_t n, std::string&
       ru.tUnstable = (ru.tKind >> 16) != 0;
       ru.tKind &= 0xffff;
       if (ru.tKind >= T_COUNT) return rr.fail("bad target kind"), nullptr;
+      if (ru.tKind == T_NAT) {
+        if (ru.tA >= NAT_COUNT || ru.tB != kNatWords || rr.end - rr.pos < kNatWords) return rr.fail("bad NAT target"), nullptr;
+        const uint32_t* q = W + rr.pos;
+        if (q[0] > 2 || (q[1] & ~kNatFlags) != 0 || q[10] > 0xffff || q[11] > 0xffff || q[12] > 0xffff)
+          return rr.fail("bad NAT request"), nullptr;
+        ru.tNat = uint32_t(rr.pos);
+        rr.pos += kNatWords;
+      }
       if (rr.pos != rr.end) return rr.fail("rule length does not match its contents"), nullptr;
       impl->rules.push_back(ru);
     }
@@ -527,6 +544,57 @@ struct Frame {
   uint32_t chain, next;
 };
 
+// Input::random31's default: xorshift64* per thread, seeded once from the clock and the thread's own address.
+uint32_t defaultRandom31() {
+  static thread_local uint64_t s = 0;
+  if (s == 0) {
+    s = uint64_t(std::chrono::steady_clock::now().time_since_epoch().count()) ^ uint64_t(uintptr_t(&s)) ^
+        0x9e3779b97f4a7c15ull;
+    if (s == 0) s = 1;
+  }
+  s ^= s >> 12;
+  s ^= s << 25;
+  s ^= s >> 27;
+  return uint32_t((s * 0x2545f4914f6cdd1dull) >> 33) & 0x7fffffffu;
+}
+
+void addrBytes(const uint32_t* w, uint8_t* out) {
+  for (int i = 0; i < 16; i++) out[i] = uint8_t(w[i >> 2] >> (24 - 8 * (i & 3)));
+}
+
+// Every byte an op reads lies below l3len + 20 (the largest transport header an op reads; IPv4 options at most 60).
+constexpr uint32_t kViewBytes = 128;
+
+bool hasPorts(uint32_t proto) { return proto == 6 || proto == 17 || proto == 136 || proto == 132 || proto == 33; }
+
+// engine.ts natView with setAddress/setPort: the view's headers copied to `buf` and the destination address and port
+// rewritten there (checksums are not: no op reads them). False when the headers do not fit.
+bool natView(View& v, uint8_t* buf, const nat::Request& q) {
+  if (v.l3len + 20 > kViewBytes) return false;
+  std::memcpy(buf, v.d, std::min(v.len, kViewBytes));
+  v.d = buf;
+  if (q.flags & nat::kMapIps) {
+    uint32_t n = v.family == 4 ? 4 : 16;
+    std::memcpy(buf + (v.family == 4 ? 16 : 24), q.minAddr, n);
+    words(q.minAddr, n, v.dst);
+  }
+  if ((q.flags & nat::kProtoSpecified) && hasPorts(v.proto) && v.l4off >= 0) {
+    buf[v.l4off + 2] = uint8_t(q.minPort >> 8);
+    buf[v.l4off + 3] = uint8_t(q.minPort);
+  }
+  return true;
+}
+
+// engine.ts natView: whether OUTPUT's later tables would see the packet rewritten by this request.
+bool natViewChanges(const nat::Request& q) {
+  if (q.manip != kManipDst || (q.flags & nat::kNetmap)) return false;
+  bool hasAddr = q.flags & nat::kMapIps, hasPort = q.flags & nat::kProtoSpecified;
+  bool addrFixed = hasAddr && std::memcmp(q.minAddr, q.maxAddr, 16) == 0;
+  bool portFixed = hasPort && q.minPort == q.maxPort && !(q.flags & nat::kProtoOffset);
+  if (!(addrFixed || !hasAddr) || !(portFixed || !hasPort)) return false;
+  return hasAddr || hasPort;
+}
+
 struct Run {
   const Program::Impl& p;
   const Host& host;
@@ -540,6 +608,57 @@ struct Run {
   const char* physOutName;
   Result& out;
   bool unstable = false;  // Engine.unstable: something evaluated was not flow-stable
+  bool natTable = false;  // the table walked is nat (a NAT target elsewhere goes to JavaScript)
+  bool natPending = false;  // ctx.nat: a NAT target ran in this table's walk
+  nat::Request natReq;
+
+  uint32_t draw() const { return in.random31 ? in.random31(in.randomCtx) : defaultRandom31(); }
+
+  // The NAT targets' apply() (DNAT.ts, SNAT.ts, MASQUERADE.ts, REDIRECT.ts, NETMAP.ts): the request into natReq and
+  // NF_ACCEPT, or NF_DROP when the interface has no address. SLOW when the host view cannot say.
+  int natTarget(const Program::Impl::Rule& r, uint32_t& verdict) {
+    if (!natTable) return SLOW;
+    const uint32_t* q = p.w.data() + r.tNat;
+    nat::Request req;
+    req.manip = q[0] == 2 ? ((in.hook == 0 || in.hook == 3) ? kManipDst : kManipSrc) : uint8_t(q[0]);
+    req.flags = q[1];
+    addrBytes(q + 2, req.minAddr);
+    addrBytes(q + 6, req.maxAddr);
+    req.minPort = uint16_t(q[10]);
+    req.maxPort = uint16_t(q[11]);
+    req.basePort = uint16_t(q[12]);
+    if (r.tA != NAT_RANGE) {
+      const std::array<uint8_t, 16>* addr = nullptr;
+      std::array<uint8_t, 16> loop{};
+      if (r.tA == NAT_REDIRECT && in.hook == 3) {  // nf_nat_redirect: loopback for locally generated packets
+        if (v.family == 4) loop[0] = 127, loop[3] = 1;
+        else loop[15] = 1;
+        addr = &loop;
+      } else {
+        uint32_t ifindex = r.tA == NAT_MASQUERADE ? in.outIf : in.inIf;
+        if (ifindex == 0) {  // no interface: the module drops
+          verdict = kNfDrop;
+          return YES;
+        }
+        const char* name = r.tA == NAT_MASQUERADE ? outName : inName;
+        if (name == nullptr || !host.primariesKnown) return SLOW;
+        const std::vector<Host::Primary>& ps = v.family == 4 ? host.primary4 : host.primary6;
+        if (ifindex >= ps.size() || !ps[ifindex].has) {
+          verdict = kNfDrop;
+          return YES;
+        }
+        addr = &ps[ifindex].addr;
+      }
+      std::memcpy(req.minAddr, addr->data(), 16);
+      std::memcpy(req.maxAddr, addr->data(), 16);
+      req.flags |= nat::kMapIps;
+      if (r.tA == NAT_MASQUERADE) req.masqIfindex = in.outIf;
+    }
+    natReq = req;
+    natPending = true;
+    verdict = kNfAccept;
+    return YES;
+  }
 
   bool iface(uint32_t flags, uint32_t onF, uint32_t negF, uint32_t plusF, const char* spec, uint32_t specLen,
              const char* name, int& res) const {
@@ -715,6 +834,10 @@ struct Run {
         if (!a[7] || !hasOut) return YES;
         return named(a + 7, physOutName) != (a[8] != 0) ? YES : NO;
       }
+      case OP_STATISTIC: {  // statistic.ts, --mode random: one draw per evaluation
+        uint32_t x = draw() & 0x7fffffffu;
+        return (x < a[0]) != (a[1] != 0) ? YES : NO;
+      }
       case OP_RT:  // rt.ts: no routing header in a packet without extension headers (parseView)
         return v.family == 6 ? NO : SLOW;
       default:
@@ -864,6 +987,8 @@ struct Run {
         case T_QUEUE:
           verdict = kNfQueue | (r.tA << 16);
           return YES;
+        case T_NAT:
+          return natTarget(r, verdict);
         default:
           return SLOW;
       }
@@ -883,11 +1008,13 @@ bool Program::run(const Input& in, const Host& host, Result& out) const {
   if (!impl_ || in.family != family_ || in.hook > 4) return false;
   View v;
   if (!parseView(in, v)) return false;
+  uint8_t viewBuf[kViewBytes];  // natView's copy of the headers
   const Impl& p = *impl_;
   Run run{p, host, in, v, Conn{}, in.mark, ifName(host, in.inIf), ifName(host, in.outIf), ifName(host, in.physInIf),
           ifName(host, in.physOutIf), out};
   out.pathLen = 0;
   out.natRan = 0;
+  out.natCount = 0;
   Conn conn;
   conn.present = in.tracked;
   conn.state = in.ctState;
@@ -917,10 +1044,18 @@ bool Program::run(const Input& in, const Host& host, Result& out) const {
       run.ct.mark = 0;
     }
     uint32_t tv = kNfAccept;
+    run.natTable = t.table == 2;
+    run.natPending = false;
     if (run.walk(t.chain, t.stackLimit, tv) != YES) return false;
     if (manip >= 0) {
       out.natRan |= uint8_t(1u << manip);
       run.unstable = true;  // a connection's first packet: nothing after it repeats this
+      if (run.natPending && tv == kNfAccept) {
+        if (!in.takesNat) return false;
+        out.nat[out.natCount++] = run.natReq;
+        // OUTPUT's filter and security see the packet as the request rewrites it (engine.ts natView).
+        if (in.hook == 3 && natViewChanges(run.natReq) && !natView(v, viewBuf, run.natReq)) return false;
+      }
     }
     if (tv != kNfAccept) {
       verdict = tv;

@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "nat.h"
+
 namespace nfqwall {
 namespace mt {
 
@@ -38,6 +40,13 @@ struct Input {
   uint32_t ctStatus = 0;
   uint32_t ctMark = 0;
   uint16_t zone = 0;
+  // Added: where `-m statistic --mode random` draws its 31-bit numbers (the kernel's prandom_u32() & 0x7fffffff, the
+  // engine's ctx.random31()). Null: a per-thread xorshift generator. Called once per statistic op evaluated.
+  uint32_t (*random31)(void* ctx) = nullptr;
+  void* randomCtx = nullptr;
+  // Added: the caller commits Result::nat[] (copies it into ct::Update). False: a trip whose NAT target binds goes to
+  // JavaScript, as before the matcher knew NAT targets; a caller that drops the requests must leave it false.
+  bool takesNat = false;
 };
 
 // A decision: what Engine.decide's Decision says, for the parts the matcher repeats.
@@ -51,6 +60,11 @@ struct Result {
   bool flowStable = false;
   uint32_t pathLen = 0;
   uint32_t path[kMaxPath];  // counter ids incremented, in order (Decision.counted)
+  // Added: Decision.ct.nat, the binding requests of a NAT target (DNAT, SNAT, MASQUERADE, REDIRECT, NETMAP) in the
+  // connection table's form, as nativeNatRequest + parseNatRequest make them (masqIfindex: Input::outIf). At most one
+  // per trip (one nat table per hook); a request's manip is its chains' natRan bit, already set in natRan.
+  uint8_t natCount = 0;
+  nat::Request nat[2];
 };
 
 // What the host looks like to the matches that ask (interface names, addrtype). Immutable once built; replaced whole.
@@ -69,6 +83,15 @@ struct Host {
     bool local = false;
   };
   std::vector<Net> nets4, nets6;
+  // Added: every interface's primary address by ifindex (HostView.primaryAddress: the first address `ip addr` lists),
+  // for MASQUERADE (out interface) and REDIRECT (in interface). primariesKnown false: those targets go to JavaScript;
+  // true: an ifindex with a name but no entry (has false) has no address of that family, and the target drops.
+  struct Primary {
+    bool has = false;
+    std::array<uint8_t, 16> addr{};  // IPv4 in the first 4 bytes
+  };
+  bool primariesKnown = false;
+  std::vector<Primary> primary4, primary6;
 };
 
 class Program {

@@ -68,6 +68,45 @@ bool parseNet(const std::string& s, uint8_t family, std::array<uint8_t, 16>& add
   return true;
 }
 
+// Matcher.run's `random`: the 31-bit numbers statistic draws, in order (cycling), and how many it drew.
+struct Draws {
+  std::vector<uint32_t> values;
+  uint32_t drawn = 0;
+  static uint32_t next(void* ctx) {
+    Draws* d = static_cast<Draws*>(ctx);
+    uint32_t v = d->values.empty() ? 0 : d->values[d->drawn % d->values.size()];
+    d->drawn++;
+    return v;
+  }
+};
+
+std::string addrText(const uint8_t* a, uint8_t family) {
+  char buf[INET6_ADDRSTRLEN];
+  inet_ntop(family == 4 ? AF_INET : AF_INET6, a, buf, sizeof buf);
+  return buf;
+}
+
+// nat::Request as a CtNatRequest (native/index.d.ts), the inverse of parseNatRequest.
+Napi::Object natObject(Napi::Env env, const nat::Request& q, uint8_t family) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("manip", q.manip == nat::kManipSrc ? "SRC" : "DST");
+  if (q.flags & nat::kMapIps) {
+    o.Set("minAddr", addrText(q.minAddr, family));
+    o.Set("maxAddr", addrText(q.maxAddr, family));
+  }
+  if (q.flags & nat::kProtoSpecified) {
+    o.Set("minPort", Napi::Number::New(env, q.minPort));
+    o.Set("maxPort", Napi::Number::New(env, q.maxPort));
+  }
+  if (q.flags & nat::kProtoOffset) o.Set("basePort", Napi::Number::New(env, q.basePort));
+  if (q.flags & nat::kProtoRandom) o.Set("random", true);
+  if (q.flags & nat::kProtoRandomFully) o.Set("randomFully", true);
+  if (q.flags & nat::kPersistent) o.Set("persistent", true);
+  if (q.flags & nat::kNetmap) o.Set("netmap", true);
+  if (q.masqIfindex != 0) o.Set("masqIfindex", Napi::Number::New(env, q.masqIfindex));
+  return o;
+}
+
 class MatcherWrap : public Napi::ObjectWrap<MatcherWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -158,6 +197,26 @@ class MatcherWrap : public Napi::ObjectWrap<MatcherWrap> {
         (family == 4 ? h->nets4 : h->nets6).push_back(n);
       }
     }
+    // primary4/primary6: [ifindex] -> the interface's primary address (HostView.primaryAddress), or undefined.
+    for (uint8_t family : {uint8_t(4), uint8_t(6)}) {
+      const char* key = family == 4 ? "primary4" : "primary6";
+      Napi::Value pv = o.Get(key);
+      if (pv.IsUndefined()) continue;
+      if (!pv.IsArray()) throw Napi::TypeError::New(env, std::string("Matcher: host.") + key + " must be an array");
+      h->primariesKnown = true;
+      Napi::Array a = pv.As<Napi::Array>();
+      std::vector<mt::Host::Primary>& out = family == 4 ? h->primary4 : h->primary6;
+      out.resize(a.Length());
+      for (uint32_t i = 0; i < a.Length(); i++) {
+        Napi::Value e = a.Get(i);
+        if (e.IsUndefined() || e.IsNull()) continue;
+        std::string s = e.ToString().Utf8Value();
+        uint8_t prefix;
+        if (!parseNet(s, family, out[i].addr, prefix) || prefix != (family == 4 ? 32 : 128))
+          throw Napi::Error::New(env, std::string("Matcher: host.") + key + ": not an address: " + s);
+        out[i].has = true;
+      }
+    }
     std::sort(h->local4.begin(), h->local4.end());
     std::sort(h->local6.begin(), h->local6.end());
     for (auto* v : {&h->nets4, &h->nets6})
@@ -202,6 +261,7 @@ class MatcherWrap : public Napi::ObjectWrap<MatcherWrap> {
     in.physInIf = u32Field(o, "physInIf", 0, 0, 0xffffffffu);
     in.physOutIf = u32Field(o, "physOutIf", 0, 0, 0xffffffffu);
     in.wireLen = u32Field(o, "wireLen", in.len, 0, 0xffffffffu);
+    in.takesNat = o.Get("takesNat").IsUndefined() || o.Get("takesNat").ToBoolean().Value();
     Napi::Value ctv = o.Get("ct");
     if (!ctv.IsUndefined() && !ctv.IsNull()) {
       if (!ctv.IsObject()) throw Napi::TypeError::New(env, "Matcher.run: ct must be an object");
@@ -222,6 +282,16 @@ class MatcherWrap : public Napi::ObjectWrap<MatcherWrap> {
     std::shared_ptr<mt::Program> p = m_->program(in.family);
     std::shared_ptr<const mt::Host> host = m_->host();
     mt::Result r;
+    // random: the numbers statistic draws for this packet, in order (tests give the engine the same).
+    Draws draws;
+    Napi::Value rv = info[0].As<Napi::Object>().Get("random");
+    if (!rv.IsUndefined()) {
+      if (!rv.IsArray()) throw Napi::TypeError::New(env, "Matcher.run: random must be an array of numbers");
+      Napi::Array a = rv.As<Napi::Array>();
+      for (uint32_t i = 0; i < a.Length(); i++) draws.values.push_back(a.Get(i).ToNumber().Uint32Value());
+      in.random31 = &Draws::next;
+      in.randomCtx = &draws;
+    }
     // commit: what a receive thread does after the verdict (counts the path, keeps the statistics), for tests.
     bool commit = info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
     if (!p || !m_->enabled() || !p->run(in, *host, r)) {
@@ -241,6 +311,12 @@ class MatcherWrap : public Napi::ObjectWrap<MatcherWrap> {
     Napi::Array path = Napi::Array::New(env, r.pathLen);
     for (uint32_t k = 0; k < r.pathLen; k++) path.Set(k, Napi::Number::New(env, r.path[k]));
     res.Set("path", path);
+    if (r.natCount > 0) {
+      Napi::Array nat = Napi::Array::New(env, r.natCount);
+      for (uint32_t k = 0; k < r.natCount; k++) nat.Set(k, natObject(env, r.nat[k], in.family));
+      res.Set("nat", nat);
+    }
+    res.Set("draws", Napi::Number::New(env, draws.drawn));
     return res;
   }
 

@@ -12,8 +12,9 @@
 //               protocol or NONE, destination port or NONE, 4 address words)]
 //   rule       [length in words, counter id, base flags, -s (4 address + 4 mask words), -d (same), -i name (4 words,
 //               NUL padded, '+' dropped), -o name, -p protocol, each present only when its flag is set; op count, ops
-//               ([opcode, payload length, payload...]); target [kind, a, b]]; an opcode or target kind with bit 16
-//               (OP_UNSTABLE) set is not flow-stable where it stands (engine.ts flowInfo)
+//               ([opcode, payload length, payload...]); target [kind, a, b] (T.NAT: then b = NAT_WORDS request words,
+//               ops/nat.ts)]; an opcode or target kind with bit 16 (OP_UNSTABLE) set is not flow-stable where it stands
+//               (engine.ts flowInfo)
 // Counter id k is counters[k]: the engine's own Counters objects (rules' and built-in chains' policy), so hits the
 // matcher counts can be added to them. Keys are keys.ts's ruleKey() for 'dst' keys; mark and interface keys count as
 // wildcards (the matcher's lookup only narrows by destination, protocol and port).
@@ -25,7 +26,9 @@ import type { MarkOpts } from '../extensions/MARK-target';
 import { ruleKey } from './keys';
 import * as F from './ops/format';
 import { MATCH_OPS, NO_OP } from './ops/index';
+import { natTarget } from './ops/nat';
 import { op } from './ops/op';
+import { statistic } from './ops/statistic';
 import { runSync, type Steps } from '../steps';
 
 /** engine.ts flowInfo's bit for a target that is not flow-stable. */
@@ -97,6 +100,8 @@ const SLOW_OP = op(F.OP.SLOW, []);
 
 function matchOp(m: MatchUse, family: 4 | 6): number[] | undefined {
   const e = m.ext;
+  // statistic's random mode keeps no state (its nth mode does: the encoder refuses it).
+  if (e.name === 'statistic' && e.match !== undefined) return statistic(m, family) ?? SLOW_OP;
   if (e.match === undefined || e.createState !== undefined || e.unsupported !== undefined) return SLOW_OP;
   if (e.unsupportedFor?.(m.opts) !== undefined) return SLOW_OP;
   if (e.name === NO_OP) return undefined;
@@ -140,6 +145,14 @@ function target(out: Words, t: RuleTarget | undefined, table: Table, chainIndex:
           a = o.queue;
         }
         break;
+      }
+      default: {
+        const nat = table.name === 'nat' ? natTarget(t.ext.name, t.opts) : undefined;
+        if (nat !== undefined) {
+          out.push(F.T.NAT);
+          out.pushAll(nat);
+          return;
+        }
       }
     }
   }

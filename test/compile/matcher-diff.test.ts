@@ -15,7 +15,7 @@ import { reachingHooks } from '../../src/rules/validate';
 import { declareChains, parsePrereq } from '../differential/harness';
 import { CORPUS } from '../paths';
 import { Rng } from '../rng';
-import { newTally, Pair, rate, type Tally } from './matcher-harness';
+import { natRate, newTally, Pair, rate, type Tally } from './matcher-harness';
 import { genMatcherPacket, genMatcherRuleset, IFACES } from './matcher-gen';
 
 const SEEDS = Number(process.env['NFQW_MATCHER_SEEDS'] ?? 150);
@@ -41,13 +41,16 @@ describe('matcher: random rulesets, native against the engine', function () {
   for (const family of [4, 6] as const) {
     it(`IPv${family}: the supported subset, ${SEEDS} rulesets x ${PACKETS} packets: identical, and >= 95% decided natively`, () => {
       const t = runSeeds(family, 0, 0, 0);
-      console.log(`      IPv${family} subset: ${rate(t)}`);
+      console.log(`      IPv${family} subset: ${rate(t)}; ${natRate(t)}`);
       assert.equal(t.diffs.length, 0);
       assert.ok(t.decided >= 0.95 * t.packets, `coverage ${rate(t)}`);
+      // NAT targets and statistic are in the subset: they are reached, and decided natively.
+      assert.ok(t.nat > 0.01 * t.packets && t.natDecided >= 0.9 * t.nat, natRate(t));
+      assert.ok(t.drew > 0.01 * t.packets && t.drewDecided >= 0.9 * t.drew, natRate(t));
     });
     it(`IPv${family}: slow extensions, short, fragmented, extension-header and untracked packets mixed in: identical`, () => {
       const t = runSeeds(family, 0.15, 0.2, 1000);
-      console.log(`      IPv${family} mixed: ${rate(t)}`);
+      console.log(`      IPv${family} mixed: ${rate(t)}; ${natRate(t)}`);
       assert.equal(t.diffs.length, 0);
       // The slow paths are exercised, and the rest is still decided natively.
       assert.ok(t.slow > 0.05 * t.packets, `only ${t.slow} packets went slow: the generator no longer mixes in slow cases`);

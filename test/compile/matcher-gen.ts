@@ -113,7 +113,9 @@ function physdev(rng: Rng): string {
 
 function pureMatch(rng: Rng, family: 4 | 6, proto: number | undefined, chain: string): string {
   if (chain !== 'OUTPUT' && rng.chance(0.08)) return physdev(rng);
-  switch (rng.int(0, 8)) {
+  switch (rng.int(0, 9)) {
+    case 9:
+      return statistic(rng);
     case 0:
       return `-m comment --comment "c${rng.int(0, 99)}"`;
     case 1:
@@ -141,6 +143,59 @@ function pureMatch(rng: Rng, family: 4 | 6, proto: number | undefined, chain: st
     default:
       return `-m conntrack --ctstate ${rng.pick(['NEW', 'ESTABLISHED,RELATED', 'INVALID', 'DNAT'])}`;
   }
+}
+
+/** statistic --mode random, probabilities as kube-proxy writes them (1/n) and the ends of the range. */
+function statistic(rng: Rng): string {
+  const p = rng.pick(['0.50000000000', '0.33333333349', '0.25000000000', '0.10000000009', '0.00000000000', '1.00000000000', '0.99']);
+  return `-m statistic --mode random ${neg(rng, 0.2)}--probability ${p}`;
+}
+
+const NAT4 = ['198.18.5.5', '198.18.5.9', '198.19.6.6'];
+const NAT6 = ['2001:db8:5::5', '2001:db8:5::9', '2001:db8:6::6'];
+
+function natPorts(rng: Rng, base: boolean): string {
+  const lo = rng.pick([80, 1024, 8080]);
+  const r = rng.next();
+  if (r < 0.5) return `${lo}`;
+  if (base && r < 0.65) return `${lo}-${lo + 100}/${lo + 7}`;
+  return `${lo}-${lo + rng.int(0, 500)}`;
+}
+
+function natAddr(rng: Rng, family: 4 | 6): string {
+  const pool = family === 4 ? NAT4 : NAT6;
+  const a = rng.pick(pool);
+  return rng.chance(0.3) ? `${a}-${pool[1]}` : a;
+}
+
+/** `--to-destination`/`--to-source`: address, range, ports, ports only. */
+function natRange(rng: Rng, family: 4 | 6, ports: boolean, base: boolean): string {
+  const r = rng.next();
+  const a = natAddr(rng, family);
+  if (!ports || r < 0.4) return a;
+  const p = natPorts(rng, base);
+  if (r < 0.55) return `:${p}`;
+  return family === 4 ? `${a}:${p}` : `[${a}]:${p}`;
+}
+
+function flags(rng: Rng, names: string[]): string {
+  return names.filter(() => rng.chance(0.25)).map((n) => ` --${n}`).join('');
+}
+
+/**
+ * A NAT target for a built-in nat chain, in every form its module reads. `ports`: the rule's -p is TCP or UDP, so a
+ * port range is allowed.
+ */
+function natTarget(rng: Rng, chain: string, family: 4 | 6, ports: boolean): string {
+  const netmap = family === 4 ? `198.18.64.0/${rng.pick([24, 30, 32])}` : `2001:db8:64::/${rng.pick([64, 120, 128])}`;
+  if (rng.chance(0.1)) return `-j NETMAP --to ${netmap}`;
+  if (chain === 'PREROUTING' || chain === 'OUTPUT') {
+    if (rng.chance(0.3)) return `-j REDIRECT${ports && rng.chance(0.6) ? ` --to-ports ${natPorts(rng, false)}` : ''}${flags(rng, ['random'])}`;
+    return `-j DNAT --to-destination ${natRange(rng, family, ports, true)}${flags(rng, ['random', 'persistent'])}`;
+  }
+  if (chain === 'POSTROUTING' && rng.chance(0.4))
+    return `-j MASQUERADE${ports && rng.chance(0.4) ? ` --to-ports ${natPorts(rng, false)}` : ''}${flags(rng, ['random', 'random-fully'])}`;
+  return `-j SNAT --to-source ${natRange(rng, family, ports, true)}${flags(rng, ['random', 'random-fully', 'persistent'])}`;
 }
 
 function slowMatch(rng: Rng, proto: number | undefined): string {
@@ -198,6 +253,10 @@ function ruleLine(rng: Rng, plan: Plan, family: 4 | 6, slow: number): string {
   const st = slow > 0 && rng.chance(slow) ? slowTarget(rng, plan, family, proto) : undefined;
   if (st) {
     w.push(st);
+    return w.join(' ');
+  }
+  if (plan.table === 'nat' && plan.builtin && rng.chance(0.3)) {
+    w.push(natTarget(rng, plan.name, family, proto === 6 || proto === 17));
     return w.join(' ');
   }
   const r = rng.next();

@@ -53,6 +53,7 @@ function packet(o: {
   proto?: number;
   dport?: number;
   inIface?: string;
+  outIface?: string;
   mark?: number;
   state?: CtState;
   status?: number;
@@ -66,7 +67,7 @@ function packet(o: {
     o.state === undefined
       ? undefined
       : { state: o.state, status: o.status ?? 0, mark: 0, direction: 'ORIGINAL', orig: t, reply: t, expiresSeconds: 30, zone: 0 };
-  return { family, data, meta: { hook: o.hook, inIface: o.inIface, mark: o.mark ?? 0, pktType: 'unicast' }, ct };
+  return { family, data, meta: { hook: o.hook, inIface: o.inIface, outIface: o.outIface, mark: o.mark ?? 0, pktType: 'unicast' }, ct };
 }
 
 describe('matcher: programs', () => {
@@ -205,8 +206,12 @@ describe('matcher: programs', () => {
       assert.ok(accepted);
       assert.equal(accepted.natRan, 1, 'nat INPUT ran for a NEW connection (SRC manip) and bound nothing');
     });
-    it('a NEW packet that reaches the DNAT rule is left to JavaScript; one that does not is decided', () => {
-      assert.equal(run(packet({ hook: 'PREROUTING', dst: '198.18.5.5', dport: 80, inIface: 'eth1', state: 'NEW' })), null);
+    it('a NEW packet that reaches the DNAT rule gets its request; one that does not is decided without one', () => {
+      const dnat = run(packet({ hook: 'PREROUTING', dst: '198.18.5.5', dport: 80, inIface: 'eth1', state: 'NEW' }));
+      assert.ok(dnat);
+      assert.equal(dnat.verdict, NF_ACCEPT);
+      assert.equal(dnat.natRan, 2);
+      assert.deepEqual(dnat.nat, [{ manip: 'DST', minAddr: '198.18.6.6', maxAddr: '198.18.6.6', minPort: 8080, maxPort: 8080 }]);
       const r = run(packet({ hook: 'PREROUTING', dst: '198.18.5.5', dport: 81, inIface: 'eth1', state: 'NEW' }));
       assert.ok(r);
       assert.equal(r.natRan, 2, 'PREROUTING nat ran (DST manip) and bound nothing');
@@ -315,6 +320,114 @@ COMMIT
       assert.equal(pair.matcher.run({ ...known, inIf: 77 }), null, 'in: ifindex 77 has no name, -i eth9 asks');
       const input = pair.matcher.run({ ...known, hook: 1, inIf: 77 });
       assert.ok(input, 'INPUT asks no interface');
+    });
+  });
+
+  describe('statistic random and the NAT targets', () => {
+    const text = `*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:SVC - [0:0]
+-A PREROUTING -d 198.18.5.5/32 -p tcp -m tcp --dport 80 -j SVC
+-A PREROUTING -p tcp -m tcp --dport 81 -j REDIRECT --to-ports 8081
+-A SVC -p tcp -m statistic --mode random --probability 0.25000000000 -j DNAT --to-destination 198.19.0.1:8080
+-A SVC -p tcp -m statistic --mode random ! --probability 0.50000000000 -j DNAT --to-destination 198.19.0.2-198.19.0.9:8000-8100/8050 --random --persistent
+-A SVC -j DNAT --to-destination 198.19.0.3
+-A OUTPUT -d 198.18.5.5/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 198.19.0.4:8080
+-A POSTROUTING -p tcp -m mark --mark 0x4000/0x4000 -j MASQUERADE --to-ports 1024-2047 --random-fully
+-A POSTROUTING -o eth0 -j NETMAP --to 198.18.64.0/24
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A OUTPUT -d 198.19.0.4/32 -p tcp -m tcp --dport 8080 -j MARK --set-xmark 0x1/0x1
+COMMIT
+`;
+    const rules = parseRuleset(text, 'nat.rules', { family: 4 });
+    const pair = new Pair(rules, ['eth0', 'eth1', 'veth1']);
+    const decide = (p: PacketInput, random: number[]) => {
+      const t = newTally();
+      assert.equal(pair.check(p, t, 'nat'), undefined);
+      assert.equal(t.decided, 1, 'decided natively');
+      return pair.matcher.run({ ...pair.input(p), random })!;
+    };
+    const svc = packet({ hook: 'PREROUTING', dst: '198.18.5.5', dport: 80, inIface: 'eth1', state: 'NEW' });
+    it('statistic draws one number per rule it reaches and compares it with lround(2^31 p)', () => {
+      const quarter = 0x20000000;
+      const first = decide(svc, [quarter - 1]);
+      assert.equal(first.draws, 1);
+      assert.deepEqual(first.nat, [{ manip: 'DST', minAddr: '198.19.0.1', maxAddr: '198.19.0.1', minPort: 8080, maxPort: 8080 }]);
+      // quarter is not below the stored 0.25; the inverted 0.5 matches a number at or above 2^30.
+      const second = decide(svc, [quarter, 0x40000000]);
+      assert.equal(second.draws, 2);
+      assert.deepEqual(second.nat, [
+        { manip: 'DST', minAddr: '198.19.0.2', maxAddr: '198.19.0.9', minPort: 8000, maxPort: 8100, basePort: 8050, random: true, persistent: true },
+      ]);
+      const third = decide(svc, [quarter, 0x3fffffff]);
+      assert.equal(third.draws, 2);
+      assert.deepEqual(third.nat, [{ manip: 'DST', minAddr: '198.19.0.3', maxAddr: '198.19.0.3' }]);
+      // Only the low 31 bits count, as the kernel's prandom_u32() & 0x7fffffff.
+      assert.equal(decide(svc, [0x80000000 + quarter - 1]).nat![0].minAddr, '198.19.0.1');
+      // Without numbers given, the thread's generator draws: every endpoint is picked some time.
+      const picked = new Set<string>();
+      for (let k = 0; k < 200; k++) picked.add(pair.matcher.run(pair.input(svc))!.nat![0].minAddr!);
+      assert.deepEqual([...picked].sort(), ['198.19.0.1', '198.19.0.2', '198.19.0.3']);
+    });
+    it('REDIRECT takes the in interface primary address; without one it drops', () => {
+      const r = decide(packet({ hook: 'PREROUTING', dst: '198.18.7.7', dport: 81, inIface: 'eth1', state: 'NEW' }), []);
+      assert.deepEqual(r.nat, [{ manip: 'DST', minAddr: '198.18.1.7', maxAddr: '198.18.1.7', minPort: 8081, maxPort: 8081 }]);
+      const none = decide(packet({ hook: 'PREROUTING', dst: '198.18.7.7', dport: 81, inIface: 'veth1', state: 'NEW' }), []);
+      assert.equal(none.verdict, NF_DROP);
+      assert.equal(none.nat, undefined);
+      assert.equal(none.natRan, 2);
+    });
+    it('MASQUERADE binds the out interface (masqIfindex); NETMAP maps by hook; nothing when SRC_NAT_DONE', () => {
+      const masq = decide(packet({ hook: 'POSTROUTING', dst: '198.19.0.1', mark: 0x4000, outIface: 'eth0', state: 'NEW' }), []);
+      assert.deepEqual(masq.nat, [{ manip: 'SRC', minAddr: '198.18.0.1', maxAddr: '198.18.0.1', minPort: 1024, maxPort: 2047, randomFully: true, masqIfindex: 1 }]);
+      const netmap = decide(packet({ hook: 'POSTROUTING', dst: '198.19.0.1', outIface: 'eth0', state: 'NEW' }), []);
+      assert.deepEqual(netmap.nat, [{ manip: 'SRC', minAddr: '198.18.64.0', maxAddr: '198.18.64.255', netmap: true }]);
+      const done = decide(packet({ hook: 'POSTROUTING', dst: '198.19.0.1', mark: 0x4000, outIface: 'eth0', state: 'NEW', status: 0x80 }), []);
+      assert.equal(done.nat, undefined);
+      assert.equal(done.natRan, 0);
+    });
+    it("OUTPUT's filter sees the packet as DNAT to one endpoint rewrites it (natView)", () => {
+      const r = decide(packet({ hook: 'OUTPUT', dst: '198.18.5.5', dport: 80, state: 'NEW' }), []);
+      assert.equal(r.nat![0].minAddr, '198.19.0.4');
+      assert.equal(r.mark, 1, 'filter OUTPUT matched the rewritten destination and port');
+    });
+    it('a caller that does not take the requests (takesNat false) gets JavaScript for a trip that binds, only', () => {
+      assert.equal(pair.matcher.run({ ...pair.input(svc), takesNat: false }), null);
+      const other = pair.matcher.run({ ...pair.input(packet({ hook: 'PREROUTING', dst: '198.18.5.6', dport: 80, inIface: 'eth1', state: 'NEW' })), takesNat: false });
+      assert.ok(other, 'no NAT target reached: decided');
+      assert.equal(other.natRan, 2);
+    });
+    it('MASQUERADE and REDIRECT go to JavaScript when the host view has no primary addresses', () => {
+      const m = new addon.Matcher();
+      m.load(4, pair.words, 1);
+      m.setHost({ names: [undefined, 'eth0', 'eth1'] });
+      const masq = pair.input(packet({ hook: 'POSTROUTING', dst: '198.19.0.1', mark: 0x4000, outIface: 'eth0', state: 'NEW' }));
+      assert.equal(m.run(masq), null);
+      assert.ok(m.run({ ...masq, mark: 0 }), 'NETMAP needs no interface address');
+    });
+    it('the loader refuses a NAT target with a bad request', () => {
+      const w = pair.words;
+      // The first DNAT target: [NAT, how, 13, manip, flags, ...]; find it by its kind and length words.
+      let at = -1;
+      for (let k = 6; k + 3 < w.length && at < 0; k++) if ((w[k] & 0xffff) === 9 && w[k + 1] === 0 && w[k + 2] === 13 && w[k + 3] === 1) at = k;
+      assert.ok(at > 0, 'found the DNAT target');
+      const bad = (f: (x: Uint32Array) => void): void => {
+        const x = w.slice();
+        f(x);
+        assert.throws(() => new addon.Matcher().load(4, x, 1), /bad NAT/);
+      };
+      bad((x) => (x[at + 1] = 3));
+      bad((x) => (x[at + 2] = 12));
+      bad((x) => (x[at + 3] = 5));
+      bad((x) => (x[at + 4] = 1 << 9));
+      bad((x) => (x[at + 13] = 70000));
     });
   });
 });

@@ -1,7 +1,7 @@
 // The word format shared by src/compile/program.ts and native/matcher.cc (docs/matcher.md, "Program format"). Change
 // one side, change the other and bump VERSION: the loader refuses a version it does not know.
 export const MAGIC = 0x4d51464e;
-export const VERSION = 1;
+export const VERSION = 2;
 /** "No such value" in a word: no policy counter, no protocol or port key. */
 export const NONE = 0xffffffff;
 
@@ -43,6 +43,8 @@ export const OP = {
   TTL: 11,
   RT: 12,
   PHYSDEV: 13,
+  /** statistic --mode random: [probability (lround(2^31 p)), invert]; one draw of Input::random31 per evaluation. */
+  STATISTIC: 14,
 } as const;
 
 /** Or'ed into an opcode or a target kind: evaluating it makes the decision not flow-stable (engine.ts flowInfo). */
@@ -59,7 +61,16 @@ export const T = {
   MARK: 6,
   QUEUE: 7,
   SLOW: 8,
+  /** [NAT, how (NAT_KIND), NAT_WORDS, request...]: see natWords in src/compile/ops/nat.ts. */
+  NAT: 9,
 } as const;
+
+/** T.NAT's a: how the request's address is found at run time. */
+export const NAT_KIND = { RANGE: 0, MASQUERADE: 1, REDIRECT: 2 } as const;
+/** T.NAT's b: the request's words [manip (0 SRC, 1 DST, 2 by hook), flags, minAddr x4, maxAddr x4, minPort, maxPort, basePort]. */
+export const NAT_WORDS = 13;
+/** NF_NAT_RANGE_* (native/nat.h). */
+export const NAT_FLAG = { MAP_IPS: 1, PROTO_SPECIFIED: 2, PROTO_RANDOM: 4, PERSISTENT: 8, PROTO_RANDOM_FULLY: 16, PROTO_OFFSET: 32, NETMAP: 64 } as const;
 
 /** State bits of the conntrack/state ops. */
 export const ST = { INVALID: 1, NEW: 2, RELATED: 4, ESTABLISHED: 8, UNTRACKED: 16, SNAT: 32, DNAT: 64 } as const;
