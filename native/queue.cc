@@ -652,6 +652,7 @@ void Queue::matchBatch(Batch& b, uint32_t skipMark) {
     in.ctStatus = c.status;
     in.ctMark = c.mark;
     in.zone = c.zone;
+    in.takesNat = true;  // verdictHits hands the bindings to the table, as it would JavaScript's ctNat
     mt::Result& r = matchRes_[i];
     if (!prog->run(in, *host, r)) {
       slow++;
@@ -759,8 +760,16 @@ void Queue::verdictHits(Batch& b) {
     u.accept = accepts(d.verdict);
     u.final = ct::isFinalTrip(b.hooks[i], cfg_.queuedHooks);
     u.looped = b.hooks[i] == ct::kPostRouting && b.outIf[i] == ct::kLoopbackIfindex;
-    // A new connection's first trip through nat chains that bound nothing: the null binding, as for JavaScript's.
-    if (b.probes[i].native) u.natRan = matchRes_[i].natRan;
+    // A new connection's first trip through the nat chains: the binding they asked for, or the null binding, as for
+    // JavaScript's decisions (addon.cc: a request means its manip type's chains ran).
+    if (b.probes[i].native) {
+      const mt::Result& r = matchRes_[i];
+      u.natRan = r.natRan;
+      for (uint8_t k = 0; k < r.natCount && k < 2; k++) {
+        u.nat[u.natCount++] = r.nat[k];
+        u.natRan |= uint8_t(1u << r.nat[k].manip);
+      }
+    }
     uint8_t* p = u.accept ? b.data.data() + b.offsets[i] : nullptr;
     size_t len = u.accept ? b.offsets[i + 1] - b.offsets[i] : 0;
     bool changed = false;

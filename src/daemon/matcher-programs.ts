@@ -100,14 +100,26 @@ export class MatcherPrograms {
   }
 }
 
+/** What hostView reads of the engine's host (src/engine/host.ts RouteHost). */
+export interface HostSource {
+  routeList(): readonly HostRoute[];
+  primaryAddress(family: Family, iface: string): Uint8Array | undefined;
+}
+
 /**
- * The host as the matcher reads it: interface names by index, and addrtype's LOCAL as src/engine/host.ts decides it
- * (the longest route covering the address): the host's own addresses (LOCAL routes of a whole address), and every
- * other route, longest first, saying whether it makes an address LOCAL.
+ * The host as the matcher reads it: interface names by index; addrtype's LOCAL as src/engine/host.ts decides it (the
+ * longest route covering the address): the host's own addresses (LOCAL routes of a whole address), and every other
+ * route, longest first, saying whether it makes an address LOCAL; and each interface's primary address per family,
+ * which MASQUERADE and REDIRECT bind to.
  */
-export function hostView(names: { entries(): [number, string][] }, host: { routeList(): readonly HostRoute[] }): MatcherHost {
+export function hostView(names: { entries(): [number, string][] }, host: HostSource): MatcherHost {
   const byIndex: (string | undefined)[] = [];
   for (const [i, n] of names.entries()) byIndex[i] = n;
+  const primary = (family: Family): (string | undefined)[] =>
+    byIndex.map((n) => {
+      const a = n === undefined ? undefined : host.primaryAddress(family, n);
+      return a === undefined ? undefined : formatIpAddr(a);
+    });
   const local4: string[] = [];
   const local6: string[] = [];
   const others: HostRoute[] = [];
@@ -118,5 +130,5 @@ export function hostView(names: { entries(): [number, string][] }, host: { route
   }
   others.sort((a, b) => b.prefix - a.prefix);
   const routes = others.map((r) => ({ dst: `${formatIpAddr(r.addr)}/${r.prefix}`, local: r.type === 'LOCAL' }));
-  return { names: byIndex, local4, local6, routes };
+  return { names: byIndex, local4, local6, routes, primary4: primary(4), primary6: primary(6) };
 }

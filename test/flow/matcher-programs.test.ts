@@ -80,6 +80,7 @@ describe('matcher programs: the daemon side of the native matcher', () => {
     const names = { entries: (): [number, string][] => [[1, 'lo'], [7, 'veth-fw']] };
     const route = (a: number[], prefix: number, type: 'LOCAL' | 'BROADCAST') => ({ family: a.length === 4 ? (4 as const) : (6 as const), addr: Uint8Array.from(a), prefix, type });
     const host = {
+      primaryAddress: (family: 4 | 6, iface: string) => (family === 4 && iface === 'veth-fw' ? Uint8Array.of(198, 18, 0, 1) : undefined),
       routeList: () => [
         route([127, 0, 0, 0], 8, 'LOCAL'),
         route([198, 18, 0, 1], 32, 'LOCAL'),
@@ -97,5 +98,8 @@ describe('matcher programs: the daemon side of the native matcher', () => {
       { dst: '198.18.0.255/32', local: false },
       { dst: '127.0.0.0/8', local: true },
     ]);
+    assert.equal(v.primary4?.[7], '198.18.0.1');
+    assert.equal(v.primary4?.[1], undefined);
+    assert.equal(v.primary6?.[7], undefined);
   });
 });
