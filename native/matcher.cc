@@ -262,18 +262,22 @@ bool isLocal(const Host& h, uint8_t family, const uint32_t* a) {
 
 }  // namespace
 
+// Interface names are read in place from the program's words, whose bytes the compiler packs low byte first.
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the program's name words are read as bytes in memory order");
+
 struct Program::Impl {
   std::vector<uint32_t> w;
   struct HookTable {
     uint32_t table, chain, stackLimit;
   };
   std::vector<HookTable> hooks[5];
+  // The base fields stay in `w` and are read there: a record per rule of 110,000 stays small (docs/matcher.md, memory).
   struct Rule {
     uint32_t counter = 0, flags = 0;
-    uint32_t src[4] = {}, srcMask[4] = {}, dst[4] = {}, dstMask[4] = {};
-    char in[16] = {}, out[16] = {};
-    uint32_t inLen = 0, outLen = 0;
-    uint32_t proto = 0;
+    uint32_t src = 0, dst = 0;    // word offsets in w of the address and its mask (4 + 4 words)
+    uint32_t in = 0, out = 0;     // word offsets in w of the NUL-padded name (4 words: its bytes, in order)
+    uint8_t inLen = 0, outLen = 0;
+    uint16_t proto = 0;
     uint32_t ops = 0, nOps = 0;  // word offset of the first op in w
     uint32_t tKind = 0, tA = 0, tB = 0;
     bool tUnstable = false;  // the target is not flow-stable
@@ -423,23 +427,27 @@ std::shared_ptr<Program> Program::load(const uint32_t* w, size_t n, std::string&
       if (!rr.take(ru.counter, "rule counter") || !rr.take(ru.flags, "rule flags")) return nullptr;
       if (ru.counter >= nCounters) return rr.fail("rule counter out of range"), nullptr;
       if (ru.flags & ~uint32_t(F_ALL)) return rr.fail("bad rule flags"), nullptr;
-      auto take4 = [&](uint32_t* out, const char* what) {
-        for (int j = 0; j < 4; j++)
-          if (!rr.take(out[j], what)) return false;
+      // Skips `words` words of the record, giving their offset in w.
+      auto skip = [&](uint32_t words, uint32_t& at, const char* what) {
+        if (rr.end - rr.pos < words) return rr.fail(std::string(what) + " runs past its rule"), false;
+        at = uint32_t(rr.pos);
+        rr.pos += words;
         return true;
       };
-      if ((ru.flags & F_SRC) && (!take4(ru.src, "-s") || !take4(ru.srcMask, "-s mask"))) return nullptr;
-      if ((ru.flags & F_DST) && (!take4(ru.dst, "-d") || !take4(ru.dstMask, "-d mask"))) return nullptr;
+      if ((ru.flags & F_SRC) && !skip(8, ru.src, "-s")) return nullptr;
+      if ((ru.flags & F_DST) && !skip(8, ru.dst, "-d")) return nullptr;
       for (int side = 0; side < 2; side++) {
         if (!(ru.flags & (side == 0 ? F_IN : F_OUT))) continue;
-        uint32_t nw[4];
-        if (!take4(nw, side == 0 ? "-i" : "-o")) return nullptr;
-        char* name = side == 0 ? ru.in : ru.out;
-        for (int j = 0; j < 16; j++) name[j] = char((nw[j >> 2] >> (8 * (j & 3))) & 0xff);
+        uint32_t& at = side == 0 ? ru.in : ru.out;
+        if (!skip(4, at, side == 0 ? "-i" : "-o")) return nullptr;
+        const char* name = reinterpret_cast<const char*>(W + at);
         if (name[15] != 0) return rr.fail("interface name not terminated"), nullptr;
-        (side == 0 ? ru.inLen : ru.outLen) = uint32_t(strnlen(name, 16));
+        (side == 0 ? ru.inLen : ru.outLen) = uint8_t(strnlen(name, 16));
       }
-      if ((ru.flags & F_PROTO) && !rr.take(ru.proto, "-p")) return nullptr;
+      uint32_t proto = 0;
+      if ((ru.flags & F_PROTO) && !rr.take(proto, "-p")) return nullptr;
+      if (proto > 0xffff) return rr.fail("-p out of range"), nullptr;
+      ru.proto = uint16_t(proto);
       if (!rr.take(ru.nOps, "op count")) return nullptr;
       ru.ops = uint32_t(rr.pos);
       for (uint32_t k = 0; k < ru.nOps; k++) {
@@ -680,21 +688,26 @@ struct Run {
     uint32_t f = r.flags;
     if (f & F_SLOW) return SLOW;
     uint32_t nw = v.family == 4 ? 1 : 4;
+    const uint32_t* W = p.w.data();
     if (f & F_SRC) {
+      const uint32_t *a = W + r.src, *m = a + 4;
       bool eq = true;
       for (uint32_t i = 0; i < nw; i++)
-        if ((v.src[i] & r.srcMask[i]) != r.src[i]) eq = false;
+        if ((v.src[i] & m[i]) != a[i]) eq = false;
       if (eq == bool(f & F_SRC_NEG)) return NO;
     }
     if (f & F_DST) {
+      const uint32_t *a = W + r.dst, *m = a + 4;
       bool eq = true;
       for (uint32_t i = 0; i < nw; i++)
-        if ((v.dst[i] & r.dstMask[i]) != r.dst[i]) eq = false;
+        if ((v.dst[i] & m[i]) != a[i]) eq = false;
       if (eq == bool(f & F_DST_NEG)) return NO;
     }
     int res = YES;
-    if (!iface(f, F_IN, F_IN_NEG, F_IN_PLUS, r.in, r.inLen, inName, res)) return res;
-    if (!iface(f, F_OUT, F_OUT_NEG, F_OUT_PLUS, r.out, r.outLen, outName, res)) return res;
+    if ((f & F_IN) && !iface(f, F_IN, F_IN_NEG, F_IN_PLUS, reinterpret_cast<const char*>(W + r.in), r.inLen, inName, res))
+      return res;
+    if ((f & F_OUT) && !iface(f, F_OUT, F_OUT_NEG, F_OUT_PLUS, reinterpret_cast<const char*>(W + r.out), r.outLen, outName, res))
+      return res;
     if (f & F_PROTO) {
       bool neg = f & F_PROTO_NEG;
       if (v.family == 4) {
