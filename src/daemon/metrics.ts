@@ -376,18 +376,20 @@ export class Metrics {
       },
     });
 
-    const flowCounter = (name: string, help: string, value: (f: FlowCacheCounts) => number): void => {
+    /** A counter read from one of the daemon's native parts at scrape time; none while that part is off. */
+    const nativeCounter = <T>(part: () => T | undefined) => (name: string, help: string, value: (v: T) => number): void => {
       new Counter({
         name,
         help,
         registers: register,
         collect() {
           this.reset();
-          const f = src.flowCache?.();
-          if (f !== undefined) this.inc(value(f));
+          const v = part();
+          if (v !== undefined) this.inc(value(v));
         },
       });
     };
+    const flowCounter = nativeCounter(() => src.flowCache?.());
     flowCounter(
       'nfqwall_flow_cache_hits_total',
       'Packets of settled connections decided natively from a cached decision (docs/flow-cache.md), without the TypeScript engine.',
@@ -405,18 +407,7 @@ export class Metrics {
       (f) => f.tripsSkipped,
     );
     flowCounter('nfqwall_flow_cache_evictions_total', 'Stored decisions the flow cache overwrote for lack of room.', (f) => f.evictions);
-    const matcherCounter = (name: string, help: string, value: (m: MatcherCounts) => number): void => {
-      new Counter({
-        name,
-        help,
-        registers: register,
-        collect() {
-          this.reset();
-          const m = src.matcher?.();
-          if (m !== undefined) this.inc(value(m));
-        },
-      });
-    };
+    const matcherCounter = nativeCounter(() => src.matcher?.());
     matcherCounter(
       'nfqwall_matcher_decided_total',
       'Packets the flow cache could not decide that the compiled rule program decided natively (docs/matcher.md), without the TypeScript engine.',

@@ -8,10 +8,10 @@
 // `--no-matcher`: every rule counter must be equal, the datagrams must arrive in order, and the matcher must have
 // decided most trips.
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
 import { controlRequest } from '../../src/daemon/control';
 import { Daemon, scratchDir } from '../lab/daemon';
 import { THREE_HOST, threeHostSpec, useLab, type Host } from '../lab/lab';
+import { printedUntil } from '../lab/traffic';
 
 const ACCEPT_PORT = 6100;
 const DROP_PORT = 6101;
@@ -99,19 +99,6 @@ for (const p of ports) {
 process.stdin.on('data', () => { for (const p of ports) process.stdout.write('seen ' + p + ' ' + seen[p].join(',') + ' from ' + [...from[p]].join(',') + '\\n'); });
 `;
 
-function waitFor(child: ChildProcess, re: RegExp, ms = 10_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    const timer = setTimeout(() => reject(new Error(`no ${re} within ${ms} ms: ${buf}`)), ms);
-    child.stdout?.on('data', (d: Buffer) => {
-      buf += d.toString();
-      if (re.test(buf)) {
-        clearTimeout(timer);
-        resolve(buf);
-      }
-    });
-  });
-}
 
 /** `nfqwall save -c` -> packets per rule comment, and per built-in chain policy. */
 function counters(text: string): Record<string, number> {
@@ -159,7 +146,7 @@ describe('rule matcher: new connections decided by the compiled program, counter
     const sink = server.spawn([process.execPath, '-e', SINK, THREE_HOST.server4, ...serverPorts.map(String)]);
     let daemon: Daemon | undefined;
     try {
-      await waitFor(sink, /ready/);
+      await printedUntil(sink, /ready/);
       daemon = await Daemon.start(fw, `${scratch.dir}/control-${matcher ? 'on' : 'off'}.sock`, { rules, config });
       const flows: [string, number][] = [
         [THREE_HOST.server4, ACCEPT_PORT],
@@ -185,7 +172,7 @@ describe('rule matcher: new connections decided by the compiled program, counter
       const queuedBefore = (await daemon.status()).queues.reduce((n, q) => n + q.received, 0);
       const stBefore = ((await daemon.status()) as unknown as { matcher?: { decided: number; slow: number } }).matcher;
       await send(CONNECTIONS, 30_000, MEASURED);
-      const seen = waitFor(sink, new RegExp(`seen ${ENDPOINT_PORTS[1]} .*\\n`));
+      const seen = printedUntil(sink, new RegExp(`seen ${ENDPOINT_PORTS[1]} .*\\n`));
       sink.stdin?.write('?\n');
       const text = await seen;
       const order = new Map<number, number[]>();

@@ -9,6 +9,7 @@ import type { ChildProcess } from 'node:child_process';
 import { controlRequest } from '../../src/daemon/control';
 import { Daemon, scratchDir, sleep } from '../lab/daemon';
 import { THREE_HOST, threeHostSpec, useLab, type Host } from '../lab/lab';
+import { printedUntil } from '../lab/traffic';
 
 const VIP = '198.19.0.100';
 const PLAIN_PORT = 6000;
@@ -89,20 +90,6 @@ for (const p of ports) {
 process.stdin.on('data', () => { for (const p of ports) process.stdout.write('seen ' + p + ' ' + seen[p].join(',') + '\\n'); });
 `;
 
-/** Resolves with everything `child` printed from now until `re` matches it. */
-function waitFor(child: ChildProcess, re: RegExp, ms = 10_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    const timer = setTimeout(() => reject(new Error(`no ${re} within ${ms} ms: ${buf}`)), ms);
-    child.stdout?.on('data', (d: Buffer) => {
-      buf += d.toString();
-      if (re.test(buf)) {
-        clearTimeout(timer);
-        resolve(buf);
-      }
-    });
-  });
-}
 
 /** `nfqwall save -c` -> packets per rule comment. */
 function counters(text: string): Record<string, number> {
@@ -156,8 +143,8 @@ for (const queues of [1, 2]) {
       daemon = await Daemon.start(fw, scratch.dir + '/control.sock', { rules, config });
       echoServer = server.spawn([process.execPath, '-e', ECHO, THREE_HOST.server4, String(PLAIN_PORT), String(BIT_PORT), String(SERVER_VIP_PORT)]);
       echoLocal = fw.spawn([process.execPath, '-e', ECHO, THREE_HOST.fwClient4, String(LOCAL_PORT)]);
-      await waitFor(echoServer, /ready/);
-      await waitFor(echoLocal, /ready/);
+      await printedUntil(echoServer, /ready/);
+      await printedUntil(echoLocal, /ready/);
     });
 
     after(async () => {
@@ -254,7 +241,7 @@ for (const queues of [1, 2]) {
     });
 
     it('the datagrams reached the server in the order they were sent', async () => {
-      const seen = waitFor(echoServer!, new RegExp(`seen ${SERVER_VIP_PORT} [\\d,]*\\n`));
+      const seen = printedUntil(echoServer!, new RegExp(`seen ${SERVER_VIP_PORT} [\\d,]*\\n`));
       echoServer!.stdin?.write('?\n');
       const text = await seen;
       for (const port of [PLAIN_PORT, SERVER_VIP_PORT]) {

@@ -187,3 +187,18 @@ export async function udpSink(host: Host, addr: string, port: number): Promise<U
 export async function udpSend(host: Host, addr: string, port: number, count: number): Promise<void> {
   await host.exec([NODE, '-e', UDP_SEND, family(addr), addr, String(port), String(count)], { timeoutMs: 10_000 + count });
 }
+
+/** Resolves with everything `child` printed on stdout from now until `re` matches it; rejects after `ms`. */
+export function printedUntil(child: ChildProcess, re: RegExp, ms = 10_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const timer = setTimeout(() => reject(new Error(`no ${re} within ${ms} ms: ${buf}`)), ms);
+    child.stdout?.on('data', (d: Buffer) => {
+      buf += d.toString();
+      if (re.test(buf)) {
+        clearTimeout(timer);
+        resolve(buf);
+      }
+    });
+  });
+}
