@@ -493,7 +493,7 @@ function printScale(rows: ScaleRow[]): void {
 function printMemory(m: MemoryResult): void {
   process.stdout.write(
     `\nMemory (one process, --expose-gc, RSS after a full collection): kube-proxy ruleset of ${fmt(m.services)} services ` +
-      `(${fmt(m.rules)} rules) loaded in the engine, then ${fmt(m.connections)} connections in a ConnTable\n`,
+      `(${fmt(m.rules)} rules) loaded in the engine and compiled into the native matcher, then ${fmt(m.connections)} connections in a ConnTable\n`,
   );
   table([
     ['stage', 'RSS MiB'],
