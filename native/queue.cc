@@ -765,9 +765,9 @@ void Queue::verdictHits(Batch& b) {
     if (b.probes[i].native) {
       const mt::Result& r = matchRes_[i];
       u.natRan = r.natRan;
-      for (uint8_t k = 0; k < r.natCount && k < 2; k++) {
-        u.nat[u.natCount++] = r.nat[k];
-        u.natRan |= uint8_t(1u << r.nat[k].manip);
+      for (uint8_t j = 0; j < r.natCount && j < 2; j++) {
+        u.nat[u.natCount++] = r.nat[j];
+        u.natRan |= uint8_t(1u << r.nat[j].manip);
       }
     }
     uint8_t* p = u.accept ? b.data.data() + b.offsets[i] : nullptr;

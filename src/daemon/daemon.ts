@@ -184,6 +184,8 @@ type ConnTable = InstanceType<ReturnType<typeof loadAddon>['addon']['ConnTable']
 type FlowCache = InstanceType<ReturnType<typeof loadAddon>['addon']['FlowCache']>;
 type FlowCacheStats = ReturnType<FlowCache['stats']>;
 type Matcher = InstanceType<ReturnType<typeof loadAddon>['addon']['Matcher']>;
+/** `nfqwall status`'s matcher: the receive threads' counts, the programs whose counters are kept, what it does not run. */
+type MatcherStatus = MatcherCounts & { programs: number[]; lastError?: string };
 
 /** Flow cache hits reach the rule counters at least this often (and before anything reads them). */
 const FLOW_DRAIN_MS = 100;
@@ -373,7 +375,7 @@ export class Daemon {
 
   private programError: string | undefined;
   private reportProgramError(): void {
-    const e = this.programs?.stats.lastError;
+    const e = this.programs?.lastError;
     if (e !== undefined && e !== this.programError) this.logger.warning(`rule matcher off for a ruleset, JavaScript decides its packets: ${e}`);
     this.programError = e;
   }
@@ -428,11 +430,12 @@ export class Daemon {
   }
 
   /** For status and the nfqwall_matcher_* metrics; undefined when the matcher is off. */
-  matcherStats(): (MatcherCounts & { programs: number[]; lastError?: string }) | undefined {
+  matcherStats(): MatcherStatus | undefined {
     if (this.matcher === undefined || this.programs === undefined) return undefined;
     const s = this.matcher.stats();
-    const out: MatcherCounts & { programs: number[]; lastError?: string } = { decided: s.decided, slow: s.slow, programs: this.programs.serials() };
-    if (this.programs.stats.lastError !== undefined) out.lastError = this.programs.stats.lastError;
+    const out: MatcherStatus = { decided: s.decided, slow: s.slow, programs: this.programs.serials() };
+    const e = this.programs.lastError;
+    if (e !== undefined) out.lastError = e;
     return out;
   }
 

@@ -29,27 +29,32 @@ export interface MatcherProgramStats {
   drainedPackets: number;
   /** Hits for a serial or counter id this table does not know (never expected: they are lost). */
   unknownHits: number;
-  /** Rulesets the compiler refused (the matcher then holds no program for that family): the last message. */
-  lastError?: string;
 }
 
 export class MatcherPrograms {
   private readonly bySerial = new Map<number, readonly Counters[]>();
   private nextSerial = 1;
+  /** Why a family has no program in force: the compiler or the loader refused its ruleset. */
+  private readonly errors = new Map<Family, string>();
   readonly stats: MatcherProgramStats = { drainedPackets: 0, unknownHits: 0 };
+
+  /** The families whose ruleset the matcher does not run, and why; undefined when it runs every one. */
+  get lastError(): string | undefined {
+    return this.errors.size === 0 ? undefined : [...this.errors].map(([f, e]) => `IPv${f}: ${e}`).join('; ');
+  }
 
   constructor(private readonly matcher: MatcherLike) {}
 
   /**
    * Compiles a ruleset, in steps (src/steps.ts) so a reload keeps deciding packets meanwhile; undefined (and
-   * stats.lastError) when the compiler cannot, so JavaScript decides that family.
+   * lastError) when the compiler cannot, so JavaScript decides that family.
    */
   *prepare(rules: Ruleset): Steps<PreparedProgram | undefined> {
     try {
       const p = yield* compileProgramSteps(rules, rules.family);
       return { family: rules.family, words: p.words, counters: p.counters };
     } catch (err) {
-      this.stats.lastError = err instanceof Error ? err.message : String(err);
+      this.errors.set(rules.family, err instanceof Error ? err.message : String(err));
       return undefined;
     }
   }
@@ -67,9 +72,10 @@ export class MatcherPrograms {
     this.bySerial.set(serial, p.counters);
     try {
       this.matcher.load(family, p.words, serial);
+      this.errors.delete(family);
     } catch (err) {
       this.bySerial.delete(serial);
-      this.stats.lastError = err instanceof Error ? err.message : String(err);
+      this.errors.set(family, err instanceof Error ? err.message : String(err));
       this.matcher.clear(family);
     }
   }
