@@ -353,15 +353,26 @@ std::shared_ptr<Program> Program::load(const uint32_t* w, size_t n, std::string&
   impl->w.assign(w, w + n);
   Reader r{impl->w.data(), n, kHeaderWords, n, err};
   const uint32_t* W = impl->w.data();
+  // The tables each hook passes through, in the kernel's priority order (engine.ts HOOK_TABLES; raw 0, mangle 1,
+  // nat 2, filter 3, security 4): a hook lists a subsequence of its own, so no table runs twice or out of order.
+  static const std::vector<uint32_t> kHookTables[5] = {{0, 1, 2}, {1, 3, 4, 2}, {1, 3, 4}, {0, 1, 2, 3, 4}, {1, 2}};
   for (int h = 0; h < 5; h++) {
     uint32_t cnt;
     if (!r.take(cnt, "hook table count")) return nullptr;
     if (cnt > 5) return r.fail("hook " + std::to_string(h) + " has " + std::to_string(cnt) + " tables"), nullptr;
+    size_t next = 0;  // where in kHookTables[h] the next listed table may start
     for (uint32_t k = 0; k < cnt; k++) {
       Impl::HookTable t;
       if (!r.take(t.table, "hook table") || !r.take(t.chain, "hook chain") || !r.take(t.stackLimit, "stack limit"))
         return nullptr;
       if (t.table > 4) return r.fail("bad table id " + std::to_string(t.table)), nullptr;
+      const std::vector<uint32_t>& order = kHookTables[h];
+      while (next < order.size() && order[next] != t.table) next++;
+      if (next == order.size())
+        return r.fail("hook " + std::to_string(h) + ": table " + std::to_string(t.table) +
+                      " is not one of its tables, or comes twice or out of order"),
+               nullptr;
+      next++;
       if (t.chain >= nChains) return r.fail("hook chain " + std::to_string(t.chain) + " out of range"), nullptr;
       if (t.stackLimit > nChains + 1) return r.fail("stack limit out of range"), nullptr;
       impl->hooks[h].push_back(t);
