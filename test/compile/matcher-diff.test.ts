@@ -9,7 +9,8 @@ import { craftPacket } from '../../src/engine/craft';
 import type { PacketInput } from '../../src/engine/decision';
 import type { ConnInfo, CtState } from '../../src/extensions/types';
 import { parseIpAddr } from '../../src/rules/addr';
-import { BUILTIN_CHAINS, type Hook, type MatchUse, type Rule } from '../../src/rules/model';
+import { reachEverything } from './corpus-reach';
+import { type Hook, type MatchUse, type Rule } from '../../src/rules/model';
 import { parseRuleset } from '../../src/rules/parse';
 import { reachingHooks } from '../../src/rules/validate';
 import { declareChains, parsePrereq } from '../differential/harness';
@@ -126,36 +127,6 @@ function aimedAt(rng: Rng, rule: Rule, hook: Hook, family: 4 | 6, nudge: boolean
   return { family, data, meta, ct };
 }
 
-function appendTo(text: string, table: string, line: string): string {
-  const lines = text.split('\n');
-  const start = lines.findIndex((l) => l.trim() === `*${table}`);
-  const commit = lines.findIndex((l, k) => k > start && l.trim() === 'COMMIT');
-  lines.splice(commit, 0, line);
-  return lines.join('\n');
-}
-
-/** Adds a jump from a built-in chain to every user chain nothing reaches, where validation allows one. */
-function reachEverything(text: string, file: string, family: 4 | 6): string {
-  let out = text;
-  const rules = parseRuleset(out, file, { family });
-  for (const t of rules.tables.values()) {
-    const reach = reachingHooks(t);
-    for (const c of t.chains.values()) {
-      if (c.builtin || (reach.get(c.name)?.size ?? 0) > 0) continue;
-      for (const b of BUILTIN_CHAINS[t.name]) {
-        const next = appendTo(out, t.name, `-A ${b} -j ${c.name}`);
-        try {
-          parseRuleset(next, file, { family });
-          out = next;
-          break;
-        } catch {
-          // This hook may not use what the chain does: try the next.
-        }
-      }
-    }
-  }
-  return out;
-}
 
 describe('matcher: the corpus, native against the engine', function () {
   this.timeout(600_000);
