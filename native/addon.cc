@@ -11,6 +11,7 @@
 #include "caps.h"
 #include "conntrack_napi.h"
 #include "flowcache_napi.h"
+#include "heapguard.h"
 #include "matcher_napi.h"
 #include "notify.h"
 #include "rawsend.h"
@@ -508,6 +509,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   nfqwall::registerCaps(env, exports);
   nfqwall::registerFlowCache(env, exports);
   nfqwall::registerMatcher(env, exports);
+  nfqwall::registerHeapGuard(env, exports);
   napi_add_env_cleanup_hook(env, cleanupEnv, static_cast<napi_env>(env));
   return exports;
 }

@@ -446,6 +446,31 @@ export function adoptRawSockets(ipv4: number, ipv6: number): void;
 /** execve(path, argv, env) keeping `keepFds` open across it. Returns only by throwing. */
 export function reexec(path: string, argv: string[], env: string[], keepFds: number[]): never;
 
+// ---- the JavaScript heap's budget (native/heapguard.*, docs/robustness.md: Heap) ----
+
+export interface HeapGuardState {
+  /** The budget in bytes (the old generation's limit the heap may grow to). */
+  budget: number;
+  /** V8's heap_size_limit now, and used_heap_size. */
+  limit: number;
+  used: number;
+  /** Times the limit grew to the budget, and times a collection left the heap at the budget (an overrun). */
+  raises: number;
+  overruns: number;
+  /** Whether an overrun's reserve is in use (heapSettle takes it back). */
+  inReserve: boolean;
+}
+
+/**
+ * Sets the main thread's heap budget: the limit grows to it when a collection leaves the heap near V8's own limit
+ * (lowered to it when it is under that). Past the budget, one reserve of budget/16 (128 MiB..1 GiB) is given and the
+ * overrun counted, so the caller can give up what it was building; a second overrun before heapSettle ends the process.
+ */
+export function heapBudget(bytes: number): HeapGuardState;
+export function heapGuard(): HeapGuardState;
+/** Takes an overrun's reserve back once what overran is let go. */
+export function heapSettle(): HeapGuardState;
+
 // ---- connection table (native/conntrack.*, docs/conntrack-table.md) ----
 
 export interface ConnTableOptions {

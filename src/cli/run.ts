@@ -23,6 +23,7 @@ interface RunOptions {
   flowCache?: boolean;
   matcher?: boolean;
   skipMark?: string;
+  heapLimit?: string;
 }
 
 /** The lines a user sees for a failure to start: one `file:line:column: message` per rule or configuration error. */
@@ -53,6 +54,7 @@ export function daemonOptions(cfg: Config): DaemonOptions {
     flowCache: cfg.flowCache,
     matcher: cfg.matcher,
     skipMark: cfg.skipMark,
+    heapLimitMiB: cfg.heapLimitMiB,
   };
   // H2: by descriptor, so a full disk or a broken log stream costs lines (counted), not the daemon.
   opts.logger = new Logger({ level: cfg.logLevel, fd: cfg.logDestination === 'stderr' ? 2 : 1 });
@@ -79,6 +81,7 @@ export function registerRun(program: Command): void {
     .option('--log-level <level>', 'err, warning, notice, info or debug (default info)')
     .option('--no-flow-cache', 'decide every packet in JavaScript: no cached decisions for settled connections (flow_cache = off)')
     .option('--no-matcher', 'no compiled rule programs: the packets the flow cache cannot decide go to JavaScript (matcher = off)')
+    .option('--heap-limit <MiB>', 'the JavaScript heap\'s budget: a reload that would pass it fails and the running rules stay (default auto: half the memory)')
     .option('--skip-mark <bits>', 'two mark bits that let settled packets pass later hooks without a queue trip, or "off" (default 0x30000000)')
     .action(async (opts: RunOptions & { failClosed?: boolean }, cmd: Command) => {
       let code: number;
@@ -99,6 +102,7 @@ export function registerRun(program: Command): void {
           flowCache: cmd.getOptionValueSource('flowCache') === 'cli' ? opts.flowCache : undefined,
           matcher: cmd.getOptionValueSource('matcher') === 'cli' ? opts.matcher : undefined,
           skipMark: opts.skipMark,
+          heapLimit: opts.heapLimit,
         };
         const cfg = resolveConfig(opts.config, overrides);
         // Refused before anything acts on it, as the rule files are (src/daemon/files.ts).

@@ -46,6 +46,8 @@ export interface Config {
   skipMark: number;
   /** Packets the kernel holds for the queue at most (NFQA_CFG_QUEUE_MAXLEN); beyond it the fail-open/closed policy. */
   queueMaxlen: number;
+  /** The JavaScript heap's budget in MiB (src/daemon/heap.ts); undefined: auto, half of the memory available. */
+  heapLimitMiB?: number;
   /** Prometheus endpoint, or undefined when off. */
   metrics?: ListenAddress;
   logLevel: LogLevel;
@@ -115,6 +117,20 @@ export function parseQueueMaxlen(text: string): number {
   const n = Number(text);
   if (!/^\d+$/.test(text) || n < 1 || n > 1_048_576) throw new Error(`"${text}" is not a queue length (1..1048576 packets)`);
   return n;
+}
+
+/** `auto` (undefined) or MiB: at least 64, at most 16 TiB. */
+export function parseHeapLimit(text: string): number | undefined {
+  if (text === 'auto') return undefined;
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < 64 || n > 2 ** 24) throw new Error(`"${text}" is not a heap limit ("auto", or MiB from 64)`);
+  return n;
+}
+
+/** `auto` leaves no key, as the default has none. */
+function setHeapLimit(cfg: Config, mib: number | undefined): void {
+  if (mib === undefined) delete cfg.heapLimitMiB;
+  else cfg.heapLimitMiB = mib;
 }
 
 /** Two mark bits (`0x30000000`), or 0/off. */
@@ -211,6 +227,7 @@ const KEYS: Readonly<Record<string, { set: Setter; repeatable?: boolean }>> = {
   fail_open: { set: (c, v) => (c.failOpen = parseBool(v)) },
   hooks: { set: (c, v) => (c.hooks = parseHooks(v)) },
   conntrack_max: { set: (c, v) => (c.conntrackMax = parsePositiveInt(v)) },
+  heap_limit: { set: (c, v) => setHeapLimit(c, parseHeapLimit(v)) },
   flow_cache: { set: (c, v) => (c.flowCache = parseBool(v)) },
   matcher: { set: (c, v) => (c.matcher = parseBool(v)) },
   skip_mark: { set: (c, v) => (c.skipMark = parseSkipMark(v)) },
@@ -325,6 +342,7 @@ export interface ConfigOverrides {
   /** --no-matcher gives false; undefined keeps the file's `matcher`. */
   matcher?: boolean;
   skipMark?: string;
+  heapLimit?: string;
 }
 
 /** Applies flags over a configuration. Throws an Error naming the flag when a value is invalid. */
@@ -348,6 +366,7 @@ export function applyOverrides(base: Config, o: ConfigOverrides, cwd = process.c
   if (o.flowCache !== undefined) cfg.flowCache = o.flowCache;
   if (o.matcher !== undefined) cfg.matcher = o.matcher;
   if (o.skipMark !== undefined) cfg.skipMark = flag('skip-mark', () => parseSkipMark(o.skipMark!));
+  if (o.heapLimit !== undefined) setHeapLimit(cfg, flag('heap-limit', () => parseHeapLimit(o.heapLimit!)));
   if (o.control !== undefined) cfg.control = path.resolve(cwd, o.control);
   if (o.metrics !== undefined) cfg.metrics = flag('metrics', () => parseMetrics(o.metrics!));
   if (o.logLevel !== undefined) cfg.logLevel = flag('log-level', () => parseLogLevel(o.logLevel!));

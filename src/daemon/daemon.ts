@@ -1,6 +1,6 @@
 // The daemon: rule files -> engine -> queue -> kernel hooks, then serve batches and the control socket until a
 // signal. Hooks go in last and come out first, so the kernel never queues to a queue nobody answers while we stop.
-import { Engine } from '../engine/engine';
+import { Engine, type PreparedRules } from '../engine/engine';
 import { LinuxHost } from '../engine/host';
 import type { IpsetStore } from '../engine/sets';
 import type { QueueOptions, QueueStats, PacketBatch } from '../native';
@@ -20,7 +20,8 @@ import { IpMonitor, type IpEvent } from './ipmonitor';
 import { Logger, LogRecordSink } from './logger';
 import { BatchProcessor } from './processor';
 import { FlowPaths } from './flow-paths';
-import { MatcherPrograms, hostView } from './matcher-programs';
+import { MatcherPrograms, hostView, type PreparedProgram } from './matcher-programs';
+import { HeapBudget, HeapBudgetExceeded, autoHeapBudget } from './heap';
 import { DEFAULT_SKIP_MARK, readSkipGuard } from './skip-guard';
 import { TraceHub, traceHandler } from './trace'; // trace:
 import {
@@ -81,6 +82,8 @@ export interface DaemonOptions {
   matcher?: boolean;
   /** The flow cache's two skip bits (`skip_mark`, docs/flow-cache.md, Trips); 0: off. Default DEFAULT_SKIP_MARK. */
   skipMark?: number;
+  /** The JavaScript heap's budget in MiB (`heap_limit`, src/daemon/heap.ts); undefined: autoHeapBudget(). */
+  heapLimitMiB?: number;
   log?: (msg: string) => void;
 }
 
@@ -89,6 +92,15 @@ export interface LoadedRules {
   rules6?: Ruleset;
   /** The sets of the --ipset files (undefined when none are given). */
   sets?: IpsetStore;
+}
+
+/** A reload's new rules, ready for the swap. */
+interface StagedReload {
+  next: LoadedRules;
+  prepared: PreparedRules;
+  program4: PreparedProgram | undefined;
+  program6: PreparedProgram | undefined;
+  carried: number;
 }
 
 /**
@@ -103,8 +115,8 @@ const MAX_PENDING_BATCHES = 256;
  * Reads, parses and checks the rule files. Throws RuleErrors (every problem of both files, with file:line:column) on
  * any fault in them; other errors (an unreadable file) as they are.
  */
-export function loadRulesets(opts: { rules4?: string; rules6?: string; ipsets?: readonly string[] }): LoadedRules {
-  return runSync(loadRulesetsSteps(opts));
+export function loadRulesets(opts: { rules4?: string; rules6?: string; ipsets?: readonly string[] }, check?: () => void): LoadedRules {
+  return runSync(loadRulesetsSteps(opts), check);
 }
 
 /** loadRulesets in steps (src/steps.ts): a reload reads the files while batches are still decided. */
@@ -159,6 +171,8 @@ export function summarize(rs: Ruleset): RulesetSummary {
   }
   return { sources: [...rs.sources], tables: [...rs.tables.keys()], chains, rules };
 }
+
+const MiB = 2 ** 20;
 
 const familyKey = (f: Family): 'ipv4' | 'ipv6' => (f === 4 ? 'ipv4' : 'ipv6');
 
@@ -240,6 +254,7 @@ export class Daemon {
     readonly opts: DaemonOptions,
     public rules: LoadedRules,
     private readonly host: LinuxHost,
+    readonly heap: HeapBudget,
   ) {
     this.logger = opts.logger ?? new Logger({ level: 'info' });
     const log = opts.log ?? ((msg: string) => this.logger.info(msg));
@@ -268,9 +283,11 @@ export class Daemon {
    */
   static async start(opts: DaemonOptions): Promise<Daemon> {
     if (opts.rules4 === undefined && opts.rules6 === undefined) throw new Error('no rule file given');
-    const rules = loadRulesets(opts);
+    // Before the rules are read: a ruleset larger than V8's own limit still loads when the budget allows it.
+    const heap = HeapBudget.set(opts.heapLimitMiB !== undefined ? opts.heapLimitMiB * MiB : autoHeapBudget());
+    const rules = loadRulesets(opts, heap.watch('loading the rules'));
     const host = await LinuxHost.load();
-    const d = new Daemon(opts, rules, host);
+    const d = new Daemon(opts, rules, host, heap);
     try {
       await claimSocketPath(opts.controlPath);
       // Before the queue exists, so the child cannot inherit its socket (see ipmonitor.ts).
@@ -559,14 +576,16 @@ export class Daemon {
 
   private async reloadNow(trigger: string): Promise<ReloadOutcome> {
     const t0 = performance.now();
-    const o = this.opts;
     // Let the batches already delivered run first; everything below up to the swap happens off to the side.
     await new Promise((r) => setImmediate(r));
-    let next: LoadedRules;
+    let staged: StagedReload;
     try {
-      next = await runSliced(loadRulesetsSteps({ rules4: o.rules4, rules6: o.rules6, ipsets: o.ipsets }));
+      staged = await this.stageReload();
     } catch (err) {
+      // Whatever went wrong before the swap, the running rules stay in force.
       const errors = err instanceof RuleErrors ? err.errors.map((e) => e.message) : [err instanceof Error ? err.message : String(err)];
+      // What overran the heap's budget is garbage now: take the reserve back for the next one.
+      if (err instanceof HeapBudgetExceeded) this.heap.settle();
       const durationMs = performance.now() - t0;
       this.reloads.failure++;
       this.reloads.lastSuccessful = false;
@@ -576,19 +595,11 @@ export class Daemon {
       return { ok: false, trigger, errors, durationMs };
     }
     if (this.stopping) return { ok: false, trigger, errors: ['nfqwall is stopping'], durationMs: 0 };
-    // In slices, between which batches are still decided by the running rules (src/steps.ts): the counters and
-    // match state carried over are shared objects, so what those batches count lands in the new rules too.
-    this.drainFlows();
-    const carried4 = next.rules4 ? await runSliced(carryCounters(this.rules.rules4, next.rules4)) : 0;
-    const carried6 = next.rules6 ? await runSliced(carryCounters(this.rules.rules6, next.rules6)) : 0;
-    const prepared = await runSliced(this.engine.prepare(next.rules4, next.rules6));
-    const programs = this.programs;
-    const program4 = programs !== undefined && next.rules4 !== undefined ? await runSliced(programs.prepare(next.rules4)) : undefined;
-    const program6 = programs !== undefined && next.rules6 !== undefined ? await runSliced(programs.prepare(next.rules6)) : undefined;
-    if (this.stopping) return { ok: false, trigger, errors: ['nfqwall is stopping'], durationMs: 0 };
+    const { next, prepared, program4, program6, carried } = staged;
     // One synchronous step: batches are processed synchronously too, so none sees a mixture. The receive threads
     // take the new programs at their next batch.
     this.engine.commit(prepared);
+    const programs = this.programs;
     if (programs !== undefined) {
       if (next.rules4 !== undefined) programs.commit(program4, 4);
       if (next.rules6 !== undefined) programs.commit(program6, 6);
@@ -603,8 +614,28 @@ export class Daemon {
     this.reloads.lastSuccessful = true;
     this.reloads.lastSuccessTimestamp = Math.floor(Date.now() / 1000);
     this.reloads.lastError = undefined;
-    this.logger.info('reloaded', { trigger, carried: carried4 + carried6, ms: Math.round(durationMs * 10) / 10 });
+    this.logger.info('reloaded', { trigger, carried, ms: Math.round(durationMs * 10) / 10 });
     return { ok: true, trigger, errors: [], durationMs };
+  }
+
+  /**
+   * Everything of a reload before the swap, in slices between which batches are still decided by the running rules
+   * (src/steps.ts). The counters and match state carried over are shared objects, so what those batches count lands
+   * in the new rules too. Throws RuleErrors for the files' faults, HeapBudgetExceeded when the new rules do not fit.
+   */
+  private async stageReload(): Promise<StagedReload> {
+    const o = this.opts;
+    const check = this.heap.watch('reload');
+    const next = await runSliced(loadRulesetsSteps({ rules4: o.rules4, rules6: o.rules6, ipsets: o.ipsets }), check);
+    this.drainFlows();
+    const carried4 = next.rules4 ? await runSliced(carryCounters(this.rules.rules4, next.rules4), check) : 0;
+    const carried6 = next.rules6 ? await runSliced(carryCounters(this.rules.rules6, next.rules6), check) : 0;
+    const prepared = await runSliced(this.engine.prepare(next.rules4, next.rules6), check);
+    const programs = this.programs;
+    const program4 = programs !== undefined && next.rules4 !== undefined ? await runSliced(programs.prepare(next.rules4), check) : undefined;
+    const program6 = programs !== undefined && next.rules6 !== undefined ? await runSliced(programs.prepare(next.rules6), check) : undefined;
+    check();
+    return { next, prepared, program4, program6, carried: carried4 + carried6 };
   }
 
   /** H12: RELOADING=1 (with MONOTONIC_USEC) around every reload, then READY=1 whatever its outcome. */
@@ -693,6 +724,7 @@ export class Daemon {
       conntrack: this.conntrack?.stats(), // H16
       flowCache: this.flowCacheStats(),
       matcher: this.matcherStats(),
+      heap: this.heap.state(),
       trace: { ...this.tracer.stats }, // trace:
       capabilities: this.opts.privilege?.status(), // H8
       hooks: this.hooks.active.map((h) => ({

@@ -120,6 +120,11 @@ export class Daemon {
     }
   }
 
+  /** A reload over the control socket: the answer, `error` holding the failure's lines. */
+  async reload(ms = 120_000): Promise<{ ok: boolean; error?: string }> {
+    return (await controlRequest(this.control, { cmd: 'reload' }, ms)) as { ok: boolean; error?: string };
+  }
+
   async queueStats(queue: number): Promise<QueueStatsJson> {
     const s = await this.status();
     const q = s.queues.find((x) => x.queue === queue);

@@ -1,0 +1,101 @@
+#include "heapguard.h"
+
+#include <v8.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+
+namespace nfqwall {
+namespace {
+
+struct Guard {
+  v8::Isolate* isolate = nullptr;
+  size_t budget = 0;
+  // Given beyond the budget once, so the code that passed it runs on to a point where it can let go of what it holds.
+  size_t reserve = 0;
+  bool inReserve = false;
+  std::atomic<uint32_t> overruns{0};
+  std::atomic<uint32_t> raises{0};
+};
+Guard guard;
+
+// V8 calls this when a full collection leaves the heap near `current` (the old generation's limit). It must not
+// allocate on the heap. Returning `current` unchanged lets V8 end the process.
+size_t onNearHeapLimit(void*, size_t current, size_t) {
+  if (current < guard.budget) {
+    guard.raises.fetch_add(1, std::memory_order_relaxed);
+    return guard.budget;
+  }
+  guard.overruns.fetch_add(1, std::memory_order_relaxed);
+  if (guard.inReserve) return current;
+  guard.inReserve = true;
+  return current + guard.reserve;
+}
+
+// The limit becomes max(limit, live size + a quarter) capped by V8's present maximum: it can lower it, not raise it.
+void lowerLimitTo(size_t limit) {
+  guard.isolate->RemoveNearHeapLimitCallback(onNearHeapLimit, limit);
+  guard.isolate->AddNearHeapLimitCallback(onNearHeapLimit, nullptr);
+}
+
+Napi::Object state(Napi::Env env) {
+  v8::HeapStatistics hs;
+  guard.isolate->GetHeapStatistics(&hs);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("budget", static_cast<double>(guard.budget));
+  o.Set("limit", static_cast<double>(hs.heap_size_limit()));
+  o.Set("used", static_cast<double>(hs.used_heap_size()));
+  o.Set("raises", guard.raises.load(std::memory_order_relaxed));
+  o.Set("overruns", guard.overruns.load(std::memory_order_relaxed));
+  o.Set("inReserve", guard.inReserve);
+  return o;
+}
+
+Napi::Value HeapBudget(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber() || info[0].As<Napi::Number>().DoubleValue() < (64 << 20))
+    throw Napi::TypeError::New(env, "heapBudget(bytes): bytes must be a number of at least 64 MiB");
+  v8::Isolate* isolate = v8::Isolate::GetCurrent();
+  if (guard.isolate != nullptr && guard.isolate != isolate)
+    throw Napi::Error::New(env, "heapBudget: the heap guard belongs to another thread's isolate");
+  size_t budget = static_cast<size_t>(info[0].As<Napi::Number>().DoubleValue());
+  size_t reserve = std::min<size_t>(std::max<size_t>(budget / 16, size_t{128} << 20), size_t{1} << 30);
+  v8::HeapStatistics hs;
+  isolate->GetHeapStatistics(&hs);
+  if (guard.isolate == nullptr) {
+    guard.isolate = isolate;
+    isolate->AddNearHeapLimitCallback(onNearHeapLimit, nullptr);
+  }
+  guard.budget = budget;
+  guard.reserve = reserve;
+  // heap_size_limit counts the young generation too; the callback's figure is the old generation's. A budget under
+  // V8's own limit only needs the limit lowered: below it, the callback never runs.
+  if (budget < hs.heap_size_limit()) lowerLimitTo(budget);
+  return state(env);
+}
+
+Napi::Value HeapGuardState(const Napi::CallbackInfo& info) {
+  if (guard.isolate == nullptr) throw Napi::Error::New(info.Env(), "heapGuard: no budget set (heapBudget first)");
+  return state(info.Env());
+}
+
+// After the code that overran the budget let go: the reserve is taken back, ready for the next overrun.
+Napi::Value HeapSettle(const Napi::CallbackInfo& info) {
+  if (guard.isolate == nullptr) throw Napi::Error::New(info.Env(), "heapSettle: no budget set (heapBudget first)");
+  if (guard.inReserve) {
+    guard.inReserve = false;
+    lowerLimitTo(guard.budget);
+  }
+  return state(info.Env());
+}
+
+}  // namespace
+
+void registerHeapGuard(Napi::Env env, Napi::Object exports) {
+  exports.Set("heapBudget", Napi::Function::New(env, HeapBudget, "heapBudget"));
+  exports.Set("heapGuard", Napi::Function::New(env, HeapGuardState, "heapGuard"));
+  exports.Set("heapSettle", Napi::Function::New(env, HeapSettle, "heapSettle"));
+}
+
+}  // namespace nfqwall

@@ -1,0 +1,80 @@
+// The JavaScript heap's budget (docs/robustness.md, Heap). V8 picks its heap limit at start (about 4 GB whatever the
+// machine has) and ends the process when the heap reaches it; a reload holds the running rules and the new ones at
+// once, so at 100,000 services it would die half way. The daemon sets its own budget instead (native/heapguard.cc):
+// the heap may grow to it, and a reload that would pass it gives up at its next step with the running rules in force.
+import fs from 'node:fs';
+import v8 from 'node:v8';
+import type { HeapGuardState } from '../native';
+
+const MiB = 2 ** 20;
+
+/** The addon, loaded when a budget is set (a daemon starting), so commands that never start one work without it. */
+const guard = (): typeof import('../native')['addon'] => (require('../native') as typeof import('../native')).addon;
+
+/** The memory this process may use: the machine's, or its cgroup's limit when lower (v2, then v1). */
+export function memoryAvailable(): number {
+  const total = Number(/^MemTotal:\s+(\d+) kB$/m.exec(fs.readFileSync('/proc/meminfo', 'utf8'))?.[1] ?? 0) * 1024;
+  let limit = total;
+  for (const line of readOr('/proc/self/cgroup').split('\n')) {
+    const [, controllers, dir] = line.split(':');
+    if (dir === undefined) continue;
+    const file =
+      controllers === '' ? `/sys/fs/cgroup${dir}/memory.max` : controllers.split(',').includes('memory') ? `/sys/fs/cgroup/memory${dir}/memory.limit_in_bytes` : undefined;
+    const n = file === undefined ? NaN : Number(readOr(file).trim());
+    if (Number.isFinite(n) && n > 0 && n < limit) limit = n;
+  }
+  return limit;
+}
+
+function readOr(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** `heap_limit = auto`: half of the memory available, and never less than V8 would allow on its own. */
+export function autoHeapBudget(): number {
+  return Math.max(v8.getHeapStatistics().heap_size_limit, Math.floor(memoryAvailable() / 2));
+}
+
+export class HeapBudgetExceeded extends Error {
+  constructor(what: string, state: HeapGuardState) {
+    super(
+      `${what}: the JavaScript heap reached its budget of ${Math.round(state.budget / MiB)} MiB ` +
+        `(${Math.round(state.used / MiB)} MiB in use); raise heap_limit in the configuration (or --heap-limit)`,
+    );
+    this.name = 'HeapBudgetExceeded';
+  }
+}
+
+export class HeapBudget {
+  private constructor(readonly bytes: number) {}
+
+  /** Sets the process's budget; one per process (the guard is the main thread's). */
+  static set(bytes: number): HeapBudget {
+    guard().heapBudget(bytes);
+    return new HeapBudget(bytes);
+  }
+
+  state(): HeapGuardState {
+    return guard().heapGuard();
+  }
+
+  /**
+   * A check for one job (`what` names it in the error): throws HeapBudgetExceeded once the budget has been overrun
+   * since this call. The job calls it between its steps and, once it has let go of what it built, `settle()`.
+   */
+  watch(what: string): () => void {
+    const from = guard().heapGuard().overruns;
+    return () => {
+      const state = guard().heapGuard();
+      if (state.overruns !== from) throw new HeapBudgetExceeded(what, state);
+    };
+  }
+
+  settle(): void {
+    guard().heapSettle();
+  }
+}
