@@ -257,3 +257,24 @@ describe('config: skip_mark / --skip-mark', () => {
     assert.throws(() => resolveConfig(path.join(dir, 'skip.conf'), { skipMark: 'on' }), /^Error: --skip-mark: "on"/);
   });
 });
+
+describe('config: heap_limit / --heap-limit', () => {
+  const parse = (text: string) => parseConfig(text, '/etc/nfqwall/nfqwall.conf').config;
+
+  it('auto (the default) leaves the budget to the daemon; a number is MiB', () => {
+    assert.equal(defaultConfig().heapLimitMiB, undefined);
+    assert.equal(parse('heap_limit = auto').heapLimitMiB, undefined);
+    assert.equal(parse('heap_limit = 12288').heapLimitMiB, 12288);
+  });
+
+  it('names file:line:column, the key and the value when it is not auto or 64 MiB and more', () => {
+    for (const bad of ['32', '1.5', '8G', '-1', 'off']) assert.match(errorsOf(`heap_limit = ${bad}`)[0]!, new RegExp(`:1:\\d+: heap_limit: "${bad}" is not a heap limit`));
+  });
+
+  it('--heap-limit overrides the file, auto included', () => {
+    const file = parse('heap_limit = 1024');
+    assert.equal(applyOverrides(file, { heapLimit: '2048' }).heapLimitMiB, 2048);
+    assert.equal(applyOverrides(file, { heapLimit: 'auto' }).heapLimitMiB, undefined);
+    assert.throws(() => applyOverrides(file, { heapLimit: '10' }), /^Error: --heap-limit: "10" is not a heap limit/);
+  });
+});
