@@ -70,8 +70,11 @@ Napi::Value HeapBudget(const Napi::CallbackInfo& info) {
   guard.budget = budget;
   guard.reserve = reserve;
   // heap_size_limit counts the young generation too; the callback's figure is the old generation's. A budget under
-  // V8's own limit only needs the limit lowered: below it, the callback never runs.
-  if (budget < hs.heap_size_limit()) lowerLimitTo(budget);
+  // V8's own limit only needs the limit lowered: below it, the callback never runs. Above it, the limit is lowered to
+  // the heap's present size, so the callback raises it to the budget at the next full collection: V8 plans its
+  // collections by the limit, and one that reaches its own limit first collects again and again near it (seconds
+  // of pauses at 4 GB) before it asks.
+  lowerLimitTo(budget < hs.heap_size_limit() ? budget : 1);
   return state(env);
 }
 
