@@ -2,6 +2,7 @@
 // what the daemon loads, and a reload that would pass the budget fails with the running rules in force.
 import assert from 'node:assert/strict';
 import { kubeProxyRules } from '../../bench/parse';
+import type { HeapGuardState } from '../../src/native';
 import { Daemon, scratchDir, type StatusJson } from '../lab/daemon';
 import { THREE_HOST as A, threeHostSpec, useLab } from '../lab/lab';
 import { udpExchange } from '../lab/traffic';
@@ -19,15 +20,7 @@ COMMIT
 const big = (dropPort: number): string => filter(dropPort) + kubeProxyRules(10_000, 3);
 
 const MiB = 2 ** 20;
-interface HeapJson {
-  budget: number;
-  limit: number;
-  used: number;
-  raises: number;
-  overruns: number;
-  inReserve: boolean;
-}
-const heapOf = (s: StatusJson): HeapJson => s['heap'] as HeapJson;
+const heapOf = (s: StatusJson): HeapGuardState => s['heap'] as HeapGuardState;
 
 describe('robust: the heap budget (lab)', function () {
   this.timeout(180_000);
