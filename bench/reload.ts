@@ -126,6 +126,8 @@ interface ReloadRow {
   sent: number;
   lost: number;
   rssMiB: number;
+  /** The daemon's own account of the reload's stages (its `reloaded` log line), in ms. */
+  stages: string;
 }
 
 /** One reload to `text` while the paced stream runs from a second before the trigger to the answer. */
@@ -139,6 +141,7 @@ async function reloadUnderTraffic(
   pid: number,
 ): Promise<ReloadRow> {
   const before = await sink.count();
+  const loggedBefore = reloadLines(daemon).length;
   const sender = lab.host('client').spawn([process.execPath, '-e', PACED_SENDER, THREE_HOST.server4, String(PORT), String(RATE_PPS)]);
   try {
     await waitLine(sender, /^ready$/, 10_000);
@@ -162,10 +165,18 @@ async function reloadUnderTraffic(
     const sent = Number((await sentLine).split(' ')[1]);
     await sleep(500);
     const received = (await sink.count()) - before;
-    return { kind, reloadMs, cpuMs: cpu, sent, lost: sent - received, rssMiB: await rssMiB(fw, pid) };
+    // The log line travels through a pipe of its own: it may come after the control socket's answer.
+    for (let i = 0; i < 40 && reloadLines(daemon).length === loggedBefore; i++) await sleep(50);
+    const logged = reloadLines(daemon)[loggedBefore] ?? 'not logged';
+    return { kind, reloadMs, cpuMs: cpu, sent, lost: sent - received, rssMiB: await rssMiB(fw, pid), stages: logged };
   } finally {
     sender.kill('SIGKILL');
   }
+}
+
+/** The daemon's `reloaded` log lines so far, from `ms=` on. */
+function reloadLines(daemon: Daemon): string[] {
+  return [...daemon.output.matchAll(/reloaded .*? (ms=.*)$/gm)].map((m) => m[1]!);
 }
 
 interface Measured {
@@ -237,7 +248,8 @@ function report(m: Measured): void {
     const k = r.kind === 'cold' ? m.kernel.cold : m.kernel.replace;
     const ratio = typeof k === 'string' ? `${'n/a'.padStart(13)} ${'n/a'.padStart(6)}` : `${(k.wallMs / r.reloadMs).toFixed(1).padStart(12)}x ${(k.cpuMs / r.cpuMs).toFixed(1).padStart(5)}x`;
     process.stdout.write(
-      `  ${r.kind.padEnd(6)} ${r.reloadMs.toFixed(0).padStart(8)} ms (${r.cpuMs.toFixed(0).padStart(5)} ms)   ${ratio.padStart(33)} ${String(r.sent).padStart(8)} ${String(r.lost).padStart(7)}   ${r.rssMiB.toFixed(0)} MiB\n`,
+      `  ${r.kind.padEnd(6)} ${r.reloadMs.toFixed(0).padStart(8)} ms (${r.cpuMs.toFixed(0).padStart(5)} ms)   ${ratio.padStart(33)} ${String(r.sent).padStart(8)} ${String(r.lost).padStart(7)}   ${r.rssMiB.toFixed(0)} MiB\n` +
+        `           stages (ms): ${r.stages}\n`,
     );
   }
 }

@@ -101,6 +101,8 @@ interface StagedReload {
   program4: PreparedProgram | undefined;
   program6: PreparedProgram | undefined;
   carried: number;
+  /** Milliseconds of each stage (wall time, the batches decided between slices included), for the log. */
+  stages: { load: number; carry: number; prepare: number; program: number };
 }
 
 /**
@@ -595,7 +597,8 @@ export class Daemon {
       return { ok: false, trigger, errors, durationMs };
     }
     if (this.stopping) return { ok: false, trigger, errors: ['nfqwall is stopping'], durationMs: 0 };
-    const { next, prepared, program4, program6, carried } = staged;
+    const { next, prepared, program4, program6, carried, stages } = staged;
+    const swap0 = performance.now();
     // One synchronous step: batches are processed synchronously too, so none sees a mixture. The receive threads
     // take the new programs at their next batch.
     this.engine.commit(prepared);
@@ -614,7 +617,8 @@ export class Daemon {
     this.reloads.lastSuccessful = true;
     this.reloads.lastSuccessTimestamp = Math.floor(Date.now() / 1000);
     this.reloads.lastError = undefined;
-    this.logger.info('reloaded', { trigger, carried, ms: Math.round(durationMs * 10) / 10 });
+    const swap = Math.round(performance.now() - swap0);
+    this.logger.info('reloaded', { trigger, carried, ms: Math.round(durationMs * 10) / 10, ...stages, swap });
     return { ok: true, trigger, errors: [], durationMs };
   }
 
@@ -626,16 +630,26 @@ export class Daemon {
   private async stageReload(): Promise<StagedReload> {
     const o = this.opts;
     const check = this.heap.watch('reload');
+    let t = performance.now();
+    const lap = (): number => {
+      const now = performance.now();
+      const ms = Math.round(now - t);
+      t = now;
+      return ms;
+    };
     const next = await runSliced(loadRulesetsSteps({ rules4: o.rules4, rules6: o.rules6, ipsets: o.ipsets }), check);
+    const load = lap();
     this.drainFlows();
     const carried4 = next.rules4 ? await runSliced(carryCounters(this.rules.rules4, next.rules4), check) : 0;
     const carried6 = next.rules6 ? await runSliced(carryCounters(this.rules.rules6, next.rules6), check) : 0;
+    const carry = lap();
     const prepared = await runSliced(this.engine.prepare(next.rules4, next.rules6), check);
+    const prepare = lap();
     const programs = this.programs;
     const program4 = programs !== undefined && next.rules4 !== undefined ? await runSliced(programs.prepare(next.rules4), check) : undefined;
     const program6 = programs !== undefined && next.rules6 !== undefined ? await runSliced(programs.prepare(next.rules6), check) : undefined;
     check();
-    return { next, prepared, program4, program6, carried: carried4 + carried6 };
+    return { next, prepared, program4, program6, carried: carried4 + carried6, stages: { load, carry, prepare, program: lap() } };
   }
 
   /** H12: RELOADING=1 (with MONOTONIC_USEC) around every reload, then READY=1 whatever its outcome. */
