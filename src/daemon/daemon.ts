@@ -22,6 +22,7 @@ import { BatchProcessor } from './processor';
 import { FlowPaths } from './flow-paths';
 import { MatcherPrograms, hostView, type PreparedProgram } from './matcher-programs';
 import { HeapBudget, HeapBudgetExceeded, autoHeapBudget } from './heap';
+import { digestFiles } from './file-digest';
 import { DEFAULT_SKIP_MARK, readSkipGuard } from './skip-guard';
 import { TraceHub, traceHandler } from './trace'; // trace:
 import {
@@ -176,6 +177,11 @@ export function summarize(rs: Ruleset): RulesetSummary {
 
 const MiB = 2 ** 20;
 
+/** The rule and ipset files a daemon reads. */
+function ruleFiles(o: Pick<DaemonOptions, 'rules4' | 'rules6' | 'ipsets'>): string[] {
+  return [o.rules4, o.rules6, ...(o.ipsets ?? [])].filter((f): f is string => f !== undefined);
+}
+
 const familyKey = (f: Family): 'ipv4' | 'ipv6' => (f === 4 ? 'ipv4' : 'ipv6');
 
 /** The addon, loaded only when a daemon starts, so commands that never bind a queue work without it. */
@@ -244,7 +250,9 @@ export class Daemon {
   /** trace: `nfqwall trace` subscribers; idle (one boolean per batch) while there are none. */
   readonly tracer: TraceHub;
   private readonly sets = new SwitchableSets();
-  private readonly reloader = new ReloadCoalescer((trigger) => this.notifiedReload(trigger));
+  private readonly reloader = new ReloadCoalescer((trigger, onlyIfChanged) => this.notifiedReload(trigger, onlyIfChanged));
+  /** digestFiles() of the rule and ipset files as the rules in force were read from them (taken before reading). */
+  private loadedDigest: string | undefined;
   // H12: metrics and systemd.
   readonly metrics: Metrics = new Metrics(daemonSource(this));
   private metricsServer: MetricsServer | undefined;
@@ -266,7 +274,7 @@ export class Daemon {
     if (rules.sets) this.sets.current = rules.sets;
     this.engine = new Engine({ rules4: rules.rules4, rules6: rules.rules6, host, sets: this.sets });
     retainStores([rules.rules4, rules.rules6]);
-    this.reloads = { success: 0, failure: 0, lastSuccessful: true, lastSuccessTimestamp: Math.floor(Date.now() / 1000) };
+    this.reloads = { success: 0, failure: 0, lastSuccessful: true, lastSuccessTimestamp: Math.floor(Date.now() / 1000), unchanged: 0 };
     this.logRecords = new LogRecordSink(this.logger, { rate: opts.logRate ?? 50, burst: opts.logBurst ?? 100 });
     this.processor = new BatchProcessor(this.engine, this.ifnames, {
       failOpen: opts.failOpen,
@@ -287,9 +295,11 @@ export class Daemon {
     if (opts.rules4 === undefined && opts.rules6 === undefined) throw new Error('no rule file given');
     // Before the rules are read: a ruleset larger than V8's own limit still loads when the budget allows it.
     const heap = HeapBudget.set(opts.heapLimitMiB !== undefined ? opts.heapLimitMiB * MiB : autoHeapBudget());
+    const digest = await digestFiles(ruleFiles(opts));
     const rules = loadRulesets(opts, heap.watch('loading the rules'));
     const host = await LinuxHost.load();
     const d = new Daemon(opts, rules, host, heap);
+    d.loadedDigest = digest;
     try {
       await claimSocketPath(opts.controlPath);
       // Before the queue exists, so the child cannot inherit its socket (see ipmonitor.ts).
@@ -545,15 +555,14 @@ export class Daemon {
 
   /** The files a reload rereads. */
   get watchedFiles(): string[] {
-    const o = this.opts;
-    return [o.rules4, o.rules6, ...(o.ipsets ?? [])].filter((f): f is string => f !== undefined);
+    return ruleFiles(this.opts);
   }
 
   private startWatching(): void {
     if (this.opts.watchFiles !== false) {
       this.watcher = new FileWatcher(
         this.watchedFiles,
-        (changed) => void this.reload(`file change (${changed.join(', ')})`),
+        (changed) => void this.reloader.request(`file change (${changed.join(', ')})`, true),
         { onError: (err, dir) => this.logger.warning('cannot watch directory', { dir, error: err.message }) },
       );
     }
@@ -653,9 +662,18 @@ export class Daemon {
   }
 
   /** H12: RELOADING=1 (with MONOTONIC_USEC) around every reload, then READY=1 whatever its outcome. */
-  private async notifiedReload(trigger: string): Promise<ReloadOutcome> {
+  private async notifiedReload(trigger: string, onlyIfChanged: boolean): Promise<ReloadOutcome> {
+    // Taken before the files are read: a write after it makes the next event's digest differ, so it is not missed.
+    const digest = await digestFiles(this.watchedFiles);
+    // After a failed reload the files are read again whatever they hold: status must stop naming the error once fixed.
+    if (onlyIfChanged && this.reloads.lastSuccessful && digest !== undefined && digest === this.loadedDigest) {
+      this.reloads.unchanged++;
+      this.logger.debug('the files hold what was loaded: no reload', { trigger });
+      return { ok: true, trigger, errors: [], durationMs: 0, unchanged: true };
+    }
     this.service.reloading(`Reloading rules (${trigger})`);
     const r = await this.reloadNow(trigger);
+    if (r.ok) this.loadedDigest = digest;
     this.service.reloaded(r.ok ? statusLine(this) : `reload failed, old rules in force: ${r.errors[0] ?? ''}`);
     return r;
   }

@@ -170,6 +170,8 @@ export interface ReloadOutcome {
   /** The error lines (file:line:column: ...) of a failed reload. */
   errors: string[];
   durationMs: number;
+  /** Nothing was done: only file changes asked, and the files hold what was loaded last. */
+  unchanged?: boolean;
 }
 
 export interface ReloadStats {
@@ -180,41 +182,52 @@ export interface ReloadStats {
   /** Unix seconds of the last successful load (the start counts). */
   lastSuccessTimestamp: number;
   lastError?: string;
+  /** File changes that left the files as they were loaded (rewritten with the same bytes): no reload. */
+  unchanged: number;
+}
+
+interface PendingRun {
+  promise: Promise<ReloadOutcome>;
+  triggers: string[];
+  onlyIfChanged: boolean;
 }
 
 /**
  * Runs reloads one at a time. A trigger arriving while one runs does not start another at once: all such triggers
- * share one more run after the current one, and get its outcome.
+ * share one more run after the current one, and get its outcome. A trigger may ask for a reload only if the files
+ * changed (a file watcher's); a run is such only when every trigger it serves is.
  */
 export class ReloadCoalescer {
   private running: Promise<ReloadOutcome> | undefined;
-  private next: { promise: Promise<ReloadOutcome>; triggers: string[] } | undefined;
+  private next: PendingRun | undefined;
   runs = 0;
 
-  constructor(private readonly job: (trigger: string) => Promise<ReloadOutcome>) {}
+  constructor(private readonly job: (trigger: string, onlyIfChanged: boolean) => Promise<ReloadOutcome>) {}
 
-  request(trigger: string): Promise<ReloadOutcome> {
+  request(trigger: string, onlyIfChanged = false): Promise<ReloadOutcome> {
     if (this.next) {
       this.next.triggers.push(trigger);
+      this.next.onlyIfChanged &&= onlyIfChanged;
       return this.next.promise;
     }
-    if (!this.running) return this.start(trigger);
-    const triggers = [trigger];
+    if (!this.running) return this.start(trigger, onlyIfChanged);
     const after = this.running.then(
       () => undefined,
       () => undefined,
     );
-    const promise = after.then(() => {
+    // This run's triggers are the ones gathered in this.next until it starts.
+    const run = (): Promise<ReloadOutcome> => {
+      const { triggers, onlyIfChanged: only } = this.next!;
       this.next = undefined;
-      return this.start(triggers.join('+'));
-    });
-    this.next = { promise, triggers };
-    return promise;
+      return this.start(triggers.join('+'), only);
+    };
+    this.next = { triggers: [trigger], onlyIfChanged, promise: after.then(run) };
+    return this.next.promise;
   }
 
-  private start(trigger: string): Promise<ReloadOutcome> {
+  private start(trigger: string, onlyIfChanged: boolean): Promise<ReloadOutcome> {
     this.runs++;
-    const p = this.job(trigger).finally(() => {
+    const p = this.job(trigger, onlyIfChanged).finally(() => {
       if (this.running === p) this.running = undefined;
     });
     this.running = p;

@@ -239,6 +239,32 @@ describe('daemon/reload: one at a time, triggers coalesce', () => {
     assert.equal(c.runs, 3);
   });
 
+  it('a run asks only for changed files when every trigger it serves does', async () => {
+    const seen: string[] = [];
+    const release: (() => void)[] = [];
+    const c = new ReloadCoalescer(async (trigger, onlyIfChanged): Promise<ReloadOutcome> => {
+      seen.push(`${trigger}:${onlyIfChanged}`);
+      await new Promise<void>((r) => release.push(r));
+      return { ok: true, trigger, errors: [], durationMs: 0 };
+    });
+    const tick = () => new Promise((r) => setImmediate(r));
+    const first = c.request('watch-1', true);
+    const mixed = c.request('watch-2', true);
+    c.request('control');
+    await tick();
+    release.shift()!();
+    await first;
+    await tick();
+    const watched = c.request('watch-3', true);
+    c.request('watch-4', true);
+    release.shift()!();
+    await mixed;
+    await tick();
+    release.shift()!();
+    await watched;
+    assert.deepEqual(seen, ['watch-1:true', 'watch-2+control:false', 'watch-3+watch-4:true']);
+  });
+
   it('a failing job does not stop the next one', async () => {
     let n = 0;
     const c = new ReloadCoalescer(async (trigger) => {

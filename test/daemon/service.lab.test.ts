@@ -73,6 +73,7 @@ interface StatusReloads {
   lastSuccessful: boolean;
   lastSuccessTimestamp: number;
   lastError?: string;
+  unchanged: number;
 }
 interface Status {
   queues: { queue: number; received: number; accepted: number; dropped: number; kernelIdSequence: number; kernelQueueTotal: number }[];
@@ -245,6 +246,32 @@ describe('daemon as a service in the three-host lab (root)', function () {
     assert.equal(s.reloads.success, s0.reloads.success + 1, JSON.stringify(s.reloads));
     assert.equal(s.reloads.lastSuccessful, true);
     assert.match(daemon!.output, /^<6>reloaded trigger="file change \([^)]*rules\.v4\)"/m);
+  });
+
+  it('a file rewritten with the bytes it holds reloads nothing; a write then `nfqwall reload` reloads once', async () => {
+    await sleep(400); // let the watcher of the previous test settle
+    const s0 = await status(sock);
+    replaceFile(rules, fs.readFileSync(rules, 'utf8'));
+    let s = s0;
+    for (let k = 0; k < 30 && s.reloads.unchanged === s0.reloads.unchanged; k++) {
+      await sleep(100);
+      s = await status(sock);
+    }
+    assert.equal(s.reloads.unchanged, s0.reloads.unchanged + 1, `the watcher saw the file and found it as loaded: ${JSON.stringify(s.reloads)}`);
+    assert.equal(s.reloads.success, s0.reloads.success, 'no reload');
+
+    // The way a sync writes and asks at once: the explicit reload reads the new bytes; the watcher's event for the
+    // same write then finds them loaded.
+    fs.writeFileSync(rules, ruleset(3));
+    const r = await request(sock, { cmd: 'reload' }, 30_000);
+    assert.ok(r.ok, JSON.stringify(r));
+    await sleep(800); // the watcher's debounce (200 ms) and its digest
+    s = await status(sock);
+    assert.equal(s.reloads.success, s0.reloads.success + 1, `one reload for one write: ${JSON.stringify(s.reloads)}`);
+    assert.equal(s.reloads.unchanged, s0.reloads.unchanged + 2, JSON.stringify(s.reloads));
+    // Back to the previous test's rules, which the next tests expect.
+    fs.writeFileSync(rules, ruleset(2));
+    assert.ok((await request(sock, { cmd: 'reload' }, 30_000)).ok);
   });
 
   it('SIGHUP reloads; `nfqwall reload` waits, prints and fails with file:line:column', async () => {
