@@ -391,6 +391,8 @@ export class Matcher {
   /** Puts a program in force for `family`; throws Error with the loader's reason when the words are not a program. */
   load(family: 4 | 6, words: Uint32Array, serial: number): void;
   clear(family: 4 | 6): void;
+  /** A copy of the words of the program in force and the serial it was loaded under; undefined when none is. */
+  words(family: 4 | 6): { serial: number; words: Uint32Array } | undefined;
   setHost(host: MatcherHost): void;
   /**
    * Tests: the decision, or null when JavaScript must decide (slow). With `commit`, counts it as a receive thread

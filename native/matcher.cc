@@ -1125,6 +1125,15 @@ std::shared_ptr<Program> Matcher::program(uint8_t family) const {
   return family == 6 ? v6_.program : v4_.program;
 }
 
+std::shared_ptr<Program> Matcher::program(uint8_t family, uint32_t& serial) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const Entry& e = family == 6 ? v6_ : v4_;
+  serial = e.program ? e.serial : 0;
+  return e.program;
+}
+
+const std::vector<uint32_t>& Program::words() const { return impl_->w; }
+
 void Matcher::setHost(std::shared_ptr<const Host> h) {
   std::lock_guard<std::mutex> lock(mu_);
   host_ = h ? std::move(h) : std::make_shared<Host>();

@@ -103,6 +103,8 @@ class Program {
 
   uint8_t family() const { return family_; }
   uint32_t counterCount() const { return uint32_t(packets_.size()); }
+  // The words it was loaded from, as JavaScript gave them (a reload copies the unchanged chains' records from them).
+  const std::vector<uint32_t>& words() const;
 
   // Decides `in` into `out` and returns true, or returns false (slow path). Counts nothing: the caller commits.
   bool run(const Input& in, const Host& host, Result& out) const;
@@ -134,6 +136,8 @@ class Matcher {
   // JavaScript gave it; the program it replaces is drained until nobody holds it any more.
   void setProgram(uint8_t family, std::shared_ptr<Program> p, uint32_t serial);
   std::shared_ptr<Program> program(uint8_t family) const;
+  // The same, with the serial it was put in force under (0 and null when none is).
+  std::shared_ptr<Program> program(uint8_t family, uint32_t& serial) const;
   void setHost(std::shared_ptr<const Host> h);
   std::shared_ptr<const Host> host() const;
   void setEnabled(bool on) { enabled_.store(on, std::memory_order_release); }

@@ -115,6 +115,7 @@ class MatcherWrap : public Napi::ObjectWrap<MatcherWrap> {
                         InstanceMethod<&MatcherWrap::SetHost>("setHost"), InstanceMethod<&MatcherWrap::Run>("run"),
                         InstanceMethod<&MatcherWrap::Drain>("drain"), InstanceMethod<&MatcherWrap::Time>("time"),
                         InstanceMethod<&MatcherWrap::SetEnabled>("setEnabled"),
+                        InstanceMethod<&MatcherWrap::Words>("words"),
                         InstanceMethod<&MatcherWrap::Stats>("stats")});
   }
 
@@ -141,6 +142,20 @@ class MatcherWrap : public Napi::ObjectWrap<MatcherWrap> {
       throw Napi::Error::New(env, "Matcher.load: the program is for IPv" + std::to_string(p->family()));
     m_->setProgram(family, std::move(p), serial);
     return env.Undefined();
+  }
+
+  Napi::Value Words(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint32_t serial = 0;
+    std::shared_ptr<mt::Program> p = m_->program(familyArg(info[0]), serial);
+    if (!p) return env.Undefined();
+    const std::vector<uint32_t>& w = p->words();
+    Napi::Uint32Array out = Napi::Uint32Array::New(env, w.size());
+    std::memcpy(out.Data(), w.data(), w.size() * sizeof(uint32_t));
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("serial", serial);
+    o.Set("words", out);
+    return o;
   }
 
   Napi::Value Clear(const Napi::CallbackInfo& info) {

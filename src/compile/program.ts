@@ -30,6 +30,7 @@ import { natTarget } from './ops/nat';
 import { op } from './ops/op';
 import { statistic } from './ops/statistic';
 import { runSync, type Steps } from '../steps';
+import { ChainReuse, type ChainList, type PreviousProgram } from './program-reuse';
 
 /** engine.ts flowInfo's bit for a target that is not flow-stable. */
 const FLOW_TARGET_UNSTABLE = 0x10000;
@@ -37,6 +38,8 @@ const FLOW_TARGET_UNSTABLE = 0x10000;
 export interface Program {
   words: Uint32Array;
   counters: Counters[];
+  /** Chains copied from the previous program (program-reuse.ts) rather than compiled. */
+  reusedChains: number;
 }
 
 /** Chains with fewer rules are walked (as the engine's index does, DEFAULT_MIN_RULES). */
@@ -48,7 +51,7 @@ const RULES_PER_STEP = 4096;
 const enc = new TextEncoder();
 
 /** A growing word buffer: a 400,000-rule ruleset is millions of words, written without intermediate arrays. */
-class Words {
+export class Words {
   buf = new Uint32Array(1 << 12);
   length = 0;
 
@@ -221,23 +224,30 @@ function key(out: Words, r: Rule): void {
   out.addr(r.dst.value.addr);
 }
 
-export function compileProgram(rules: Ruleset, family: 4 | 6): Program {
-  return runSync(compileProgramSteps(rules, family));
+export function compileProgram(rules: Ruleset, family: 4 | 6, prev?: PreviousProgram): Program {
+  return runSync(compileProgramSteps(rules, family, prev));
 }
 
-/** compileProgram in steps (src/steps.ts): a 400,000-rule ruleset yields every few thousand rules. */
-export function* compileProgramSteps(rules: Ruleset, family: 4 | 6): Steps<Program> {
-  const counters: Counters[] = [];
+/** Every chain of the ruleset in the program's order: tables in TABLES order, chains in the table's. */
+function chainList(rules: Ruleset): ChainList {
   const chains: { chain: Chain; table: Table }[] = [];
-  const chainIndex = new Map<Chain, number>();
   for (const name of TABLES) {
     const t = rules.tables.get(name);
-    if (!t) continue;
-    for (const c of t.chains.values()) {
-      chainIndex.set(c, chains.length);
-      chains.push({ chain: c, table: t });
-    }
+    if (t) for (const c of t.chains.values()) chains.push({ chain: c, table: t });
   }
+  return chains;
+}
+
+/**
+ * compileProgram in steps (src/steps.ts): a 400,000-rule ruleset yields every few thousand rules. With `prev`, the
+ * program in force and its ruleset, the chains that did not change are copied from it (program-reuse.ts).
+ */
+export function* compileProgramSteps(rules: Ruleset, family: 4 | 6, prev?: PreviousProgram): Steps<Program> {
+  const counters: Counters[] = [];
+  const chains = chainList(rules);
+  const chainIndex = new Map<Chain, number>();
+  for (let k = 0; k < chains.length; k++) chainIndex.set(chains[k].chain, k);
+  const reuse = prev !== undefined && prev.words[2] === family ? new ChainReuse(prev, chainList(prev.rules), chains) : undefined;
   const stackLimit = new Map<Table, number>();
   for (const { table } of chains) {
     if (stackLimit.has(table)) continue;
@@ -264,6 +274,15 @@ export function* compileProgramSteps(rules: Ruleset, family: 4 | 6): Steps<Progr
   for (let k = 0; k < chains.length; k++) {
     const { chain, table } = chains[k];
     out.buf[dirAt + k] = out.length;
+    if (reuse?.copy(out, k, chain, counters.length) === true) {
+      if (chain.builtin) counters.push(chain.counters);
+      for (const r of chain.rules) counters.push(r.counters);
+      if ((work += chain.rules.length) >= RULES_PER_STEP) {
+        work = 0;
+        yield;
+      }
+      continue;
+    }
     let policyCounter = F.NONE;
     if (chain.builtin) {
       policyCounter = counters.length;
@@ -291,5 +310,5 @@ export function* compileProgramSteps(rules: Ruleset, family: 4 | 6): Steps<Progr
   }
   out.buf[3] = counters.length;
   out.buf[5] = out.length;
-  return { words: out.buf.slice(0, out.length), counters };
+  return { words: out.buf.slice(0, out.length), counters, reusedChains: reuse?.copied ?? 0 };
 }

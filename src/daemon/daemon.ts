@@ -627,7 +627,8 @@ export class Daemon {
     this.reloads.lastSuccessTimestamp = Math.floor(Date.now() / 1000);
     this.reloads.lastError = undefined;
     const swap = Math.round(performance.now() - swap0);
-    this.logger.info('reloaded', { trigger, carried, ms: Math.round(durationMs * 10) / 10, ...stages, swap });
+    const chainsCopied = (program4?.reusedChains ?? 0) + (program6?.reusedChains ?? 0);
+    this.logger.info('reloaded', { trigger, carried, ms: Math.round(durationMs * 10) / 10, ...stages, swap, chainsCopied });
     return { ok: true, trigger, errors: [], durationMs };
   }
 

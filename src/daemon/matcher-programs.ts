@@ -4,6 +4,7 @@
 // counted by a replaced program still lands on the right rule; a program's counter list is kept until the native
 // side says it drained that program for the last time.
 import { compileProgramSteps } from '../compile/program';
+import type { PreviousProgram } from '../compile/program-reuse';
 import type { HostRoute } from '../engine/host';
 import type { MatcherHost } from '../native';
 import { formatIpAddr } from '../rules/addr';
@@ -14,6 +15,8 @@ import type { Steps } from '../steps';
 export interface MatcherLike {
   load(family: Family, words: Uint32Array, serial: number): void;
   clear(family: Family): void;
+  /** A copy of the words of the program in force for `family` and its serial; undefined when none is. */
+  words(family: Family): { serial: number; words: Uint32Array } | undefined;
   drain(): { serials: Uint32Array; ids: Uint32Array; packets: Float64Array; bytes: Float64Array; done: number[] };
 }
 
@@ -22,6 +25,10 @@ export interface PreparedProgram {
   family: Family;
   words: Uint32Array;
   counters: readonly Counters[];
+  /** The ruleset it was compiled from, which the next reload's compile copies unchanged chains against. */
+  rules: Ruleset;
+  /** Chains copied from the program in force (src/compile/program-reuse.ts). */
+  reusedChains: number;
 }
 
 export interface MatcherProgramStats {
@@ -36,6 +43,8 @@ export class MatcherPrograms {
   private nextSerial = 1;
   /** Why a family has no program in force: the compiler or the loader refused its ruleset. */
   private readonly errors = new Map<Family, string>();
+  /** The serial and ruleset of the program in force per family. */
+  private readonly inForce = new Map<Family, { serial: number; rules: Ruleset }>();
   readonly stats: MatcherProgramStats = { drainedPackets: 0, unknownHits: 0 };
 
   /** The families whose ruleset the matcher does not run, and why; undefined when it runs every one. */
@@ -51,8 +60,8 @@ export class MatcherPrograms {
    */
   *prepare(rules: Ruleset): Steps<PreparedProgram | undefined> {
     try {
-      const p = yield* compileProgramSteps(rules, rules.family);
-      return { family: rules.family, words: p.words, counters: p.counters };
+      const p = yield* compileProgramSteps(rules, rules.family, this.previous(rules.family));
+      return { family: rules.family, words: p.words, counters: p.counters, rules, reusedChains: p.reusedChains };
     } catch (err) {
       this.errors.set(rules.family, err instanceof Error ? err.message : String(err));
       return undefined;
@@ -64,6 +73,7 @@ export class MatcherPrograms {
    * batches running meanwhile finish on the program they took.
    */
   commit(p: PreparedProgram | undefined, family: Family): void {
+    this.inForce.delete(family);
     if (p === undefined) {
       this.matcher.clear(family);
       return;
@@ -73,11 +83,19 @@ export class MatcherPrograms {
     try {
       this.matcher.load(family, p.words, serial);
       this.errors.delete(family);
+      this.inForce.set(family, { serial, rules: p.rules });
     } catch (err) {
       this.bySerial.delete(serial);
       this.errors.set(family, err instanceof Error ? err.message : String(err));
       this.matcher.clear(family);
     }
+  }
+
+  /** The program in force and its ruleset, when the native side still holds the one this table put in force. */
+  private previous(family: Family): PreviousProgram | undefined {
+    const f = this.inForce.get(family);
+    const w = f === undefined ? undefined : this.matcher.words(family);
+    return f !== undefined && w !== undefined && w.serial === f.serial ? { rules: f.rules, words: w.words } : undefined;
   }
 
   /** Adds the receive threads' hits since the last drain to the rule counters. Returns the packets added. */

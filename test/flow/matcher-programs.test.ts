@@ -2,11 +2,16 @@
 // program that counted it, a replaced program's counters stay until the native side says it drained it for the last
 // time, and a program the addon refuses leaves its family to JavaScript.
 import assert from 'node:assert/strict';
-import { MatcherPrograms, hostView, type MatcherLike } from '../../src/daemon/matcher-programs';
-import type { Counters, Family } from '../../src/rules/model';
+import { MatcherPrograms, hostView, type MatcherLike, type PreparedProgram } from '../../src/daemon/matcher-programs';
+import { ParseCache } from '../../src/rules/line-cache';
+import type { Counters, Family, Ruleset } from '../../src/rules/model';
+import { parseRuleset } from '../../src/rules/parse';
+import { runSync } from '../../src/steps';
+import { kubeProxyRules } from '../../bench/parse';
 
 class FakeMatcher implements MatcherLike {
   loaded = new Map<Family, number>();
+  words_ = new Map<Family, { serial: number; words: Uint32Array }>();
   cleared: Family[] = [];
   refuse = false;
   pending: [number, number, number, number][] = [];
@@ -14,10 +19,15 @@ class FakeMatcher implements MatcherLike {
   load(family: Family, _words: Uint32Array, serial: number): void {
     if (this.refuse) throw new Error('program: chain 3 jumps to chain 9 of 4');
     this.loaded.set(family, serial);
+    this.words_.set(family, { serial, words: _words.slice() });
   }
   clear(family: Family): void {
     this.cleared.push(family);
     this.loaded.delete(family);
+    this.words_.delete(family);
+  }
+  words(family: Family): { serial: number; words: Uint32Array } | undefined {
+    return this.words_.get(family);
   }
   drain(): { serials: Uint32Array; ids: Uint32Array; packets: Float64Array; bytes: Float64Array; done: number[] } {
     const p = this.pending;
@@ -35,16 +45,19 @@ class FakeMatcher implements MatcherLike {
 }
 
 const counters = (n: number): Counters[] => Array.from({ length: n }, () => ({ packets: 0, bytes: 0 }));
+const EMPTY = (family: Family): Ruleset => parseRuleset('*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n', 'empty.rules', { family });
+/** A prepared program whose words the fake matcher takes as they are. */
+const prepared = (family: Family, cs: Counters[]): PreparedProgram => ({ family, words: new Uint32Array(1), counters: cs, rules: EMPTY(family), reusedChains: 0 });
 
 describe('matcher programs: the daemon side of the native matcher', () => {
   it('adds drained hits to the counters of the program that counted them, old and new alike', () => {
     const m = new FakeMatcher();
     const p = new MatcherPrograms(m);
     const a = counters(3);
-    p.commit({ family: 4, words: new Uint32Array(1), counters: a }, 4);
+    p.commit(prepared(4, a), 4);
     const s1 = m.loaded.get(4)!;
     const b = [a[0]!, ...counters(2)]; // the reload kept rule 0's counter object, as carryCounters does
-    p.commit({ family: 4, words: new Uint32Array(1), counters: b }, 4);
+    p.commit(prepared(4, b), 4);
     const s2 = m.loaded.get(4)!;
     assert.notEqual(s1, s2);
     m.pending.push([s1, 0, 2, 200], [s1, 2, 1, 60], [s2, 0, 3, 300], [s2, 1, 4, 400]);
@@ -65,9 +78,9 @@ describe('matcher programs: the daemon side of the native matcher', () => {
   it('a program the addon refuses leaves the family to JavaScript and says why', () => {
     const m = new FakeMatcher();
     const p = new MatcherPrograms(m);
-    p.commit({ family: 6, words: new Uint32Array(1), counters: counters(1) }, 6);
+    p.commit(prepared(6, counters(1)), 6);
     m.refuse = true;
-    p.commit({ family: 6, words: new Uint32Array(1), counters: counters(1) }, 6);
+    p.commit(prepared(6, counters(1)), 6);
     assert.deepEqual(m.cleared, [6]);
     assert.equal(m.loaded.get(6), undefined);
     assert.match(p.lastError ?? '', /^IPv6: .*chain 3 jumps to chain 9/);
@@ -76,9 +89,26 @@ describe('matcher programs: the daemon side of the native matcher', () => {
     assert.deepEqual(m.cleared, [6, 4]);
     // A later program the addon takes puts the family back in the matcher's hands.
     m.refuse = false;
-    p.commit({ family: 6, words: new Uint32Array(1), counters: counters(1) }, 6);
+    p.commit(prepared(6, counters(1)), 6);
     assert.equal(p.lastError, undefined);
     assert.notEqual(m.loaded.get(6), undefined);
+  });
+
+  it('a reload compiles against the program in force: the unchanged chains copied, only from the serial it loaded', () => {
+    const m = new FakeMatcher();
+    const p = new MatcherPrograms(m);
+    const cache = new ParseCache();
+    const parse = (text: string): Ruleset => parseRuleset(text, 'kube.rules', { family: 4, cache });
+    const first = runSync(p.prepare(parse(kubeProxyRules(50, 2))))!;
+    assert.equal(first.reusedChains, 0, 'nothing in force yet');
+    p.commit(first, 4);
+    const again = runSync(p.prepare(parse(kubeProxyRules(50, 2, { replaced: new Set([7]) }))))!;
+    assert.ok(again.reusedChains > 90, `the chains of the 49 other services copied: ${again.reusedChains}`);
+    // The native side holds another program than the one this table put in force: nothing to copy from.
+    m.words_.set(4, { serial: 999, words: first.words });
+    assert.equal(runSync(p.prepare(parse(kubeProxyRules(50, 2))))!.reusedChains, 0);
+    p.commit(undefined, 4);
+    assert.equal(runSync(p.prepare(parse(kubeProxyRules(50, 2))))!.reusedChains, 0, 'none in force after a clear');
   });
 
   it('hostView gives names by index, the host\'s own addresses, and the other routes longest first', () => {
