@@ -521,6 +521,8 @@ std::shared_ptr<Program> Program::load(const uint32_t* w, size_t n, std::string&
   p->family_ = uint8_t(w[2]);
   p->packets_ = std::vector<std::atomic<uint64_t>>(nCounters);
   p->bytes_ = std::vector<std::atomic<uint64_t>>(nCounters);
+  p->dirty_ = std::vector<std::atomic<uint64_t>>((nCounters + 63) / 64);
+  for (auto& d : p->dirty_) d.store(0, std::memory_order_relaxed);
   for (uint32_t k = 0; k < nCounters; k++) {
     p->packets_[k].store(0, std::memory_order_relaxed);
     p->bytes_[k].store(0, std::memory_order_relaxed);
@@ -1101,14 +1103,31 @@ void Program::count(const Result& r, uint32_t wireLen) {
     packets_[id].fetch_add(1, std::memory_order_relaxed);
     bytes_[id].fetch_add(wireLen, std::memory_order_relaxed);
   }
+  // With drain()'s fence: either this sees the bit a drain cleared (and sets it again, for the next drain), or that
+  // drain's exchanges of the counters, after its fence, see the adds above. A bit seen set is only written when clear.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  for (uint32_t k = 0; k < n; k++) {
+    uint32_t id = r.path[k];
+    if (id >= packets_.size()) continue;
+    std::atomic<uint64_t>& d = dirty_[id >> 6];
+    uint64_t bit = uint64_t(1) << (id & 63);
+    if ((d.load(std::memory_order_relaxed) & bit) == 0) d.fetch_or(bit, std::memory_order_relaxed);
+  }
 }
 
 void Program::drain(std::vector<Hits>& out) {
-  for (size_t k = 0; k < packets_.size(); k++) {
-    if (packets_[k].load(std::memory_order_relaxed) == 0) continue;
-    uint64_t pk = packets_[k].exchange(0, std::memory_order_relaxed);
-    uint64_t by = bytes_[k].exchange(0, std::memory_order_relaxed);
-    out.push_back(Hits{uint32_t(k), pk, by});
+  for (size_t w = 0; w < dirty_.size(); w++) {
+    if (dirty_[w].load(std::memory_order_relaxed) == 0) continue;
+    uint64_t bits = dirty_[w].exchange(0, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // count()'s other half
+    while (bits != 0) {
+      uint32_t k = uint32_t(w * 64 + uint32_t(__builtin_ctzll(bits)));
+      bits &= bits - 1;
+      uint64_t pk = packets_[k].exchange(0, std::memory_order_relaxed);
+      uint64_t by = bytes_[k].exchange(0, std::memory_order_relaxed);
+      // Zero when a count after the last drain's exchange set the bit again: its adds went into that drain.
+      if (pk != 0 || by != 0) out.push_back(Hits{k, pk, by});
+    }
   }
 }
 
