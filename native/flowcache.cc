@@ -142,7 +142,6 @@ uint32_t FlowCache::lookup(uint32_t n, Probe* probes, Decision* dec, bool park) 
         if (sk == Skip::kHold && park) {
           // It could skip but for its flow's packets still between hooks: it waits for them in the lot rather than
           // take the trips itself, which would keep its flow's later packets from ever skipping under load.
-          holds_.fetch_add(1, std::memory_order_acq_rel);
           parkIt();
           continue;
         }
@@ -200,7 +199,10 @@ bool FlowCache::queued(uint8_t hook) const { return (skip_.queuedHooks & (1u << 
 // between hooks leaves its count behind).
 FlowCache::Transit& FlowCache::transitLocked(uint32_t w, uint32_t now) {
   Transit& t = transit_[w];
-  if ((t.toForward || t.toPost) && now - t.stamp > kTransitMs) t = Transit{};
+  if ((t.toForward || t.toPost) && now - t.stamp > kTransitMs) {
+    t = Transit{};
+    transitsCleared_.fetch_add(1, std::memory_order_acq_rel);
+  }
   return t;
 }
 
@@ -216,7 +218,7 @@ void FlowCache::passLocked(const Probe& p, uint32_t w, uint32_t now, uint8_t ski
   };
   auto take = [&](uint32_t& c) {
     if (!c) return;
-    c--;
+    if (--c == 0) transitsCleared_.fetch_add(1, std::memory_order_acq_rel);
     t.stamp = now;
   };
   switch (p.key.hook) {

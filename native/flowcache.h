@@ -147,9 +147,11 @@ class FlowCache {
   uint32_t flowSlots() const { return waitMask_ + 1; }
   // Bumped by every release(): a parked packet can only move on after one.
   uint64_t releases() const { return releases_.load(std::memory_order_acquire); }
-  // Bumped whenever lookup() parks a packet that could skip but for its flow's packets between hooks: those are seen
-  // by lookups, not releases, so the lot is looked at again while this moves.
-  uint64_t holds() const { return holds_.load(std::memory_order_acquire); }
+  // Bumped whenever a flow's count of packets between hooks comes down to zero (one reached its next hook) or lapses:
+  // a packet held back from skipping can only move on after one. Seen by lookups, not releases. A count lapses when a
+  // lookup looks at it, so the queue looks at its lot every kHoldRecheckMs too.
+  uint64_t transitsCleared() const { return transitsCleared_.load(std::memory_order_acquire); }
+  static constexpr uint32_t kHoldRecheckMs = 10;
 
   // The queues that use this cache must share one connection table: handles name entries of that table. The first
   // caller binds it; a different table returns false.
@@ -212,7 +214,7 @@ class FlowCache {
   std::vector<Transit> transit_;
   Slot* later_[2] = {};
   uint32_t laterCount_ = 0;
-  std::atomic<uint64_t> holds_{0};
+  std::atomic<uint64_t> transitsCleared_{0};
   const void* table_ = nullptr;
   Stats st_;
 };

@@ -689,11 +689,15 @@ void Queue::commitMatched(Batch& b) {
 void Queue::scanLot(bool force) {
   Batch& l = *lot_;
   if (!l.count) return;
-  const uint64_t releases = cfg_.cache->releases(), holds = cfg_.cache->holds();
-  // Nothing JavaScript held was verdicted, and nothing was held for packets between hooks, since the last look.
-  if (!force && releases == lotReleases_ && holds == lotHolds_) return;
+  const uint64_t releases = cfg_.cache->releases(), cleared = cfg_.cache->transitsCleared();
+  const int64_t now = nowMs();
+  // Nothing JavaScript held was verdicted and no flow's packets between hooks came through since the last look, and a
+  // count left by a packet the kernel dropped between hooks is looked at again soon enough. Looking at every batch
+  // re-parked the whole lot each time under a flood (two parkings per packet).
+  if (!force && releases == lotReleases_ && cleared == lotCleared_ && now - lotLookMs_ < fc::FlowCache::kHoldRecheckMs) return;
   lotReleases_ = releases;
-  lotHolds_ = holds;
+  lotCleared_ = cleared;
+  lotLookMs_ = now;
   const uint32_t n = l.count;
   // Handed to JavaScript in batches of at most maxBatch, as every batch is.
   std::vector<std::unique_ptr<Batch>> out;

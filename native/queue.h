@@ -214,7 +214,8 @@ class Queue {
   std::vector<uint32_t> lotCount_;  // parked packets per flow (FlowCache::flowIndex)
   std::vector<uint32_t> lotPre_;    // of those, the ones parked at PREROUTING
   uint64_t lotReleases_ = 0;
-  uint64_t lotHolds_ = 0;  // FlowCache::holds() at the last look at the lot
+  uint64_t lotCleared_ = 0;  // FlowCache::transitsCleared() at the last look at the lot
+  int64_t lotLookMs_ = 0;    // when it was (nowMs)
 
   std::mutex tableMutex_;
   std::map<uint64_t, std::unique_ptr<Batch>> pending_;
