@@ -66,8 +66,10 @@ COMMIT
 
 // argv: addr port connections sport first. Connection k: a socket bound to source port sport + k (never one a
 // connection still in the table had: that would not be a new connection) sends datagrams numbered `first + 2k` and,
-// 30 ms later (its first is through by then: a second packet that met its connection unconfirmed would make its
-// own), `first + 2k + 1`, then closes.
+// GAP_MS later, `first + 2k + 1`, then closes. The first must be through by then: a second packet that meets its
+// connection unconfirmed makes a connection of its own and runs the nat chains again, in the kernel as in nfqwall.
+// 30 ms was not always enough for JavaScript alone on a loaded machine (one extra nat count in a CI run).
+const GAP_MS = 100;
 const SENDER = `
 const dgram = require('node:dgram');
 const [addr, port, n, sport, first] = process.argv.slice(1).map((x, i) => (i === 0 ? x : Number(x)));
@@ -76,7 +78,7 @@ const next = () => {
   if (k === n) return setTimeout(() => process.stdout.write('sent ' + 2 * n + '\\n'), 200);
   const s = dgram.createSocket('udp4');
   const a = String(first + 2 * k), b = String(first + 2 * k + 1);
-  s.bind(sport + k++, () => s.send(a, port, addr, () => setTimeout(() => s.send(b, port, addr, () => { s.close(); next(); }), 30)));
+  s.bind(sport + k++, () => s.send(a, port, addr, () => setTimeout(() => s.send(b, port, addr, () => { s.close(); next(); }), ${GAP_MS})));
 };
 next();
 `;
@@ -159,10 +161,13 @@ describe('rule matcher: new connections decided by the compiled program, counter
         return counters(saved.rulesets.ipv4);
       };
       const send = async (connections: number, sport: number, first: number): Promise<void> => {
-        for (const [i, [addr, port]] of flows.entries()) {
-          const args = [addr, String(port), String(connections), String(sport + 1000 * i), String(first)];
-          await client.exec([process.execPath, '-e', SENDER, ...args], { timeoutMs: 60_000 });
-        }
+        // The flows side by side: their ports and source ports differ, and the gap makes each one slow alone.
+        await Promise.all(
+          [...flows.entries()].map(([i, [addr, port]]) => {
+            const args = [addr, String(port), String(connections), String(sport + 1000 * i), String(first)];
+            return client.exec([process.execPath, '-e', SENDER, ...args], { timeoutMs: 60_000 });
+          }),
+        );
         await daemon!.settled(5_000);
       };
       // Warm-up, so that JavaScript's first (unoptimised) decisions are not slow enough for a second datagram to meet
