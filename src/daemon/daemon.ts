@@ -125,7 +125,7 @@ export function loadRulesets(opts: { rules4?: string; rules6?: string; ipsets?: 
 /** loadRulesets in steps (src/steps.ts): a reload reads the files while batches are still decided. */
 export function* loadRulesetsSteps(opts: { rules4?: string; rules6?: string; ipsets?: readonly string[] }): Steps<LoadedRules> {
   // H18: at start and at every reload, before reading: files others could write are refused.
-  checkFileSafety([opts.rules4, opts.rules6, ...(opts.ipsets ?? [])].filter((f): f is string => f !== undefined));
+  checkFileSafety(ruleFiles(opts));
   const out: LoadedRules = {};
   const errors: RuleError[] = [];
   function* load(file: string, family: Family): Steps<Ruleset | undefined> {
@@ -178,7 +178,7 @@ export function summarize(rs: Ruleset): RulesetSummary {
 const MiB = 2 ** 20;
 
 /** The rule and ipset files a daemon reads. */
-function ruleFiles(o: Pick<DaemonOptions, 'rules4' | 'rules6' | 'ipsets'>): string[] {
+function ruleFiles(o: { rules4?: string; rules6?: string; ipsets?: readonly string[] }): string[] {
   return [o.rules4, o.rules6, ...(o.ipsets ?? [])].filter((f): f is string => f !== undefined);
 }
 
