@@ -267,13 +267,13 @@ export function nfqwallMode(cli: string | undefined, rulesFile: string, controlP
  */
 function summarizeStatus(json: string): string {
   try {
-    const s = JSON.parse(json) as { queues?: Record<string, unknown>[]; flowCache?: { tripsSkipped?: number; parked?: number } };
+    const s = JSON.parse(json) as { queues?: Record<string, unknown>[]; flowCache?: { tripsSkipped?: number; parked?: number; transitsDropped?: number; transitsLapsed?: number } };
     const qs = s.queues ?? [];
     if (qs.length === 0) return '';
     const queued = qs.reduce((sum, q) => sum + Number(q['received'] ?? 0), 0);
     const sum = (k: string): string => (qs.some((q) => k in q) ? ` ${k} ${qs.reduce((n, q) => n + Number(q[k] ?? 0), 0)}` : '');
     const fc = s.flowCache;
-    const cache = fc === undefined ? '' : ` tripsSkipped ${fc.tripsSkipped ?? '?'} parked ${fc.parked ?? '?'}`;
+    const cache = fc === undefined ? '' : ` tripsSkipped ${fc.tripsSkipped ?? '?'} parked ${fc.parked ?? '?'} transitsDropped ${fc.transitsDropped ?? '?'} transitsLapsed ${fc.transitsLapsed ?? '?'}`;
     const total = `queued ${queued}${sum('cached')}${sum('matched')}${cache}`;
     const keys = ['received', 'cached', 'matched', 'accepted', 'dropped', 'batches', 'overload', 'enobufs', 'kernelQueueDropped', 'kernelUserDropped'];
     const each = qs.map((q) => `queue ${String(q['queue'])}: ${keys.filter((k) => k in q).map((k) => `${k} ${String(q[k])}`).join(' ')}`);

@@ -12,7 +12,7 @@
 //    POSTROUTING only on a connection with no source rewrite there; each hook it skips has a stored decision that
 //    accepts and keeps the mark; it sets each skipped hook's bit, and their paths are charged; a hit that does not
 //    skip returns exactly the stored decision;
-//  - the waiting count equals the packets looked up and not settled;
+//  - the waiting count equals the packets looked up and not settled (whatever barriers clear);
 //  - drain() reports exactly the hits' packets and bytes per generation and path, once.
 #include <cstddef>
 #include <cstdint>
@@ -110,6 +110,7 @@ void run(const uint8_t* data, size_t size) {
   uint64_t waitingTotal = 0;
   bool enabled = true;
   fc::SkipConfig skip;
+  uint32_t barrier = 0;
 
   while (r.n) {
     uint8_t op = r.byte();
@@ -242,8 +243,15 @@ void run(const uint8_t* data, size_t size) {
         cache.setSkip(skip);
         break;
       }
-      case 7:  // time passes
-        fakeNow += r.byte();
+      case 7:
+        if ((op >> 3) & 1) {
+          // A barrier's acknowledgement comes in and the next one begins (Queue::sendBarrier/barrierAcked): it clears
+          // counts between hooks, which only ever lets a packet hit, never changes what the hit returns.
+          if (barrier) cache.endBarrier(barrier);
+          barrier = cache.beginBarrier();
+        } else {  // time passes
+          fakeNow += r.byte();
+        }
         break;
       case 5: {
         std::vector<fc::PathHits> d = cache.drain();

@@ -56,6 +56,8 @@ FlowCache::FlowCache(const Options& o) : clock_(o.clock) {
   parkMark_.assign(w, 0);
   parkList_.reserve(4096);
   transit_.assign(w, Transit{});
+  held_.reserve(kMaxHeld);
+  barrier_.reserve(kMaxHeld);
   waitMask_ = w - 1;
   maxPaths_ = o.maxPaths ? o.maxPaths : 1;
   pathPackets_.assign(maxPaths_, 0);
@@ -139,6 +141,7 @@ uint32_t FlowCache::lookup(uint32_t n, Probe* probes, Decision* dec, bool park) 
       if (match && wait == 0) {
         dec[i] = Decision{s->verdict, s->markOut, s->setMark != 0, s->pathId};
         const Skip sk = p.skip && skip_.mark && skip_.allowed ? skipLocked(p, dec[i], gen, w, now) : Skip::kNo;
+        if (sk == Skip::kHold) holdLocked(w);
         if (sk == Skip::kHold && park) {
           // It could skip but for its flow's packets still between hooks: it waits for them in the lot rather than
           // take the trips itself, which would keep its flow's later packets from ever skipping under load.
@@ -200,10 +203,56 @@ bool FlowCache::queued(uint8_t hook) const { return (skip_.queuedHooks & (1u << 
 FlowCache::Transit& FlowCache::transitLocked(uint32_t w, uint32_t now) {
   Transit& t = transit_[w];
   if ((t.toForward || t.toPost) && now - t.stamp > kTransitMs) {
-    t = Transit{};
+    t.toForward = t.toPost = 0;
     transitsCleared_.fetch_add(1, std::memory_order_acq_rel);
+    st_.transitsLapsed++;
   }
   return t;
+}
+
+void FlowCache::holdLocked(uint32_t w) {
+  Transit& t = transit_[w];
+  if (t.held || held_.size() == kMaxHeld) return;
+  t.held = 1;
+  held_.push_back(w);
+}
+
+uint32_t FlowCache::beginBarrier() {
+  std::lock_guard<std::mutex> g(mu_);
+  if (held_.empty() || queues_ > 1) return 0;
+  for (uint32_t w : held_) {
+    transit_[w].held = 0;
+    if (barrier_.size() < kMaxHeld) barrier_.push_back(w);
+  }
+  held_.clear();
+  if (++epoch_ == 0) ++epoch_;  // 0 means "no barrier"
+  return epoch_;
+}
+
+void FlowCache::endBarrier(uint32_t barrier) {
+  std::lock_guard<std::mutex> g(mu_);
+  st_.barriers++;
+  if (queues_ <= 1) {
+    for (uint32_t w : barrier_) {
+      Transit& t = transit_[w];
+      // Raised or verdicted at or after the barrier began: those packets may be behind it.
+      if (!(t.toForward || t.toPost) || int32_t(t.epoch - barrier) >= 0 || waiting_[w]) continue;
+      t.toForward = t.toPost = 0;
+      transitsCleared_.fetch_add(1, std::memory_order_acq_rel);
+      st_.transitsDropped++;
+    }
+  }
+  barrier_.clear();
+}
+
+void FlowCache::attachQueue() {
+  std::lock_guard<std::mutex> g(mu_);
+  queues_++;
+}
+
+void FlowCache::detachQueue() {
+  std::lock_guard<std::mutex> g(mu_);
+  if (queues_) queues_--;
 }
 
 // A packet leaving a hook's decision (a hit, or a packet going to JavaScript, which then counts as waiting) toward its
@@ -215,6 +264,7 @@ void FlowCache::passLocked(const Probe& p, uint32_t w, uint32_t now, uint8_t ski
   auto add = [&](uint32_t& c) {
     c++;
     t.stamp = now;
+    t.epoch = epoch_;
   };
   auto take = [&](uint32_t& c) {
     if (!c) return;
@@ -353,7 +403,10 @@ uint32_t FlowCache::release(uint32_t n, const Probe* probes, const Decision* sto
     }
     // JavaScript took its time, but the packet is alive: what waits for it keeps waiting.
     Transit& t = transit_[w];
-    if (t.toForward || t.toPost) t.stamp = now;
+    if (t.toForward || t.toPost) {
+      t.stamp = now;
+      t.epoch = epoch_;
+    }
     if (canStore && stored[i] && p.kind == kEligible && p.key.handle && store[i].pathId < maxPaths_) {
       storeLocked(p.key, p.values, store[i], generation);
       count++;

@@ -99,6 +99,9 @@ struct Stats {
   uint64_t entries = 0;
   uint64_t waiting = 0;  // packets handed to JavaScript and not verdicted yet (all queues)
   uint64_t parked = 0;   // lookups that parked a packet behind its flow's packets in JavaScript (kPark)
+  uint64_t barriers = 0;         // endBarrier() calls: barriers the kernel acknowledged
+  uint64_t transitsDropped = 0;  // flows whose counts between hooks a barrier showed were left by dropped packets
+  uint64_t transitsLapsed = 0;   // flows whose counts lapsed after kTransitMs instead
   bool enabled = true;
 };
 
@@ -157,6 +160,21 @@ class FlowCache {
   // caller binds it; a different table returns false.
   bool bindTable(const void* table);
 
+  // Barriers (docs/flow-cache.md, Trips): tell a count between hooks left by a packet the kernel dropped (at its full
+  // queue, TTL, no route) from one still on its way, without waiting kTransitMs. The receive thread, having sent its
+  // hits, calls beginBarrier() and sends a netlink message whose acknowledgement the kernel queues behind every packet
+  // the verdicts sent before it put back in the queue. Reading that acknowledgement after the packets before it were
+  // looked up, it calls endBarrier(): a flow held back from skipping (kHold) whose count was last raised, or its
+  // packet in JavaScript verdicted, before beginBarrier(), with nothing of it waiting in JavaScript, was passed by
+  // every packet it counts that still exists: its count is cleared. Not with several queues on the cache (an
+  // acknowledgement orders one socket's messages only). beginBarrier() returns 0 when no flow is held back (or the
+  // cache has several queues), else the barrier's number.
+  uint32_t beginBarrier();
+  void endBarrier(uint32_t barrier);
+  // The queues that receive with this cache (Queue's constructor and close()).
+  void attachQueue();
+  void detachQueue();
+
  private:
   struct Slot {
     uint32_t handle = 0;  // 0: empty
@@ -207,14 +225,23 @@ class FlowCache {
   // Per flow (hashed as waiting_): its packets on their way to FORWARD (or INPUT), and to POSTROUTING, not yet past it.
   // A packet that skipped a hook would overtake those before it, so skipping waits for them; `stamp` (ms), the last
   // change, lets a count left by a packet the kernel dropped on the way lapse after kTransitMs.
+  // `epoch`: epoch_ when a packet last raised a count or was verdicted by JavaScript (endBarrier()); `held`: in held_.
   struct Transit {
-    uint32_t toForward = 0, toPost = 0, stamp = 0;
+    uint32_t toForward = 0, toPost = 0, stamp = 0, epoch = 0;
+    uint8_t held = 0;
   };
+  void holdLocked(uint32_t w);
   Transit& transitLocked(uint32_t w, uint32_t now);
   std::vector<Transit> transit_;
   Slot* later_[2] = {};
   uint32_t laterCount_ = 0;
   std::atomic<uint64_t> transitsCleared_{0};
+  // Barriers: the current epoch (the last barrier begun), the flows held back since the last beginBarrier(), and
+  // those the barriers in flight may clear. Reserved: a flow beyond kMaxHeld waits for its count to lapse.
+  static constexpr size_t kMaxHeld = 4096;
+  uint32_t epoch_ = 0;
+  std::vector<uint32_t> held_, barrier_;
+  uint32_t queues_ = 0;
   const void* table_ = nullptr;
   Stats st_;
 };

@@ -62,7 +62,9 @@ class FlowCacheWrap : public Napi::ObjectWrap<FlowCacheWrap> {
                         InstanceMethod<&FlowCacheWrap::Drain>("drain"),
                         InstanceMethod<&FlowCacheWrap::Stats>("stats"),
                         InstanceMethod<&FlowCacheWrap::Lookup>("lookup"),
-                        InstanceMethod<&FlowCacheWrap::Settle>("settle")});
+                        InstanceMethod<&FlowCacheWrap::Settle>("settle"),
+                        InstanceMethod<&FlowCacheWrap::BeginBarrier>("beginBarrier"),
+                        InstanceMethod<&FlowCacheWrap::EndBarrier>("endBarrier")});
   }
 
   explicit FlowCacheWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<FlowCacheWrap>(info) {
@@ -138,6 +140,9 @@ class FlowCacheWrap : public Napi::ObjectWrap<FlowCacheWrap> {
     set("waiting", s.waiting);
     set("parked", s.parked);
     set("tripsSkipped", s.tripsSkipped);
+    set("barriers", s.barriers);
+    set("transitsDropped", s.transitsDropped);
+    set("transitsLapsed", s.transitsLapsed);
     o.Set("enabled", Napi::Boolean::New(env, s.enabled));
     return o;
   }
@@ -181,6 +186,18 @@ class FlowCacheWrap : public Napi::ObjectWrap<FlowCacheWrap> {
     }
     uint32_t stored = cache_->release(1, &p, &d, &want, info[2].As<Napi::Number>().Uint32Value());
     return Napi::Boolean::New(env, stored != 0);
+  }
+
+  // beginBarrier() / endBarrier(barrier): the receive thread's steps around a barrier's acknowledgement, for tests.
+  Napi::Value BeginBarrier(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), cache_->beginBarrier());
+  }
+
+  Napi::Value EndBarrier(const Napi::CallbackInfo& info) {
+    if (info.Length() < 1 || !info[0].IsNumber())
+      throw Napi::TypeError::New(info.Env(), "FlowCache.endBarrier(barrier): barrier must be a number");
+    cache_->endBarrier(info[0].As<Napi::Number>().Uint32Value());
+    return info.Env().Undefined();
   }
 
   std::shared_ptr<fc::FlowCache> cache_;

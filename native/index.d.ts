@@ -235,6 +235,12 @@ export interface FlowCacheStats {
   parked: number;
   /** Later hooks (FORWARD, POSTROUTING) decided at a PREROUTING hit: queue trips packets did not make. */
   tripsSkipped: number;
+  /** Barriers the kernel acknowledged (docs/flow-cache.md, Trips: a packet dropped between hooks). */
+  barriers: number;
+  /** Flows held back from skipping whose counts of packets between hooks a barrier showed were left by drops. */
+  transitsDropped: number;
+  /** Such counts that lapsed instead (50 ms without change): no barrier came back in time, or several queues. */
+  transitsLapsed: number;
 }
 
 /** FlowCache.lookup/settle (tests): a packet's connection, hook and direction and the values its decision may use. */
@@ -317,6 +323,13 @@ export class FlowCache {
    * generation is current and the cache enabled (false otherwise, or when pathId >= maxPaths).
    */
   settle(key: FlowCacheKey, decision: FlowCacheDecision | undefined, generation: number): boolean;
+  /**
+   * Tests: the receive thread's barrier (docs/flow-cache.md, Trips), begun after its verdicts went out. Returns its
+   * number, or 0 when no flow was held back from skipping since the last one (or several queues use the cache).
+   */
+  beginBarrier(): number;
+  /** Tests: the barrier's acknowledgement came in, after the packets queued before it were looked up. */
+  endBarrier(barrier: number): void;
 }
 
 // ---- the compiled rule matcher (native/matcher.cc, docs/matcher.md) ----

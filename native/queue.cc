@@ -38,6 +38,8 @@ constexpr int kMaxBatchesPerDrain = 64;
 // Parked bytes (flow cache) beyond which the lot is looked up without parking, as beyond QueueConfig::parkLimit
 // packets: what still cannot be decided from the cache goes to JavaScript, in order, behind its flow's packets there.
 constexpr size_t kLotBytes = 16u << 20;
+// A barrier whose acknowledgement has not come in this long was lost (ENOBUFS): another may go.
+constexpr int64_t kBarrierRetryMs = 50;
 
 // Room for `rows` more rows and `bytes` more packet bytes in every column, so appendRow() cannot throw.
 void reserveRows(Batch& b, size_t rows, size_t bytes) {
@@ -248,6 +250,7 @@ Queue::Queue(const QueueConfig& cfg) : cfg_(cfg) {
     closed_ = true;
     throw std::runtime_error(msg);
   }
+  if (cfg_.cache) cfg_.cache->attachQueue();
 }
 
 Queue::~Queue() { close(); }
@@ -292,6 +295,7 @@ void Queue::run() {
         recoverBatch();
       }
     }
+    if (cfg_.cache) sendBarrier();
   }
   try {
     dispatch();
@@ -355,6 +359,8 @@ void Queue::parseBuffer(const char* buf, size_t len) {
         const nlmsgerr* e = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
         if (cfgError_ == 1 && nlh->nlmsg_seq == cfgSeq_ && nlh->nlmsg_pid == portid_) {
           cfgError_ = e->error;
+        } else if (e->error == 0 && e->msg.nlmsg_type == NLMSG_NOOP) {
+          barrierAcked(nlh->nlmsg_seq);
         } else if (e->error != 0) {
           counters_.errors++;  // a verdict the kernel refused (ENOENT: unknown id, EINVAL: bad payload)
         }
@@ -742,6 +748,33 @@ void Queue::scanLot(bool force) {
   }
 }
 
+void Queue::sendBarrier() {
+  const int64_t now = nowMs();
+  if (barrier_ && now - barrierMs_ < kBarrierRetryMs) return;
+  const uint32_t b = cfg_.cache->beginBarrier();
+  if (!b) return;
+  // NLMSG_NOOP: nfnetlink does nothing with it but acknowledge it, after the messages sent before it.
+  nlmsghdr h{};
+  h.nlmsg_len = sizeof h;
+  h.nlmsg_type = NLMSG_NOOP;
+  h.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+  h.nlmsg_seq = b;
+  if (!sendAll(reinterpret_cast<const char*>(&h), sizeof h)) {
+    counters_.errors++;  // its flows stay candidates for the next one, and lapse meanwhile
+    return;
+  }
+  barrier_ = b;
+  barrierMs_ = now;
+}
+
+void Queue::barrierAcked(uint32_t barrier) {
+  if (!cfg_.cache) return;
+  // The packets before the acknowledgement first: their lookups take what they counted between hooks.
+  dispatch();
+  cfg_.cache->endBarrier(barrier);
+  if (barrier == barrier_) barrier_ = 0;
+}
+
 void Queue::verdictHits(Batch& b) {
   ct::ConnTable& t = *cfg_.table;
   if (hitPv_.size() < b.count) {
@@ -1015,6 +1048,7 @@ void Queue::close() {
     if (write(stopFd_, &one, sizeof one) < 0) counters_.errors++;
     thread_.join();
   }
+  if (cfg_.cache) cfg_.cache->detachQueue();
   std::vector<std::unique_ptr<Batch>> rest;
   {
     std::lock_guard<std::mutex> t(tableMutex_);

@@ -163,6 +163,10 @@ class Queue {
   // full): hits are verdicted, the ones JavaScript must decide are handed over, the rest stay parked.
   void scanLot(bool force);
   void verdictHits(Batch& b);
+  // After this thread's hits went out: a barrier for the flows held back from skipping (FlowCache::beginBarrier), one
+  // at a time, again when its acknowledgement has not come in kBarrierRetryMs (lost to a full socket).
+  void sendBarrier();
+  void barrierAcked(uint32_t barrier);
   // Runs the matcher on the batch's tracked packets the cache cannot decide; marks the decided ones Probe::native.
   void matchBatch(Batch& b, uint32_t skipMark);
   // After the lookup: commits the counters of the native decisions that became hits; the ones parked are decided
@@ -198,6 +202,8 @@ class Queue {
   std::vector<PacketVerdict> threadPv_;  // commitSame's verdicts on the receive thread (overload)
   std::vector<PacketVerdict> jsPv_;      // commitSame's verdicts on the verdicting thread (close, a throwing onBatch)
   std::unique_ptr<Batch> current_;  // receive thread only (and the constructor, before it starts)
+  uint32_t barrier_ = 0;            // receive thread only: the barrier in flight (0: none), sent at barrierMs_
+  int64_t barrierMs_ = 0;
   // Flow cache scratch: the receive thread's hits, the verdicting thread's decisions to store.
   std::vector<fc::Decision> hitDec_;
   std::vector<PacketVerdict> hitPv_;

@@ -114,6 +114,7 @@ async function send(client: Host, addr: string, port: number, count: number, ttl
 
 interface FlowStats {
   tripsSkipped: number;
+  transitsDropped: number;
 }
 
 // Once with one queue, once with two: with two, the kernel's balance hash sends a connection's hooks to different
@@ -128,7 +129,8 @@ for (const queues of [1, 2]) {
     let daemon: Daemon | undefined;
     let echoServer: ChildProcess | undefined;
     let echoLocal: ChildProcess | undefined;
-    const skipped = async (): Promise<number> => ((await daemon!.status()) as unknown as { flowCache: FlowStats }).flowCache.tripsSkipped;
+    const flowStats = async (): Promise<FlowStats> => ((await daemon!.status()) as unknown as { flowCache: FlowStats }).flowCache;
+    const skipped = async (): Promise<number> => (await flowStats()).tripsSkipped;
     const received = async (): Promise<number> => (await daemon!.status()).queues.reduce((n, q) => n + q.received, 0);
     const saved = async (): Promise<Record<string, number>> => {
       const s = (await controlRequest(daemon!.control, { cmd: 'save', counters: true })) as unknown as { rulesets: { ipv4: string } };
@@ -172,7 +174,7 @@ for (const queues of [1, 2]) {
 
     it('a plain forwarded flow makes about one queue trip per packet, and its TTL-1 datagrams are not counted at FORWARD', async () => {
       const client = env.lab.host('client');
-      const before = { skipped: await skipped(), received: await received() };
+      const before = { skipped: await skipped(), received: await received(), dropped: (await flowStats()).transitsDropped };
       plain = await send(client, THREE_HOST.server4, PLAIN_PORT, COUNT, TTL1, TRAILING);
       await daemon!.settled(5_000);
       tripsPlain = (await skipped()) - before.skipped;
@@ -183,7 +185,13 @@ for (const queues of [1, 2]) {
       assert.equal(plain.echoed, plain.sent - TTL1, `echoes: ${JSON.stringify(plain)}`);
       assert.ok(receivedPlain < 1.5 * packets, `${receivedPlain} queue trips for ${packets} packets (${tripsPlain} skipped)`);
       assert.ok(tripsPlain > packets, `${tripsPlain} trips skipped for ${packets} packets`);
-      process.stderr.write(`      plain flow: ${packets} packets, ${receivedPlain} queue trips, ${tripsPlain} skipped\n`);
+      // The TTL-1 datagrams' counts toward FORWARD held the next datagram back from skipping: with one queue a
+      // barrier told the receive thread they were dropped (docs/flow-cache.md, Trips); with two, an acknowledgement
+      // on one socket says nothing of the other's packets, so the counts lapse.
+      const dropped = (await flowStats()).transitsDropped - before.dropped;
+      if (queues === 1) assert.ok(dropped >= 1, `${dropped} flows' counts cleared by a barrier`);
+      else assert.equal(dropped, 0, 'no barriers with two queues');
+      process.stderr.write(`      plain flow: ${packets} packets, ${receivedPlain} queue trips, ${tripsPlain} skipped, ${dropped} counts cleared by barriers\n`);
     });
 
     it('a flow to a DNATed VIP skips both hooks on the way out; its replies, whose source is rewritten at POSTROUTING, skip FORWARD', async () => {

@@ -543,6 +543,75 @@ describe('native FlowCache: hook skipping (docs/flow-cache.md, Trips)', () => {
       assert.equal(c.lookup(preKey(s, true), LEN)?.skipped, bit(FWD) | bit(POST));
     });
 
+    describe('barriers: a count left by a dropped packet cleared without waiting for it to lapse', () => {
+      // The queue begins a barrier after its verdicts went out and ends it when the kernel's acknowledgement, queued
+      // behind every packet those verdicts put back in the queue, comes in: what a flow still counts then was dropped.
+      it('clears the count of a flow held back since the last barrier, and the flow skips again', () => {
+        const s = forwardSetup();
+        beforeLapse(() => {
+          const c = build(s);
+          assert.equal(c.beginBarrier(), 0, 'nothing held back: no barrier');
+          teach(c, preKey(s, undefined, { mark: 1 }), undefined); // A, never seen at FORWARD: the kernel dropped it
+          assert.equal(c.lookup(preKey(s, true), LEN)?.skipped, undefined, 'B: held back by A (and dropped too)');
+          const b = c.beginBarrier();
+          assert.ok(b > 0);
+          assert.equal(c.lookup(preKey(s, true), LEN)?.skipped, undefined, 'the barrier has not come back yet');
+          c.endBarrier(b);
+          assert.equal(c.lookup(preKey(s, true), LEN)?.skipped, undefined, 'C, raised the count after the barrier began: held');
+          const b2 = c.beginBarrier();
+          assert.ok(b2 > b);
+          c.endBarrier(b2);
+          assert.equal(c.lookup(preKey(s, true), LEN)?.skipped, bit(FWD) | bit(POST), 'D: nothing in transit');
+          assert.equal(c.stats().transitsDropped, 1);
+          assert.equal(c.stats().barriers, 2);
+        });
+      });
+
+      it('keeps the count of a packet sent on from FORWARD after the barrier began: it may be behind it', () => {
+        const s = forwardSetup();
+        const fwdKey = laterKey(s, FWD, s.fwd);
+        const postKey = laterKey(s, POST, s.post);
+        beforeLapse(() => {
+          const c = build(s);
+          teach(c, preKey(s, undefined, { mark: 1 }), undefined); // A
+          assert.equal(c.lookup(preKey(s, true), LEN)?.skipped, undefined, 'B: held back by A');
+          const b = c.beginBarrier();
+          c.lookup(fwdKey, LEN); // A reaches FORWARD before the acknowledgement, and goes on toward POSTROUTING
+          c.endBarrier(b);
+          assert.equal(c.stats().transitsDropped, 0);
+          assert.equal(c.lookup(preKey(s, true), LEN)?.skipped, undefined, 'C: A is before POSTROUTING');
+          c.lookup(postKey, LEN); // A
+          const b2 = c.beginBarrier();
+          c.endBarrier(b2); // B and C were dropped
+          assert.equal(c.stats().transitsDropped, 1);
+          assert.equal(c.lookup(preKey(s, true), LEN)?.skipped, bit(FWD) | bit(POST), 'D: nothing in transit');
+        });
+      });
+
+      for (const when of ['waits in JavaScript when the acknowledgement comes', 'is verdicted after the barrier began'] as const) {
+        it(`keeps the count while a packet of the flow ${when}: its verdict may put it behind the barrier`, () => {
+          const s = forwardSetup();
+          const other = preKey(s, undefined, { mark: 2 }); // no decision stored for it: JavaScript decides
+          beforeLapse(() => {
+            const c = build(s);
+            teach(c, preKey(s, undefined, { mark: 1 }), undefined); // A, dropped
+            assert.equal(c.lookup(preKey(s, true), LEN)?.skipped, undefined, 'B: held back by A');
+            assert.equal(c.lookup(other, LEN), undefined, 'C goes to JavaScript');
+            const b = c.beginBarrier();
+            if (when === 'is verdicted after the barrier began') assert.equal(c.settle(other, undefined, c.generation()), false);
+            c.endBarrier(b);
+            assert.equal(c.stats().transitsDropped, 0);
+            if (when === 'waits in JavaScript when the acknowledgement comes') assert.equal(c.settle(other, undefined, c.generation()), false);
+            assert.equal(c.lookup(preKey(s, true), LEN)?.skipped, undefined, 'D: held back');
+            const b2 = c.beginBarrier();
+            c.endBarrier(b2);
+            assert.equal(c.stats().transitsDropped, 1, 'C was verdicted before this barrier began');
+            assert.equal(c.lookup(preKey(s, true), LEN)?.skipped, bit(FWD) | bit(POST), 'E: nothing in transit');
+          });
+        });
+      }
+    });
+
     it(`a busy flow, always one packet between hooks, does not skip past ${TRANSIT_MS} ms while they keep arriving, and skips once they are through`, async function () {
       this.timeout(10_000);
       const s = forwardSetup();
