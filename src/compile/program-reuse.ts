@@ -81,7 +81,8 @@ export class ChainReuse {
     if (w[from + 4] !== n) return false;
     const at = out.reserve(to - from);
     const buf = out.buf;
-    buf.set(w.subarray(from, to), at);
+    // A loop, not set(subarray()): a view per chain is 40,000 objects for the collector at 10,000 services.
+    for (let i = 0; i < to - from; i++) buf[at + i] = w[from + i];
     const delta = at - from;
     buf[at + 2] = chain.policy === undefined ? 2 : chain.policy === 'DROP' ? 1 : 0;
     let id = counterBase;

@@ -52,8 +52,13 @@ const enc = new TextEncoder();
 
 /** A growing word buffer: a 400,000-rule ruleset is millions of words, written without intermediate arrays. */
 export class Words {
-  buf = new Uint32Array(1 << 12);
+  buf: Uint32Array;
   length = 0;
+
+  /** `hint`: the words expected, so a large program is not copied over and over as it grows. */
+  constructor(hint = 1 << 12) {
+    this.buf = new Uint32Array(Math.max(1 << 12, hint));
+  }
 
   private grow(need: number): void {
     let n = this.buf.length;
@@ -255,7 +260,8 @@ export function* compileProgramSteps(rules: Ruleset, family: 4 | 6, prev?: Previ
     for (const c of table.chains.values()) if (!c.builtin) user++;
     stackLimit.set(table, user + 1);
   }
-  const out = new Words();
+  // A reload's program is about the size of the one in force.
+  const out = new Words(prev === undefined ? 0 : prev.words.length + (prev.words.length >> 4));
   out.pushAll([F.MAGIC, F.VERSION, family, 0, chains.length, 0]);
   for (const hook of HOOKS) {
     const countAt = out.reserve(1);

@@ -126,8 +126,11 @@ describe('nfqwall trace in the lab', function () {
     assert.equal(await sink5000!.count(), 3);
     const t = await traceStats();
     assert.deepEqual(t, { subscribers: 0, traced: 0, events: 0, suppressed: 0 });
-    const packets = (await daemon!.status())['packets'] as { packets: number };
-    assert.ok(packets.packets >= 9, `the daemon saw the traffic: ${JSON.stringify(packets)}`);
+    // What the queue received: JavaScript's own count misses what the rule matcher decided natively, which depends
+    // on timing (a flow's next datagram goes to JavaScript too while its first is still there, not once it is back).
+    const status = await daemon!.status();
+    const received = status.queues.reduce((n, q) => n + q.received, 0);
+    assert.ok(received >= 9, `the daemon saw the traffic: ${JSON.stringify(status.queues)}`);
   });
 
   it('--dport 5001 lists exactly the 5001 packets with the DROP rule and its verdict', async () => {
