@@ -59,6 +59,8 @@ export interface FlowCacheCounts {
   evictions: number;
   entries: number;
   tripsSkipped: number;
+  transitsDropped: number;
+  transitsLapsed: number;
 }
 
 /** What the daemon offers the metrics; every method is called at scrape time only. */
@@ -407,6 +409,16 @@ export class Metrics {
       (f) => f.tripsSkipped,
     );
     flowCounter('nfqwall_flow_cache_evictions_total', 'Stored decisions the flow cache overwrote for lack of room.', (f) => f.evictions);
+    flowCounter(
+      'nfqwall_flow_cache_transits_dropped_total',
+      'Flows held back from skipping hooks whose count of packets between hooks a barrier showed was left by packets the kernel dropped on the way (docs/flow-cache.md, Trips).',
+      (f) => f.transitsDropped,
+    );
+    flowCounter(
+      'nfqwall_flow_cache_transits_lapsed_total',
+      'Such counts that lapsed after 50 ms instead: no barrier came back in time, or the daemon has several queues.',
+      (f) => f.transitsLapsed,
+    );
     const matcherCounter = nativeCounter(() => src.matcher?.());
     matcherCounter(
       'nfqwall_matcher_decided_total',

@@ -42,8 +42,8 @@ describe('flow cache: metrics', () => {
     failOpen: () => false,
   };
 
-  it('exports hits, misses, stores, evictions, entries and trips skipped', async () => {
-    const stats: FlowCacheCounts = { hits: 11, misses: 3, stores: 4, evictions: 1, entries: 2, tripsSkipped: 7 };
+  it('exports hits, misses, stores, evictions, entries, trips skipped and counts between hooks cleared', async () => {
+    const stats: FlowCacheCounts = { hits: 11, misses: 3, stores: 4, evictions: 1, entries: 2, tripsSkipped: 7, transitsDropped: 5, transitsLapsed: 6 };
     const text = await new Metrics({ ...base, flowCache: () => stats }, 'test').text();
     assert.equal(value(text, 'nfqwall_flow_cache_hits_total'), 11);
     assert.equal(value(text, 'nfqwall_flow_cache_misses_total'), 3);
@@ -51,6 +51,8 @@ describe('flow cache: metrics', () => {
     assert.equal(value(text, 'nfqwall_flow_cache_evictions_total'), 1);
     assert.equal(value(text, 'nfqwall_flow_cache_entries'), 2);
     assert.equal(value(text, 'nfqwall_flow_cache_trips_skipped_total'), 7);
+    assert.equal(value(text, 'nfqwall_flow_cache_transits_dropped_total'), 5);
+    assert.equal(value(text, 'nfqwall_flow_cache_transits_lapsed_total'), 6);
   });
 
   it('reads zero without a cache', async () => {
