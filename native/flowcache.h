@@ -150,9 +150,9 @@ class FlowCache {
   uint32_t flowSlots() const { return waitMask_ + 1; }
   // Bumped by every release(): a parked packet can only move on after one.
   uint64_t releases() const { return releases_.load(std::memory_order_acquire); }
-  // Bumped whenever a flow's count of packets between hooks comes down to zero (one reached its next hook) or lapses:
-  // a packet held back from skipping can only move on after one. Seen by lookups, not releases. A count lapses when a
-  // lookup looks at it, so the queue looks at its lot every kHoldRecheckMs too.
+  // Bumped whenever a flow's count of packets between hooks comes down to zero (one reached its next hook), lapses or
+  // is cleared by a barrier: a packet held back from skipping can only move on after one. Seen by lookups, not
+  // releases. A count lapses when a lookup looks at it, so the queue looks at its lot every kHoldRecheckMs too.
   uint64_t transitsCleared() const { return transitsCleared_.load(std::memory_order_acquire); }
   static constexpr uint32_t kHoldRecheckMs = 10;
 
