@@ -212,9 +212,10 @@ FlowCache::Transit& FlowCache::transitLocked(uint32_t w, uint32_t now) {
 
 void FlowCache::holdLocked(uint32_t w) {
   Transit& t = transit_[w];
-  if (t.held || held_.size() == kMaxHeld) return;
+  if (t.held || held_.size() == kMaxHeld || queues_ > 1) return;  // several queues: no barriers
   t.held = 1;
   held_.push_back(w);
+  heldSince_.store(true, std::memory_order_release);
 }
 
 uint32_t FlowCache::beginBarrier() {
@@ -225,6 +226,7 @@ uint32_t FlowCache::beginBarrier() {
     if (barrier_.size() < kMaxHeld) barrier_.push_back(w);
   }
   held_.clear();
+  heldSince_.store(false, std::memory_order_release);
   if (++epoch_ == 0) ++epoch_;  // 0 means "no barrier"
   return epoch_;
 }

@@ -171,6 +171,9 @@ class FlowCache {
   // cache has several queues), else the barrier's number.
   uint32_t beginBarrier();
   void endBarrier(uint32_t barrier);
+  // Whether a flow was held back since the last beginBarrier(): read without the lock, so the receive thread takes it
+  // only when there is a barrier to begin.
+  bool barrierWanted() const { return heldSince_.load(std::memory_order_acquire); }
   // The queues that receive with this cache (Queue's constructor and close()).
   void attachQueue();
   void detachQueue();
@@ -241,6 +244,7 @@ class FlowCache {
   static constexpr size_t kMaxHeld = 4096;
   uint32_t epoch_ = 0;
   std::vector<uint32_t> held_, barrier_;
+  std::atomic<bool> heldSince_{false};  // !held_.empty(), for barrierWanted()
   uint32_t queues_ = 0;
   const void* table_ = nullptr;
   Stats st_;

@@ -749,6 +749,7 @@ void Queue::scanLot(bool force) {
 }
 
 void Queue::sendBarrier() {
+  if (!cfg_.cache->barrierWanted()) return;  // the usual case: no lock, no clock
   const int64_t now = nowMs();
   if (barrier_ && now - barrierMs_ < kBarrierRetryMs) return;
   const uint32_t b = cfg_.cache->beginBarrier();
