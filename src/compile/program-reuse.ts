@@ -33,7 +33,7 @@ export class ChainReuse {
   constructor(
     prev: PreviousProgram,
     private readonly oldChains: ChainList,
-    chains: ChainList,
+    private readonly chains: ChainList,
   ) {
     this.w = prev.words;
     this.dirAt = directoryAt(prev.words);
@@ -65,42 +65,70 @@ export class ChainReuse {
   }
 
   /**
-   * Writes new chain `k`'s record by copying the old one when its rules are made of the same objects, giving it
-   * counter ids from `counterBase` (the chain's policy first when built-in, then its rules). Returns false, having
-   * written nothing, when the chain must be compiled.
+   * Copies the run of chains from new chain `k` on whose rules are made of the same objects as their old chains and
+   * that follow one another in both programs, in one copy of words, then writes what moved: the directory entries
+   * (from `dirAt`), the rules' offsets, the counter ids from `counterBase` (each built-in chain's policy first, then
+   * its rules) and the jumps. The run ends after the chain that brings it to `maxRules` rules (a step's work). Returns
+   * how many chains it copied: 0, having written nothing, when chain `k` must be compiled.
    */
-  copy(out: Words, k: number, chain: Chain, counterBase: number): boolean {
-    const j = this.oldOf[k];
-    if (j < 0) return false;
+  copyRun(out: Words, k: number, dirAt: number, counterBase: number, maxRules: number): number {
+    const w = this.w;
+    const j0 = this.oldOf[k];
+    if (j0 < 0) return 0;
+    let count = 0;
+    let rules = 0;
+    while (rules < maxRules && k + count < this.chains.length && this.oldOf[k + count] === j0 + count && this.copyable(k + count, j0 + count))
+      rules += this.chains[k + count++].chain.rules.length;
+    if (count === 0) return 0;
+    const from = this.start(j0);
+    const to = this.start(j0 + count);
+    const at = out.reserve(to - from);
+    const buf = out.buf;
+    // One view per run, not per chain: a view is an object for the collector, and a loop of word stores in code the
+    // JIT has not optimized yet (a daemon's first reloads) costs more than the copy.
+    buf.set(w.subarray(from, to), at);
+    const delta = at - from;
+    let id = counterBase;
+    for (let c = 0; c < count; c++) {
+      const chain = this.chains[k + c].chain;
+      const p = this.start(j0 + c) + delta;
+      buf[dirAt + k + c] = p;
+      buf[p + 2] = chain.policy === undefined ? 2 : chain.policy === 'DROP' ? 1 : 0;
+      buf[p + 3] = chain.builtin ? id++ : F.NONE;
+      const n = chain.rules.length;
+      for (let i = 0; i < n; i++) {
+        const r = (buf[p + 6 + i] += delta);
+        buf[r + 1] = id++;
+        if (chain.rules[i].target?.kind !== 'chain') continue;
+        const t = targetAt(buf, r);
+        buf[t + 1] = this.newOf[buf[t + 1]];
+      }
+    }
+    this.copied += count;
+    return count;
+  }
+
+  /** Where old chain `j`'s record starts (the end of the last one's for j = the old chain count). */
+  private start(j: number): number {
+    return j < this.oldChains.length ? this.w[this.dirAt + j] : this.w[5];
+  }
+
+  /** Whether new chain `k` can be copied from old chain `j`: the same rules, and every jump to a chain still there. */
+  private copyable(k: number, j: number): boolean {
+    const chain = this.chains[k].chain;
     const old = this.oldChains[j].chain;
     if (old.builtin !== chain.builtin || !sameRules(old.rules, chain.rules)) return false;
     const w = this.w;
-    const from = w[this.dirAt + j];
-    const to = j + 1 < this.oldChains.length ? w[this.dirAt + j + 1] : w[5];
+    const from = this.start(j);
     const n = chain.rules.length;
     if (w[from + 4] !== n) return false;
-    const at = out.reserve(to - from);
-    const buf = out.buf;
-    // A loop, not set(subarray()): a view per chain is 40,000 objects for the collector at 10,000 services.
-    for (let i = 0; i < to - from; i++) buf[at + i] = w[from + i];
-    const delta = at - from;
-    buf[at + 2] = chain.policy === undefined ? 2 : chain.policy === 'DROP' ? 1 : 0;
-    let id = counterBase;
-    buf[at + 3] = chain.builtin ? id++ : F.NONE;
     for (let i = 0; i < n; i++) {
-      const r = (buf[at + 6 + i] += delta);
-      buf[r + 1] = id++;
       if (chain.rules[i].target?.kind !== 'chain') continue;
-      const t = targetAt(buf, r);
-      const kind = buf[t] & ~F.OP_UNSTABLE;
-      const target = kind === F.T.JUMP || kind === F.T.GOTO ? this.newOf[buf[t + 1]] : -1;
-      if (target < 0) {
-        out.length = at; // a jump the old program could not make (or to a chain gone): compile it instead
-        return false;
-      }
-      buf[t + 1] = target;
+      const t = targetAt(w, w[from + 6 + i]);
+      const kind = w[t] & ~F.OP_UNSTABLE;
+      // A jump the old program could not make, or to a chain gone: compile it instead.
+      if ((kind !== F.T.JUMP && kind !== F.T.GOTO) || this.newOf[w[t + 1]] < 0) return false;
     }
-    this.copied++;
     return true;
   }
 }
@@ -127,6 +155,7 @@ function targetAt(w: Uint32Array, r: number): number {
 }
 
 function sameRules(a: readonly Rule[], b: readonly Rule[]): boolean {
+  if (a === b) return true;
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (!sameRule(a[i], b[i])) return false;
   return true;

@@ -277,18 +277,25 @@ export function* compileProgramSteps(rules: Ruleset, family: 4 | 6, prev?: Previ
   }
   const dirAt = out.reserve(chains.length);
   let work = 0;
-  for (let k = 0; k < chains.length; k++) {
-    const { chain, table } = chains[k];
-    out.buf[dirAt + k] = out.length;
-    if (reuse?.copy(out, k, chain, counters.length) === true) {
-      if (chain.builtin) counters.push(chain.counters);
-      for (const r of chain.rules) counters.push(r.counters);
-      if ((work += chain.rules.length) >= RULES_PER_STEP) {
+  for (let k = 0; k < chains.length; ) {
+    const copied = reuse?.copyRun(out, k, dirAt, counters.length, RULES_PER_STEP - work) ?? 0;
+    if (copied > 0) {
+      for (const end = k + copied; k < end; k++) {
+        const chain = chains[k].chain;
+        if (chain.builtin) counters.push(chain.counters);
+        const rs = chain.rules;
+        for (let i = 0; i < rs.length; i++) counters.push(rs[i].counters);
+        work += rs.length;
+      }
+      if (work >= RULES_PER_STEP) {
         work = 0;
         yield;
       }
       continue;
     }
+    const { chain, table } = chains[k];
+    out.buf[dirAt + k] = out.length;
+    k++;
     let policyCounter = F.NONE;
     if (chain.builtin) {
       policyCounter = counters.length;
@@ -316,5 +323,6 @@ export function* compileProgramSteps(rules: Ruleset, family: 4 | 6, prev?: Previ
   }
   out.buf[3] = counters.length;
   out.buf[5] = out.length;
-  return { words: out.buf.slice(0, out.length), counters, reusedChains: reuse?.copied ?? 0 };
+  // A view, not a copy (12 MB at 10,000 services): the addon copies what it loads, and no one keeps the words after.
+  return { words: out.buf.subarray(0, out.length), counters, reusedChains: reuse?.copied ?? 0 };
 }
