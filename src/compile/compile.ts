@@ -53,6 +53,16 @@ export function* compileRulesetSteps(rules: Ruleset, opts: CompileOptions = {}, 
       const oldChain = oldTable?.chains.get(cname);
       const oldIdx = oldChain === undefined ? undefined : prev?.compiled.chains.get(oldChain);
       const oldRules = oldIdx === undefined ? undefined : oldChain?.rules;
+      if (oldRules === rs) {
+        // The chain holds the very rules it held (the parser shared them, or carryCounters did): the index serves.
+        chains.set(c, oldIdx!);
+        for (const k of ['rules', 'wild', 'dst', 'mark', 'iface'] as const) stats[k] += oldIdx!.stats[k];
+        if ((work += n) >= RULES_PER_STEP) {
+          work = 0;
+          yield;
+        }
+        continue;
+      }
       let same = oldIdx !== undefined && oldIdx.keys.length === n;
       let allWild = true;
       const keys = new Array<RuleKey>(n);

@@ -91,11 +91,45 @@ export function* carryCounters(from: Ruleset | undefined, to: Ruleset): Steps<nu
       if (++chains % 1024 === 0) yield;
       if (!oldChain) continue;
       if (c.builtin && oldChain.builtin) c.counters = oldChain.counters;
-      carried += carryChain(oldChain.rules, c.rules);
+      if (sameRules(oldChain.rules, c.rules)) {
+        // Nothing tells the two apart but the counters, which carry over: the chain takes the rules in force, and
+        // what reads both rulesets after (the compilers, the engine) sees one array and skips its rules.
+        c.rules = oldChain.rules;
+        carried += c.rules.length;
+      } else carried += carryChain(oldChain.rules, c.rules);
     }
     yield;
   }
   return carried;
+}
+
+/**
+ * Whether two chains' rules are made of the very same objects, with the same ids, in the same order: rules the parser
+ * copied from lines that did not change or move (src/rules/line-cache.ts).
+ */
+function sameRules(a: readonly Rule[], b: readonly Rule[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let k = 0; k < a.length; k++) {
+    const x = a[k];
+    const y = b[k];
+    if (
+      x.id !== y.id ||
+      x.loc !== y.loc ||
+      x.matches !== y.matches ||
+      x.target !== y.target ||
+      x.src !== y.src ||
+      x.dst !== y.dst ||
+      x.inIface !== y.inIface ||
+      x.outIface !== y.outIface ||
+      x.proto !== y.proto ||
+      x.fragment !== y.fragment ||
+      x.table !== y.table ||
+      x.chain !== y.chain
+    )
+      return false;
+  }
+  return true;
 }
 
 /** Places past the last chain found that carryCounters looks at before it looks a chain up by name. */

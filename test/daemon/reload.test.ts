@@ -8,6 +8,8 @@ import { recentStore } from '../../src/extensions/util/b-recent-store';
 import { RuleErrors } from '../../src/rules/errors';
 import type { Ruleset } from '../../src/rules/model';
 import { parseRuleset } from '../../src/rules/parse';
+import { ParseCache } from '../../src/rules/line-cache';
+import { kubeProxyRules } from '../../bench/parse';
 import {
   carryCounters,
   checkSetNames,
@@ -116,6 +118,33 @@ describe('daemon/reload: counters carry over by rule id', () => {
       carriedAll += carried;
     }
     assert.ok(carriedAll > 300, `${carriedAll} carried`);
+  });
+
+  it('a chain whose rules are made of the same objects takes the rules in force; one changed line keeps it apart', () => {
+    // The kube-proxy shape: a service chain's lines are spread over the file, so the parser copies them (ParseCache)
+    // without sharing; carryCounters finds the chain unchanged and gives it the array in force.
+    const cache = new ParseCache();
+    const parse = (text: string) => parseRuleset(text, 'test.rules', { family: 4, cache, zeroCounters: true });
+    const base = kubeProxyRules(6, 2);
+    const from = parse(base);
+    const text = kubeProxyRules(6, 2, { replaced: new Set([4]) });
+    const to = parse(text);
+    for (const t of from.tables.values()) for (const c of t.chains.values()) for (const r of c.rules) r.counters.packets = 5;
+    const fromArrays = new Map([...from.tables.get('nat')!.chains].map(([n, c]) => [n, c.rules]));
+    const carried = runSync(carryCounters(from, to));
+    let shared = 0;
+    for (const c of to.tables.get('nat')!.chains.values()) {
+      const old = fromArrays.get(c.name);
+      if (old !== undefined && c.rules === old) shared++;
+      // Service 4's chain jumps to new endpoint chains; KUBE-SERVICES lists it with a rule of the same text.
+      if (c.name === 'KUBE-SVC-0000000000000004') assert.notEqual(c.rules, old);
+    }
+    assert.ok(to.tables.get('nat')!.chains.get('KUBE-SERVICES')!.rules === fromArrays.get('KUBE-SERVICES'), 'KUBE-SERVICES is unchanged');
+    // Every chain but service 4's and its new endpoint chains, and the built-in chains (their rules are the same).
+    assert.equal(shared, to.tables.get('nat')!.chains.size - 1 - 2);
+    // The changed service chain's unchanged rules still got their counters.
+    const svc4 = to.tables.get('nat')!.chains.get('KUBE-SVC-0000000000000004')!;
+    assert.ok(carried > 0 && svc4.rules.some((r) => r.counters.packets === 5) && svc4.rules.some((r) => r.counters.packets === 0));
   });
 
   it('zeroCounters zeroes rules and chains', () => {
