@@ -123,14 +123,20 @@ export function loadRulesets(opts: { rules4?: string; rules6?: string; ipsets?: 
 }
 
 /** loadRulesets in steps (src/steps.ts): a reload reads the files while batches are still decided. */
-export function* loadRulesetsSteps(opts: { rules4?: string; rules6?: string; ipsets?: readonly string[] }): Steps<LoadedRules> {
+export function* loadRulesetsSteps(opts: {
+  rules4?: string;
+  rules6?: string;
+  ipsets?: readonly string[];
+  /** Unchanged chains take the rules of the files' last parse (ParseOptions.shareChains): a reload's. */
+  shareChains?: boolean;
+}): Steps<LoadedRules> {
   // H18: at start and at every reload, before reading: files others could write are refused.
   checkFileSafety(ruleFiles(opts));
   const out: LoadedRules = {};
   const errors: RuleError[] = [];
   function* load(file: string, family: Family): Steps<Ruleset | undefined> {
     try {
-      const rs = yield* loadRuleFileSteps(file, family);
+      const rs = yield* loadRuleFileSteps(file, family, { shareChains: opts.shareChains });
       yield;
       checkEnforceable(rs);
       yield;
@@ -647,7 +653,7 @@ export class Daemon {
       t = now;
       return ms;
     };
-    const next = await runSliced(loadRulesetsSteps({ rules4: o.rules4, rules6: o.rules6, ipsets: o.ipsets }), check);
+    const next = await runSliced(loadRulesetsSteps({ rules4: o.rules4, rules6: o.rules6, ipsets: o.ipsets, shareChains: true }), check);
     const load = lap();
     this.drainFlows();
     const carried4 = next.rules4 ? await runSliced(carryCounters(this.rules.rules4, next.rules4), check) : 0;

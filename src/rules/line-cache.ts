@@ -7,7 +7,7 @@ import type { RuleError } from '../extensions/types';
 import type { Chain, Counters, Family, MatchUse, Rule, Table, TableName } from './model';
 import { validateChanges, validateTableMemo, type ValidatedTable } from './validate';
 import type { Steps } from '../steps';
-import { ruleFacts } from './facts';
+import { HAS_STATE, ruleFacts } from './facts';
 
 /** The rules one `-A` line made, as templates: never put in a ruleset themselves, so nothing ever changes them. */
 export interface CachedLine {
@@ -53,6 +53,8 @@ export interface CachedLine {
  */
 export interface ChainSlot {
   chain: Chain | undefined;
+  /** While a parse is under way: the chain the parse before it declared, when it did (ParseOptions.shareChains). */
+  last: Chain | undefined;
   serial: number;
   /** The parse that last declared it. */
   gen: number;
@@ -64,6 +66,8 @@ export interface ParseCacheStats {
   moved: number;
   /** `-A` lines parsed, and remembered for the next parse. */
   parsed: number;
+  /** Chains that took the rules of the ruleset in force (ParseOptions.previous); their lines count as reused. */
+  sharedChains: number;
   /** Tables validated by their changes since the last validated version (validateChanges), not whole. */
   validatedByChanges: number;
   /** User chain declarations copied from a previous parse. */
@@ -120,8 +124,10 @@ export class ParseCache {
   private blockLines = MIN_BLOCK;
   private noBlockUntil = 0;
   lastKey: string | undefined;
+  /** The facts of the lines useShared used last. */
+  sharedFacts = 0;
   gen = 0;
-  stats: ParseCacheStats = { reused: 0, moved: 0, parsed: 0, validatedByChanges: 0, declsReused: 0 };
+  stats: ParseCacheStats = { reused: 0, moved: 0, parsed: 0, sharedChains: 0, validatedByChanges: 0, declsReused: 0 };
 
   /** Starts a parse of `text`, the contents of `file`. */
   begin(file: string, family: Family, lookup: unknown, zeroCounters: boolean, text: string): void {
@@ -152,7 +158,7 @@ export class ParseCache {
     this.decls = 0;
     this.begun.clear();
     this.twice.clear();
-    this.stats = { reused: 0, moved: 0, parsed: 0, validatedByChanges: 0, declsReused: 0 };
+    this.stats = { reused: 0, moved: 0, parsed: 0, sharedChains: 0, validatedByChanges: 0, declsReused: 0 };
   }
 
   /**
@@ -242,6 +248,63 @@ export class ParseCache {
     }
   }
 
+  /**
+   * How many lines from `line` on make exactly the rules `old` (the chain `chain` of `table` in the ruleset in force)
+   * as copyLine would make them again: lines of a run that compared equal and did not move, each appending to the
+   * chain, all in the version of the table validated by parse `vouchGen`; 0 when they do not. Such a chain can take
+   * `old` itself (src/rules/parse.ts): the copies would differ from it in their counters only, which a reload
+   * carries over from it.
+   */
+  sharedRun(table: TableName, chain: string, old: readonly Rule[], line: number, from: number, text: string, vouchGen: number | undefined): number {
+    if (this.blockShift !== 0 || line < this.blockStart || line >= this.blockEnd) return 0;
+    const last = this.lastStarts;
+    let pos = 0;
+    let l = line;
+    while (pos < old.length) {
+      if (l >= this.blockEnd) {
+        // A long chain (KUBE-SERVICES) goes on past the run compared: the next run is compared now.
+        this.compareRun(text, from + last[l] - last[line], l);
+        if (this.blockShift !== 0 || l < this.blockStart || l >= this.blockEnd) return 0;
+      }
+      const e = this.lastByLine[l];
+      if (e === undefined || e.decl || e.table !== table || e.chain !== chain || e.line !== l || e.gen !== vouchGen) return 0;
+      if (!madeOf(e, old, pos)) return 0;
+      pos += e.count;
+      l++;
+    }
+    return l - line;
+  }
+
+  /**
+   * The `n` lines from `line` (at `from` in the text) that sharedRun found, as used by this parse; their rules with
+   * HAS_STATE (in `old`, the rules they make) are added to `stateful`. Returns where the line after them starts and
+   * sets `sharedFacts` to their facts.
+   */
+  useShared(line: number, n: number, from: number, old: readonly Rule[], stateful: Rule[]): number {
+    const last = this.lastStarts;
+    const base = from - last[line];
+    let facts = 0;
+    let pos = 0;
+    for (let l = line; l < line + n; l++) {
+      const e = this.lastByLine[l]!;
+      this.starts[l] = last[l] + base;
+      e.gen = this.gen;
+      this.byLine[l] = e;
+      facts |= e.facts;
+      if ((e.facts & HAS_STATE) !== 0) for (let k = 0; k < e.count; k++) stateful.push(old[pos + k]);
+      pos += e.count;
+    }
+    this.sharedFacts = facts;
+    this.stats.reused += n;
+    this.stats.sharedChains++;
+    return last[line + n] + base;
+  }
+
+  /** The line this parse used at `line` (byLine): a cached line, or one parsed and remembered. */
+  lineAt(line: number): CachedLine | undefined {
+    return this.byLine[line];
+  }
+
   /** A cached line was used at `line` of this parse. */
   used(e: CachedLine, line: number): void {
     e.gen = this.gen;
@@ -259,7 +322,7 @@ export class ParseCache {
     }
     let slot = m.get(name);
     if (slot === undefined) {
-      slot = { chain: undefined, serial: 0, gen: 0 };
+      slot = { chain: undefined, last: undefined, serial: 0, gen: 0 };
       m.set(name, slot);
     }
     this.lastSlot = slot;
@@ -270,6 +333,7 @@ export class ParseCache {
 
   /** User chain `chain` was declared, in the table build `serial`. */
   declared(slot: ChainSlot, chain: Chain, serial: number): void {
+    if (slot.gen !== this.gen) slot.last = slot.gen === this.gen - 1 ? slot.chain : undefined;
     slot.chain = chain;
     slot.serial = serial;
     slot.gen = this.gen;
@@ -352,6 +416,12 @@ export class ParseCache {
    */
   *end(): Steps<void> {
     let n = 0;
+    // The last parse's chains are not kept past this one (its rules with them).
+    for (const m of this.slots.values())
+      for (const slot of m.values()) {
+        if ((++n & 16383) === 0) yield;
+        slot.last = undefined;
+      }
     // Slots of chains this parse did not declare go once there are 1,024 of them: each holds the chain an earlier
     // parse declared, and through it that parse's rules of the chain (a file with every chain renamed: all of them).
     let slots = 0;
@@ -396,6 +466,38 @@ export class ParseCache {
   get lines(): number {
     return this.size;
   }
+}
+
+/** Whether `old` from `pos` on holds the rules copyLine would make of the unmoved line `e`, but for their counters. */
+function madeOf(e: CachedLine, old: readonly Rule[], pos: number): boolean {
+  const n = e.count;
+  const first = e.first;
+  if (first === undefined || pos + n > old.length) return false;
+  for (let k = 0; k < n; k++) {
+    const t = k === 0 ? first : e.rules[k];
+    const o = old[pos + k];
+    if (
+      o.loc !== first.loc ||
+      o.matches !== first.matches ||
+      o.target !== first.target ||
+      o.src !== t.src ||
+      o.dst !== t.dst ||
+      o.inIface !== t.inIface ||
+      o.outIface !== t.outIface ||
+      o.proto !== t.proto ||
+      o.fragment !== t.fragment ||
+      o.table !== e.table ||
+      o.chain !== e.chain ||
+      !numbered(o.id, k === 0 ? e.firstId : e.ids[k])
+    )
+      return false;
+  }
+  return true;
+}
+
+/** Whether `id` is `base`, or `base` numbered as a repeat (`base#n`, src/rules/parse.ts numberChain). */
+function numbered(id: string, base: string): boolean {
+  return id === base || (id.length > base.length + 1 && id.charCodeAt(base.length) === 35 /* # */ && id.startsWith(base));
 }
 
 /** Lookups by text that find nothing, in a row, after which most lines are not looked up. */

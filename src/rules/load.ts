@@ -13,6 +13,8 @@ export interface LoadOptions {
    * counters are read (and must be well formed) but everything starts from zero, as plain `iptables-restore` does.
    */
   counters?: boolean;
+  /** Unchanged chains take the rules of the file's last parse (ParseOptions.shareChains): for a reload. */
+  shareChains?: boolean;
 }
 
 /**
@@ -52,7 +54,8 @@ export function* loadRuleFileSteps(path: string, family?: Family, opts: LoadOpti
   }
   const cache = cacheFor(path);
   const zero = opts.counters !== true;
-  return yield* parseRulesetSteps(text, path, family ? { family, cache, zeroCounters: zero } : { cache, zeroCounters: zero });
+  const shareChains = opts.shareChains;
+  return yield* parseRulesetSteps(text, path, family ? { family, cache, zeroCounters: zero, shareChains } : { cache, zeroCounters: zero, shareChains });
 }
 
 /** Bytes read per step: a 150 MB file (a million rules) read in one go stops the daemon for a tenth of a second. */

@@ -50,6 +50,14 @@ export interface ParseOptions {
    * are read and checked, not kept.
    */
   zeroCounters?: boolean;
+  /**
+   * With `cache` and zeroCounters: a user chain whose lines are all unchanged and unmoved since the last parse takes
+   * the rules that parse made of them themselves, not copies (ParseCache.sharedRun). They differ from the copies in
+   * their counters only, so the result shares counter objects with the last: for a reload, which carries them over
+   * anyway (src/daemon/reload.ts carryCounters). What reads both (the reload's counters, the compilers) sees one
+   * array and skips it. Nothing the last parse made is changed.
+   */
+  shareChains?: boolean;
 }
 
 const REGISTRY: ExtensionLookup = { findMatch: registryMatch, findTarget: registryTarget };
@@ -211,6 +219,14 @@ interface TableBuild {
    */
   rulesEdited?: boolean;
   toNumber?: Set<Chain>;
+  /** ParseOptions.shareChains holds for this table. */
+  sharing?: boolean;
+  /**
+   * The chains that took the rules of the last parse (ParseOptions.shareChains), and the line their lines start at:
+   * before a line changes one (or a command others), it gets copies of them (unshare), so nothing the last parse
+   * made is ever changed.
+   */
+  shared?: Map<Chain, number>;
 }
 
 /** The table build appendRule appends to. */
@@ -1079,6 +1095,25 @@ function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Rules
         const hit = cache.find(cur.table.name, text, from, to, lineNo);
         own = cache.lastKey;
         if (hit !== undefined && !hit.decl) {
+          // The first line of a user chain whose lines all stay as they were: the chain takes the rules the last parse
+          // made of them.
+          const slot = hit.slot;
+          if (cur.sharing === true && hit.line === lineNo && slot?.serial === cur.serial && cur.onlyAppends === true && cur.slotsOff !== true) {
+            const c = slot.chain!;
+            const old = c.rules.length === 0 ? slot.last?.rules : undefined;
+            const n = old === undefined || old.length === 0 ? 0 : cache.sharedRun(cur.table.name, hit.chain, old, lineNo, from, text, cur.vouchGen);
+            if (n > 0) {
+              c.rules = old!;
+              (cur.shared ??= new Map()).set(c, lineNo);
+              cur.last = c;
+              cur.touched = true;
+              const after = cache.useShared(lineNo, n, from, old!, cur.stateful);
+              factBits |= cache.sharedFacts;
+              lineNo += n - 1;
+              next = after - 1;
+              continue;
+            }
+          }
           const seenIn = hit.gen;
           const c = appendCached(hit, cur, file, lineNo, cache);
           if (c !== undefined) {
@@ -1136,6 +1171,7 @@ function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Rules
         cur.vouchGen = cache.beginTable(name);
         cur.fresh = [];
         cur.onlyAppends = true;
+        cur.sharing = zeroing && opts.shareChains === true;
       }
       continue;
     }
@@ -1221,6 +1257,7 @@ function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Rules
       }
       if (existing) {
         // As iptables-restore: re-declaring a user chain flushes it.
+        tb.shared?.delete(existing);
         existing.rules = [];
         tb.onlyAppends = false;
         continue;
@@ -1245,6 +1282,7 @@ function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Rules
     try {
       const res = p.parseCommandLine(buf, start, lineNo, tb.table.name, counterPrefix);
       if (res.skip) continue;
+      if (tb.shared !== undefined && tb.shared.size > 0) unshareFor(res.cmd, tb, cache!, file);
       // Deleting an empty chain (kube-proxy's stale ones) leaves the rules as appended; anything else may not.
       if (res.cmd?.op !== 'append' && !(res.cmd?.op === 'delete-chain' && isEmptyUserChain(tb, res.cmd.args[0]))) tb.onlyAppends = false;
       if (res.cmd?.op !== 'append') tb.slotsOff = true;
@@ -1388,12 +1426,45 @@ function appendCached(e: CachedLine, tb: TableBuild, file: string, lineNo: numbe
   }
   tb.last = c;
   tb.touched = true;
+  if (tb.shared !== undefined && tb.shared.has(c)) unshare(tb, c, cache, file);
   if (e.line !== lineNo) cache.stats.moved++;
   copyLine(e, file, lineNo, zeroing, c, appendRule, (e.facts & HAS_STATE) === 0 ? undefined : tb.stateful);
   factBits |= e.facts;
   cache.used(e, lineNo);
   cache.stats.reused++;
   return c;
+}
+
+/**
+ * Gives a chain that took the rules of the last parse (ParseOptions.shareChains) copies of them, made of its lines as
+ * appendCached makes them, before something changes it.
+ */
+function unshare(tb: TableBuild, c: Chain, cache: ParseCache, file: string): void {
+  const line = tb.shared!.get(c)!;
+  tb.shared!.delete(c);
+  const n = c.rules.length;
+  c.rules = [];
+  for (let l = line, made = 0; made < n; l++) {
+    const e = cache.lineAt(l)!;
+    copyLine(e, file, l, zeroing, c, appendRule, (e.facts & HAS_STATE) === 0 ? undefined : tb.stateful);
+    made += e.count;
+  }
+}
+
+/**
+ * Before a parsed command: the shared chain an -A appends to gets copies of its rules, and every shared chain does
+ * before a command that may change rules (-I, -D, -R, -F, -Z, -E). -N, -X and -P change none.
+ */
+function unshareFor(cmd: Command | undefined, tb: TableBuild, cache: ParseCache, file: string): void {
+  const op = cmd?.op;
+  if (op === 'new-chain' || op === 'delete-chain' || op === 'policy') return;
+  if (op === 'append') {
+    const name = cmd?.args[0]?.text;
+    const c = name === undefined ? undefined : tb.table.chains.get(name);
+    if (c !== undefined && tb.shared!.has(c)) unshare(tb, c, cache, file);
+    return;
+  }
+  for (const c of [...tb.shared!.keys()]) unshare(tb, c, cache, file);
 }
 
 function isEmptyUserChain(tb: TableBuild, w: Word | undefined): boolean {

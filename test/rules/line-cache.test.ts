@@ -83,7 +83,7 @@ describe('rules/line-cache: a reparse reusing the last one', () => {
     const rs = ruleset(sameAsCold(after, cache));
     const rules = before.split('\n').filter((l) => l.startsWith('-A ')).length;
     const userChains = before.split('\n').filter((l) => / - \[0:0\]$/.test(l)).length;
-    assert.deepEqual(cache.stats, { reused: rules - 1, moved: 0, parsed: 1, validatedByChanges: 1, declsReused: userChains });
+    assert.deepEqual(cache.stats, { reused: rules - 1, moved: 0, parsed: 1, sharedChains: 0, validatedByChanges: 1, declsReused: userChains });
     const sep = rs.tables.get('nat')?.chains.get('KUBE-SEP-0000000000000007')?.rules[1];
     assert.ok(sep?.target?.kind === 'extension');
     assert.equal(sep.loc.line, lineOf(after, changed));
