@@ -22,7 +22,7 @@ import { BatchProcessor } from './processor';
 import { FlowPaths } from './flow-paths';
 import { MatcherPrograms, hostView, type PreparedProgram } from './matcher-programs';
 import { HeapBudget, HeapBudgetExceeded, autoHeapBudget } from './heap';
-import { digestFiles } from './file-digest';
+import { readFiles } from './file-digest';
 import { DEFAULT_SKIP_MARK, readSkipGuard } from './skip-guard';
 import { TraceHub, traceHandler } from './trace'; // trace:
 import {
@@ -118,7 +118,10 @@ const MAX_PENDING_BATCHES = 256;
  * Reads, parses and checks the rule files. Throws RuleErrors (every problem of both files, with file:line:column) on
  * any fault in them; other errors (an unreadable file) as they are.
  */
-export function loadRulesets(opts: { rules4?: string; rules6?: string; ipsets?: readonly string[] }, check?: () => void): LoadedRules {
+export function loadRulesets(
+  opts: { rules4?: string; rules6?: string; ipsets?: readonly string[]; bytes?: ReadonlyMap<string, Buffer> },
+  check?: () => void,
+): LoadedRules {
   return runSync(loadRulesetsSteps(opts), check);
 }
 
@@ -129,6 +132,8 @@ export function* loadRulesetsSteps(opts: {
   ipsets?: readonly string[];
   /** Unchanged chains take the rules of the files' last parse (ParseOptions.shareChains): a reload's. */
   shareChains?: boolean;
+  /** The files' bytes, read already (FileSnapshot): parsed, not read again. */
+  bytes?: ReadonlyMap<string, Buffer>;
 }): Steps<LoadedRules> {
   // H18: at start and at every reload, before reading: files others could write are refused.
   checkFileSafety(ruleFiles(opts));
@@ -136,7 +141,7 @@ export function* loadRulesetsSteps(opts: {
   const errors: RuleError[] = [];
   function* load(file: string, family: Family): Steps<Ruleset | undefined> {
     try {
-      const rs = yield* loadRuleFileSteps(file, family, { shareChains: opts.shareChains });
+      const rs = yield* loadRuleFileSteps(file, family, { shareChains: opts.shareChains, bytes: opts.bytes?.get(file) });
       yield;
       checkEnforceable(rs);
       yield;
@@ -151,7 +156,7 @@ export function* loadRulesetsSteps(opts: {
   if (opts.rules6 !== undefined) out.rules6 = yield* load(opts.rules6, 6);
   if (opts.ipsets !== undefined && opts.ipsets.length > 0) {
     try {
-      out.sets = loadIpsetFiles(opts.ipsets);
+      out.sets = loadIpsetFiles(opts.ipsets, opts.bytes);
     } catch (err) {
       if (!(err instanceof RuleErrors)) throw err;
       errors.push(...err.errors);
@@ -257,7 +262,7 @@ export class Daemon {
   readonly tracer: TraceHub;
   private readonly sets = new SwitchableSets();
   private readonly reloader = new ReloadCoalescer((trigger, onlyIfChanged) => this.notifiedReload(trigger, onlyIfChanged));
-  /** digestFiles() of the rule and ipset files as the rules in force were read from them (taken before reading). */
+  /** The digest of the rule and ipset files the rules in force were parsed from (FileSnapshot). */
   private loadedDigest: string | undefined;
   // H12: metrics and systemd.
   readonly metrics: Metrics = new Metrics(daemonSource(this));
@@ -301,11 +306,11 @@ export class Daemon {
     if (opts.rules4 === undefined && opts.rules6 === undefined) throw new Error('no rule file given');
     // Before the rules are read: a ruleset larger than V8's own limit still loads when the budget allows it.
     const heap = HeapBudget.set(opts.heapLimitMiB !== undefined ? opts.heapLimitMiB * MiB : autoHeapBudget());
-    const digest = await digestFiles(ruleFiles(opts));
-    const rules = loadRulesets(opts, heap.watch('loading the rules'));
+    const snapshot = await readFiles(ruleFiles(opts));
+    const rules = loadRulesets({ ...opts, bytes: snapshot?.bytes }, heap.watch('loading the rules'));
     const host = await LinuxHost.load();
     const d = new Daemon(opts, rules, host, heap);
-    d.loadedDigest = digest;
+    d.loadedDigest = snapshot?.digest;
     try {
       await claimSocketPath(opts.controlPath);
       // Before the queue exists, so the child cannot inherit its socket (see ipmonitor.ts).
@@ -591,13 +596,13 @@ export class Daemon {
     return this.reloader.request(trigger);
   }
 
-  private async reloadNow(trigger: string): Promise<ReloadOutcome> {
+  private async reloadNow(trigger: string, bytes?: ReadonlyMap<string, Buffer>): Promise<ReloadOutcome> {
     const t0 = performance.now();
     // Let the batches already delivered run first; everything below up to the swap happens off to the side.
     await new Promise((r) => setImmediate(r));
     let staged: StagedReload;
     try {
-      staged = await this.stageReload();
+      staged = await this.stageReload(bytes);
     } catch (err) {
       // Whatever went wrong before the swap, the running rules stay in force.
       const errors = err instanceof RuleErrors ? err.errors.map((e) => e.message) : [err instanceof Error ? err.message : String(err)];
@@ -643,7 +648,7 @@ export class Daemon {
    * (src/steps.ts). The counters and match state carried over are shared objects, so what those batches count lands
    * in the new rules too. Throws RuleErrors for the files' faults, HeapBudgetExceeded when the new rules do not fit.
    */
-  private async stageReload(): Promise<StagedReload> {
+  private async stageReload(bytes: ReadonlyMap<string, Buffer> | undefined): Promise<StagedReload> {
     const o = this.opts;
     const check = this.heap.watch('reload');
     let t = performance.now();
@@ -653,7 +658,7 @@ export class Daemon {
       t = now;
       return ms;
     };
-    const next = await runSliced(loadRulesetsSteps({ rules4: o.rules4, rules6: o.rules6, ipsets: o.ipsets, shareChains: true }), check);
+    const next = await runSliced(loadRulesetsSteps({ rules4: o.rules4, rules6: o.rules6, ipsets: o.ipsets, shareChains: true, bytes }), check);
     const load = lap();
     this.drainFlows();
     const carried4 = next.rules4 ? await runSliced(carryCounters(this.rules.rules4, next.rules4), check) : 0;
@@ -670,8 +675,9 @@ export class Daemon {
 
   /** H12: RELOADING=1 (with MONOTONIC_USEC) around every reload, then READY=1 whatever its outcome. */
   private async notifiedReload(trigger: string, onlyIfChanged: boolean): Promise<ReloadOutcome> {
-    // Taken before the files are read: a write after it makes the next event's digest differ, so it is not missed.
-    const digest = await digestFiles(this.watchedFiles);
+    // The bytes the reload parses: a write after this read makes the next event's digest differ, so it is not missed.
+    const snapshot = await readFiles(this.watchedFiles);
+    const digest = snapshot?.digest;
     // After a failed reload the files are read again whatever they hold: status must stop naming the error once fixed.
     if (onlyIfChanged && this.reloads.lastSuccessful && digest !== undefined && digest === this.loadedDigest) {
       this.reloads.unchanged++;
@@ -679,7 +685,7 @@ export class Daemon {
       return { ok: true, trigger, errors: [], durationMs: 0, unchanged: true };
     }
     this.service.reloading(`Reloading rules (${trigger})`);
-    const r = await this.reloadNow(trigger);
+    const r = await this.reloadNow(trigger, snapshot?.bytes);
     if (r.ok) this.loadedDigest = digest;
     this.service.reloaded(r.ok ? statusLine(this) : `reload failed, old rules in force: ${r.errors[0] ?? ''}`);
     return r;

@@ -7,17 +7,21 @@ import { recentStore } from '../extensions/util/b-recent-store';
 import { EmptySets, IpsetError, IpsetStore } from '../engine/sets';
 import { RuleErrors } from '../rules/errors';
 import { surelyNone, USES_SET, USES_STORES } from '../rules/facts';
+import { madeOfObjects } from '../rules/line-cache';
 import type { Chain, Counters, MatchUse, Rule, Ruleset } from '../rules/model';
 import type { Steps } from '../steps';
 
-/** Loads `ipset save` files into one store. Throws RuleErrors naming file:line:1 for every file that fails. */
-export function loadIpsetFiles(files: readonly string[]): IpsetStore {
+/**
+ * Loads `ipset save` files into one store (from `bytes` when read already). Throws RuleErrors naming file:line:1 for
+ * every file that fails.
+ */
+export function loadIpsetFiles(files: readonly string[], bytes?: ReadonlyMap<string, Buffer>): IpsetStore {
   const store = new IpsetStore();
   const errors: RuleError[] = [];
   for (const file of files) {
     let text: string;
     try {
-      text = fs.readFileSync(file, 'utf8');
+      text = bytes?.get(file)?.toString('utf8') ?? fs.readFileSync(file, 'utf8');
     } catch (err) {
       const why = err instanceof Error ? err.message : String(err);
       errors.push(new RuleError(`cannot read ipset file: ${why}`, { file, line: 0, column: 0 }));
@@ -93,7 +97,7 @@ export function* carryCounters(from: Ruleset | undefined, to: Ruleset): Steps<nu
       if (c.builtin && oldChain.builtin) c.counters = oldChain.counters;
       if (sameRules(oldChain.rules, c.rules)) {
         // Nothing tells the two apart but the counters, which carry over: the chain takes the rules in force, and
-        // what reads both rulesets after (the compilers, the engine) sees one array and skips its rules.
+        // what reads both rulesets after (the index compiler, the program's reuse) sees one array and skips it.
         c.rules = oldChain.rules;
         carried += c.rules.length;
       } else carried += carryChain(oldChain.rules, c.rules);
@@ -110,25 +114,7 @@ export function* carryCounters(from: Ruleset | undefined, to: Ruleset): Steps<nu
 function sameRules(a: readonly Rule[], b: readonly Rule[]): boolean {
   if (a === b) return true;
   if (a.length !== b.length) return false;
-  for (let k = 0; k < a.length; k++) {
-    const x = a[k];
-    const y = b[k];
-    if (
-      x.id !== y.id ||
-      x.loc !== y.loc ||
-      x.matches !== y.matches ||
-      x.target !== y.target ||
-      x.src !== y.src ||
-      x.dst !== y.dst ||
-      x.inIface !== y.inIface ||
-      x.outIface !== y.outIface ||
-      x.proto !== y.proto ||
-      x.fragment !== y.fragment ||
-      x.table !== y.table ||
-      x.chain !== y.chain
-    )
-      return false;
-  }
+  for (let k = 0; k < a.length; k++) if (a[k].id !== b[k].id || !madeOfObjects(a[k], b[k], b[k])) return false;
   return true;
 }
 

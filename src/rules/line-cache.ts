@@ -66,7 +66,7 @@ export interface ParseCacheStats {
   moved: number;
   /** `-A` lines parsed, and remembered for the next parse. */
   parsed: number;
-  /** Chains that took the rules of the ruleset in force (ParseOptions.previous); their lines count as reused. */
+  /** Chains that took the rules the last parse made of their lines (ParseOptions.shareChains); the lines count as reused. */
   sharedChains: number;
   /** Tables validated by their changes since the last validated version (validateChanges), not whole. */
   validatedByChanges: number;
@@ -249,11 +249,10 @@ export class ParseCache {
   }
 
   /**
-   * How many lines from `line` on make exactly the rules `old` (the chain `chain` of `table` in the ruleset in force)
-   * as copyLine would make them again: lines of a run that compared equal and did not move, each appending to the
-   * chain, all in the version of the table validated by parse `vouchGen`; 0 when they do not. Such a chain can take
-   * `old` itself (src/rules/parse.ts): the copies would differ from it in their counters only, which a reload
-   * carries over from it.
+   * How many lines from `line` on make exactly the rules `old` (the last parse's rules of chain `chain` of `table`) as
+   * copyLine would make them again: lines of a run that compared equal and did not move, each appending to the chain,
+   * all in the version of the table validated by parse `vouchGen`; 0 when they do not. Such a chain can take `old`
+   * itself (src/rules/parse.ts): the copies would differ from it in their counters only, which a reload carries over.
    */
   sharedRun(table: TableName, chain: string, old: readonly Rule[], line: number, from: number, text: string, vouchGen: number | undefined): number {
     if (this.blockShift !== 0 || line < this.blockStart || line >= this.blockEnd) return 0;
@@ -474,25 +473,31 @@ function madeOf(e: CachedLine, old: readonly Rule[], pos: number): boolean {
   const first = e.first;
   if (first === undefined || pos + n > old.length) return false;
   for (let k = 0; k < n; k++) {
-    const t = k === 0 ? first : e.rules[k];
     const o = old[pos + k];
-    if (
-      o.loc !== first.loc ||
-      o.matches !== first.matches ||
-      o.target !== first.target ||
-      o.src !== t.src ||
-      o.dst !== t.dst ||
-      o.inIface !== t.inIface ||
-      o.outIface !== t.outIface ||
-      o.proto !== t.proto ||
-      o.fragment !== t.fragment ||
-      o.table !== e.table ||
-      o.chain !== e.chain ||
-      !numbered(o.id, k === 0 ? e.firstId : e.ids[k])
-    )
-      return false;
+    if (!numbered(o.id, k === 0 ? e.firstId : e.ids[k]) || !madeOfObjects(o, k === 0 ? first : e.rules[k], first)) return false;
   }
   return true;
+}
+
+/**
+ * Whether rule `r` is made of the objects a copy of template `t` is, `first` being the first template of its line
+ * (copyLine): the line's location, matches and target, the template's addresses, interfaces, protocol and fragment,
+ * the same table and chain. Ids and counters aside.
+ */
+export function madeOfObjects(r: Rule, t: Rule, first: Rule): boolean {
+  return (
+    r.loc === first.loc &&
+    r.matches === first.matches &&
+    r.target === first.target &&
+    r.src === t.src &&
+    r.dst === t.dst &&
+    r.inIface === t.inIface &&
+    r.outIface === t.outIface &&
+    r.proto === t.proto &&
+    r.fragment === t.fragment &&
+    r.table === t.table &&
+    r.chain === t.chain
+  );
 }
 
 /** Whether `id` is `base`, or `base` numbered as a repeat (`base#n`, src/rules/parse.ts numberChain). */

@@ -1,0 +1,44 @@
+// readFiles (src/daemon/file-digest.ts): a reload's one read of its files. The digest tells two versions apart, and
+// the bytes are what the reload parses.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { readFiles } from '../../src/daemon/file-digest';
+
+describe('daemon/file-digest: the bytes a reload parses and their digest', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nfqw-digest-'));
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('gives every file whole (larger than a read) and one digest that changes with any byte of any file', async () => {
+    const a = path.join(dir, 'rules');
+    const b = path.join(dir, 'sets');
+    const big = Buffer.alloc((5 << 20) + 123, 'x');
+    big.write('*filter\n', 0);
+    fs.writeFileSync(a, big);
+    fs.writeFileSync(b, 'create s hash:ip\n');
+    const first = await readFiles([a, b]);
+    assert.ok(first !== undefined);
+    assert.ok(first.bytes.get(a)!.equals(big));
+    assert.equal(first.bytes.get(b)!.toString(), 'create s hash:ip\n');
+    assert.equal((await readFiles([a, b]))!.digest, first.digest, 'the same bytes, the same digest');
+    big[big.length - 1] = 0x79;
+    fs.writeFileSync(a, big);
+    assert.notEqual((await readFiles([a, b]))!.digest, first.digest, 'the last byte of the first file');
+    fs.writeFileSync(b, 'create t hash:ip\n');
+    const third = await readFiles([a, b]);
+    assert.notEqual(third!.digest, first.digest);
+    assert.equal(third!.bytes.get(b)!.toString(), 'create t hash:ip\n');
+  });
+
+  it('is undefined when a file cannot be read, and an empty file is read as empty', async () => {
+    const empty = path.join(dir, 'empty');
+    fs.writeFileSync(empty, '');
+    const r = await readFiles([empty]);
+    assert.equal(r!.bytes.get(empty)!.length, 0);
+    assert.equal(await readFiles([empty, path.join(dir, 'missing')]), undefined);
+  });
+});
