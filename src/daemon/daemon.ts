@@ -7,7 +7,7 @@ import type { QueueOptions, QueueStats, PacketBatch } from '../native';
 import { checkEnforceable } from '../rules/enforce';
 import { RuleErrors, type RuleError } from '../rules/errors';
 import { zeroCounters } from '../rules/counters';
-import { loadRuleFileSteps } from '../rules/load';
+import { lastParseStats, loadRuleFileSteps } from '../rules/load';
 import type { Family, Hook, Ruleset } from '../rules/model';
 import type { ListenAddress } from '../config/config';
 import { HOOKS } from '../rules/model';
@@ -639,7 +639,10 @@ export class Daemon {
     this.reloads.lastError = undefined;
     const swap = Math.round(performance.now() - swap0);
     const chainsCopied = (program4?.reusedChains ?? 0) + (program6?.reusedChains ?? 0);
-    this.logger.info('reloaded', { trigger, carried, ms: Math.round(durationMs * 10) / 10, ...stages, swap, chainsCopied });
+    // Chains whose lines did not change, which took the rules in force whole (ParseOptions.shareChains).
+    let chainsShared = 0;
+    for (const f of [this.opts.rules4, this.opts.rules6]) if (f !== undefined) chainsShared += lastParseStats(f)?.sharedChains ?? 0;
+    this.logger.info('reloaded', { trigger, carried, ms: Math.round(durationMs * 10) / 10, ...stages, swap, chainsShared, chainsCopied });
     return { ok: true, trigger, errors: [], durationMs };
   }
 
