@@ -130,8 +130,7 @@ function kernelRestores(first: string, second: string, ns: string): { cold: Kern
       replaces.push(r);
       if (r.wallMs > 30_000) break;
     }
-    const mid = (xs: number[]): number => median(xs);
-    return { cold, replace: { wallMs: mid(replaces.map((r) => r.wallMs)), cpuMs: mid(replaces.map((r) => r.cpuMs)), runs: replaces.length } };
+    return { cold, replace: { wallMs: median(replaces.map((r) => r.wallMs)), cpuMs: median(replaces.map((r) => r.cpuMs)), runs: replaces.length } };
   } finally {
     spawnSync('ip', ['netns', 'del', ns]);
   }

@@ -53,40 +53,41 @@ export function* compileRulesetSteps(rules: Ruleset, opts: CompileOptions = {}, 
       const oldChain = oldTable?.chains.get(cname);
       const oldIdx = oldChain === undefined ? undefined : prev?.compiled.chains.get(oldChain);
       const oldRules = oldIdx === undefined ? undefined : oldChain?.rules;
+      let idx: ChainIndex;
       if (oldRules === rs) {
         // The chain holds the very rules it held (the parser shared them, or carryCounters did): the index serves.
-        chains.set(c, oldIdx!);
-        for (const k of ['rules', 'wild', 'dst', 'mark', 'iface'] as const) stats[k] += oldIdx!.stats[k];
-        if ((work += n) >= RULES_PER_STEP) {
-          work = 0;
-          yield;
+        idx = oldIdx!;
+        work += n;
+      } else {
+        let same = oldIdx !== undefined && oldIdx.keys.length === n;
+        let allWild = true;
+        const keys = new Array<RuleKey>(n);
+        for (let k = 0; k < n; k++) {
+          const r = rs[k];
+          let key: RuleKey;
+          if (oldRules !== undefined && k < oldRules.length && sameKeyInputs(r, oldRules[k])) {
+            key = oldIdx!.keys[k];
+          } else {
+            key = ruleKey(r);
+            if (same && !sameKey(key, oldIdx!.keys[k])) same = false;
+          }
+          if (key.kind !== 'wild') allWild = false;
+          keys[k] = key;
+          if (++work >= RULES_PER_STEP) {
+            work = 0;
+            yield;
+          }
         }
-        continue;
+        // All wildcards: the index would list every rule, so walking is the same and cheaper.
+        if (allWild) continue;
+        idx = same ? oldIdx! : new ChainIndex(c, keys);
       }
-      let same = oldIdx !== undefined && oldIdx.keys.length === n;
-      let allWild = true;
-      const keys = new Array<RuleKey>(n);
-      for (let k = 0; k < n; k++) {
-        const r = rs[k];
-        let key: RuleKey;
-        if (oldRules !== undefined && k < oldRules.length && sameKeyInputs(r, oldRules[k])) {
-          key = oldIdx!.keys[k];
-        } else {
-          key = ruleKey(r);
-          if (same && !sameKey(key, oldIdx!.keys[k])) same = false;
-        }
-        if (key.kind !== 'wild') allWild = false;
-        keys[k] = key;
-        if (++work >= RULES_PER_STEP) {
-          work = 0;
-          yield;
-        }
-      }
-      // All wildcards: the index would list every rule, so walking is the same and cheaper.
-      if (allWild) continue;
-      const idx = same ? oldIdx! : new ChainIndex(c, keys);
       chains.set(c, idx);
       for (const k of ['rules', 'wild', 'dst', 'mark', 'iface'] as const) stats[k] += idx.stats[k];
+      if (work >= RULES_PER_STEP) {
+        work = 0;
+        yield;
+      }
     }
   }
   return { chains, stats };

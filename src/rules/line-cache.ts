@@ -124,8 +124,6 @@ export class ParseCache {
   private blockLines = MIN_BLOCK;
   private noBlockUntil = 0;
   lastKey: string | undefined;
-  /** The facts of the lines useShared used last. */
-  sharedFacts = 0;
   gen = 0;
   stats: ParseCacheStats = { reused: 0, moved: 0, parsed: 0, sharedChains: 0, validatedByChanges: 0, declsReused: 0 };
 
@@ -276,8 +274,8 @@ export class ParseCache {
 
   /**
    * The `n` lines from `line` (at `from` in the text) that sharedRun found, as used by this parse; their rules with
-   * HAS_STATE (in `old`, the rules they make) are added to `stateful`. Returns where the line after them starts and
-   * sets `sharedFacts` to their facts.
+   * HAS_STATE (in `old`, the rules they make) are added to `stateful`. Returns their facts; `starts` gets where each
+   * of them starts, and the line after them.
    */
   useShared(line: number, n: number, from: number, old: readonly Rule[], stateful: Rule[]): number {
     const last = this.lastStarts;
@@ -293,10 +291,10 @@ export class ParseCache {
       if ((e.facts & HAS_STATE) !== 0) for (let k = 0; k < e.count; k++) stateful.push(old[pos + k]);
       pos += e.count;
     }
-    this.sharedFacts = facts;
+    this.starts[line + n] = last[line + n] + base;
     this.stats.reused += n;
     this.stats.sharedChains++;
-    return last[line + n] + base;
+    return facts;
   }
 
   /** The line this parse used at `line` (byLine): a cached line, or one parsed and remembered. */

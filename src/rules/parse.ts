@@ -1107,10 +1107,9 @@ function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Rules
               (cur.shared ??= new Map()).set(c, lineNo);
               cur.last = c;
               cur.touched = true;
-              const after = cache.useShared(lineNo, n, from, old!, cur.stateful);
-              factBits |= cache.sharedFacts;
+              factBits |= cache.useShared(lineNo, n, from, old!, cur.stateful);
+              next = starts![lineNo + n] - 1;
               lineNo += n - 1;
-              next = after - 1;
               continue;
             }
           }
