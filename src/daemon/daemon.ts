@@ -119,7 +119,7 @@ const MAX_PENDING_BATCHES = 256;
  * any fault in them; other errors (an unreadable file) as they are.
  */
 export function loadRulesets(
-  opts: { rules4?: string; rules6?: string; ipsets?: readonly string[]; bytes?: ReadonlyMap<string, Buffer> },
+  opts: { rules4?: string; rules6?: string; ipsets?: readonly string[]; texts?: ReadonlyMap<string, string> },
   check?: () => void,
 ): LoadedRules {
   return runSync(loadRulesetsSteps(opts), check);
@@ -132,8 +132,8 @@ export function* loadRulesetsSteps(opts: {
   ipsets?: readonly string[];
   /** Unchanged chains take the rules of the files' last parse (ParseOptions.shareChains): a reload's. */
   shareChains?: boolean;
-  /** The files' bytes, read already (FileSnapshot): parsed, not read again. */
-  bytes?: ReadonlyMap<string, Buffer>;
+  /** The files' text, read already (FileSnapshot): parsed, not read again. */
+  texts?: ReadonlyMap<string, string>;
 }): Steps<LoadedRules> {
   // H18: at start and at every reload, before reading: files others could write are refused.
   checkFileSafety(ruleFiles(opts));
@@ -141,7 +141,7 @@ export function* loadRulesetsSteps(opts: {
   const errors: RuleError[] = [];
   function* load(file: string, family: Family): Steps<Ruleset | undefined> {
     try {
-      const rs = yield* loadRuleFileSteps(file, family, { shareChains: opts.shareChains, bytes: opts.bytes?.get(file) });
+      const rs = yield* loadRuleFileSteps(file, family, { shareChains: opts.shareChains, text: opts.texts?.get(file) });
       yield;
       checkEnforceable(rs);
       yield;
@@ -156,7 +156,7 @@ export function* loadRulesetsSteps(opts: {
   if (opts.rules6 !== undefined) out.rules6 = yield* load(opts.rules6, 6);
   if (opts.ipsets !== undefined && opts.ipsets.length > 0) {
     try {
-      out.sets = loadIpsetFiles(opts.ipsets, opts.bytes);
+      out.sets = loadIpsetFiles(opts.ipsets, opts.texts);
     } catch (err) {
       if (!(err instanceof RuleErrors)) throw err;
       errors.push(...err.errors);
@@ -307,7 +307,7 @@ export class Daemon {
     // Before the rules are read: a ruleset larger than V8's own limit still loads when the budget allows it.
     const heap = HeapBudget.set(opts.heapLimitMiB !== undefined ? opts.heapLimitMiB * MiB : autoHeapBudget());
     const snapshot = await readFiles(ruleFiles(opts));
-    const rules = loadRulesets({ ...opts, bytes: snapshot?.bytes }, heap.watch('loading the rules'));
+    const rules = loadRulesets({ ...opts, texts: snapshot?.texts }, heap.watch('loading the rules'));
     const host = await LinuxHost.load();
     const d = new Daemon(opts, rules, host, heap);
     d.loadedDigest = snapshot?.digest;
@@ -596,13 +596,13 @@ export class Daemon {
     return this.reloader.request(trigger);
   }
 
-  private async reloadNow(trigger: string, bytes?: ReadonlyMap<string, Buffer>): Promise<ReloadOutcome> {
+  private async reloadNow(trigger: string, texts?: ReadonlyMap<string, string>): Promise<ReloadOutcome> {
     const t0 = performance.now();
     // Let the batches already delivered run first; everything below up to the swap happens off to the side.
     await new Promise((r) => setImmediate(r));
     let staged: StagedReload;
     try {
-      staged = await this.stageReload(bytes);
+      staged = await this.stageReload(texts);
     } catch (err) {
       // Whatever went wrong before the swap, the running rules stay in force.
       const errors = err instanceof RuleErrors ? err.errors.map((e) => e.message) : [err instanceof Error ? err.message : String(err)];
@@ -651,7 +651,7 @@ export class Daemon {
    * (src/steps.ts). The counters and match state carried over are shared objects, so what those batches count lands
    * in the new rules too. Throws RuleErrors for the files' faults, HeapBudgetExceeded when the new rules do not fit.
    */
-  private async stageReload(bytes: ReadonlyMap<string, Buffer> | undefined): Promise<StagedReload> {
+  private async stageReload(texts: ReadonlyMap<string, string> | undefined): Promise<StagedReload> {
     const o = this.opts;
     const check = this.heap.watch('reload');
     let t = performance.now();
@@ -661,7 +661,7 @@ export class Daemon {
       t = now;
       return ms;
     };
-    const next = await runSliced(loadRulesetsSteps({ rules4: o.rules4, rules6: o.rules6, ipsets: o.ipsets, shareChains: true, bytes }), check);
+    const next = await runSliced(loadRulesetsSteps({ rules4: o.rules4, rules6: o.rules6, ipsets: o.ipsets, shareChains: true, texts }), check);
     const load = lap();
     this.drainFlows();
     const carried4 = next.rules4 ? await runSliced(carryCounters(this.rules.rules4, next.rules4), check) : 0;
@@ -688,7 +688,7 @@ export class Daemon {
       return { ok: true, trigger, errors: [], durationMs: 0, unchanged: true };
     }
     this.service.reloading(`Reloading rules (${trigger})`);
-    const r = await this.reloadNow(trigger, snapshot?.bytes);
+    const r = await this.reloadNow(trigger, snapshot?.texts);
     if (r.ok) this.loadedDigest = digest;
     this.service.reloaded(r.ok ? statusLine(this) : `reload failed, old rules in force: ${r.errors[0] ?? ''}`);
     return r;

@@ -15,13 +15,13 @@ import type { Steps } from '../steps';
  * Loads `ipset save` files into one store (from `bytes` when read already). Throws RuleErrors naming file:line:1 for
  * every file that fails.
  */
-export function loadIpsetFiles(files: readonly string[], bytes?: ReadonlyMap<string, Buffer>): IpsetStore {
+export function loadIpsetFiles(files: readonly string[], texts?: ReadonlyMap<string, string>): IpsetStore {
   const store = new IpsetStore();
   const errors: RuleError[] = [];
   for (const file of files) {
     let text: string;
     try {
-      text = bytes?.get(file)?.toString('utf8') ?? fs.readFileSync(file, 'utf8');
+      text = texts?.get(file) ?? fs.readFileSync(file, 'utf8');
     } catch (err) {
       const why = err instanceof Error ? err.message : String(err);
       errors.push(new RuleError(`cannot read ipset file: ${why}`, { file, line: 0, column: 0 }));

@@ -15,8 +15,8 @@ export interface LoadOptions {
   counters?: boolean;
   /** Unchanged chains take the rules of the file's last parse (ParseOptions.shareChains): for a reload. */
   shareChains?: boolean;
-  /** The file's bytes, read already (a reload's, src/daemon/file-digest.ts): not read again. */
-  bytes?: Buffer;
+  /** The file's text, read already (a reload's, src/daemon/file-digest.ts): not read again. */
+  text?: string;
 }
 
 /**
@@ -49,7 +49,7 @@ export function loadRuleFile(path: string, family?: Family, opts: LoadOptions = 
 export function* loadRuleFileSteps(path: string, family?: Family, opts: LoadOptions = {}): Steps<Ruleset> {
   let text: string;
   try {
-    text = opts.bytes !== undefined ? opts.bytes.toString('utf8') : yield* readFileSteps(path);
+    text = opts.text ?? (yield* readFileSteps(path));
   } catch (e) {
     const reason = e instanceof Error ? e.message : String(e);
     throw new RuleErrors([new RuleError(`cannot read rule file: ${reason}`, { file: path, line: 0, column: 0 })]);

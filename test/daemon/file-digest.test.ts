@@ -1,5 +1,5 @@
 // readFiles (src/daemon/file-digest.ts): a reload's one read of its files. The digest tells two versions apart, and
-// the bytes are what the reload parses.
+// their text is what the reload parses.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -22,8 +22,8 @@ describe('daemon/file-digest: the bytes a reload parses and their digest', () =>
     fs.writeFileSync(b, 'create s hash:ip\n');
     const first = await readFiles([a, b]);
     assert.ok(first !== undefined);
-    assert.ok(first.bytes.get(a)!.equals(big));
-    assert.equal(first.bytes.get(b)!.toString(), 'create s hash:ip\n');
+    assert.equal(first.texts.get(a), big.toString('utf8'));
+    assert.equal(first.texts.get(b), 'create s hash:ip\n');
     assert.equal((await readFiles([a, b]))!.digest, first.digest, 'the same bytes, the same digest');
     big[big.length - 1] = 0x79;
     fs.writeFileSync(a, big);
@@ -31,14 +31,14 @@ describe('daemon/file-digest: the bytes a reload parses and their digest', () =>
     fs.writeFileSync(b, 'create t hash:ip\n');
     const third = await readFiles([a, b]);
     assert.notEqual(third!.digest, first.digest);
-    assert.equal(third!.bytes.get(b)!.toString(), 'create t hash:ip\n');
+    assert.equal(third!.texts.get(b), 'create t hash:ip\n');
   });
 
   it('is undefined when a file cannot be read, and an empty file is read as empty', async () => {
     const empty = path.join(dir, 'empty');
     fs.writeFileSync(empty, '');
     const r = await readFiles([empty]);
-    assert.equal(r!.bytes.get(empty)!.length, 0);
+    assert.equal(r!.texts.get(empty), '');
     assert.equal(await readFiles([empty, path.join(dir, 'missing')]), undefined);
   });
 });
