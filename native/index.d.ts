@@ -401,11 +401,20 @@ export interface MatcherDrain {
 /** The programs in force (src/compile/program.ts), shared with the queues' receive threads. */
 export class Matcher {
   constructor();
-  /** Puts a program in force for `family`; throws Error with the loader's reason when the words are not a program. */
+  /**
+   * Puts a program in force for `family`; throws Error with the loader's reason when the words are not a program.
+   * Words in a block of programWords() are run in place and stay read-only while the program lives (a write to them
+   * then faults); any others are copied.
+   */
   load(family: 4 | 6, words: Uint32Array, serial: number): void;
   clear(family: 4 | 6): void;
-  /** A copy of the words of the program in force and the serial it was loaded under; undefined when none is. */
-  words(family: 4 | 6): { serial: number; words: Uint32Array } | undefined;
+  /** The serial the program in force for `family` was loaded under; 0 when none is. */
+  serial(family: 4 | 6): number;
+  /**
+   * At least `length` words, zero, in memory load() runs without a copy: the whole block `reuse` is a view of when no
+   * program runs on it any more and it is long enough, else a new one. Throws when the memory cannot be had.
+   */
+  programWords(length: number, reuse?: Uint32Array): Uint32Array;
   setHost(host: MatcherHost): void;
   /**
    * Tests: the decision, or null when JavaScript must decide (slow). With `commit`, counts it as a receive thread

@@ -266,7 +266,14 @@ bool isLocal(const Host& h, uint8_t family, const uint32_t* a) {
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the program's name words are read as bytes in memory order");
 
 struct Program::Impl {
-  std::vector<uint32_t> w;
+  // The words: `own` (a copy) or a block sealed for this program, which it unseals when it goes.
+  const uint32_t* W = nullptr;
+  size_t n = 0;
+  std::vector<uint32_t> own;
+  std::shared_ptr<WordBlock> block;
+  ~Impl() {
+    if (block) block->unseal();
+  }
   struct HookTable {
     uint32_t table, chain, stackLimit;
   };
@@ -323,7 +330,31 @@ struct Reader {
 
 }  // namespace
 
-std::shared_ptr<Program> Program::load(const uint32_t* w, size_t n, std::string& err) {
+std::shared_ptr<Program> Program::load(const uint32_t* words, size_t n, std::string& err) {
+  auto impl = std::make_unique<Impl>();
+  if (words != nullptr) impl->own.assign(words, words + n);
+  impl->W = impl->own.data();
+  impl->n = n;
+  return build(std::move(impl), err);
+}
+
+std::shared_ptr<Program> Program::load(std::shared_ptr<WordBlock> block, size_t offset, size_t n, std::string& err) {
+  if (!block || offset > block->words() || n > block->words() - offset) {
+    err = "the words lie outside their block";
+    return nullptr;
+  }
+  auto impl = std::make_unique<Impl>();
+  // Sealed before it is read: what is checked below is what the receive threads will run.
+  if (!block->seal(err)) return nullptr;
+  impl->W = block->data() + offset;
+  impl->n = n;
+  impl->block = std::move(block);
+  return build(std::move(impl), err);
+}
+
+std::shared_ptr<Program> Program::build(std::unique_ptr<Impl> impl, std::string& err) {
+  const uint32_t* w = impl->W;
+  size_t n = impl->n;
   if (w == nullptr || n < kHeaderWords) {
     err = "program too short";
     return nullptr;
@@ -349,10 +380,8 @@ std::shared_ptr<Program> Program::load(const uint32_t* w, size_t n, std::string&
     err = "counter or chain count out of range";
     return nullptr;
   }
-  auto impl = std::make_unique<Impl>();
-  impl->w.assign(w, w + n);
-  Reader r{impl->w.data(), n, kHeaderWords, n, err};
-  const uint32_t* W = impl->w.data();
+  Reader r{w, n, kHeaderWords, n, err};
+  const uint32_t* W = w;
   // The tables each hook passes through, in the kernel's priority order (engine.ts HOOK_TABLES; raw 0, mangle 1,
   // nat 2, filter 3, security 4): a hook lists a subsequence of its own, so no table runs twice or out of order.
   static const std::vector<uint32_t> kHookTables[5] = {{0, 1, 2}, {1, 3, 4, 2}, {1, 3, 4}, {0, 1, 2, 3, 4}, {1, 2}};
@@ -639,7 +668,7 @@ struct Run {
   // NF_ACCEPT, or NF_DROP when the interface has no address. SLOW when the host view cannot say.
   int natTarget(const Program::Impl::Rule& r, uint32_t& verdict) {
     if (!natTable) return SLOW;
-    const uint32_t* q = p.w.data() + r.tNat;
+    const uint32_t* q = p.W + r.tNat;
     nat::Request req;
     req.manip = q[0] == 2 ? ((in.hook == 0 || in.hook == 3) ? kManipDst : kManipSrc) : uint8_t(q[0]);
     req.flags = q[1];
@@ -701,7 +730,7 @@ struct Run {
     uint32_t f = r.flags;
     if (f & F_SLOW) return SLOW;
     uint32_t nw = v.family == 4 ? 1 : 4;
-    const uint32_t* W = p.w.data();
+    const uint32_t* W = p.W;
     if (f & F_SRC) {
       const uint32_t *a = W + r.src, *m = a + 4;
       bool eq = true;
@@ -965,7 +994,7 @@ struct Run {
         continue;
       }
       bool ok = true;
-      const uint32_t* w = p.w.data() + r.ops;
+      const uint32_t* w = p.W + r.ops;
       for (uint32_t k = 0; k < r.nOps; k++) {
         uint32_t code = w[0] & 0xffff, len = w[1];
         // Engine.walk: a match past the rule's leading flow-stable ones ran (flowInfo), whatever it returns.
@@ -1150,8 +1179,6 @@ std::shared_ptr<Program> Matcher::program(uint8_t family, uint32_t& serial) cons
   serial = e.program ? e.serial : 0;
   return e.program;
 }
-
-const std::vector<uint32_t>& Program::words() const { return impl_->w; }
 
 void Matcher::setHost(std::shared_ptr<const Host> h) {
   std::lock_guard<std::mutex> lock(mu_);

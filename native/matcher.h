@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "nat.h"
+#include "program_words.h"
 
 namespace nfqwall {
 namespace mt {
@@ -99,12 +100,12 @@ class Program {
   // Checks the words completely (every offset, count and chain reference in range, jump depth within the stack) and
   // builds the indexes. Null with `err` set when the words are not a valid program.
   static std::shared_ptr<Program> load(const uint32_t* words, size_t n, std::string& err);
+  // The same without a copy: the `n` words from `offset` of `block` stay sealed while the program lives.
+  static std::shared_ptr<Program> load(std::shared_ptr<WordBlock> block, size_t offset, size_t n, std::string& err);
   ~Program();
 
   uint8_t family() const { return family_; }
   uint32_t counterCount() const { return uint32_t(packets_.size()); }
-  // The words it was loaded from, as JavaScript gave them (a reload copies the unchanged chains' records from them).
-  const std::vector<uint32_t>& words() const;
 
   // Decides `in` into `out` and returns true, or returns false (slow path). Counts nothing: the caller commits.
   bool run(const Input& in, const Host& host, Result& out) const;
@@ -122,6 +123,7 @@ class Program {
 
  private:
   Program() = default;
+  static std::shared_ptr<Program> build(std::unique_ptr<Impl> impl, std::string& err);
   std::unique_ptr<Impl> impl_;
   uint8_t family_ = 4;
   std::vector<std::atomic<uint64_t>> packets_, bytes_;

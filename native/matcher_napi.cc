@@ -115,7 +115,8 @@ class MatcherWrap : public Napi::ObjectWrap<MatcherWrap> {
                         InstanceMethod<&MatcherWrap::SetHost>("setHost"), InstanceMethod<&MatcherWrap::Run>("run"),
                         InstanceMethod<&MatcherWrap::Drain>("drain"), InstanceMethod<&MatcherWrap::Time>("time"),
                         InstanceMethod<&MatcherWrap::SetEnabled>("setEnabled"),
-                        InstanceMethod<&MatcherWrap::Words>("words"),
+                        InstanceMethod<&MatcherWrap::Serial>("serial"),
+                        InstanceMethod<&MatcherWrap::ProgramWords>("programWords"),
                         InstanceMethod<&MatcherWrap::Stats>("stats")});
   }
 
@@ -136,7 +137,12 @@ class MatcherWrap : public Napi::ObjectWrap<MatcherWrap> {
     if (!info[2].IsNumber()) throw Napi::TypeError::New(env, "Matcher.load: serial must be a number");
     uint32_t serial = info[2].As<Napi::Number>().Uint32Value();
     std::string err;
-    std::shared_ptr<mt::Program> p = mt::Program::load(words.Data(), words.ElementLength(), err);
+    // Words in a block of programWords() are run where they are; any others are copied.
+    Napi::ArrayBuffer buf = words.ArrayBuffer();
+    std::shared_ptr<mt::WordBlock> block = mt::WordBlock::find(buf.Data());
+    std::shared_ptr<mt::Program> p =
+        block ? mt::Program::load(std::move(block), words.ByteOffset() / sizeof(uint32_t), words.ElementLength(), err)
+              : mt::Program::load(words.Data(), words.ElementLength(), err);
     if (!p) throw Napi::Error::New(env, "Matcher.load: " + err);
     if (p->family() != family)
       throw Napi::Error::New(env, "Matcher.load: the program is for IPv" + std::to_string(p->family()));
@@ -144,18 +150,34 @@ class MatcherWrap : public Napi::ObjectWrap<MatcherWrap> {
     return env.Undefined();
   }
 
-  Napi::Value Words(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
+  Napi::Value Serial(const Napi::CallbackInfo& info) {
     uint32_t serial = 0;
-    std::shared_ptr<mt::Program> p = m_->program(familyArg(info[0]), serial);
-    if (!p) return env.Undefined();
-    const std::vector<uint32_t>& w = p->words();
-    Napi::Uint32Array out = Napi::Uint32Array::New(env, w.size());
-    std::memcpy(out.Data(), w.data(), w.size() * sizeof(uint32_t));
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("serial", serial);
-    o.Set("words", out);
-    return o;
+    m_->program(familyArg(info[0]), serial);
+    return Napi::Number::New(info.Env(), serial);
+  }
+
+  // A Uint32Array of at least `length` words (zero) in a block load() runs in place: the whole of `reuse`'s block when
+  // `reuse` is a view of one, long enough, that no program runs on any more; else a new block.
+  Napi::Value ProgramWords(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "Matcher.programWords: length must be a number");
+    double len = info[0].As<Napi::Number>().DoubleValue();
+    if (!(len >= 0 && len <= double(UINT32_MAX)) || len != double(uint64_t(len)))
+      throw Napi::RangeError::New(env, "Matcher.programWords: length must be an integer from 0 to 2^32-1");
+    size_t words = size_t(len);
+    if (info.Length() > 1 && info[1].IsTypedArray() && info[1].As<Napi::TypedArray>().TypedArrayType() == napi_uint32_array) {
+      Napi::Uint32Array reuse = info[1].As<Napi::Uint32Array>();
+      std::shared_ptr<mt::WordBlock> b = mt::WordBlock::find(reuse.ArrayBuffer().Data());
+      if (b && b->words() >= words && b->recycle()) return Napi::Uint32Array::New(env, b->words(), reuse.ArrayBuffer(), 0);
+    }
+    std::string err;
+    std::shared_ptr<mt::WordBlock> b = mt::WordBlock::allocate(words, err);
+    if (!b) throw Napi::Error::New(env, "Matcher.programWords: " + err);
+    // The ArrayBuffer holds the block as long as JavaScript does; a program on it holds it too.
+    auto* hold = new std::shared_ptr<mt::WordBlock>(b);
+    Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, b->data(), b->words() * sizeof(uint32_t),
+                                                  [](Napi::Env, void*, std::shared_ptr<mt::WordBlock>* h) { delete h; }, hold);
+    return Napi::Uint32Array::New(env, b->words(), ab, 0);
   }
 
   Napi::Value Clear(const Napi::CallbackInfo& info) {

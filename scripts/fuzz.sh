@@ -44,7 +44,7 @@ flags=(-std=c++17 -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -f
 
 # The library sources once, shared by every target; each rebuilt when it or a header is newer than its object.
 objs=()
-for src in native/packet.cc native/nat.cc native/conntrack.cc native/flowcache.cc native/matcher.cc; do
+for src in native/packet.cc native/nat.cc native/conntrack.cc native/flowcache.cc native/matcher.cc native/program_words.cc; do
   obj="$out/obj/$(basename "$src" .cc).o"
   if [ ! -f "$obj" ] || [ -n "$(find "$src" native/*.h -newer "$obj" -print -quit)" ]; then
     say "compiling $src"

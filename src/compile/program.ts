@@ -50,20 +50,25 @@ const RULES_PER_STEP = 4096;
 
 const enc = new TextEncoder();
 
+/** At least `length` words, zero (the daemon's: memory the matcher runs in place, src/daemon/matcher-programs.ts). */
+export type WordAlloc = (length: number) => Uint32Array;
+
+const newWords: WordAlloc = (length) => new Uint32Array(length);
+
 /** A growing word buffer: a 400,000-rule ruleset is millions of words, written without intermediate arrays. */
 export class Words {
   buf: Uint32Array;
   length = 0;
 
   /** `hint`: the words expected, so a large program is not copied over and over as it grows. */
-  constructor(hint = 1 << 12) {
-    this.buf = new Uint32Array(Math.max(1 << 12, hint));
+  constructor(hint = 1 << 12, private readonly alloc = newWords) {
+    this.buf = alloc(Math.max(1 << 12, hint));
   }
 
   private grow(need: number): void {
     let n = this.buf.length;
     while (n < this.length + need) n *= 2;
-    const b = new Uint32Array(n);
+    const b = this.alloc(n);
     b.set(this.buf.subarray(0, this.length));
     this.buf = b;
   }
@@ -229,8 +234,8 @@ function key(out: Words, r: Rule): void {
   out.addr(r.dst.value.addr);
 }
 
-export function compileProgram(rules: Ruleset, family: 4 | 6, prev?: PreviousProgram): Program {
-  return runSync(compileProgramSteps(rules, family, prev));
+export function compileProgram(rules: Ruleset, family: 4 | 6, prev?: PreviousProgram, alloc?: WordAlloc): Program {
+  return runSync(compileProgramSteps(rules, family, prev, alloc));
 }
 
 /** Every chain of the ruleset in the program's order: tables in TABLES order, chains in the table's. */
@@ -245,9 +250,10 @@ function chainList(rules: Ruleset): ChainList {
 
 /**
  * compileProgram in steps (src/steps.ts): a 400,000-rule ruleset yields every few thousand rules. With `prev`, the
- * program in force and its ruleset, the chains that did not change are copied from it (program-reuse.ts).
+ * program in force and its ruleset, the chains that did not change are copied from it (program-reuse.ts). `alloc`
+ * gives the memory the words are written into.
  */
-export function* compileProgramSteps(rules: Ruleset, family: 4 | 6, prev?: PreviousProgram): Steps<Program> {
+export function* compileProgramSteps(rules: Ruleset, family: 4 | 6, prev?: PreviousProgram, alloc?: WordAlloc): Steps<Program> {
   const counters: Counters[] = [];
   const chains = chainList(rules);
   const chainIndex = new Map<Chain, number>();
@@ -261,7 +267,7 @@ export function* compileProgramSteps(rules: Ruleset, family: 4 | 6, prev?: Previ
     stackLimit.set(table, user + 1);
   }
   // A reload's program is about the size of the one in force.
-  const out = new Words(prev === undefined ? 0 : prev.words.length + (prev.words.length >> 4));
+  const out = new Words(prev === undefined ? 0 : prev.words.length + (prev.words.length >> 4), alloc);
   out.pushAll([F.MAGIC, F.VERSION, family, 0, chains.length, 0]);
   for (const hook of HOOKS) {
     const countAt = out.reserve(1);
@@ -323,6 +329,6 @@ export function* compileProgramSteps(rules: Ruleset, family: 4 | 6, prev?: Previ
   }
   out.buf[3] = counters.length;
   out.buf[5] = out.length;
-  // A view, not a copy (12 MB at 10,000 services): the addon copies what it loads, and no one keeps the words after.
+  // A view, not a copy (12 MB at 10,000 services).
   return { words: out.buf.subarray(0, out.length), counters, reusedChains: reuse?.copied ?? 0 };
 }

@@ -3,7 +3,7 @@
 // engine increments. Counter objects are shared across reloads by rule identity (reload.ts carryCounters), so a hit
 // counted by a replaced program still lands on the right rule; a program's counter list is kept until the native
 // side says it drained that program for the last time.
-import { compileProgramSteps } from '../compile/program';
+import { compileProgramSteps, type WordAlloc } from '../compile/program';
 import type { PreviousProgram } from '../compile/program-reuse';
 import type { HostRoute } from '../engine/host';
 import type { MatcherHost } from '../native';
@@ -15,8 +15,10 @@ import type { Steps } from '../steps';
 export interface MatcherLike {
   load(family: Family, words: Uint32Array, serial: number): void;
   clear(family: Family): void;
-  /** A copy of the words of the program in force for `family` and its serial; undefined when none is. */
-  words(family: Family): { serial: number; words: Uint32Array } | undefined;
+  /** The serial of the program in force for `family`; 0 when none is. */
+  serial(family: Family): number;
+  /** Memory load() runs in place, `reuse`'s when it is free; absent, the words are plain arrays that load() copies. */
+  programWords?(length: number, reuse?: Uint32Array): Uint32Array;
   drain(): { serials: Uint32Array; ids: Uint32Array; packets: Float64Array; bytes: Float64Array; done: number[] };
 }
 
@@ -43,8 +45,16 @@ export class MatcherPrograms {
   private nextSerial = 1;
   /** Why a family has no program in force: the compiler or the loader refused its ruleset. */
   private readonly errors = new Map<Family, string>();
-  /** The serial and ruleset of the program in force per family. */
-  private readonly inForce = new Map<Family, { serial: number; rules: Ruleset }>();
+  /**
+   * The serial, ruleset and words of the program in force per family. The next reload copies its unchanged chains
+   * from these words: the very memory the matcher runs (programWords), not a copy of it.
+   */
+  private readonly inForce = new Map<Family, { serial: number; rules: Ruleset; words: Uint32Array }>();
+  /**
+   * Per family, the words of the program in force before, which the next compile writes into once the matcher no
+   * longer runs it: two blocks in turn, so a reload allocates no program memory and leaves the heap none to collect.
+   */
+  private readonly spare = new Map<Family, Uint32Array>();
   readonly stats: MatcherProgramStats = { drainedPackets: 0, unknownHits: 0 };
 
   /** The families whose ruleset the matcher does not run, and why; undefined when it runs every one. */
@@ -60,7 +70,7 @@ export class MatcherPrograms {
    */
   *prepare(rules: Ruleset): Steps<PreparedProgram | undefined> {
     try {
-      const p = yield* compileProgramSteps(rules, rules.family, this.previous(rules.family));
+      const p = yield* compileProgramSteps(rules, rules.family, this.previous(rules.family), this.wordsFor(rules.family));
       return { family: rules.family, words: p.words, counters: p.counters, rules, reusedChains: p.reusedChains };
     } catch (err) {
       this.errors.set(rules.family, err instanceof Error ? err.message : String(err));
@@ -73,6 +83,8 @@ export class MatcherPrograms {
    * batches running meanwhile finish on the program they took.
    */
   commit(p: PreparedProgram | undefined, family: Family): void {
+    const before = this.inForce.get(family);
+    if (before !== undefined) this.spare.set(family, before.words);
     this.inForce.delete(family);
     if (p === undefined) {
       this.matcher.clear(family);
@@ -83,7 +95,7 @@ export class MatcherPrograms {
     try {
       this.matcher.load(family, p.words, serial);
       this.errors.delete(family);
-      this.inForce.set(family, { serial, rules: p.rules });
+      this.inForce.set(family, { serial, rules: p.rules, words: p.words });
     } catch (err) {
       this.bySerial.delete(serial);
       this.errors.set(family, err instanceof Error ? err.message : String(err));
@@ -94,8 +106,18 @@ export class MatcherPrograms {
   /** The program in force and its ruleset, when the native side still holds the one this table put in force. */
   private previous(family: Family): PreviousProgram | undefined {
     const f = this.inForce.get(family);
-    const w = f === undefined ? undefined : this.matcher.words(family);
-    return f !== undefined && w !== undefined && w.serial === f.serial ? { rules: f.rules, words: w.words } : undefined;
+    return f !== undefined && this.matcher.serial(family) === f.serial ? { rules: f.rules, words: f.words } : undefined;
+  }
+
+  /** Where a compile for `family` writes its words: the spare block first (the addon gives a new one if it is busy). */
+  private wordsFor(family: Family): WordAlloc | undefined {
+    const m = this.matcher;
+    if (m.programWords === undefined) return undefined;
+    return (length) => {
+      const reuse = this.spare.get(family);
+      this.spare.delete(family);
+      return m.programWords!(length, reuse);
+    };
   }
 
   /** Adds the receive threads' hits since the last drain to the rule counters. Returns the packets added. */
