@@ -238,6 +238,13 @@ export function compileProgram(rules: Ruleset, family: 4 | 6, prev?: PreviousPro
   return runSync(compileProgramSteps(rules, family, prev, alloc));
 }
 
+/** Words enough for most programs of these chains: unused words of a block are never touched, so cost no memory. */
+function firstSize(chains: ChainList): number {
+  let n = 64;
+  for (const { chain } of chains) n += 8 + 32 * chain.rules.length;
+  return n;
+}
+
 /** Every chain of the ruleset in the program's order: tables in TABLES order, chains in the table's. */
 function chainList(rules: Ruleset): ChainList {
   const chains: { chain: Chain; table: Table }[] = [];
@@ -266,8 +273,9 @@ export function* compileProgramSteps(rules: Ruleset, family: 4 | 6, prev?: Previ
     for (const c of table.chains.values()) if (!c.builtin) user++;
     stackLimit.set(table, user + 1);
   }
-  // A reload's program is about the size of the one in force.
-  const out = new Words(prev === undefined ? 0 : prev.words.length + (prev.words.length >> 4), alloc);
+  // A reload's program is about the size of the one in force; a first one, of its rules (a kube-proxy rule takes 25
+  // words): grown by doubling instead, it would leave a trail of buffers to collect.
+  const out = new Words(prev === undefined ? firstSize(chains) : prev.words.length + (prev.words.length >> 4), alloc);
   out.pushAll([F.MAGIC, F.VERSION, family, 0, chains.length, 0]);
   for (const hook of HOOKS) {
     const countAt = out.reserve(1);
