@@ -310,7 +310,7 @@ export class Daemon {
     const rules = loadRulesets({ ...opts, texts: snapshot?.texts }, heap.watch('loading the rules'));
     const host = await LinuxHost.load();
     const d = new Daemon(opts, rules, host, heap);
-    d.loadedDigest = snapshot?.digest;
+    d.loadedDigest = await snapshot?.digest;
     try {
       await claimSocketPath(opts.controlPath);
       // Before the queue exists, so the child cannot inherit its socket (see ipmonitor.ts).
@@ -680,16 +680,17 @@ export class Daemon {
   private async notifiedReload(trigger: string, onlyIfChanged: boolean): Promise<ReloadOutcome> {
     // The bytes the reload parses: a write after this read makes the next event's digest differ, so it is not missed.
     const snapshot = await readFiles(this.watchedFiles);
-    const digest = snapshot?.digest;
     // After a failed reload the files are read again whatever they hold: status must stop naming the error once fixed.
-    if (onlyIfChanged && this.reloads.lastSuccessful && digest !== undefined && digest === this.loadedDigest) {
+    // A reload asked for reloads whatever they hold, and parses while they are hashed.
+    const digest = onlyIfChanged && this.reloads.lastSuccessful ? await snapshot?.digest : undefined;
+    if (digest !== undefined && digest === this.loadedDigest) {
       this.reloads.unchanged++;
       this.logger.debug('the files hold what was loaded: no reload', { trigger });
       return { ok: true, trigger, errors: [], durationMs: 0, unchanged: true };
     }
     this.service.reloading(`Reloading rules (${trigger})`);
     const r = await this.reloadNow(trigger, snapshot?.texts);
-    if (r.ok) this.loadedDigest = digest;
+    if (r.ok) this.loadedDigest = await snapshot?.digest;
     this.service.reloaded(r.ok ? statusLine(this) : `reload failed, old rules in force: ${r.errors[0] ?? ''}`);
     return r;
   }

@@ -1,6 +1,7 @@
 // readFiles (src/daemon/file-digest.ts): a reload's one read of its files. The digest tells two versions apart, and
 // their text is what the reload parses.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -24,13 +25,16 @@ describe('daemon/file-digest: the bytes a reload parses and their digest', () =>
     assert.ok(first !== undefined);
     assert.equal(first.texts.get(a), big.toString('utf8'));
     assert.equal(first.texts.get(b), 'create s hash:ip\n');
-    assert.equal((await readFiles([a, b]))!.digest, first.digest, 'the same bytes, the same digest');
+    const digest = await first.digest;
+    const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
+    assert.equal(digest, `${sha(big)} ${sha('create s hash:ip\n')}`, 'the SHA-256 of each file');
+    assert.equal(await (await readFiles([a, b]))!.digest, digest, 'the same bytes, the same digest');
     big[big.length - 1] = 0x79;
     fs.writeFileSync(a, big);
-    assert.notEqual((await readFiles([a, b]))!.digest, first.digest, 'the last byte of the first file');
+    assert.notEqual(await (await readFiles([a, b]))!.digest, digest, 'the last byte of the first file');
     fs.writeFileSync(b, 'create t hash:ip\n');
     const third = await readFiles([a, b]);
-    assert.notEqual(third!.digest, first.digest);
+    assert.notEqual(await third!.digest, digest);
     assert.equal(third!.texts.get(b), 'create t hash:ip\n');
   });
 
