@@ -19,6 +19,8 @@ describe('daemon/file-digest: the bytes a reload parses and their digest', () =>
     const b = path.join(dir, 'sets');
     const big = Buffer.alloc((5 << 20) + 123, 'x');
     big.write('*filter\n', 0);
+    // A two-byte character across the first chunk's end (4 MiB).
+    big.write('é', (4 << 20) - 1);
     fs.writeFileSync(a, big);
     fs.writeFileSync(b, 'create s hash:ip\n');
     const first = await readFiles([a, b]);
@@ -26,8 +28,9 @@ describe('daemon/file-digest: the bytes a reload parses and their digest', () =>
     assert.equal(first.texts.get(a), big.toString('utf8'));
     assert.equal(first.texts.get(b), 'create s hash:ip\n');
     const digest = await first.digest;
-    const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
-    assert.equal(digest, `${sha(big)} ${sha('create s hash:ip\n')}`, 'the SHA-256 of each file');
+    const sha = (b: Buffer | string): Buffer => createHash('sha256').update(b).digest();
+    const chunked = (b: Buffer): string => sha(Buffer.concat([sha(b.subarray(0, 4 << 20)), sha(b.subarray(4 << 20))])).toString('hex');
+    assert.equal(digest, `${chunked(big)} ${sha(Buffer.concat([sha('create s hash:ip\n')])).toString('hex')}`, 'per file, the SHA-256 of its 4 MiB chunks\' SHA-256s');
     assert.equal(await (await readFiles([a, b]))!.digest, digest, 'the same bytes, the same digest');
     big[big.length - 1] = 0x79;
     fs.writeFileSync(a, big);
