@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { readFiles } from '../../src/daemon/file-digest';
+import { READ_CHUNK, readFiles } from '../../src/daemon/file-digest';
 
 describe('daemon/file-digest: the bytes a reload parses and their digest', () => {
   let dir: string;
@@ -17,10 +17,10 @@ describe('daemon/file-digest: the bytes a reload parses and their digest', () =>
   it('gives every file whole (larger than a read) and one digest that changes with any byte of any file', async () => {
     const a = path.join(dir, 'rules');
     const b = path.join(dir, 'sets');
-    const big = Buffer.alloc((5 << 20) + 123, 'x');
+    const big = Buffer.alloc(READ_CHUNK + (8 << 20) + 123, 'x');
     big.write('*filter\n', 0);
-    // A two-byte character across the first chunk's end (4 MiB).
-    big.write('é', (4 << 20) - 1);
+    // A two-byte character across the first chunk's end.
+    big.write('é', READ_CHUNK - 1);
     fs.writeFileSync(a, big);
     fs.writeFileSync(b, 'create s hash:ip\n');
     const first = await readFiles([a, b]);
@@ -29,8 +29,8 @@ describe('daemon/file-digest: the bytes a reload parses and their digest', () =>
     assert.equal(first.texts.get(b), 'create s hash:ip\n');
     const digest = await first.digest;
     const sha = (b: Buffer | string): Buffer => createHash('sha256').update(b).digest();
-    const chunked = (b: Buffer): string => sha(Buffer.concat([sha(b.subarray(0, 4 << 20)), sha(b.subarray(4 << 20))])).toString('hex');
-    assert.equal(digest, `${chunked(big)} ${sha(Buffer.concat([sha('create s hash:ip\n')])).toString('hex')}`, 'per file, the SHA-256 of its 4 MiB chunks\' SHA-256s');
+    const chunked = (b: Buffer): string => sha(Buffer.concat([sha(b.subarray(0, READ_CHUNK)), sha(b.subarray(READ_CHUNK))])).toString('hex');
+    assert.equal(digest, `${chunked(big)} ${sha(Buffer.concat([sha('create s hash:ip\n')])).toString('hex')}`, 'per file, the SHA-256 of its chunks\' SHA-256s');
     assert.equal(await (await readFiles([a, b]))!.digest, digest, 'the same bytes, the same digest');
     big[big.length - 1] = 0x79;
     fs.writeFileSync(a, big);
