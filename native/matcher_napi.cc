@@ -174,9 +174,10 @@ class MatcherWrap : public Napi::ObjectWrap<MatcherWrap> {
     std::shared_ptr<mt::WordBlock> b = mt::WordBlock::allocate(words, err);
     if (!b) throw Napi::Error::New(env, "Matcher.programWords: " + err);
     // The ArrayBuffer holds the block as long as JavaScript does; a program on it holds it too.
-    auto* hold = new std::shared_ptr<mt::WordBlock>(b);
+    auto hold = std::make_unique<std::shared_ptr<mt::WordBlock>>(b);
     Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, b->data(), b->words() * sizeof(uint32_t),
-                                                  [](Napi::Env, void*, std::shared_ptr<mt::WordBlock>* h) { delete h; }, hold);
+                                                  [](Napi::Env, void*, std::shared_ptr<mt::WordBlock>* h) { delete h; }, hold.get());
+    hold.release();  // the finalizer's now
     return Napi::Uint32Array::New(env, b->words(), ab, 0);
   }
 

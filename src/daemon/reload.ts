@@ -12,7 +12,7 @@ import type { Chain, Counters, MatchUse, Rule, Ruleset } from '../rules/model';
 import type { Steps } from '../steps';
 
 /**
- * Loads `ipset save` files into one store (from `bytes` when read already). Throws RuleErrors naming file:line:1 for
+ * Loads `ipset save` files into one store (from `texts` when read already). Throws RuleErrors naming file:line:1 for
  * every file that fails.
  */
 export function loadIpsetFiles(files: readonly string[], texts?: ReadonlyMap<string, string>): IpsetStore {
