@@ -93,12 +93,19 @@ Napi::Value HeapSettle(const Napi::CallbackInfo& info) {
   return state(info.Env());
 }
 
+// A full collection now (V8's low-memory notification), for a caller that has just let go of much: no flag needed.
+Napi::Value HeapCollect(const Napi::CallbackInfo& info) {
+  v8::Isolate::GetCurrent()->LowMemoryNotification();
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void registerHeapGuard(Napi::Env env, Napi::Object exports) {
   exports.Set("heapBudget", Napi::Function::New(env, HeapBudget, "heapBudget"));
   exports.Set("heapGuard", Napi::Function::New(env, HeapGuardState, "heapGuard"));
   exports.Set("heapSettle", Napi::Function::New(env, HeapSettle, "heapSettle"));
+  exports.Set("heapCollect", Napi::Function::New(env, HeapCollect, "heapCollect"));
 }
 
 }  // namespace nfqwall

@@ -494,6 +494,8 @@ export function heapBudget(bytes: number): HeapGuardState;
 export function heapGuard(): HeapGuardState;
 /** Takes an overrun's reserve back once what overran is let go. */
 export function heapSettle(): HeapGuardState;
+/** A full collection of the heap, now. */
+export function heapCollect(): void;
 
 // ---- connection table (native/conntrack.*, docs/conntrack-table.md) ----
 

@@ -320,6 +320,10 @@ export class Daemon {
       d.conntrack = new addon.ConnTable(opts.conntrackMax !== undefined ? { maxEntries: opts.conntrackMax } : {});
       if (opts.flowCache !== false) d.startFlowCache(new addon.FlowCache());
       if (d.flowCache !== undefined && opts.matcher !== false) d.startMatcher(new addon.Matcher());
+      // The rules are loaded and compiled: what that left behind goes before the queue is bound.
+      const collecting = performance.now();
+      heap.collect();
+      d.logger.debug('collected the start-up garbage', { ms: Math.round(performance.now() - collecting) });
       // Skipping starts from a PREROUTING decision; without the cache nothing would set the bits.
       const hooks = opts.hooks ?? HOOKS;
       d.skipMark = d.flowCache !== undefined && hooks.includes('PREROUTING') ? (opts.skipMark ?? DEFAULT_SKIP_MARK) : 0;

@@ -4,6 +4,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import v8 from 'node:v8';
 import { addon } from '../../src/native';
 
 /** A python3 child that binds an AF_UNIX datagram socket at `address` ('@name' = abstract) and prints what arrives. */
@@ -93,5 +94,17 @@ describe('native addon: notify and argument checks', () => {
     assert.throws(() => new Q({ queue: 1, failOpen: 'yes' }, noop), { name: 'TypeError' });
     assert.throws(() => new Q({ queue: 1, maxBatch: 0 }, noop), { name: 'RangeError' });
     assert.throws(() => new Q({ queue: 1 }, 'not a function'), { name: 'TypeError' });
+  });
+});
+
+describe('native addon: the heap', () => {
+  it('heapCollect() collects what nothing refers to, now', () => {
+    let garbage: unknown[] | undefined = Array.from({ length: 200_000 }, (_, i) => ({ i, s: `x${i}` }));
+    const held = v8.getHeapStatistics().used_heap_size;
+    assert.equal((garbage as unknown[]).length, 200_000);
+    garbage = undefined;
+    addon.heapCollect();
+    const after = v8.getHeapStatistics().used_heap_size;
+    assert.ok(after < held - (8 << 20), `the heap held ${held} bytes with the garbage and ${after} after`);
   });
 });
