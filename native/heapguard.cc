@@ -93,7 +93,9 @@ Napi::Value HeapSettle(const Napi::CallbackInfo& info) {
   return state(info.Env());
 }
 
-// A full collection now (V8's low-memory notification), for a caller that has just let go of much: no flag needed.
+// Full collections now, until one frees nothing more (V8's low-memory notification: two at least), for a caller that
+// has just let go of much, without --expose-gc. A critical memory-pressure notification collects once, but then
+// starts a marking cycle that ran on into the first reloads at 100,000 services.
 Napi::Value HeapCollect(const Napi::CallbackInfo& info) {
   v8::Isolate::GetCurrent()->LowMemoryNotification();
   return info.Env().Undefined();
