@@ -24,7 +24,7 @@ export const READ_CHUNK = 32 << 20;
 
 /** Reads the files and starts digesting them; undefined if one is unreadable (the reload that follows names it). */
 export async function readFiles(files: readonly string[]): Promise<FileSnapshot | undefined> {
-  const digests: Promise<string>[] = [];
+  const digests: Promise<string | undefined>[] = [];
   const texts = new Map<string, string>();
   let buf = Buffer.alloc(0);
   for (const file of files) {
@@ -62,12 +62,19 @@ export async function readFiles(files: readonly string[]): Promise<FileSnapshot 
     }
     pieces.push(decoder.end());
     texts.set(file, pieces.length === 2 && pieces[1] === '' ? pieces[0] : pieces.join(''));
-    // A file's digest: the SHA-256 of its chunks' SHA-256s, in order.
-    digests.push(Promise.all(chunks).then((ds) => webcrypto.subtle.digest('SHA-256', Buffer.concat(ds.map((d) => Buffer.from(d))))).then((d) => Buffer.from(d).toString('hex')));
+    digests.push(fileDigest(chunks));
   }
-  const digest = Promise.all(digests).then(
-    (ds) => ds.join(' '),
-    () => undefined,
-  );
+  const digest = Promise.all(digests).then((ds) => (ds.includes(undefined) ? undefined : ds.join(' ')));
   return { digest, texts };
+}
+
+/** A file's digest: the SHA-256 of its chunks' SHA-256s, in order, in hex; undefined if hashing failed (never rejects). */
+async function fileDigest(chunks: Promise<ArrayBuffer>[]): Promise<string | undefined> {
+  try {
+    const ds = await Promise.all(chunks);
+    const d = await webcrypto.subtle.digest('SHA-256', Buffer.concat(ds.map((x) => Buffer.from(x))));
+    return Buffer.from(d).toString('hex');
+  } catch {
+    return undefined;
+  }
 }
