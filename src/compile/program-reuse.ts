@@ -157,7 +157,7 @@ function targetAt(w: Uint32Array, r: number): number {
 function sameRules(a: readonly Rule[], b: readonly Rule[]): boolean {
   if (a === b) return true;
   if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (!sameRule(a[i], b[i])) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && !sameRule(a[i], b[i])) return false;
   return true;
 }
 

@@ -114,7 +114,7 @@ export function* carryCounters(from: Ruleset | undefined, to: Ruleset): Steps<nu
 function sameRules(a: readonly Rule[], b: readonly Rule[]): boolean {
   if (a === b) return true;
   if (a.length !== b.length) return false;
-  for (let k = 0; k < a.length; k++) if (a[k].id !== b[k].id || !madeOfObjects(a[k], b[k], b[k])) return false;
+  for (let k = 0; k < a.length; k++) if (a[k] !== b[k] && (a[k].id !== b[k].id || !madeOfObjects(a[k], b[k], b[k]))) return false;
   return true;
 }
 

@@ -465,14 +465,21 @@ export class ParseCache {
   }
 }
 
-/** Whether `old` from `pos` on holds the rules copyLine would make of the unmoved line `e`, but for their counters. */
-function madeOf(e: CachedLine, old: readonly Rule[], pos: number): boolean {
+/**
+ * Whether `old` from `pos` on holds the rules copyLine would make of the unmoved line `e`, but for their counters; with
+ * `exact`, with the very ids it gives them too (not numbered as repeats). A location object is made for one line of
+ * one parse, and only the line's templates and copyLine's copies of them ever hold it: a rule with the templates'
+ * location is made of them. What changes a rule after its parse, a rename, makes the cache forget the table's lines.
+ */
+export function madeOf(e: CachedLine, old: readonly Rule[], pos: number, exact = false): boolean {
   const n = e.count;
   const first = e.first;
   if (first === undefined || pos + n > old.length) return false;
+  const loc = first.loc;
   for (let k = 0; k < n; k++) {
     const o = old[pos + k];
-    if (!numbered(o.id, k === 0 ? e.firstId : e.ids[k]) || !madeOfObjects(o, k === 0 ? first : e.rules[k], first)) return false;
+    const id = k === 0 ? e.firstId : e.ids[k];
+    if (o.loc !== loc || !(exact ? o.id === id : numbered(o.id, id))) return false;
   }
   return true;
 }

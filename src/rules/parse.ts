@@ -28,7 +28,7 @@ import {
 import { NameError, parseProtocol, protocolName } from './services';
 import { validateTableSteps } from './validate';
 import { HAS_STATE, recordFacts, recordStatefulRules, ruleFacts } from './facts';
-import { copyLine, ownCopy, type CachedLine, type ParseCache } from './line-cache';
+import { copyLine, madeOf, ownCopy, type CachedLine, type ParseCache } from './line-cache';
 import { runSync, type Steps } from '../steps';
 
 /** Where extension modules are looked up; the registry unless a test brings its own. */
@@ -227,6 +227,13 @@ interface TableBuild {
    * made is ever changed.
    */
   shared?: Map<Chain, number>;
+  /**
+   * The chains holding rules the last parse made, taken line by line (appendCached: unmoved lines of a chain whose
+   * lines are spread over the file, as kube-proxy's KUBE-SERVICES and KUBE-SVC-*), and the last one added. Before a
+   * command changes rules, or COMMIT numbers one as a repeat, such a rule is replaced by a copy, as shared chains are.
+   */
+  reused?: Set<Chain>;
+  lastReused?: Chain;
 }
 
 /** The table build appendRule appends to. */
@@ -990,8 +997,11 @@ function* numberRuleIdsSteps(table: Table): Steps<void> {
   }
 }
 
-/** numberRuleIds for one chain; `firsts` is scratch space. */
-function numberChain(chain: Chain, firsts: string[]): void {
+/**
+ * numberRuleIds for one chain; `firsts` is scratch space. With `reusing` (the chain holds rules of the last parse), a
+ * rule numbered is a copy put in its place.
+ */
+function numberChain(chain: Chain, firsts: string[], reusing?: TableBuild): void {
   const rules = chain.rules;
   let seen: Map<string, number> | undefined;
   for (let k = 0; k < rules.length; k++) {
@@ -1009,7 +1019,7 @@ function numberChain(chain: Chain, firsts: string[]): void {
       n = (seen.get(base) ?? 0) + 1;
       seen.set(base, n);
     }
-    if (n > 1) r.id = `${base}#${n}`;
+    if (n > 1) (reusing === undefined ? r : (rules[k] = copyRule(r, reusing))).id = `${base}#${n}`;
   }
 }
 
@@ -1192,7 +1202,7 @@ function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Rules
         else if (cur.toNumber !== undefined) {
           // Only -A built the chains: a chain whose ids are all different and that never grew long needs nothing.
           const firsts: string[] = [];
-          for (const c of cur.toNumber) numberChain(c, firsts);
+          for (const c of cur.toNumber) numberChain(c, firsts, cur.reused?.has(c) === true ? cur : undefined);
         }
         recordStatefulRules(cur.table, cur.stateful);
         if (cur.touched) tables.set(cur.table.name, cur.table);
@@ -1281,7 +1291,7 @@ function* parseWith(text: string, file: string, opts: ParseOptions): Steps<Rules
     try {
       const res = p.parseCommandLine(buf, start, lineNo, tb.table.name, counterPrefix);
       if (res.skip) continue;
-      if (tb.shared !== undefined && tb.shared.size > 0) unshareFor(res.cmd, tb, cache!, file);
+      if ((tb.shared !== undefined && tb.shared.size > 0) || tb.reused !== undefined) unshareFor(res.cmd, tb, cache!, file);
       // Deleting an empty chain (kube-proxy's stale ones) leaves the rules as appended; anything else may not.
       if (res.cmd?.op !== 'append' && !(res.cmd?.op === 'delete-chain' && isEmptyUserChain(tb, res.cmd.args[0]))) tb.onlyAppends = false;
       if (res.cmd?.op !== 'append') tb.slotsOff = true;
@@ -1427,11 +1437,64 @@ function appendCached(e: CachedLine, tb: TableBuild, file: string, lineNo: numbe
   tb.touched = true;
   if (tb.shared !== undefined && tb.shared.has(c)) unshare(tb, c, cache, file);
   if (e.line !== lineNo) cache.stats.moved++;
-  copyLine(e, file, lineNo, zeroing, c, appendRule, (e.facts & HAS_STATE) === 0 ? undefined : tb.stateful);
+  const old = reusable(e, tb, c, lineNo);
+  if (old !== undefined) {
+    // The rules a copy would be made of, with the same ids: the rules themselves, which spares a copy of each and,
+    // once carryCounters finds the chain unchanged, its garbage (50,000 rules per kube-proxy sync at 10,000 services).
+    const pos = c.rules.length;
+    for (let k = 0; k < e.count; k++) appendRule(c, old[pos + k]);
+    if ((e.facts & HAS_STATE) !== 0) for (let k = 0; k < e.count; k++) tb.stateful.push(old[pos + k]);
+    if (tb.lastReused !== c) {
+      (tb.reused ??= new Set()).add(c);
+      tb.lastReused = c;
+    }
+  } else copyLine(e, file, lineNo, zeroing, c, appendRule, (e.facts & HAS_STATE) === 0 ? undefined : tb.stateful);
   factBits |= e.facts;
   cache.used(e, lineNo);
   cache.stats.reused++;
   return c;
+}
+
+/**
+ * The rules of the last parse's version of chain `c` (ChainSlot.last) when the unmoved line `e`'s rules are where `c`'s
+ * next rules go, with the ids the line gives (ids numbered as repeats are left to copies); undefined otherwise.
+ */
+function reusable(e: CachedLine, tb: TableBuild, c: Chain, lineNo: number): readonly Rule[] | undefined {
+  if (e.line !== lineNo || tb.sharing !== true || tb.onlyAppends !== true || tb.slotsOff === true) return undefined;
+  const slot = e.slot;
+  if (slot === undefined || slot.chain !== c || slot.serial !== tb.serial) return undefined;
+  const old = slot.last?.rules;
+  return old !== undefined && madeOf(e, old, c.rules.length, true) ? old : undefined;
+}
+
+/** A rule of the last parse as a rule of this one: its objects, counters of its own (a reused rule is only ever taken with ParseOptions.zeroCounters). */
+function copyRule(r: Rule, tb: TableBuild): Rule {
+  const c: Rule = {
+    id: r.id,
+    table: r.table,
+    chain: r.chain,
+    src: r.src,
+    dst: r.dst,
+    inIface: r.inIface,
+    outIface: r.outIface,
+    proto: r.proto,
+    fragment: r.fragment,
+    matches: r.matches,
+    target: r.target,
+    counters: emptyCounters(),
+    loc: r.loc,
+  };
+  // Listed after the rule it copies: the engine takes the state of the last rule listed with the same match.
+  if ((ruleFacts(c) & HAS_STATE) !== 0) tb.stateful.push(c);
+  return c;
+}
+
+/** Replaces every rule the chains took from the last parse (TableBuild.reused) by a copy. */
+function unreuse(tb: TableBuild): void {
+  if (tb.reused === undefined) return;
+  for (const c of tb.reused) c.rules = c.rules.map((r) => copyRule(r, tb));
+  tb.reused = undefined;
+  tb.lastReused = undefined;
 }
 
 /**
@@ -1458,12 +1521,14 @@ function unshareFor(cmd: Command | undefined, tb: TableBuild, cache: ParseCache,
   const op = cmd?.op;
   if (op === 'new-chain' || op === 'delete-chain' || op === 'policy') return;
   if (op === 'append') {
+    // Appending changes none of the rules a chain took line by line (TableBuild.reused).
     const name = cmd?.args[0]?.text;
     const c = name === undefined ? undefined : tb.table.chains.get(name);
-    if (c !== undefined && tb.shared!.has(c)) unshare(tb, c, cache, file);
+    if (c !== undefined && tb.shared?.has(c) === true) unshare(tb, c, cache, file);
     return;
   }
-  for (const c of [...tb.shared!.keys()]) unshare(tb, c, cache, file);
+  if (tb.shared !== undefined) for (const c of [...tb.shared.keys()]) unshare(tb, c, cache, file);
+  unreuse(tb);
 }
 
 function isEmptyUserChain(tb: TableBuild, w: Word | undefined): boolean {

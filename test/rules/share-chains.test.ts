@@ -62,6 +62,15 @@ function withoutCounters(rs: Ruleset): unknown {
   ]);
 }
 
+/** The rules of `next` that are rule objects of `prev` (shared chains' and those taken line by line). */
+function rulesOf(prev: Ruleset, next: Ruleset): Set<Rule> {
+  const old = new Set<Rule>();
+  for (const t of prev.tables.values()) for (const c of t.chains.values()) for (const r of c.rules) old.add(r);
+  const out = new Set<Rule>();
+  for (const t of next.tables.values()) for (const c of t.chains.values()) for (const r of c.rules) if (old.has(r)) out.add(r);
+  return out;
+}
+
 /** The chains of `next` that hold `prev`'s rules array of the same table and name. */
 function sharedChains(prev: Ruleset, next: Ruleset): string[] {
   const out: string[] = [];
@@ -89,9 +98,65 @@ describe('rules/share-chains: a reparse shares the rules of unchanged chains wit
     const seps = names.filter((n) => n.startsWith('KUBE-SEP-')).length;
     assert.ok(seps > 100 && seps <= 144, `${seps} endpoint chains shared`);
     assert.ok(!names.includes('KUBE-SERVICES'));
+    // A chain whose lines are spread over the file takes the rules of its unmoved lines one line at a time: all of
+    // KUBE-SERVICES's, and of a service's chain those but the jumps to its replaced endpoints.
+    const taken = rulesOf(first, next);
+    const nat = next.tables.get('nat')!.chains;
+    const services = nat.get('KUBE-SERVICES')!.rules;
+    assert.equal(services.filter((r) => taken.has(r)).length, services.length);
+    const svc = (k: number): Rule[] => {
+      const t = services[k]!.target;
+      return nat.get(t?.kind === 'chain' ? t.chain : '')!.rules;
+    };
+    assert.deepEqual([svc(9), svc(10)].map((rs) => rs.filter((r) => taken.has(r)).length), [4, 1]);
+    // What the last rules counted stays with the rules themselves; every other rule is new.
     for (const t of next.tables.values())
-      for (const c of t.chains.values())
-        for (const r of c.rules) assert.equal(r.counters.packets, names.includes(c.name) ? 7 : 0, `${c.name} ${r.id}`);
+      for (const c of t.chains.values()) for (const r of c.rules) assert.equal(r.counters.packets, taken.has(r) ? 7 : 0, `${c.name} ${r.id}`);
+  });
+
+  it('takes the rules of unmoved lines of a chain spread over the file, and copies before anything changes them', () => {
+    // Two chains whose lines alternate: neither can share the last array, each takes its unmoved lines' rules.
+    const spread = [
+      '-A spread -s 198.18.0.1 -j ACCEPT',
+      '-A spread -s 198.18.0.2 -m statistic --mode nth --every 2 --packet 0 -j ACCEPT',
+      '-A spread -s 198.18.0.3 -j ACCEPT',
+      '-A spread -s 198.18.0.4 -j ACCEPT',
+    ];
+    const other = ['-A other -s 198.18.1.1 -j ACCEPT', '-A other -s 198.18.1.2 -j ACCEPT', '-A other -j DROP', '-A other -j RETURN'];
+    const body = spread.flatMap((l, k) => [l, other[k]!]).join('\n');
+    const base = `*filter\n:INPUT ACCEPT [0:0]\n:spread - [0:0]\n:other - [0:0]\n-A INPUT -j spread\n-A INPUT -j other\n${body}\n${'# padding\n'.repeat(40)}COMMIT\n`;
+    // The rules of `spread` still the last parse's after each edit: none once a command other than -A, -N, -X or -P
+    // ran; a line that repeats an earlier one gets a copy numbered as a repeat.
+    const edits: [string, number, (t: string) => string][] = [
+      ['nothing', 4, (t) => t],
+      ['appended after its lines', 4, (t) => t.replace('COMMIT', '-A spread -j RETURN\nCOMMIT')],
+      ['a chain made and deleted, a policy set', 4, (t) => t.replace('COMMIT', '-N SPARE\n-X SPARE\n-P INPUT ACCEPT\nCOMMIT')],
+      // Written otherwise (another text, the same rule): the unmoved line's rule is a repeat now, numbered in a copy.
+      ['its first line now repeats its last', 2, (t) => t.replace(spread[0]!, spread[3]!.replace(' -s', '  -s'))],
+      ['its first line now repeats its stateful one', 2, (t) => t.replace(spread[0]!, spread[1]!.replace(' -s', '  -s'))],
+      ['inserted into', 0, (t) => t.replace('COMMIT', '-I spread 1 -j RETURN\nCOMMIT')],
+      ['a rule deleted', 0, (t) => t.replace('COMMIT', '-D spread 1\nCOMMIT')],
+      ['a rule replaced', 0, (t) => t.replace('COMMIT', '-R spread 2 -j RETURN\nCOMMIT')],
+      ['flushed', 0, (t) => t.replace('COMMIT', '-F spread\nCOMMIT')],
+      ['zeroed', 0, (t) => t.replace('COMMIT', '-Z spread\nCOMMIT')],
+      ['renamed', 0, (t) => t.replace('COMMIT', '-E spread renamed\nCOMMIT')],
+      ['another chain flushed', 0, (t) => t.replace('COMMIT', '-F other\nCOMMIT')],
+    ];
+    for (const [what, kept, edit] of edits) {
+      const cache = new ParseCache();
+      const first = shared(base, cache)!;
+      for (const t of first.tables.values()) for (const c of t.chains.values()) for (const r of c.rules) r.counters.packets = 3;
+      const before = snapshot(first);
+      const text = edit(base);
+      const next = shared(text, cache)!;
+      assertUnchanged(before);
+      assert.ok(next !== undefined, what);
+      assert.deepStrictEqual(withoutCounters(next), withoutCounters(cold(text) as Ruleset), what);
+      assert.deepEqual(sharedChains(first, next), [], `${what}: no chain shares the last array`);
+      const taken = rulesOf(first, next);
+      const rules = [...next.tables.get('filter')!.chains.values()].find((c) => c.name === 'spread' || c.name === 'renamed')!.rules;
+      assert.equal(rules.filter((r) => taken.has(r)).length, kept, what);
+    }
   });
 
   it('shares nothing without shareChains or zeroCounters, or with lines moved', () => {
@@ -188,6 +253,7 @@ describe('rules/share-chains: a reparse shares the rules of unchanged chains wit
     let lastOk = false;
     let sharedTotal = 0;
     let unshared = 0;
+    let taken = 0;
     for (let round = 0; round < 300; round++) {
       const k = rng.int(0, lines.length - 1);
       const j = rng.int(0, lines.length - 1);
@@ -230,6 +296,8 @@ describe('rules/share-chains: a reparse shares the rules of unchanged chains wit
         if (last !== undefined && lastOk) {
           const n = sharedChains(last, next).length;
           sharedTotal += n;
+          const arrays = new Set(sharedChains(last, next));
+          for (const r of rulesOf(last, next)) if (!arrays.has(r.chain)) taken++;
           if (n < cache.stats.sharedChains) unshared++;
         }
         last = next;
@@ -237,6 +305,7 @@ describe('rules/share-chains: a reparse shares the rules of unchanged chains wit
       }
     }
     assert.ok(sharedTotal > 1000, `${sharedTotal} chains shared`);
+    assert.ok(taken > 1000, `${taken} rules taken one line at a time from the last parse`);
     assert.ok(unshared > 0, 'no shared chain was ever given copies');
   });
 });
