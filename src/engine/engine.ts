@@ -319,14 +319,24 @@ export class Engine {
     const olds = new Map<string, OldRules>();
     let chain: string | undefined;
     let old: OldRules | undefined;
+    // Rules in force taken by the new table themselves (src/rules/parse.ts, shared chains and lines taken whole): the
+    // rule found by id would be the rule itself, so its matches keep their state without a look at its old chain.
+    const listedBefore = carry !== undefined && oldTable !== undefined ? statefulRulesOf(oldTable) : undefined;
+    const inForce = listedBefore === undefined ? undefined : new Set(listedBefore);
     for (let k = 0; k < listed.length; k++) {
       if ((k & (LISTED_PER_STEP - 1)) === LISTED_PER_STEP - 1) yield;
       const r = listed[k];
       const ms = r.matches;
+      const same = inForce?.has(r) === true;
       for (let i = 0; i < ms.length; i++) {
         const m = ms[i];
         const ext = m.ext;
         if (!ext.createState) continue;
+        if (same) {
+          const s = carry!.state.get(m);
+          state.set(m, s !== undefined || carry!.state.has(m) ? s : ext.createState(m.opts));
+          continue;
+        }
         if (carry !== undefined && chain !== r.chain) {
           // The listed rules come chain by chain, mostly: a long chain met again keeps its map of ids.
           chain = r.chain;

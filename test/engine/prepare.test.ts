@@ -200,24 +200,34 @@ describe('engine: prepare carries match state by rule id', () => {
     }
   });
 
-  it('carries the same state from the rules the parser listed as from a walk of every rule, through -I, -R, -D, -E', () => {
+  it('carries the same state from the rules the parser listed, and from rules in force taken whole, as from a walk of every rule, through -I, -R, -D, -E', () => {
     const nth = (n: number, tag: string) => `-m statistic --mode nth --every ${n} --packet 0 -m comment --comment ${tag}`;
     // Chains A (long: found by a map) and B (short) filled in turns, so the listed rules alternate between them.
     const base: string[] = [];
     for (let k = 0; k < 24; k++) base.push(`-A A ${nth(2 + (k % 5), `a${k}`)}`, `-A B ${k % 3 === 0 ? nth(3, `b${k}`) : `-s 198.18.5.${k}/32`}`);
     const head = ['*filter', ':INPUT ACCEPT [0:0]', ':FORWARD ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]', ':A - [0:0]', ':B - [0:0]', '-A INPUT -j A', '-A INPUT -j B'];
     // Lines before the rules (moving them all) and commands after them.
-    const versions: [string[], string[]][] = [
+    // A's first line written as its fourth (another text, the same rule): the fourth, unmoved, is a repeat now.
+    const repeat = (b: string[]): string[] => [b[6]!.replace(' -m', '  -m'), ...b.slice(1)];
+    const versions: [string[], string[], ((b: string[]) => string[])?][] = [
+      [[], []],
       [[], []],
       [[], [`-I A 3 ${nth(4, 'ins')}`]],
       [[], [`-I A 3 ${nth(4, 'ins')}`, `-R B 1 ${nth(5, 'rep')}`, '-D A 7']],
       [['# moved'], [`-I A 3 ${nth(4, 'ins')}`, '-D A 7', '-E B BB']],
       [[], ['-D A 1', '-D A 1']],
       [[], []],
+      [[], [], repeat],
+      [[], []],
     ];
-    const text = (k: number) => [...head, ...versions[k][0], ...base, ...versions[k][1], 'COMMIT', ''].join('\n');
+    const text = (k: number) => [...head, ...versions[k][0], ...(versions[k][2]?.(base) ?? base), ...versions[k][1], 'COMMIT', ''].join('\n');
     const cache = new ParseCache();
     const listed = new Engine({ rules4: parseRuleset(text(0), 'l.rules', { family: 4, cache }), host: new StaticHost(), sets: new EmptySets() });
+    // As the daemon parses (src/daemon/daemon.ts): rules of unchanged lines are the rules in force themselves.
+    const takenCache = new ParseCache();
+    const takeOpts = { family: 4 as const, cache: takenCache, zeroCounters: true, shareChains: true };
+    const taken = new Engine({ rules4: parseRuleset(text(0), 't.rules', takeOpts), host: new StaticHost(), sets: new EmptySets() });
+    let takenRules = 0;
     const walked = new Engine({ rules4: unlisted(parseRuleset(text(0), 'w.rules', { family: 4 })), host: new StaticHost(), sets: new EmptySets() });
     /** Per packet, the places (chain:index) of the rules it counted. */
     const run = (e: Engine, packets: number): string[] => {
@@ -236,11 +246,17 @@ describe('engine: prepare carries match state by rule id', () => {
       if (k > 0) {
         listed.swap(parseRuleset(text(k), 'l.rules', { family: 4, cache }));
         walked.swap(unlisted(parseRuleset(text(k), 'w.rules', { family: 4 })));
+        const inForce = new Set([...taken.rules(4)!.tables.get('filter')!.chains.values()].flatMap((c) => c.rules));
+        const next = parseRuleset(text(k), 't.rules', takeOpts);
+        takenRules += [...next.tables.get('filter')!.chains.values()].flatMap((c) => c.rules).filter((r) => inForce.has(r)).length;
+        taken.swap(next);
       }
       const a = run(listed, 7);
       assert.deepEqual(a, run(walked, 7), `version ${k}`);
+      assert.deepEqual(run(taken, 7), a, `version ${k}, rules taken`);
       matched += a.join(' ').split(' ').filter((x) => x !== '').length;
     }
     assert.ok(matched > 100, `${matched} rule counts compared`);
+    assert.ok(takenRules > 100, `${takenRules} rules in force taken by a reparse`);
   });
 });
