@@ -310,7 +310,7 @@ export class Daemon {
     const rules = loadRulesets({ ...opts, texts: snapshot?.texts }, heap.watch('loading the rules'));
     const host = await LinuxHost.load();
     const d = new Daemon(opts, rules, host, heap);
-    d.loadedDigest = await snapshot?.digest;
+    d.loadedDigest = await snapshot?.digest();
     try {
       await claimSocketPath(opts.controlPath);
       // Before the queue exists, so the child cannot inherit its socket (see ipmonitor.ts).
@@ -686,7 +686,7 @@ export class Daemon {
     const snapshot = await readFiles(this.watchedFiles);
     // After a failed reload the files are read again whatever they hold: status must stop naming the error once fixed.
     // A reload asked for reloads whatever they hold, and parses while they are hashed.
-    const digest = onlyIfChanged && this.reloads.lastSuccessful ? await snapshot?.digest : undefined;
+    const digest = onlyIfChanged && this.reloads.lastSuccessful ? await snapshot?.digest() : undefined;
     if (digest !== undefined && digest === this.loadedDigest) {
       this.reloads.unchanged++;
       this.logger.debug('the files hold what was loaded: no reload', { trigger });
@@ -694,7 +694,7 @@ export class Daemon {
     }
     this.service.reloading(`Reloading rules (${trigger})`);
     const r = await this.reloadNow(trigger, snapshot?.texts);
-    if (r.ok) this.loadedDigest = await snapshot?.digest;
+    if (r.ok) this.loadedDigest = await snapshot?.digest();
     this.service.reloaded(r.ok ? statusLine(this) : `reload failed, old rules in force: ${r.errors[0] ?? ''}`);
     return r;
   }

@@ -2,15 +2,17 @@
 // file rewritten with the same bytes, or the event of a write a reload already read) needs no reload. Timestamps
 // cannot tell: the kernel stamps writes at its tick, so two writes of the same size within a few milliseconds look
 // alike. Read asynchronously a chunk at a time, each hashed on the thread pool (WebCrypto) and decoded, so neither a
-// 150 MB file nor its hashing holds the event loop, and a reload parses the text while its bytes are hashed.
+// 150 MB file nor its hashing holds the event loop. A file of one chunk (10,000 services) is hashed only when the
+// digest is asked for: a reload asked for (not a file watcher's) puts the rules in force first.
+import { isAscii } from 'node:buffer';
 import { webcrypto } from 'node:crypto';
 import fs from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
 
 /** What a reload reads of its files: their text, and one digest of their bytes. */
 export interface FileSnapshot {
-  /** Equal for two snapshots only when every file held the same bytes; undefined if hashing failed. */
-  digest: Promise<string | undefined>;
+  /** Equal for two snapshots only when every file held the same bytes; undefined if hashing failed. Never rejects. */
+  digest(): Promise<string | undefined>;
   /** By file name, decoded as UTF-8: the reload parses these, not a second read of the files (which could hold others by then). */
   texts: ReadonlyMap<string, string>;
 }
@@ -24,13 +26,15 @@ export const READ_CHUNK = 32 << 20;
 
 /** Reads the files and starts digesting them; undefined if one is unreadable (the reload that follows names it). */
 export async function readFiles(files: readonly string[]): Promise<FileSnapshot | undefined> {
-  const digests: Promise<string | undefined>[] = [];
+  const digests: (() => Promise<string | undefined>)[] = [];
   const texts = new Map<string, string>();
   let buf = Buffer.alloc(0);
   for (const file of files) {
     const chunks: Promise<ArrayBuffer>[] = [];
+    let whole: Buffer | undefined;
     const pieces: string[] = [];
     const decoder = new StringDecoder('utf8');
+    let ascii = true;
     try {
       const fh = await fs.promises.open(file, 'r');
       try {
@@ -50,9 +54,14 @@ export async function readFiles(files: readonly string[]): Promise<FileSnapshot 
           }
           if (n === 0) break;
           const chunk = buf.subarray(0, n);
-          // The job takes a copy of the chunk now: the buffer is read into again.
-          chunks.push(webcrypto.subtle.digest('SHA-256', chunk));
-          pieces.push(decoder.write(chunk));
+          if (end && chunks.length === 0) {
+            // The file's only chunk: hashed when asked, from a buffer no other read uses.
+            whole = chunk;
+            buf = Buffer.alloc(0);
+          } else chunks.push(webcrypto.subtle.digest('SHA-256', chunk)); // a copy, taken now: the buffer is read into again
+          // Plain ASCII (iptables-save's own output) reads as Latin-1, a copy, where UTF-8 is checked byte by byte.
+          ascii &&= isAscii(chunk);
+          pieces.push(ascii ? chunk.toString('latin1') : decoder.write(chunk));
         }
       } finally {
         await fh.close();
@@ -62,16 +71,22 @@ export async function readFiles(files: readonly string[]): Promise<FileSnapshot 
     }
     pieces.push(decoder.end());
     texts.set(file, pieces.length === 2 && pieces[1] === '' ? pieces[0] : pieces.join(''));
-    digests.push(fileDigest(chunks));
+    digests.push(() => fileDigest(chunks, whole));
   }
-  const digest = Promise.all(digests).then((ds) => (ds.includes(undefined) ? undefined : ds.join(' ')));
-  return { digest, texts };
+  let digest: Promise<string | undefined> | undefined;
+  return {
+    digest: () => (digest ??= Promise.all(digests.map((d) => d())).then((ds) => (ds.includes(undefined) ? undefined : ds.join(' ')))),
+    texts,
+  };
 }
 
-/** A file's digest: the SHA-256 of its chunks' SHA-256s, in order, in hex; undefined if hashing failed (never rejects). */
-async function fileDigest(chunks: Promise<ArrayBuffer>[]): Promise<string | undefined> {
+/**
+ * A file's digest: the SHA-256 of its chunks' SHA-256s, in order, in hex (`whole`: its only chunk, not hashed yet);
+ * undefined if hashing failed (never rejects).
+ */
+async function fileDigest(chunks: Promise<ArrayBuffer>[], whole: Buffer | undefined): Promise<string | undefined> {
   try {
-    const ds = await Promise.all(chunks);
+    const ds = await Promise.all(whole === undefined ? chunks : [webcrypto.subtle.digest('SHA-256', whole)]);
     const d = await webcrypto.subtle.digest('SHA-256', Buffer.concat(ds.map((x) => Buffer.from(x))));
     return Buffer.from(d).toString('hex');
   } catch {

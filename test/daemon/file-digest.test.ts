@@ -27,18 +27,35 @@ describe('daemon/file-digest: the bytes a reload parses and their digest', () =>
     assert.ok(first !== undefined);
     assert.equal(first.texts.get(a), big.toString('utf8'));
     assert.equal(first.texts.get(b), 'create s hash:ip\n');
-    const digest = await first.digest;
+    const digest = await first.digest();
     const sha = (b: Buffer | string): Buffer => createHash('sha256').update(b).digest();
     const chunked = (b: Buffer): string => sha(Buffer.concat([sha(b.subarray(0, READ_CHUNK)), sha(b.subarray(READ_CHUNK))])).toString('hex');
     assert.equal(digest, `${chunked(big)} ${sha(Buffer.concat([sha('create s hash:ip\n')])).toString('hex')}`, 'per file, the SHA-256 of its chunks\' SHA-256s');
-    assert.equal(await (await readFiles([a, b]))!.digest, digest, 'the same bytes, the same digest');
+    assert.equal(await (await readFiles([a, b]))!.digest(), digest, 'the same bytes, the same digest');
     big[big.length - 1] = 0x79;
     fs.writeFileSync(a, big);
-    assert.notEqual(await (await readFiles([a, b]))!.digest, digest, 'the last byte of the first file');
+    assert.notEqual(await (await readFiles([a, b]))!.digest(), digest, 'the last byte of the first file');
     fs.writeFileSync(b, 'create t hash:ip\n');
     const third = await readFiles([a, b]);
-    assert.notEqual(await third!.digest, digest);
+    assert.notEqual(await third!.digest(), digest);
     assert.equal(third!.texts.get(b), 'create t hash:ip\n');
+  });
+
+  it('decodes UTF-8 after ASCII chunks, and hashes a one-chunk file as read even when it is asked after the file changed', async () => {
+    const a = path.join(dir, 'rules');
+    // The first chunk plain ASCII, the second not: the text is decoded as UTF-8 from where it stops being ASCII.
+    const big = Buffer.alloc(READ_CHUNK + 100, 'x');
+    big.write('# é ñ\n', READ_CHUNK + 10);
+    fs.writeFileSync(a, big);
+    assert.equal((await readFiles([a]))!.texts.get(a), big.toString('utf8'));
+    const small = Buffer.from('*filter\n-A INPUT -m comment --comment "café" -j ACCEPT\nCOMMIT\n');
+    fs.writeFileSync(a, small);
+    const snap = (await readFiles([a]))!;
+    assert.equal(snap.texts.get(a), small.toString('utf8'));
+    fs.writeFileSync(a, 'changed after the read\n');
+    const sha = (b: Buffer | string): Buffer => createHash('sha256').update(b).digest();
+    assert.equal(await snap.digest(), sha(sha(small)).toString('hex'), 'the bytes read, not the file now');
+    assert.equal(await snap.digest(), await snap.digest(), 'hashed once');
   });
 
   it('is undefined when a file cannot be read, and an empty file is read as empty', async () => {
