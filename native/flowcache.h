@@ -143,6 +143,9 @@ class FlowCache {
   // Hits since the last drain (older generations' first), and resets them.
   std::vector<PathHits> drain();
   Stats stats();
+  // Whether the decision stored for `k` in the current generation is still held (not evicted): for tests and the fuzz
+  // target's model, which cannot tell which slots a bucket's overflow took.
+  bool holds(const Key& k);
   uint32_t maxPaths() const { return maxPaths_; }
   // Where the waiting count of a packet's flow (connection and direction) lives: callers that park packets count
   // them per flow with the same index, in an array of flowSlots() entries.
