@@ -2,9 +2,9 @@
 // file rewritten with the same bytes, or the event of a write a reload already read) needs no reload. Timestamps
 // cannot tell: the kernel stamps writes at its tick, so two writes of the same size within a few milliseconds look
 // alike. Read asynchronously a chunk at a time, each hashed on the thread pool (WebCrypto) and decoded, so neither a
-// 150 MB file nor its hashing holds the event loop. A file of one chunk (10,000 services) is hashed only when the
-// digest is asked for: a reload asked for (not a file watcher's) puts the rules in force first.
-import { isAscii } from 'node:buffer';
+// 150 MB file nor its hashing holds the event loop. The last file's last chunk is hashed only when the digest is asked
+// for (or before the buffer is read into again): a reload asked for (not a file watcher's) puts the rules in force
+// first.
 import { webcrypto } from 'node:crypto';
 import fs from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
@@ -24,25 +24,33 @@ export interface FileSnapshot {
  */
 export const READ_CHUNK = 32 << 20;
 
+/**
+ * The buffer every read goes into, kept from one reload to the next: a new one per reload (15 MB at 10,000 services)
+ * started a marking cycle every third or fourth reload by the 64 MB rule above. Grows to the largest chunk read.
+ */
+let buffer = Buffer.alloc(0);
+/** Starts hashing the chunk a snapshot still holds in `buffer`, before anything is read into it again. */
+let release: (() => void) | undefined;
+
 /** Reads the files and starts digesting them; undefined if one is unreadable (the reload that follows names it). */
 export async function readFiles(files: readonly string[]): Promise<FileSnapshot | undefined> {
   const digests: (() => Promise<string | undefined>)[] = [];
   const texts = new Map<string, string>();
-  let buf = Buffer.alloc(0);
   for (const file of files) {
-    const chunks: Promise<ArrayBuffer>[] = [];
-    let whole: Buffer | undefined;
+    const chunks: (() => Promise<ArrayBuffer>)[] = [];
     const pieces: string[] = [];
     const decoder = new StringDecoder('utf8');
-    let ascii = true;
     try {
       const fh = await fs.promises.open(file, 'r');
       try {
         // No larger than the file (and a byte to see its end): the heap counts all of it. Chunks are filled whole,
         // so the same bytes are cut the same way.
         const size = Math.min(READ_CHUNK, (await fh.stat()).size + 1);
-        if (buf.length < size) buf = Buffer.allocUnsafe(size);
         for (let end = false; !end; ) {
+          release?.();
+          release = undefined;
+          if (buffer.length < size) buffer = Buffer.allocUnsafe(size);
+          const buf = buffer;
           let n = 0;
           while (n < size) {
             const { bytesRead } = await fh.read(buf, n, size - n, null);
@@ -54,14 +62,12 @@ export async function readFiles(files: readonly string[]): Promise<FileSnapshot 
           }
           if (n === 0) break;
           const chunk = buf.subarray(0, n);
-          if (end && chunks.length === 0) {
-            // The file's only chunk: hashed when asked, from a buffer no other read uses.
-            whole = chunk;
-            buf = Buffer.alloc(0);
-          } else chunks.push(webcrypto.subtle.digest('SHA-256', chunk)); // a copy, taken now: the buffer is read into again
-          // Plain ASCII (iptables-save's own output) reads as Latin-1, a copy, where UTF-8 is checked byte by byte.
-          ascii &&= isAscii(chunk);
-          pieces.push(ascii ? chunk.toString('latin1') : decoder.write(chunk));
+          pieces.push(decoder.write(chunk));
+          // Hashed when asked, or when the next chunk is read into the buffer: only the last chunk read waits.
+          let hashed: Promise<ArrayBuffer> | undefined;
+          const hash = (): Promise<ArrayBuffer> => (hashed ??= sha256(chunk));
+          chunks.push(hash);
+          release = hash;
         }
       } finally {
         await fh.close();
@@ -71,7 +77,7 @@ export async function readFiles(files: readonly string[]): Promise<FileSnapshot 
     }
     pieces.push(decoder.end());
     texts.set(file, pieces.length === 2 && pieces[1] === '' ? pieces[0] : pieces.join(''));
-    digests.push(() => fileDigest(chunks, whole));
+    digests.push(() => fileDigest(chunks));
   }
   let digest: Promise<string | undefined> | undefined;
   return {
@@ -81,12 +87,24 @@ export async function readFiles(files: readonly string[]): Promise<FileSnapshot 
 }
 
 /**
- * A file's digest: the SHA-256 of its chunks' SHA-256s, in order, in hex (`whole`: its only chunk, not hashed yet);
- * undefined if hashing failed (never rejects).
+ * A chunk's SHA-256. The job copies the chunk before this returns, so the buffer may be read into at once. Its failure
+ * is observed here: a snapshot whose digest is never asked for leaves the promise unawaited.
  */
-async function fileDigest(chunks: Promise<ArrayBuffer>[], whole: Buffer | undefined): Promise<string | undefined> {
+function sha256(chunk: Buffer): Promise<ArrayBuffer> {
+  let p: Promise<ArrayBuffer>;
   try {
-    const ds = await Promise.all(whole === undefined ? chunks : [webcrypto.subtle.digest('SHA-256', whole)]);
+    p = webcrypto.subtle.digest('SHA-256', chunk);
+  } catch (err) {
+    p = Promise.reject(err);
+  }
+  p.catch(() => undefined);
+  return p;
+}
+
+/** A file's digest: the SHA-256 of its chunks' SHA-256s, in order, in hex; undefined if hashing failed (never rejects). */
+async function fileDigest(chunks: (() => Promise<ArrayBuffer>)[]): Promise<string | undefined> {
+  try {
+    const ds = await Promise.all(chunks.map((c) => c()));
     const d = await webcrypto.subtle.digest('SHA-256', Buffer.concat(ds.map((x) => Buffer.from(x))));
     return Buffer.from(d).toString('hex');
   } catch {

@@ -41,6 +41,22 @@ describe('daemon/file-digest: the bytes a reload parses and their digest', () =>
     assert.equal(third!.texts.get(b), 'create t hash:ip\n');
   });
 
+  it('hashes what a snapshot read, whenever its digest is asked: after the file changed, after another read', async () => {
+    const a = path.join(dir, 'rules');
+    const sha = (b: Buffer | string): Buffer => createHash('sha256').update(b).digest();
+    const one = Buffer.from('*filter\n-A INPUT -j ACCEPT\nCOMMIT\n');
+    fs.writeFileSync(a, one);
+    const first = (await readFiles([a]))!;
+    // The next read goes into the same buffer: the first snapshot's bytes are hashed before they are overwritten.
+    const two = Buffer.from('*filter\n-A INPUT -j DROP\nCOMMIT\n');
+    fs.writeFileSync(a, two);
+    const second = (await readFiles([a]))!;
+    fs.writeFileSync(a, 'changed after the reads\n');
+    assert.equal(await second.digest(), sha(sha(two)).toString('hex'), 'the bytes read, not the file now');
+    assert.equal(await first.digest(), sha(sha(one)).toString('hex'), 'the bytes read before another read');
+    assert.equal(await first.digest(), await first.digest(), 'hashed once');
+  });
+
   it('decodes UTF-8 after ASCII chunks, and hashes a one-chunk file as read even when it is asked after the file changed', async () => {
     const a = path.join(dir, 'rules');
     // The first chunk plain ASCII, the second not: the text is decoded as UTF-8 from where it stops being ASCII.
