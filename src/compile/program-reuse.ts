@@ -50,6 +50,8 @@ export class ChainReuse {
           j = g;
           break;
         }
+      // A chain the old ruleset does not have (an endpoint's new chain) needs no map of the old ones' places.
+      if (j < 0 && prev.rules.tables.get(table.name)?.chains.get(chain.name) === undefined) continue;
       if (j < 0) {
         if (byName === undefined) {
           byName = new Map();
