@@ -298,8 +298,8 @@ void FlowCache::passLocked(const Probe& p, uint32_t w, uint32_t now, uint8_t ski
 // their paths, and the verdict sets the skip bits (the FORWARD bit, the POSTROUTING bit) that nfqwall's hook rules
 // test to let the kernel pass those hooks without a trip. Never INPUT: a packet a route or address change not yet
 // seen sends to this host must meet the INPUT rules, so INPUT only clears the bits; a flow with an INPUT decision
-// held (its route changed) does not skip. One evicted is not known any more: the guard is as good as the cache's memory. A packet that would overtake its flow's packets still before a hook it skips is
-// held (kHold).
+// held (its route changed) does not skip. One evicted is not known any more: the guard is as good as the cache's
+// memory. A packet that would overtake its flow's packets still before a hook it skips is held (kHold).
 FlowCache::Skip FlowCache::skipLocked(const Probe& p, Decision& d, uint32_t gen, uint32_t w, uint32_t now) {
   if (d.verdict != kAccept || p.key.hook != kPreRouting) return Skip::kNo;
   const uint32_t mark = (d.setMark ? d.mark : p.values.mark) & ~skip_.mark;

@@ -685,7 +685,7 @@ export class Daemon {
     // The bytes the reload parses: a write after this read makes the next event's digest differ, so it is not missed.
     const snapshot = await readFiles(this.watchedFiles);
     // After a failed reload the files are read again whatever they hold: status must stop naming the error once fixed.
-    // A reload asked for reloads whatever they hold, and parses while they are hashed.
+    // A reload asked for reloads whatever they hold, and takes their digest after the swap.
     const digest = onlyIfChanged && this.reloads.lastSuccessful ? await snapshot?.digest() : undefined;
     if (digest !== undefined && digest === this.loadedDigest) {
       this.reloads.unchanged++;

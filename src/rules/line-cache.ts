@@ -468,8 +468,9 @@ export class ParseCache {
 /**
  * Whether `old` from `pos` on holds the rules copyLine would make of the unmoved line `e`, but for their counters; with
  * `exact`, with the very ids it gives them too (not numbered as repeats). A location object is made for one line of
- * one parse, and only the line's templates and copyLine's copies of them ever hold it: a rule with the templates'
- * location is made of them. What changes a rule after its parse, a rename, makes the cache forget the table's lines.
+ * one parse, and only the line's templates and copies of them (copyLine's, the parser's copyRule) ever hold it: a rule
+ * with the templates' location is made of them. What changes a rule after its parse, a rename, makes the cache forget
+ * the table's lines.
  */
 export function madeOf(e: CachedLine, old: readonly Rule[], pos: number, exact = false): boolean {
   const n = e.count;

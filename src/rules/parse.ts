@@ -1467,7 +1467,10 @@ function reusable(e: CachedLine, tb: TableBuild, c: Chain, lineNo: number): read
   return old !== undefined && madeOf(e, old, c.rules.length, true) ? old : undefined;
 }
 
-/** A rule of the last parse as a rule of this one: its objects, counters of its own (a reused rule is only ever taken with ParseOptions.zeroCounters). */
+/**
+ * A rule of the last parse as a rule of this one: its objects, and counters of its own (rules are only ever taken with
+ * ParseOptions.zeroCounters).
+ */
 function copyRule(r: Rule, tb: TableBuild): Rule {
   const c: Rule = {
     id: r.id,

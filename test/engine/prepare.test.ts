@@ -200,7 +200,7 @@ describe('engine: prepare carries match state by rule id', () => {
     }
   });
 
-  it('carries the same state from the rules the parser listed, and from rules in force taken whole, as from a walk of every rule, through -I, -R, -D, -E', () => {
+  it('carries the same state from listed rules, and from rules in force taken whole, as from a walk of every rule, through -I, -R, -D, -E', () => {
     const nth = (n: number, tag: string) => `-m statistic --mode nth --every ${n} --packet 0 -m comment --comment ${tag}`;
     // Chains A (long: found by a map) and B (short) filled in turns, so the listed rules alternate between them.
     const base: string[] = [];
