@@ -13,7 +13,10 @@ import { StringDecoder } from 'node:string_decoder';
 export interface FileSnapshot {
   /** Equal for two snapshots only when every file held the same bytes; undefined if hashing failed. Never rejects. */
   digest(): Promise<string | undefined>;
-  /** By file name, decoded as UTF-8: the reload parses these, not a second read of the files (which could hold others by then). */
+  /**
+   * By file name, decoded as UTF-8: the reload parses these, not a second read of the files (which could hold others
+   * by then).
+   */
   texts: ReadonlyMap<string, string>;
 }
 

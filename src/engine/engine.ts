@@ -332,12 +332,7 @@ export class Engine {
         const m = ms[i];
         const ext = m.ext;
         if (!ext.createState) continue;
-        if (same) {
-          const s = carry!.state.get(m);
-          state.set(m, s !== undefined || carry!.state.has(m) ? s : ext.createState(m.opts));
-          continue;
-        }
-        if (carry !== undefined && chain !== r.chain) {
+        if (!same && carry !== undefined && chain !== r.chain) {
           // The listed rules come chain by chain, mostly: a long chain met again keeps its map of ids.
           chain = r.chain;
           old = olds.get(chain);
@@ -347,7 +342,7 @@ export class Engine {
             if (before !== undefined && before.length > 16) olds.set(chain, old!);
           }
         }
-        const om = old?.find(r.id, -1)?.matches[i];
+        const om = same ? m : old?.find(r.id, -1)?.matches[i];
         let s: unknown;
         if (om !== undefined && ((s = carry!.state.get(om)) !== undefined || carry!.state.has(om))) state.set(m, s);
         else state.set(m, ext.createState(m.opts));

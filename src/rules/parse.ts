@@ -857,8 +857,8 @@ function makeRule(
   chain: string,
   loc: SourceLocation,
 ): Rule {
-  // Every field present, undefined when the line has none, in this order (line-cache.ts copyLine too): one object
-  // shape for every rule, so the code that walks 110,000 of them per reload (carryCounters, the compiler, the
+  // Every field present, undefined when the line has none, in this order (copyRule, line-cache.ts copyLine too): one
+  // object shape for every rule, so the code that walks 110,000 of them per reload (carryCounters, the compiler, the
   // engine) reads them through monomorphic property loads. Fields added one by one made a shape per combination.
   const r: Rule = {
     id: '',
@@ -1472,6 +1472,7 @@ function reusable(e: CachedLine, tb: TableBuild, c: Chain, lineNo: number): read
  * ParseOptions.zeroCounters).
  */
 function copyRule(r: Rule, tb: TableBuild): Rule {
+  // Field by field, not a spread (`{ ...r }`), which gives the copy another hidden class than makeRule's.
   const c: Rule = {
     id: r.id,
     table: r.table,
