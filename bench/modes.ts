@@ -175,10 +175,7 @@ COMMIT
 export interface NfqwallVariant {
   /** --queues (default 1). */
   queues?: number;
-  /**
-   * Rewrites nfqwall's hook rules to add --queue-cpu-fanout once it runs (the queue chosen by the CPU that handles
-   * the packet, not by address hash): nfqwall has no option for it, this measures whether it should.
-   */
+  /** `--queue-cpu-fanout`: the queue chosen by the CPU that handles the packet, not by address hash. */
   cpuFanout?: boolean;
   /** false: `--no-flow-cache`, every packet decided in JavaScript (default: the cache on, as nfqwall defaults). */
   flowCache?: boolean;
@@ -201,24 +198,6 @@ export function nfqwallName(v: NfqwallVariant = {}): string {
   return `${v.skip === false ? `${base} --skip-mark off` : base}${label}`;
 }
 
-/** Adds --queue-cpu-fanout to every NFQUEUE rule of nfqwall's mangle chains in fw, in one transaction. */
-async function addCpuFanout(fw: Host): Promise<void> {
-  const saved = (await fw.exec(['iptables-save', '-t', 'mangle'])).stdout;
-  // Each NFQUEUE rule replaced where it stands: the skip rules come before it in some chains.
-  const position = new Map<string, number>();
-  const replace: string[] = [];
-  for (const l of saved.split('\n')) {
-    const chain = /^-A (NFQWALL-\S+) /.exec(l)?.[1];
-    if (chain === undefined) continue;
-    const n = (position.get(chain) ?? 0) + 1;
-    position.set(chain, n);
-    if (/ -j NFQUEUE --queue-balance /.test(l)) replace.push(`${l.replace(/^-A (\S+) /, `-R $1 ${n} `)} --queue-cpu-fanout`);
-  }
-  if (replace.length === 0) throw new Error(`no balanced NFQUEUE rule of nfqwall in fw:\n${saved}`);
-  const script = ['*mangle', ...replace, 'COMMIT', ''].join('\n');
-  await fw.exec(['iptables-restore', '--noflush'], { input: script });
-}
-
 /** nfqwall's own `run`, which installs and removes its hook rules itself. */
 export function nfqwallMode(cli: string | undefined, rulesFile: string, controlPath: string, variant: NfqwallVariant = {}): Mode {
   const name = nfqwallName(variant);
@@ -232,6 +211,7 @@ export function nfqwallMode(cli: string | undefined, rulesFile: string, controlP
     async start(fw) {
       const argv = [process.execPath, cli, 'run', '--rules', rulesFile, '--queue', String(BENCH_QUEUE), '--control', controlPath];
       if (queues > 1) argv.push('--queues', String(queues));
+      if (variant.cpuFanout === true) argv.push('--queue-cpu-fanout');
       if (variant.flowCache === false) argv.push('--no-flow-cache');
       if (variant.skip === false) argv.push('--skip-mark', 'off');
       if (variant.matcher === false) argv.push('--no-matcher');
@@ -244,7 +224,6 @@ export function nfqwallMode(cli: string | undefined, rulesFile: string, controlP
       };
       try {
         await waitFor('nfqwall', variant.readyMs ?? 20_000, status, c.text);
-        if (variant.cpuFanout === true) await addCpuFanout(fw);
       } catch (err) {
         child.kill('SIGKILL');
         throw err;

@@ -15,6 +15,7 @@ interface RunOptions {
   ipset?: string[];
   queue?: string;
   queues?: string;
+  queueCpuFanout?: boolean;
   queueMaxlen?: string;
   failOpen?: boolean;
   control?: string;
@@ -41,6 +42,7 @@ export function daemonOptions(cfg: Config): DaemonOptions {
     ipsets: cfg.ipsets,
     queue: cfg.queue,
     queues: cfg.queues,
+    queueCpuFanout: cfg.queueCpuFanout,
     queueMaxlen: cfg.queueMaxlen,
     failOpen: cfg.failOpen,
     hooks: cfg.hooks,
@@ -73,6 +75,7 @@ export function registerRun(program: Command): void {
     .option('--ipset <file>', 'ipset save file for -m set (repeatable)', collect)
     .option('--queue <n>', 'NFQUEUE number (default 0)')
     .option('--queues <count>', 'consecutive queues from --queue, spread by address hash (default 1)')
+    .option('--queue-cpu-fanout', 'with --queues, spread by the CPU that handles the packet instead (queue_cpu_fanout = on)')
     .option('--queue-maxlen <packets>', 'packets the kernel holds for the queue at most (default 4096)')
     .option('--fail-open', 'accept traffic when nfqwall is not there to decide (--queue-bypass, fail-open queue)')
     .option('--fail-closed', 'drop traffic when nfqwall is not there to decide (the default)')
@@ -93,6 +96,7 @@ export function registerRun(program: Command): void {
           ipset: opts.ipset,
           queue: opts.queue,
           queues: opts.queues,
+          queueCpuFanout: opts.queueCpuFanout === true ? true : undefined,
           queueMaxlen: opts.queueMaxlen,
           failOpen: opts.failOpen === true ? true : opts.failClosed === true ? false : undefined,
           control: opts.control,

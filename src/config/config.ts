@@ -30,6 +30,8 @@ export interface Config {
   queue: number;
   /** How many consecutive queues starting at `queue`: the hooks spread packets over them (--queue-balance). */
   queues: number;
+  /** With several queues, the kernel picks a packet's queue by the CPU handling it, not by address hash. */
+  queueCpuFanout: boolean;
   failOpen: boolean;
   /** Hooks nfqwall installs NFQUEUE jumps in; empty: none (the administrator's own rules queue). */
   hooks: Hook[];
@@ -66,6 +68,7 @@ export function defaultConfig(): Config {
     ipsets: [],
     queue: 0,
     queues: 1,
+    queueCpuFanout: false,
     queueMaxlen: DEFAULT_QUEUE_MAXLEN,
     failOpen: false,
     hooks: [...HOOKS],
@@ -213,6 +216,9 @@ export function parseGroup(text: string): string {
   return text;
 }
 
+/** iptables refuses --queue-cpu-fanout without --queue-balance (libxt_NFQUEUE): one queue has nothing to pick from. */
+const FANOUT_NEEDS_QUEUES = 'needs queues of 2 or more: one queue has nothing to pick from';
+
 // ---- the file ----
 
 type Setter = (cfg: Config, value: string, resolvePath: (p: string) => string) => void;
@@ -223,6 +229,7 @@ const KEYS: Readonly<Record<string, { set: Setter; repeatable?: boolean }>> = {
   ipset: { set: (c, v, r) => c.ipsets.push(r(v)), repeatable: true },
   queue: { set: (c, v) => (c.queue = parseQueueNumber(v)) },
   queues: { set: (c, v) => (c.queues = parseQueueCount(v)) },
+  queue_cpu_fanout: { set: (c, v) => (c.queueCpuFanout = parseBool(v)) },
   queue_maxlen: { set: (c, v) => (c.queueMaxlen = parseQueueMaxlen(v)) },
   fail_open: { set: (c, v) => (c.failOpen = parseBool(v)) },
   hooks: { set: (c, v) => (c.hooks = parseHooks(v)) },
@@ -308,6 +315,9 @@ export function parseConfig(text: string, file: string): ParsedConfig {
     const line = firstLine.get('queues') ?? firstLine.get('queue') ?? 0;
     errors.push(new ConfigError(`queues: queue ${cfg.queue} + ${cfg.queues} queues goes past 65535`, file, line, 1));
   }
+  if (errors.length === 0 && cfg.queueCpuFanout && cfg.queues === 1) {
+    errors.push(new ConfigError(`queue_cpu_fanout: ${FANOUT_NEEDS_QUEUES}`, file, firstLine.get('queue_cpu_fanout') ?? 0, 1));
+  }
   if (errors.length > 0) throw new ConfigErrors(errors);
   cfg.file = file;
   return { config: cfg, given };
@@ -332,6 +342,8 @@ export interface ConfigOverrides {
   ipset?: string[];
   queue?: string;
   queues?: string;
+  /** --queue-cpu-fanout gives true; undefined keeps the file's `queue_cpu_fanout`. */
+  queueCpuFanout?: boolean;
   queueMaxlen?: string;
   failOpen?: boolean;
   control?: string;
@@ -361,6 +373,7 @@ export function applyOverrides(base: Config, o: ConfigOverrides, cwd = process.c
   if (o.ipset !== undefined && o.ipset.length > 0) cfg.ipsets = o.ipset.map((p) => path.resolve(cwd, p));
   if (o.queue !== undefined) cfg.queue = flag('queue', () => parseQueueNumber(o.queue!));
   if (o.queues !== undefined) cfg.queues = flag('queues', () => parseQueueCount(o.queues!));
+  if (o.queueCpuFanout !== undefined) cfg.queueCpuFanout = o.queueCpuFanout;
   if (o.queueMaxlen !== undefined) cfg.queueMaxlen = flag('queue-maxlen', () => parseQueueMaxlen(o.queueMaxlen!));
   if (o.failOpen !== undefined) cfg.failOpen = o.failOpen;
   if (o.flowCache !== undefined) cfg.flowCache = o.flowCache;
@@ -371,6 +384,7 @@ export function applyOverrides(base: Config, o: ConfigOverrides, cwd = process.c
   if (o.metrics !== undefined) cfg.metrics = flag('metrics', () => parseMetrics(o.metrics!));
   if (o.logLevel !== undefined) cfg.logLevel = flag('log-level', () => parseLogLevel(o.logLevel!));
   if (cfg.queue + cfg.queues - 1 > 65535) throw new Error(`--queues: queue ${cfg.queue} + ${cfg.queues} queues goes past 65535`);
+  if (cfg.queueCpuFanout && cfg.queues === 1) throw new Error(`queue_cpu_fanout (--queue-cpu-fanout) ${FANOUT_NEEDS_QUEUES} (--queues)`);
   return cfg;
 }
 

@@ -117,6 +117,19 @@ describe('config: parser', () => {
     assert.match(errorsOf('log_destination = syslog')[0]!, /not a log destination/);
   });
 
+  it('spreads several queues by CPU only when asked, and refuses that for one queue as iptables does', () => {
+    assert.equal(parseConfig('queues = 2\n', '/etc/nfqwall/nfqwall.conf').config.queueCpuFanout, false);
+    assert.equal(parseConfig('queues = 2\nqueue_cpu_fanout = yes\n', '/etc/nfqwall/nfqwall.conf').config.queueCpuFanout, true);
+    assert.deepEqual(errorsOf('queue = 4\nqueue_cpu_fanout = on'), [
+      '/etc/nfqwall/nfqwall.conf:2:1: queue_cpu_fanout: needs queues of 2 or more: one queue has nothing to pick from',
+    ]);
+    assert.equal(applyOverrides(defaultConfig(), { queues: '4', queueCpuFanout: true }).queueCpuFanout, true);
+    // The flag or --queues 1 over a file: the combination is checked once both are applied.
+    const fanned = parseConfig('queues = 2\nqueue_cpu_fanout = yes\n', '/etc/nfqwall/nfqwall.conf').config;
+    assert.throws(() => applyOverrides(fanned, { queues: '1' }), /^Error: queue_cpu_fanout \(--queue-cpu-fanout\) needs queues of 2 or more/);
+    assert.throws(() => applyOverrides(defaultConfig(), { queueCpuFanout: true }), /needs queues of 2 or more: one queue has nothing to pick from \(--queues\)$/);
+  });
+
   it('parses listen addresses', () => {
     assert.deepEqual(parseListen('0.0.0.0:1'), { host: '0.0.0.0', port: 1 });
     assert.deepEqual(parseListen(':9469'), { host: '0.0.0.0', port: 9469 });
@@ -134,7 +147,7 @@ describe('config: parser', () => {
     assert.ok(config.rules !== undefined && fs.existsSync(config.rules), `rules: ${config.rules}`);
     // Every key the format knows is documented in the example's comment block.
     const text = fs.readFileSync(file, 'utf8');
-    for (const key of ['rules', 'rules6', 'ipset', 'queue', 'queues', 'queue_maxlen', 'fail_open', 'hooks', 'conntrack_max', 'metrics', 'log_level', 'log_destination', 'log_rate', 'log_burst', 'control', 'control_mode', 'control_group']) {
+    for (const key of ['rules', 'rules6', 'ipset', 'queue', 'queues', 'queue_cpu_fanout', 'queue_maxlen', 'fail_open', 'hooks', 'conntrack_max', 'metrics', 'log_level', 'log_destination', 'log_rate', 'log_burst', 'control', 'control_mode', 'control_group']) {
       assert.match(text, new RegExp(`^#   ${key} = `, 'm'), `key ${key} documented`);
     }
     assert.ok(given.size >= 10);

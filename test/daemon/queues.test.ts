@@ -1,7 +1,9 @@
-// Several queues: the hook rules spread packets with --queue-balance, every queue has its own receive thread, and
-// all share one connection table, so a NATed connection whose two directions hash to different queues still works.
+// Several queues: the hook rules spread packets with --queue-balance (by address hash, or by CPU with
+// --queue-cpu-fanout), every queue has its own receive thread, and all share one connection table, so a NATed
+// connection whose two directions meet different queues still works.
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
+import os from 'node:os';
 import path from 'node:path';
 import { controlRequest } from '../../src/daemon/control';
 import { installScript, queueTarget, type HookPlan } from '../../src/daemon/hooks';
@@ -143,126 +145,170 @@ async function kernelQueues(fw: Host): Promise<number[]> {
     .map((l) => Number(l.trim().split(/\s+/)[0]));
 }
 
-describe('several queues: a DNAT+MASQUERADE connection split over two queues (lab)', function () {
-  this.timeout(180_000);
-  const env = useLab(threeHostSpec);
-  let scratch: ReturnType<typeof scratchDir> | undefined;
-  let daemon: ChildProcess | undefined;
-  let output = '';
-  let control = '';
+/**
+ * Two queues in the lab, spread by address hash or (`fanout`) by the CPU that handles each packet. The tests that
+ * depend on how packets are spread say so; the rest hold for both.
+ */
+function twoQueuesLab(fanout: boolean): void {
+  const how = fanout ? 'by CPU (--queue-cpu-fanout)' : 'by address hash';
+  describe(`several queues ${how}: a DNAT+MASQUERADE connection split over two queues (lab)`, function () {
+    this.timeout(180_000);
+    const env = useLab(threeHostSpec);
+    let scratch: ReturnType<typeof scratchDir> | undefined;
+    let daemon: ChildProcess | undefined;
+    let output = '';
+    let control = '';
 
-  const queues = async (): Promise<QueueJson[]> => {
-    const res = (await controlRequest(control, { cmd: 'status' })) as { queues?: QueueJson[] };
-    return res.queues ?? [];
-  };
-  /** Every queued packet answered and nothing waiting in the kernel, twice in a row. */
-  const settled = async (): Promise<QueueJson[]> => {
-    let quiet = 0;
-    for (let i = 0; i < 500; i++) {
-      const qs = await queues();
-      quiet = qs.every((q) => q.received === q.accepted + q.dropped && q.kernelQueueTotal === 0) ? quiet + 1 : 0;
-      if (quiet >= 2) return qs;
-      await sleep(5);
-    }
-    throw new Error(`queues did not settle: ${JSON.stringify(await queues())}`);
-  };
-
-  before(async function () {
-    const { lab } = env;
-    const fw = lab.host('fw');
-    scratch = scratchDir();
-    const file = scratch.write('rules.v4', rules(fw.ifname('server')));
-    control = path.join(scratch.dir, 'control.sock');
-    for (const vip of VIPS) await fw.exec(['ip', 'addr', 'add', `${vip}/24`, 'dev', fw.ifname('client')]);
-    // Hook skipping off: the split is read from each queue's trips, six per exchange, which skipping would thin out.
-    const argv = [...cliArgv(), 'run', '--rules', file, '--queue', String(QUEUE), '--queues', '2', '--control', control, '--metrics', METRICS, '--skip-mark', 'off'];
-    daemon = fw.spawn(argv);
-    daemon.stdout?.on('data', (d: Buffer) => (output += d.toString()));
-    daemon.stderr?.on('data', (d: Buffer) => (output += d.toString()));
-    for (let i = 0; ; i++) {
-      if (daemon.exitCode !== null) throw new Error(`nfqwall run exited (${daemon.exitCode}):\n${output}`);
-      try {
-        await controlRequest(control, { cmd: 'status' });
-        break;
-      } catch (err) {
-        if (i > 150) throw new Error(`nfqwall did not answer: ${String(err)}\n${output}`);
-        await sleep(200);
+    const queues = async (): Promise<QueueJson[]> => {
+      const res = (await controlRequest(control, { cmd: 'status' })) as { queues?: QueueJson[] };
+      return res.queues ?? [];
+    };
+    /** Every queued packet answered and nothing waiting in the kernel, twice in a row. */
+    const settled = async (): Promise<QueueJson[]> => {
+      let quiet = 0;
+      for (let i = 0; i < 500; i++) {
+        const qs = await queues();
+        quiet = qs.every((q) => q.received === q.accepted + q.dropped && q.kernelQueueTotal === 0) ? quiet + 1 : 0;
+        if (quiet >= 2) return qs;
+        await sleep(5);
       }
-    }
-  });
+      throw new Error(`queues did not settle: ${JSON.stringify(await queues())}`);
+    };
 
-  after(async () => {
-    if (daemon && daemon.exitCode === null) daemon.kill('SIGKILL');
-    scratch?.cleanup();
-  });
-
-  it('binds both queues and balances the hooks over them', async () => {
-    const qs = await queues();
-    assert.deepEqual(qs.map((q) => q.queue), [QUEUE, QUEUE + 1]);
-    assert.deepEqual((await kernelQueues(env.lab.host('fw'))).sort(), [QUEUE, QUEUE + 1]);
-    const saved = (await env.lab.host('fw').exec(['iptables-save', '-t', 'mangle'])).stdout;
-    assert.match(saved, new RegExp(`-A NFQWALL-FORWARD .*-j NFQUEUE --queue-balance ${QUEUE}:${QUEUE + 1}$`, 'm'));
-  });
-
-  it('carries a connection whose request and reply are queued on different queues, and spreads flows over both', async () => {
-    const { lab } = env;
-    const client = lab.host('client');
-    const echo = lab.host('server').spawn([NODE, '-e', ECHO, A.server4, String(SPORT)]);
-    const K = 3;
-    const tried: string[] = [];
-    let split: string | undefined;
-    try {
-      await waitReady(echo);
-      for (const vip of VIPS) {
-        const before = await settled();
-        const r = await client.exec([NODE, '-e', CLIENT, vip, String(DPORT), String(K)], { timeoutMs: 10_000 });
-        const after = await settled();
-        const replies = r.stdout.split('\n').filter((l) => l.startsWith(`${vip}:${DPORT} `));
-        // The reply comes back from the address the client asked (de-DNAT) and the server saw fw's (MASQUERADE).
-        assert.equal(replies.length, K, `${vip}: ${r.stdout}`);
-        for (const [i, line] of replies.entries()) assert.equal(line, `${vip}:${DPORT} ${A.fwServer4} n${i}`);
-        // Per connection: the request at PREROUTING hashes on {client, vip}, the reply at PREROUTING on {server,
-        // fw}, and the four FORWARD/POSTROUTING trips on {client, server}. So the two queues' shares are {5K, K} exactly
-        // when the request and the reply entered on different queues.
-        const delta = after.map((q, i) => q.received - before[i]!.received).sort((a, b) => a - b);
-        tried.push(`${vip}: ${delta.join('/')}`);
-        assert.equal(delta[0]! + delta[1]!, 6 * K, `six trips per exchange: ${tried.join(', ')}`);
-        if (delta[0] === K) {
-          split = vip;
+    before(async function () {
+      const { lab } = env;
+      const fw = lab.host('fw');
+      scratch = scratchDir();
+      const file = scratch.write('rules.v4', rules(fw.ifname('server')));
+      control = path.join(scratch.dir, 'control.sock');
+      for (const vip of VIPS) await fw.exec(['ip', 'addr', 'add', `${vip}/24`, 'dev', fw.ifname('client')]);
+      // Hook skipping off: the split is read from each queue's trips, six per exchange, which skipping would thin out.
+      const argv = [...cliArgv(), 'run', '--rules', file, '--queue', String(QUEUE), '--queues', '2', '--control', control, '--metrics', METRICS, '--skip-mark', 'off'];
+      if (fanout) argv.push('--queue-cpu-fanout');
+      daemon = fw.spawn(argv);
+      daemon.stdout?.on('data', (d: Buffer) => (output += d.toString()));
+      daemon.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+      for (let i = 0; ; i++) {
+        if (daemon.exitCode !== null) throw new Error(`nfqwall run exited (${daemon.exitCode}):\n${output}`);
+        try {
+          await controlRequest(control, { cmd: 'status' });
           break;
+        } catch (err) {
+          if (i > 150) throw new Error(`nfqwall did not answer: ${String(err)}\n${output}`);
+          await sleep(200);
         }
       }
-      assert.ok(split !== undefined, `no VIP of ${VIPS.length} split its connection over both queues: ${tried.join(', ')}`);
+    });
+
+    after(async () => {
+      if (daemon && daemon.exitCode === null) daemon.kill('SIGKILL');
+      scratch?.cleanup();
+    });
+
+    it('binds both queues and balances the hooks over them', async () => {
+      const qs = await queues();
+      assert.deepEqual(qs.map((q) => q.queue), [QUEUE, QUEUE + 1]);
+      assert.deepEqual((await kernelQueues(env.lab.host('fw'))).sort(), [QUEUE, QUEUE + 1]);
+      const saved = (await env.lab.host('fw').exec(['iptables-save', '-t', 'mangle'])).stdout;
+      assert.match(saved, new RegExp(`-A NFQWALL-FORWARD .*-j NFQUEUE --queue-balance ${QUEUE}:${QUEUE + 1}${fanout ? ' --queue-cpu-fanout' : ''}$`, 'm'));
+    });
+
+    if (fanout) {
+      it('queues a request sent on CPU 0 and its reply sent on CPU 1 on different queues, and carries the connection', async function () {
+        // A datagram a process sends over a veth is received on that process's CPU: the PREROUTING trips of the
+        // requests go to the first queue, the replies' to the second. The later hooks' trips go where nfqwall's own
+        // verdict happens to run, so only their sum is known.
+        if (os.cpus().length < 2) {
+          process.stdout.write('      (skipped: this machine has one CPU, so every packet goes to one queue)\n');
+          this.skip();
+        }
+        const { lab } = env;
+        const client = lab.host('client');
+        const echo = lab.host('server').spawn(['taskset', '-c', '1', NODE, '-e', ECHO, A.server4, String(SPORT)]);
+        const K = 3;
+        try {
+          await waitReady(echo);
+          // Every VIP: with address hashing, some put all six trips of each exchange on one queue.
+          for (const vip of VIPS) {
+            const before = await settled();
+            const r = await client.exec(['taskset', '-c', '0', NODE, '-e', CLIENT, vip, String(DPORT), String(K)], { timeoutMs: 10_000 });
+            const after = await settled();
+            const replies = r.stdout.split('\n').filter((l) => l.startsWith(`${vip}:${DPORT} `));
+            assert.equal(replies.length, K, `${vip}: ${r.stdout}`);
+            for (const [i, line] of replies.entries()) assert.equal(line, `${vip}:${DPORT} ${A.fwServer4} n${i}`);
+            const delta = after.map((q, i) => q.received - before[i]!.received);
+            assert.equal(delta[0]! + delta[1]!, 6 * K, `${vip}: six trips per exchange: ${delta.join('/')}`);
+            assert.ok(delta[0]! >= K && delta[1]! >= K, `${vip}: requests on queue ${QUEUE}, replies on ${QUEUE + 1}: ${delta.join('/')}`);
+          }
+        } finally {
+          echo.kill('SIGKILL');
+        }
+      });
+    } else {
+      it('carries a connection whose request and reply are queued on different queues, and spreads flows over both', async () => {
+        const { lab } = env;
+        const client = lab.host('client');
+        const echo = lab.host('server').spawn([NODE, '-e', ECHO, A.server4, String(SPORT)]);
+        const K = 3;
+        const tried: string[] = [];
+        let split: string | undefined;
+        try {
+          await waitReady(echo);
+          for (const vip of VIPS) {
+            const before = await settled();
+            const r = await client.exec([NODE, '-e', CLIENT, vip, String(DPORT), String(K)], { timeoutMs: 10_000 });
+            const after = await settled();
+            const replies = r.stdout.split('\n').filter((l) => l.startsWith(`${vip}:${DPORT} `));
+            // The reply comes back from the address the client asked (de-DNAT) and the server saw fw's (MASQUERADE).
+            assert.equal(replies.length, K, `${vip}: ${r.stdout}`);
+            for (const [i, line] of replies.entries()) assert.equal(line, `${vip}:${DPORT} ${A.fwServer4} n${i}`);
+            // Per connection: the request at PREROUTING hashes on {client, vip}, the reply at PREROUTING on {server,
+            // fw}, and the four FORWARD/POSTROUTING trips on {client, server}. So the two queues' shares are {5K, K} exactly
+            // when the request and the reply entered on different queues.
+            const delta = after.map((q, i) => q.received - before[i]!.received).sort((a, b) => a - b);
+            tried.push(`${vip}: ${delta.join('/')}`);
+            assert.equal(delta[0]! + delta[1]!, 6 * K, `six trips per exchange: ${tried.join(', ')}`);
+            if (delta[0] === K) {
+              split = vip;
+              break;
+            }
+          }
+          assert.ok(split !== undefined, `no VIP of ${VIPS.length} split its connection over both queues: ${tried.join(', ')}`);
+          const qs = await settled();
+          for (const q of qs) assert.ok(q.received > 0, `queue ${q.queue} received nothing: ${JSON.stringify(qs)}`);
+        } finally {
+          echo.kill('SIGKILL');
+        }
+      });
+    }
+
+    it('gives every id of each queue one verdict, none by default or overload, and reports each in metrics', async () => {
       const qs = await settled();
-      for (const q of qs) assert.ok(q.received > 0, `queue ${q.queue} received nothing: ${JSON.stringify(qs)}`);
-    } finally {
-      echo.kill('SIGKILL');
-    }
-  });
+      const get = `require('node:http').get('http://${METRICS}/metrics', (r) => r.pipe(process.stdout))`;
+      const text = (await env.lab.host('fw').exec([NODE, '-e', get])).stdout;
+      for (const q of qs) {
+        const m = new RegExp(`^nfqwall_queue_received_total\\{queue="${q.queue}"\\} (\\d+)$`, 'm').exec(text);
+        assert.ok(m !== null && Number(m[1]) >= q.received && q.received > 0, `queue ${q.queue} in /metrics:\n${text.slice(0, 2000)}`);
+      }
+      for (const q of qs) {
+        assert.equal(q.received, q.kernelIdSequence, `queue ${q.queue}: every id the kernel assigned reached nfqwall`);
+        assert.equal(q.accepted + q.dropped, q.received, `queue ${q.queue}`);
+        assert.equal(q.overload, 0);
+        assert.equal(q.defaulted, 0);
+      }
+    });
 
-  it('gives every id of each queue one verdict, none by default or overload, and reports each in metrics', async () => {
-    const qs = await settled();
-    const get = `require('node:http').get('http://${METRICS}/metrics', (r) => r.pipe(process.stdout))`;
-    const text = (await env.lab.host('fw').exec([NODE, '-e', get])).stdout;
-    for (const q of qs) {
-      const m = new RegExp(`^nfqwall_queue_received_total\\{queue="${q.queue}"\\} (\\d+)$`, 'm').exec(text);
-      assert.ok(m !== null && Number(m[1]) >= q.received && q.received > 0, `queue ${q.queue} in /metrics:\n${text.slice(0, 2000)}`);
-    }
-    for (const q of qs) {
-      assert.equal(q.received, q.kernelIdSequence, `queue ${q.queue}: every id the kernel assigned reached nfqwall`);
-      assert.equal(q.accepted + q.dropped, q.received, `queue ${q.queue}`);
-      assert.equal(q.overload, 0);
-      assert.equal(q.defaulted, 0);
-    }
+    it('unbinds both queues and removes its hooks when it stops', async () => {
+      const fw = env.lab.host('fw');
+      const d = daemon!;
+      const exited = new Promise<number | null>((r) => d.once('exit', (code) => r(code)));
+      d.kill('SIGTERM');
+      assert.equal(await exited, 0, output);
+      assert.deepEqual(await kernelQueues(fw), []);
+      assert.doesNotMatch((await fw.exec(['iptables-save'])).stdout, /NFQWALL|NFQUEUE/);
+    });
   });
+}
 
-  it('unbinds both queues and removes its hooks when it stops', async () => {
-    const fw = env.lab.host('fw');
-    const d = daemon!;
-    const exited = new Promise<number | null>((r) => d.once('exit', (code) => r(code)));
-    d.kill('SIGTERM');
-    assert.equal(await exited, 0, output);
-    assert.deepEqual(await kernelQueues(fw), []);
-    assert.doesNotMatch((await fw.exec(['iptables-save'])).stdout, /NFQWALL|NFQUEUE/);
-  });
-});
+twoQueuesLab(false);
+twoQueuesLab(true);
