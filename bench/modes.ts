@@ -147,21 +147,31 @@ export function cLoopMode(binary: string): Mode {
   return { name: 'C libnetfilter_queue loop', start: (fw) => startWithOwnRule(fw, [binary, String(BENCH_QUEUE)]) };
 }
 
-// argv: module-dir queue. Accepts every packet one by one, as the binding's README does.
+// argv: module-dir queue buffer. Accepts every packet one by one, as the binding's README does. A buffer of 0 is the
+// binding's default socket buffer, 65535 bytes (nfqueue.js createQueueHandler).
 const NFQUEUE_SCRIPT = `
 const nfq = require(process.argv[1]);
 let n = 0;
-nfq.createQueueHandler(Number(process.argv[2]), 8 << 20, (p) => { n++; p.setVerdict(nfq.NF_ACCEPT); });
+nfq.createQueueHandler(Number(process.argv[2]), Number(process.argv[3]), (p) => { n++; p.setVerdict(nfq.NF_ACCEPT); });
 process.on('SIGTERM', () => { process.stdout.write('packets ' + n + '\\n'); process.exit(0); });
 process.stdout.write('ready\\n');
 `;
 
-export function nfqueueMode(install: { dir: string } | { error: string }): Mode {
-  if ('error' in install) return { name: 'npm nfqueue', unavailable: install.error, start: () => Promise.reject(new Error(install.error)) };
-  return {
-    name: 'npm nfqueue',
-    start: (fw) => startWithOwnRule(fw, [process.execPath, '-e', NFQUEUE_SCRIPT, install.dir, String(BENCH_QUEUE)]),
-  };
+/** The C loop's socket buffer (bench/c/minimal-nfq.c), which the npm binding gets too unless told otherwise. */
+const C_LOOP_BUFFER = 8 << 20;
+
+export const NFQUEUE_NAME = 'npm nfqueue';
+export const NFQUEUE_DEFAULT_NAME = 'npm nfqueue (its default buffer)';
+
+/**
+ * The npm binding accepting everything: with the C loop's 8 MiB socket buffer, or (`ownDefault`) with the binding's
+ * default of 64 KiB, which its README raises only under "Performance and ENOBUFS".
+ */
+export function nfqueueMode(install: { dir: string } | { error: string }, ownDefault = false): Mode {
+  const name = ownDefault ? NFQUEUE_DEFAULT_NAME : NFQUEUE_NAME;
+  if ('error' in install) return { name, unavailable: install.error, start: () => Promise.reject(new Error(install.error)) };
+  const buffer = ownDefault ? 0 : C_LOOP_BUFFER;
+  return { name, start: (fw) => startWithOwnRule(fw, [process.execPath, '-e', NFQUEUE_SCRIPT, install.dir, String(BENCH_QUEUE), String(buffer)]) };
 }
 
 export const ACCEPT_ALL_RULES = `*filter

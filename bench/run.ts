@@ -25,6 +25,8 @@ import {
   kernelMode,
   kernelRulesMode,
   nfqueueMode,
+  NFQUEUE_NAME,
+  NFQUEUE_DEFAULT_NAME,
   nfqwallMode,
   nfqwallName,
   QUEUE_CPU,
@@ -340,7 +342,8 @@ function printFloods(table_: FloodTable, flooded: Flooded, names: { c: string; n
   const lines: [string, string, string][] = [
     ['nfqwall / C loop', names.nfqwall, names.c],
     ['nfqwall --no-flow-cache / C loop', names.noCache, names.c],
-    ['nfqwall / npm nfqueue', names.nfqwall, 'npm nfqueue'],
+    ['nfqwall / npm nfqueue', names.nfqwall, NFQUEUE_NAME],
+    ['nfqwall / npm nfqueue, its default buffer', names.nfqwall, NFQUEUE_DEFAULT_NAME],
     ['flow cache on / off (nfqwall / --no-flow-cache)', names.nfqwall, names.noCache],
     ['rule matcher on / off (nfqwall / --no-matcher)', names.nfqwall, nfqwallName({ matcher: false })],
     ['nfqwall 2 queues / 1 queue', nfqwallName({ queues: 2 }), names.nfqwall],
@@ -563,12 +566,15 @@ async function main(): Promise<void> {
   const noCache = nfqwallMode(cli, rulesFile, control, { flowCache: false });
   const tables: FloodTable[] = [];
   if (PARTS.has('flood')) {
+    const npmInstall = installNfqueue(root);
+    const npm = nfqueueMode(npmInstall);
     tables.push({
       kind: 'established',
       modes: [
         kernel,
         cLoop,
-        nfqueueMode(installNfqueue(root)),
+        npm,
+        nfqueueMode(npmInstall, true),
         nfqwall,
         nfqwallMode(cli, rulesFile, control, { skip: false }),
         noCache,
