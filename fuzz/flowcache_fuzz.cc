@@ -2,7 +2,8 @@
 // sequence of lookups (batches of probes with arbitrary keys), verdicts (settle, with or without a decision, of the
 // current or a stale generation), invalidations, on/off switches and drains, on a small cache so that buckets
 // overflow. A reference model checks what the cache may not get wrong whatever it evicted:
-//  - a hit returns the decision last stored for exactly that key and key values in the current generation;
+//  - a hit returns the decision last stored for exactly that key and key values in the current generation, but for
+//    status bits outside the mask the last invalidate() set;
 //  - no hit while a packet of the same connection and direction waits in JavaScript, nor earlier in the same batch;
 //  - with parking, a packet behind parked packets of its flow (lotAhead, or earlier in the batch at its own or a later
 //    hook than PREROUTING; any hook for one at PREROUTING) parks, and a packet parks otherwise only when its stored
@@ -43,6 +44,14 @@ KeyT keyOf(const fc::Key& k) { return {k.handle, k.gen, k.hook, k.dir}; }
 FlowT flowOf(const fc::Key& k) { return {k.handle, k.gen, k.dir}; }
 ValT valOf(const fc::Values& v) {
   return {v.status, v.mark, v.connmark, v.zone, v.inIf, v.outIf, v.physInIf, v.physOutIf};
+}
+
+// Values the cache takes for the same key: equal, but for status bits outside the mask the last invalidate() set.
+bool sameUnder(uint32_t statusMask, const ValT& a, const ValT& b) {
+  ValT x = a, y = b;
+  std::get<0>(x) &= statusMask;
+  std::get<0>(y) &= statusMask;
+  return x == y;
 }
 
 struct Stored {
@@ -91,6 +100,7 @@ fc::Probe probe(Reader& r) {
     p.values.inIf = p.key.hook == 4 ? 0 : 1;
     p.values.outIf = p.key.hook == 0 ? 0 : 2;
   }
+  if ((c >> 6) & 1) p.values.status |= 4;  // ASSURED, which a status mask may leave out of the key
   return p;
 }
 
@@ -108,6 +118,7 @@ void run(const uint8_t* data, size_t size) {
   std::vector<fc::Probe> pending;  // handed to JavaScript, not settled
   std::map<std::pair<uint32_t, uint32_t>, std::pair<uint64_t, uint64_t>> hits;
   uint64_t waitingTotal = 0;
+  uint32_t statusMask = ~0u;  // the cache's, as the last invalidate() set it
   bool enabled = true;
   fc::SkipConfig skip;
   uint32_t barrier = 0;
@@ -141,7 +152,7 @@ void run(const uint8_t* data, size_t size) {
             if (!mustPark) {
               check(park && before[i].kind == fc::kEligible && enabled);
               auto it = stored.find(keyOf(p.key));
-              check(it != stored.end() && it->second.generation == gen && it->second.values == valOf(p.values));
+              check(it != stored.end() && it->second.generation == gen && sameUnder(statusMask, it->second.values, valOf(p.values)));
               // Waiting behind its flow in JavaScript, or held back from skipping.
               check(waiting[flowOf(p.key)] > 0 || (pre && p.skip && skip.mark && skip.allowed));
             }
@@ -154,7 +165,7 @@ void run(const uint8_t* data, size_t size) {
             check(waiting[flowOf(p.key)] == 0);
             auto it = stored.find(keyOf(p.key));
             check(it != stored.end());
-            check(it->second.generation == gen && it->second.values == valOf(p.values));
+            check(it->second.generation == gen && sameUnder(statusMask, it->second.values, valOf(p.values)));
             const fc::Decision& want = it->second.d;
             check(dec[i].verdict == want.verdict && dec[i].pathId == want.pathId);
             auto& h = hits[{gen, want.pathId}];
@@ -220,9 +231,14 @@ void run(const uint8_t* data, size_t size) {
         if (expect) stored[keyOf(p.key)] = Stored{valOf(p.values), d, gen};
         break;
       }
-      case 3: {
+      case 3: {  // invalidate, keeping the status mask or setting one with or without ASSURED
         uint32_t before = cache.generation();
-        check(cache.invalidate() == before + 1);
+        if ((op >> 3) & 1) {
+          statusMask = (op >> 4) & 1 ? ~4u : ~0u;
+          check(cache.invalidate(statusMask) == before + 1);
+        } else {
+          check(cache.invalidate() == before + 1);
+        }
         break;
       }
       case 4: {

@@ -31,8 +31,8 @@ constexpr uint32_t kSrcNat = 1u << 4, kDstNat = 1u << 5;
 constexpr uint32_t kTransitMs = 50;
 
 
-bool sameValues(const Values& a, const Values& b) {
-  return a.status == b.status && a.mark == b.mark && a.connmark == b.connmark && a.zone == b.zone &&
+bool sameValues(const Values& a, const Values& b, uint32_t statusMask) {
+  return ((a.status ^ b.status) & statusMask) == 0 && a.mark == b.mark && a.connmark == b.connmark && a.zone == b.zone &&
          a.inIf == b.inIf && a.outIf == b.outIf && a.physInIf == b.physInIf && a.physOutIf == b.physOutIf;
 }
 
@@ -133,7 +133,7 @@ uint32_t FlowCache::lookup(uint32_t n, Probe* probes, Decision* dec, bool park) 
     }
     if (p.kind == kEligible && on) {
       Slot* s = find(p.key, gen);
-      bool match = s && sameValues(s->values, p.values);
+      bool match = s && sameValues(s->values, p.values, statusMask_);
       if (match && wait != 0 && park) {
         parkIt();
         continue;
@@ -187,7 +187,7 @@ FlowCache::Slot* FlowCache::repeatsLocked(const Probe& p, uint8_t hook, uint32_t
   Slot* s = find(k, gen);
   if (!s) return nullptr;
   const Values& v = s->values;
-  if (v.status != p.values.status || v.connmark != p.values.connmark || v.zone != p.values.zone || v.mark != mark ||
+  if (((v.status ^ p.values.status) & statusMask_) || v.connmark != p.values.connmark || v.zone != p.values.zone || v.mark != mark ||
       v.physInIf || v.physOutIf)
     return nullptr;
   if (hook == kForward && v.inIf != p.values.inIf) return nullptr;
@@ -440,6 +440,13 @@ void FlowCache::invalidateLocked() {
 uint32_t FlowCache::invalidate() {
   std::lock_guard<std::mutex> g(mu_);
   invalidateLocked();
+  return generation_.load(std::memory_order_relaxed);
+}
+
+uint32_t FlowCache::invalidate(uint32_t statusMask) {
+  std::lock_guard<std::mutex> g(mu_);
+  invalidateLocked();
+  statusMask_ = statusMask;
   return generation_.load(std::memory_order_relaxed);
 }
 

@@ -135,6 +135,11 @@ class FlowCache {
   uint32_t release(uint32_t n, const Probe* probes, const Decision* store, const uint8_t* stored, uint32_t generation);
 
   uint32_t invalidate();
+  // The same, and from then on a stored decision applies to packets whose status differs from the one it was stored
+  // with only in bits outside `statusMask`: the bits no rule of the ruleset put in force with it can read (ASSURED,
+  // unless a rule has -m conntrack --ctstatus). A UDP flow turns ASSURED about two seconds in; with the bit in its
+  // key every packet of the flow missed until JavaScript had stored a decision for the new status.
+  uint32_t invalidate(uint32_t statusMask);
   uint32_t generation() const { return generation_.load(std::memory_order_acquire); }
   void setEnabled(bool on);
   bool enabled() const { return enabled_.load(std::memory_order_acquire); }
@@ -223,6 +228,7 @@ class FlowCache {
   std::vector<uint32_t> touched_;  // path ids with hits in the current generation
   std::vector<PathHits> old_;      // hits of generations invalidated before a drain
   std::atomic<uint32_t> generation_{1};
+  uint32_t statusMask_ = ~0u;  // under mu_; set with the generation it holds for
   std::atomic<bool> enabled_{true};
   uint32_t stamp_ = 0;
   SkipConfig skip_;

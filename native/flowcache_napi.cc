@@ -82,8 +82,14 @@ class FlowCacheWrap : public Napi::ObjectWrap<FlowCacheWrap> {
   std::shared_ptr<fc::FlowCache> cache() const { return cache_; }
 
  private:
+  // invalidate([statusMask]): FlowCache::invalidate, with the status bits stored decisions may depend on from now on.
   Napi::Value Invalidate(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), cache_->invalidate());
+    if (info.Length() < 1 || info[0].IsUndefined()) return Napi::Number::New(info.Env(), cache_->invalidate());
+    if (!info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "FlowCache.invalidate(statusMask): statusMask must be a number");
+    const double m = info[0].As<Napi::Number>().DoubleValue();
+    if (!(m >= 0 && m <= double(UINT32_MAX)) || m != double(uint64_t(m)))
+      throw Napi::RangeError::New(info.Env(), "FlowCache.invalidate(statusMask): statusMask must be an integer from 0 to 2^32-1");
+    return Napi::Number::New(info.Env(), cache_->invalidate(uint32_t(m)));
   }
 
   Napi::Value Generation(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), cache_->generation()); }

@@ -296,8 +296,12 @@ export interface FlowCacheSkip {
  */
 export class FlowCache {
   constructor(options?: FlowCacheOptions);
-  /** Makes every stored decision stale (reload commit, address, route or link change). Returns the new generation. */
-  invalidate(): number;
+  /**
+   * Makes every stored decision stale (reload commit, address, route or link change). Returns the new generation.
+   * With `statusMask`, from then on a stored decision applies to packets whose connection status differs from the one
+   * it was stored with only in bits outside the mask (bits no rule in force can read); without, the mask stays.
+   */
+  invalidate(statusMask?: number): number;
   generation(): number;
   /** Off: no lookups, no stores (someone traces). Turning it on again starts a new generation. */
   setEnabled(on: boolean): void;

@@ -19,7 +19,7 @@ import { InterfaceNames } from './interfaces';
 import { IpMonitor, type IpEvent } from './ipmonitor';
 import { Logger, LogRecordSink } from './logger';
 import { BatchProcessor } from './processor';
-import { FlowPaths } from './flow-paths';
+import { flowStatusMask, FlowPaths } from './flow-paths';
 import { MatcherPrograms, hostView, type PreparedProgram } from './matcher-programs';
 import { HeapBudget, HeapBudgetExceeded, autoHeapBudget } from './heap';
 import { readFiles } from './file-digest';
@@ -395,6 +395,7 @@ export class Daemon {
   private startFlowCache(cache: FlowCache): void {
     this.flowCache = cache;
     this.flowPaths = new FlowPaths(cache);
+    this.flowPaths.invalidate(flowStatusMask(this.rules));
     this.processor.setFlow(this.flowPaths);
     // Tracing needs every packet in JavaScript, with its path: no lookups, no stores meanwhile.
     this.tracer.onActiveChange = (active) => {
@@ -436,11 +437,14 @@ export class Daemon {
     }
   }
 
-  /** Makes every cached decision stale: the rules, the host's addresses or routes, or its links changed. */
-  private invalidateFlows(): void {
+  /**
+   * Makes every cached decision stale: the rules (`rules`, about to be in force), the host's addresses or routes, or its
+   * links changed.
+   */
+  private invalidateFlows(rules: LoadedRules = this.rules): void {
     if (this.flowPaths === undefined) return;
     this.drainFlows();
-    this.flowPaths.invalidate();
+    this.flowPaths.invalidate(flowStatusMask(rules));
   }
 
   /** The skip bits in the hook rules; 0 when skipping is off for good (no cache, PREROUTING not queued, skip_mark 0). */
@@ -632,7 +636,7 @@ export class Daemon {
       if (next.rules6 !== undefined) programs.commit(program6, 6);
       this.reportProgramError();
     }
-    this.invalidateFlows();
+    this.invalidateFlows(next);
     this.sets.current = next.sets ?? this.sets.current;
     this.rules = next;
     retainStores([next.rules4, next.rules6]);

@@ -3,14 +3,29 @@
 // the cache (the same list gives the same id), and drain() adds the native hits to those counters. Counter objects
 // are shared across reloads by rule identity (reload.ts carryCounters), so hits of an old generation still land on the
 // right rules; a generation's table is kept until a drain made after a newer generation began returns nothing for it.
-import type { Counters } from '../rules/model';
+import { READS_CTSTATUS, surelyNone } from '../rules/facts';
+import type { Counters, Ruleset } from '../rules/model';
 
 /** What FlowPaths needs of the addon's FlowCache (native/index.d.ts); tests give a fake. */
 export interface FlowCacheLike {
   generation(): number;
-  invalidate(): number;
+  invalidate(statusMask?: number): number;
   /** [generation, pathId, packets, bytes] quadruples since the last drain. */
   drain(): Float64Array;
+}
+
+/** IPS_ASSURED (enum ip_conntrack_status): what nfqwall's connection table sets when a connection proves itself. */
+const IPS_ASSURED = 1 << 2;
+
+/**
+ * The connection status bits a cached decision may depend on with these rulesets in force (FlowCache.invalidate):
+ * all but ASSURED, which only `-m conntrack --ctstatus` reads. A UDP flow turns ASSURED about two seconds in, and with
+ * the bit in its key every packet of the flow went to JavaScript until a decision for the new status was stored.
+ * A ruleset the parser did not make (its facts unknown) keeps every bit.
+ */
+export function flowStatusMask(rules: { rules4?: Ruleset; rules6?: Ruleset }): number {
+  const read = [rules.rules4, rules.rules6].some((rs) => rs !== undefined && !surelyNone(rs, READS_CTSTATUS));
+  return (read ? ~0 : ~IPS_ASSURED) >>> 0;
 }
 
 /** FlowCacheOptions.maxPaths' default: a store with a larger id is ignored, so interning stops there. */
@@ -84,9 +99,12 @@ export class FlowPaths {
     return id;
   }
 
-  /** Makes every stored decision stale (reload commit, address/route/link change). Returns the new generation. */
-  invalidate(): number {
-    const g = this.cache.invalidate();
+  /**
+   * Makes every stored decision stale (reload commit, address/route/link change). Returns the new generation. With
+   * `statusMask`, the status bits stored decisions depend on from then on (FlowCache.invalidate).
+   */
+  invalidate(statusMask?: number): number {
+    const g = this.cache.invalidate(statusMask);
     this.current = this.table(g);
     return g;
   }

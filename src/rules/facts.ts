@@ -13,6 +13,8 @@ export const USES_STORES = 2;
 export const MAY_BE_UNENFORCEABLE = 4;
 /** Some rule has a match with state of its own (createState), which the engine carries over a reload. */
 export const HAS_STATE = 8;
+/** Some rule reads the connection's status bits (`-m conntrack --ctstatus`). */
+export const READS_CTSTATUS = 16;
 
 const facts = new WeakMap<Ruleset, number>();
 const stateful = new WeakMap<Table, readonly Rule[]>();
@@ -27,6 +29,7 @@ export function ruleFacts(r: Rule): number {
     else if (ext.name === 'recent' || ext.name === 'hashlimit') bits |= USES_STORES;
     if (ext.unsupported !== undefined || ext.unsupportedFor !== undefined) bits |= MAY_BE_UNENFORCEABLE;
     if (ext.createState !== undefined) bits |= HAS_STATE;
+    if (ext.name === 'conntrack' && (ms[k].opts as { status?: unknown }).status !== undefined) bits |= READS_CTSTATUS;
   }
   const t = r.target;
   if (t?.kind === 'extension' && (t.ext.unsupported !== undefined || t.ext.unsupportedFor !== undefined)) bits |= MAY_BE_UNENFORCEABLE;

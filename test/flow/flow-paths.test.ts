@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { FlowPaths } from '../../src/daemon/flow-paths';
+import { flowStatusMask, FlowPaths } from '../../src/daemon/flow-paths';
+import { parseRuleset } from '../../src/rules/parse';
 import { FakeCache } from './fake-cache';
 import type { Counters } from '../../src/rules/model';
 
@@ -101,5 +102,27 @@ describe('flow cache: paths and drain', () => {
     assert.equal(p.intern([cs[2]!]), undefined);
     assert.equal(p.intern([cs[1]!]), 1);
     assert.equal(p.stats.full, 1);
+  });
+});
+
+describe('flow cache: the status bits a cached decision depends on', () => {
+  const ASSURED = 4;
+  const rules = (extra: string) =>
+    parseRuleset(`*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n${extra}COMMIT\n`, 'f.rules');
+
+  it('leaves ASSURED out unless a rule of a ruleset in force reads the status with --ctstatus', () => {
+    assert.equal(flowStatusMask({ rules4: rules('') }), (~ASSURED) >>> 0);
+    assert.equal(flowStatusMask({ rules4: rules(''), rules6: parseRuleset('*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n', 'f6.rules', { family: 6 }) }), (~ASSURED) >>> 0);
+    assert.equal(flowStatusMask({}), (~ASSURED) >>> 0);
+    const reads = rules('-A FORWARD -m conntrack --ctstatus ASSURED -j ACCEPT\n');
+    assert.equal(flowStatusMask({ rules4: reads }), 0xffffffff);
+    assert.equal(flowStatusMask({ rules4: rules(''), rules6: reads }), 0xffffffff, 'either family');
+    assert.equal(flowStatusMask({ rules4: rules('-A INPUT -m conntrack ! --ctstatus CONFIRMED -j DROP\n') }), 0xffffffff, 'any status bit');
+  });
+
+  it('keeps every bit for a ruleset the parser did not make (what its rules read is not known)', () => {
+    const built = rules('');
+    const copy = { ...built, tables: new Map(built.tables) };
+    assert.equal(flowStatusMask({ rules4: copy }), 0xffffffff);
   });
 });

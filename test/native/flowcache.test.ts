@@ -114,6 +114,31 @@ describe('native FlowCache (no queue)', () => {
     assert.equal(c.stats().misses, 1 + others.length);
   });
 
+  it('with a status mask, a decision applies to packets whose status differs only outside it', () => {
+    const ASSURED = 4;
+    const c = new FlowCache();
+    const g = c.invalidate((~ASSURED) >>> 0);
+    assert.equal(c.generation(), g);
+    teach(c, key({ status: 0x10a }), decision());
+    // The flow turned ASSURED: still its decision.
+    assert.deepEqual(c.lookup(key({ status: 0x10e }), 10), decision());
+    // Any other bit is still part of the key.
+    for (const status of [0x108, 0x10b, 0x11a, 0x12e]) {
+      assert.equal(c.lookup(key({ status }), 10), undefined, status.toString(16));
+      c.settle(key({ status }), undefined, c.generation());
+    }
+    // invalidate() without a mask keeps it; invalidate(all bits) makes the key exact again.
+    c.invalidate();
+    teach(c, key({ status: 0x10a }), decision());
+    assert.deepEqual(c.lookup(key({ status: 0x10e }), 10), decision());
+    c.invalidate(0xffffffff);
+    teach(c, key({ status: 0x10a }), decision());
+    assert.equal(c.lookup(key({ status: 0x10e }), 10), undefined);
+    c.settle(key({ status: 0x10e }), undefined, c.generation());
+    assert.throws(() => c.invalidate(-1), RangeError);
+    assert.throws(() => c.invalidate('4' as unknown as number), TypeError);
+  });
+
   it('drain() reports hits per generation and path once, then nothing', () => {
     const c = new FlowCache();
     const g1 = c.generation();
