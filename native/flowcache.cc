@@ -31,8 +31,11 @@ constexpr uint32_t kSrcNat = 1u << 4, kDstNat = 1u << 5;
 constexpr uint32_t kTransitMs = 50;
 
 
+// Status bits outside the mask are ones no rule in force reads (FlowCache::invalidate(statusMask)).
+bool sameStatus(uint32_t a, uint32_t b, uint32_t statusMask) { return ((a ^ b) & statusMask) == 0; }
+
 bool sameValues(const Values& a, const Values& b, uint32_t statusMask) {
-  return ((a.status ^ b.status) & statusMask) == 0 && a.mark == b.mark && a.connmark == b.connmark && a.zone == b.zone &&
+  return sameStatus(a.status, b.status, statusMask) && a.mark == b.mark && a.connmark == b.connmark && a.zone == b.zone &&
          a.inIf == b.inIf && a.outIf == b.outIf && a.physInIf == b.physInIf && a.physOutIf == b.physOutIf;
 }
 
@@ -187,7 +190,7 @@ FlowCache::Slot* FlowCache::repeatsLocked(const Probe& p, uint8_t hook, uint32_t
   Slot* s = find(k, gen);
   if (!s) return nullptr;
   const Values& v = s->values;
-  if (((v.status ^ p.values.status) & statusMask_) || v.connmark != p.values.connmark || v.zone != p.values.zone || v.mark != mark ||
+  if (!sameStatus(v.status, p.values.status, statusMask_) || v.connmark != p.values.connmark || v.zone != p.values.zone || v.mark != mark ||
       v.physInIf || v.physOutIf)
     return nullptr;
   if (hook == kForward && v.inIf != p.values.inIf) return nullptr;

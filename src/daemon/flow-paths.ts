@@ -3,6 +3,7 @@
 // the cache (the same list gives the same id), and drain() adds the native hits to those counters. Counter objects
 // are shared across reloads by rule identity (reload.ts carryCounters), so hits of an old generation still land on the
 // right rules; a generation's table is kept until a drain made after a newer generation began returns nothing for it.
+import { IPS_ASSURED } from '../extensions/util/ctstate';
 import { READS_CTSTATUS, surelyNone } from '../rules/facts';
 import type { Counters, Ruleset } from '../rules/model';
 
@@ -13,9 +14,6 @@ export interface FlowCacheLike {
   /** [generation, pathId, packets, bytes] quadruples since the last drain. */
   drain(): Float64Array;
 }
-
-/** IPS_ASSURED (enum ip_conntrack_status): what nfqwall's connection table sets when a connection proves itself. */
-const IPS_ASSURED = 1 << 2;
 
 /**
  * The connection status bits a cached decision may depend on with these rulesets in force (FlowCache.invalidate):

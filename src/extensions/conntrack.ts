@@ -4,7 +4,7 @@ import type { ConnTuple, MatchExtension, OptionUse } from './types';
 import { parseServicePortRange } from './util/ports';
 import { addrMaskMatch, formatAddrMask, parseAddrMask, type AddrMask } from './util/netaddr';
 import { badArg, badMatch, bang, byName, parseUintWord } from './util/opts';
-import { IPS_FIXED_TIMEOUT, formatStates, packetStates, trackedConn, STATE_ORDER, type StateName } from './util/ctstate';
+import { IPS_ASSURED, IPS_FIXED_TIMEOUT, formatStates, packetStates, trackedConn, STATE_ORDER, type StateName } from './util/ctstate';
 
 interface Inv<T> {
   value: T;
@@ -36,7 +36,7 @@ export interface ConntrackOptions {
 const STATUS_NAMES: ReadonlyArray<[string, number]> = [
   ['EXPECTED', 1],
   ['SEEN_REPLY', 2],
-  ['ASSURED', 4],
+  ['ASSURED', IPS_ASSURED],
   ['CONFIRMED', 8],
 ];
 
