@@ -37,7 +37,7 @@ export function cpuSeconds(pid: number | undefined): number | undefined {
 }
 
 /** USER_HZ: 100 on every Linux architecture nfqwall runs on (sysconf(_SC_CLK_TCK) is not reachable from Node). */
-const CLOCK_TICKS = 100;
+export const CLOCK_TICKS = 100;
 
 /** Packets the mode's queue program received, from what stop() returned; undefined when it did not say. */
 export function queuedPackets(note: string): number | undefined {
