@@ -306,6 +306,7 @@ describe('native addon: the flow cache on the receive thread (root)', function (
     assert.ok(batches(r.afterFirst) > batches(r.beforeFirst), 'phase 1 (nothing else queued) used batch verdicts');
     // Phase 2 had runs of hits too (the lot behind A's held packet) while N's packet waited in JavaScript: none of
     // them went out as a batch verdict, which would have taken N's packet along.
+    assert.equal(r.duringDefer.dropped, r.afterFirst.dropped, "N's packet was still with JavaScript when phase 2 ended");
     assert.ok(r.parkedDuringDefer - r.parkedAfterFirst >= 50, `parked in phase 2: ${r.parkedDuringDefer - r.parkedAfterFirst}`);
     assert.equal(batches(r.duringDefer), batches(r.afterFirst), 'no batch verdict while a packet was with JavaScript');
   });
