@@ -327,7 +327,7 @@ function printFloods(table_: FloodTable, flooded: Flooded, names: { c: string; n
       `program received / packets delivered to the server; native: of the packets nfqwall received, the share its flow ` +
       `cache or rule matcher verdicted on the receive thread without JavaScript; CPU µs/packet: the busy time of CPU ${QUEUE_CPU}, which ` +
       `only the queue program is given, during the measured run / packets delivered in it: it counts the kernel's forwarding work ` +
-      `after each verdict too, and is steadier than the rate when the sender overruns the queue\n`,
+      `after each verdict too, and is the inverse of the delivered rate once the queue program saturates that CPU\n`,
   );
   const pps = new Map<string, number>();
   const rows: string[][] = [['mode', 'packets/s', 'delivered/sent', 'trips/packet', 'native', 'CPU µs/packet']];
