@@ -186,14 +186,13 @@ async function measure(lab: Lab, mode: Mode, floodBin: string, kind: FloodKind):
     // workers that the kernel accounts to no process or to another one, and per-process times are sampled at ticks
     // (a worker woken at each tick is charged whole ticks: one was charged some 20% of the CPU of which perf's
     // samples gave it 2%). The CPU is the queue program's alone (taskset).
+    const busy = j0 !== undefined && j1 !== undefined ? j1.busy - j0.busy : undefined;
     const cpuUs =
-      running.pid !== undefined && j0 !== undefined && j1 !== undefined
-        ? (((j1.busy - j0.busy) / CLOCK_TICKS) * 1e6) / Math.max(1, run.delivered)
-        : undefined;
+      running.pid !== undefined && busy !== undefined ? ((busy / CLOCK_TICKS) * 1e6) / Math.max(1, run.delivered) : undefined;
     const span = j0 !== undefined && j1 !== undefined ? j1.total - j0.total : 0;
     const load =
-      span > 0 && j0 !== undefined && j1 !== undefined && cpu0 !== undefined && cpu1 !== undefined
-        ? { cpuBusy: (j1.busy - j0.busy) / span, program: ((cpu1 - cpu0) * 100) / span, softirq: (j1.softirq - j0.softirq) / span }
+      span > 0 && busy !== undefined && j0 !== undefined && j1 !== undefined && cpu0 !== undefined && cpu1 !== undefined
+        ? { cpuBusy: busy / span, program: ((cpu1 - cpu0) * 100) / span, softirq: (j1.softirq - j0.softirq) / span }
         : undefined;
     return { warm, run, cpuUs, load };
   });
