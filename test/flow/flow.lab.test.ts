@@ -101,20 +101,33 @@ function countersByComment(text: string, what: 'packets' | 'bytes' = 'packets'):
 }
 
 // argv: addr port count. Sends datagram 0 and waits for its echo (so the flow is ESTABLISHED: a UDP packet is NEW
-// until the reply direction is seen), then the rest numbered, in bursts of 10, 1 ms apart; prints `sent N`.
+// until the reply direction is seen), then the rest numbered, in bursts of 10; prints `sent N`. Each burst waits for
+// the last one's echoes (at most 2 s), so no more than 10 datagrams wait in the recorder's socket: a recorder
+// starved of CPU on a busy machine overflowed its receive buffer when the bursts came 1 ms apart, whatever nfqwall
+// did (seen as UDP RcvbufErrors in its namespace). A datagram nfqwall lost still shows: its echo never comes.
 const UDP_SENDER = `
 const dgram = require('node:dgram');
 const [addr, port, count] = process.argv.slice(1);
 const s = dgram.createSocket('udp4');
 let i = 1;
+let echoes = 0;
+let waiting = 0;
+let timer;
 const burst = () => {
-  for (let k = 0; k < 10 && i < Number(count); k++, i++) s.send(String(i), Number(port), addr);
-  if (i < Number(count)) setTimeout(burst, 1);
-  else setTimeout(() => { process.stdout.write('sent ' + i + '\\n'); process.exit(0); }, 300);
+  clearTimeout(timer);
+  if (i >= Number(count)) return setTimeout(() => { process.stdout.write('sent ' + i + '\\n'); process.exit(0); }, 300);
+  waiting = 0;
+  for (let k = 0; k < 10 && i < Number(count); k++, i++, waiting++) s.send(String(i), Number(port), addr);
+  timer = setTimeout(burst, 2000);
 };
-s.once('message', () => burst());
+const noEcho = setTimeout(() => { process.stdout.write('no echo\\n'); process.exit(1); }, 10000);
+s.on('message', () => {
+  if (echoes++ === 0) {
+    clearTimeout(noEcho);
+    burst();
+  } else if (--waiting === 0) burst();
+});
 s.bind(0, () => s.send('0', Number(port), addr));
-setTimeout(() => { process.stdout.write('no echo\\n'); process.exit(1); }, 10000);
 `;
 
 // argv: addr port. Echoes each datagram, and records the sequence numbers in arrival order; prints them on stdin end.
@@ -215,11 +228,22 @@ interface RunResult {
   received: number;
   cached: number;
   flowCache: Record<string, unknown> | undefined;
+  /** Where lost datagrams went: the server's UDP receive errors and the daemon's queue counters. */
+  losses: string;
+}
+
+/** The UDP receive-buffer errors in a host's namespace (/proc/net/snmp), to tell a busy receiver from a lost verdict. */
+async function udpRcvbufErrors(host: Host): Promise<number> {
+  const snmp = (await host.exec(['cat', '/proc/net/snmp'])).stdout.split('\n').filter((l) => l.startsWith('Udp: '));
+  const [names, values] = snmp.map((l) => l.trim().split(/\s+/));
+  const i = names?.indexOf('RcvbufErrors') ?? -1;
+  return i < 0 ? NaN : Number(values?.[i]);
 }
 
 async function runOnce(fw: Host, client: Host, server: Host, rulesFile: string, control: string, cache: boolean): Promise<RunResult> {
   await countOutput(client);
   await countOutput(server);
+  const rcvbufBefore = await udpRcvbufErrors(server);
   const argv = [process.execPath, cliPath(), 'run', '--rules', rulesFile, '--control', control, '--metrics', 'off'];
   if (!cache) argv.push('--no-flow-cache');
   const daemon = fw.spawn(argv);
@@ -260,9 +284,11 @@ async function runOnce(fw: Host, client: Host, server: Host, rulesFile: string, 
       await sleep(300);
       const saved = (await controlRequest(control, { cmd: "save", counters: true })) as unknown as { rulesets: { ipv4: string } };
       const status = (await controlRequest(control, { cmd: "status" })) as unknown as {
-        queues: { received: number; cached?: number }[];
+        queues: { received: number; accepted: number; dropped: number; cached?: number; kernelQueueDropped: number; kernelUserDropped: number; enobufs: number }[];
         flowCache?: Record<string, unknown>;
       };
+      const q = status.queues[0];
+      const losses = `server UDP receive-buffer errors ${(await udpRcvbufErrors(server)) - rcvbufBefore}; queue received ${q?.received} accepted ${q?.accepted} dropped ${q?.dropped} kernel queue-full ${q?.kernelQueueDropped} kernel user-dropped ${q?.kernelUserDropped} enobufs ${q?.enobufs}`;
       const c = await readOutput(client);
       const s = await readOutput(server);
       return {
@@ -274,6 +300,7 @@ async function runOnce(fw: Host, client: Host, server: Host, rulesFile: string, 
         received: status.queues[0]?.received ?? 0,
         cached: status.queues[0]?.cached ?? 0,
         flowCache: status.flowCache,
+        losses,
       };
     } finally {
       recorder.kill('SIGKILL');
@@ -306,7 +333,7 @@ describe('flow cache: a UDP flow and a TCP connection through a kube-proxy-like 
   });
 
   it('with the cache, every counter is what the packets sent make it', () => {
-    assert.ok(withCache.udp >= 2 * UDP_COUNT && withCache.tcp > 10, `traffic: ${withCache.udp} UDP, ${withCache.tcp} TCP`);
+    assert.ok(withCache.udp >= 2 * UDP_COUNT && withCache.tcp > 10, `traffic: ${withCache.udp} UDP, ${withCache.tcp} TCP; ${withCache.losses}`);
     assert.deepEqual(withCache.counters, expected(withCache.udp, withCache.tcp));
   });
 
@@ -330,7 +357,7 @@ describe('flow cache: a UDP flow and a TCP connection through a kube-proxy-like 
 
   it('the UDP datagrams reached the server in the order they were sent', () => {
     for (const r of [withCache, without]) {
-      assert.equal(r.order.length, UDP_COUNT);
+      assert.equal(r.order.length, UDP_COUNT, r.losses);
       for (let i = 1; i < r.order.length; i++) assert.ok(r.order[i]! > r.order[i - 1]!, `datagram ${r.order[i]} after ${r.order[i - 1]}`);
     }
   });
