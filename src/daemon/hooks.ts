@@ -27,8 +27,8 @@ export interface HookPlan {
   /** Exempts all traffic from kernel connection tracking (raw CT --notrack); see docs/conntrack.md. */
   notrack: boolean;
   /**
-   * The daemon's pid, written as a comment on the rules in our chains so a later start can tell a crashed run's
-   * leftovers (owner gone) from a live daemon's hooks (refused, not removed).
+   * The daemon's pid, written as a comment in our OWNER chain so a later start can tell a crashed run's leftovers
+   * (owner gone) from a live daemon's hooks (refused, not removed).
    */
   ownerPid?: number;
   /**
@@ -69,6 +69,13 @@ const NOTRACK_HOOKS: readonly Hook[] = ['PREROUTING', 'OUTPUT'];
  */
 export const DEFRAG_CHAIN = `${CHAIN_PREFIX}DEFRAG`;
 
+/**
+ * A chain nothing jumps to, in each table we hook, whose one rule names the owner (HookPlan.ownerPid) in a comment.
+ * The rules packets traverse carry none: iptables-nft keeps `-m comment` as an xt match that the kernel evaluates for
+ * every packet, three times per packet on each side of the queue with the comment on every rule.
+ */
+export const OWNER_CHAIN = `${CHAIN_PREFIX}OWNER`;
+
 /** Where POSTROUTING sends a packet carrying its skip bit: the bits are cleared, and the packet passes. */
 export const SKIPPED_CHAIN = `${CHAIN_PREFIX}SKIPPED`;
 
@@ -86,16 +93,17 @@ function mangleHooks(plan: HookPlan): Hook[] {
 /** The chains and jumps `installScript(plan)` creates, in the order it creates them. */
 export function ownedFromPlan(plan: HookPlan): OwnedState {
   const state: OwnedState = new Map();
+  const owner = plan.ownerPid === undefined ? [] : [OWNER_CHAIN];
   if (plan.notrack) {
     state.set('raw', {
-      chains: [...NOTRACK_HOOKS.map(chainName), DEFRAG_CHAIN],
+      chains: [...NOTRACK_HOOKS.map(chainName), DEFRAG_CHAIN, ...owner],
       jumps: NOTRACK_HOOKS.map((h) => ({ from: h, to: chainName(h) })),
     });
   }
   const hooks = mangleHooks(plan);
   if (hooks.length > 0) {
     state.set('mangle', {
-      chains: [...hooks.map(chainName), ...(skipBit(plan) !== 0 ? [SKIPPED_CHAIN] : [])],
+      chains: [...hooks.map(chainName), ...(skipBit(plan) !== 0 ? [SKIPPED_CHAIN] : []), ...owner],
       jumps: hooks.map((h) => ({ from: h, to: chainName(h) })),
     });
   }
@@ -118,7 +126,6 @@ export function installScript(plan: HookPlan): string {
     throw new Error(`skip mark ${plan.skipMark} is not two mark bits`);
   }
   const owned = ownedFromPlan(plan);
-  const owner = plan.ownerPid === undefined ? '' : ` -m comment --comment "${OWNER_COMMENT}${plan.ownerPid}"`;
   const bit = skipBit(plan);
   const hex = (n: number): string => `0x${n.toString(16)}`;
   const { forward, post } = skipBits(bit);
@@ -129,22 +136,23 @@ export function installScript(plan: HookPlan): string {
     lines.push(`*${table}`);
     for (const c of chains) lines.push(`:${c} - [0:0]`);
     for (const c of chains) {
-      if (c === DEFRAG_CHAIN) lines.push(`-A ${c}${owner} -m conntrack --ctstate INVALID -j RETURN`);
-      else if (table === 'raw') lines.push(`-A ${c}${owner} -j CT --notrack`);
-      else if (c === SKIPPED_CHAIN) lines.push(`-A ${c}${owner} ${clear(bit)}`);
+      if (c === OWNER_CHAIN) lines.push(`-A ${c} -m comment --comment "${OWNER_COMMENT}${plan.ownerPid}"`);
+      else if (c === DEFRAG_CHAIN) lines.push(`-A ${c} -m conntrack --ctstate INVALID -j RETURN`);
+      else if (table === 'raw') lines.push(`-A ${c} -j CT --notrack`);
+      else if (c === SKIPPED_CHAIN) lines.push(`-A ${c} ${clear(bit)}`);
       else {
         const hook = c.slice(CHAIN_PREFIX.length) as Hook;
         if (bit !== 0) {
           if (hook === 'FORWARD') {
-            lines.push(`-A ${c}${owner} ${carries(forward)} -j RETURN`);
+            lines.push(`-A ${c} ${carries(forward)} -j RETURN`);
           } else if (hook === 'POSTROUTING') {
-            lines.push(`-A ${c}${owner} ${carries(post)} -g ${SKIPPED_CHAIN}`);
-            lines.push(`-A ${c}${owner} ${carries(forward)} ${clear(forward)}`);
+            lines.push(`-A ${c} ${carries(post)} -g ${SKIPPED_CHAIN}`);
+            lines.push(`-A ${c} ${carries(forward)} ${clear(forward)}`);
           } else {
-            lines.push(`-A ${c}${owner} -m mark ! --mark 0x0/${hex(bit)} ${clear(bit)}`);
+            lines.push(`-A ${c} -m mark ! --mark 0x0/${hex(bit)} ${clear(bit)}`);
           }
         }
-        if (plan.hooks.includes(hook)) lines.push(`-A ${c}${owner} -j NFQUEUE ${queueTarget(plan)}`);
+        if (plan.hooks.includes(hook)) lines.push(`-A ${c} -j NFQUEUE ${queueTarget(plan)}`);
       }
     }
     for (const j of jumps) lines.push(`-I ${j.from} 1 -j ${j.to}`);

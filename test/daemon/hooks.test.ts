@@ -81,13 +81,20 @@ describe('daemon/hooks scripts', () => {
     );
   });
 
-  it('writes the owner pid as a comment on the rules in our chains, not on the jumps, and reads it back', () => {
+  it('writes the owner pid as a comment in an OWNER chain of each table, on no rule a packet traverses, and reads it back', () => {
     const s = installScript({ ...plan4, hooks: ['INPUT'], ownerPid: 4242 });
-    assert.match(s, /^-A NFQWALL-PREROUTING -m comment --comment "nfqwall pid 4242" -j CT --notrack$/m);
-    assert.match(s, /^-A NFQWALL-INPUT -m comment --comment "nfqwall pid 4242" -j NFQUEUE --queue-num 7$/m);
+    const owners = s.split('\n').filter((l) => l.includes('nfqwall pid'));
+    assert.deepEqual(owners, ['-A NFQWALL-OWNER -m comment --comment "nfqwall pid 4242"', '-A NFQWALL-OWNER -m comment --comment "nfqwall pid 4242"']);
+    assert.deepEqual(s.match(/^:NFQWALL-OWNER - \[0:0\]$/gm)?.length, 2, 'one in raw, one in mangle');
+    assert.doesNotMatch(s, /-j NFQWALL-OWNER|-g NFQWALL-OWNER/, 'nothing jumps to it');
+    assert.doesNotMatch(s, /comment.*-j/, 'no rule with a target carries the comment');
+    assert.match(s, /^-A NFQWALL-PREROUTING -j CT --notrack$/m);
+    assert.match(s, /^-A NFQWALL-INPUT -j NFQUEUE --queue-num 7$/m);
     assert.match(s, /^-I INPUT 1 -j NFQWALL-INPUT$/m);
     const saved = s.replace(/^-I (\S+) 1 /gm, '-A $1 ');
     assert.deepEqual(parseOwners(saved), [4242]);
+    // What earlier versions left: the comment on every rule of ours.
+    assert.deepEqual(parseOwners('-A NFQWALL-INPUT -m comment --comment "nfqwall pid 31" -j NFQUEUE --queue-num 7\n'), [31]);
     assert.deepEqual(parseOwners('-A INPUT -m comment --comment "nfqwall pid 7" -j ACCEPT\n'), []);
     assert.throws(() => installScript({ ...plan4, ownerPid: 0 }), /not a process id/);
   });
@@ -442,15 +449,17 @@ describe('daemon/hooks with the skip mark', () => {
         ':NFQWALL-OUTPUT - [0:0]',
         ':NFQWALL-POSTROUTING - [0:0]',
         ':NFQWALL-SKIPPED - [0:0]',
-        '-A NFQWALL-PREROUTING -m comment --comment "nfqwall pid 99" -m mark ! --mark 0x0/0x10100 -j MARK --set-xmark 0x0/0x10100',
-        '-A NFQWALL-PREROUTING -m comment --comment "nfqwall pid 99" -j NFQUEUE --queue-num 7',
-        '-A NFQWALL-INPUT -m comment --comment "nfqwall pid 99" -m mark ! --mark 0x0/0x10100 -j MARK --set-xmark 0x0/0x10100',
-        '-A NFQWALL-FORWARD -m comment --comment "nfqwall pid 99" -m mark --mark 0x100/0x100 -j RETURN',
-        '-A NFQWALL-FORWARD -m comment --comment "nfqwall pid 99" -j NFQUEUE --queue-num 7',
-        '-A NFQWALL-OUTPUT -m comment --comment "nfqwall pid 99" -m mark ! --mark 0x0/0x10100 -j MARK --set-xmark 0x0/0x10100',
-        '-A NFQWALL-POSTROUTING -m comment --comment "nfqwall pid 99" -m mark --mark 0x10000/0x10000 -g NFQWALL-SKIPPED',
-        '-A NFQWALL-POSTROUTING -m comment --comment "nfqwall pid 99" -m mark --mark 0x100/0x100 -j MARK --set-xmark 0x0/0x100',
-        '-A NFQWALL-SKIPPED -m comment --comment "nfqwall pid 99" -j MARK --set-xmark 0x0/0x10100',
+        ':NFQWALL-OWNER - [0:0]',
+        '-A NFQWALL-PREROUTING -m mark ! --mark 0x0/0x10100 -j MARK --set-xmark 0x0/0x10100',
+        '-A NFQWALL-PREROUTING -j NFQUEUE --queue-num 7',
+        '-A NFQWALL-INPUT -m mark ! --mark 0x0/0x10100 -j MARK --set-xmark 0x0/0x10100',
+        '-A NFQWALL-FORWARD -m mark --mark 0x100/0x100 -j RETURN',
+        '-A NFQWALL-FORWARD -j NFQUEUE --queue-num 7',
+        '-A NFQWALL-OUTPUT -m mark ! --mark 0x0/0x10100 -j MARK --set-xmark 0x0/0x10100',
+        '-A NFQWALL-POSTROUTING -m mark --mark 0x10000/0x10000 -g NFQWALL-SKIPPED',
+        '-A NFQWALL-POSTROUTING -m mark --mark 0x100/0x100 -j MARK --set-xmark 0x0/0x100',
+        '-A NFQWALL-SKIPPED -j MARK --set-xmark 0x0/0x10100',
+        '-A NFQWALL-OWNER -m comment --comment "nfqwall pid 99"',
         '-I PREROUTING 1 -j NFQWALL-PREROUTING',
         '-I INPUT 1 -j NFQWALL-INPUT',
         '-I FORWARD 1 -j NFQWALL-FORWARD',
