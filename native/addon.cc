@@ -465,6 +465,7 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
     o.Set("closed", Napi::Boolean::New(env, q.closed()));
     if (q.config().table) set("ctDropped", c.ctDropped);
     if (q.config().cache) set("cached", c.cached);
+    if (q.config().cache) set("batchVerdicts", c.batchVerdicts);
     if (q.config().matcher) set("matched", c.matched);
     return o;
   }

@@ -148,6 +148,11 @@ export interface QueueStats {
   ctDropped?: number;
   /** With `flowCache` only: packets this queue verdicted from the cache without JavaScript. */
   cached?: number;
+  /**
+   * With `flowCache` only: NFQNL_MSG_VERDICT_BATCH messages sent, each answering every packet the kernel held for this
+   * queue (all of them decided on the receive thread with the same verdict and mark) in one message.
+   */
+  batchVerdicts?: number;
   /** With `matcher` only: packets this queue's receive thread decided with the rule matcher, without JavaScript. */
   matched?: number;
 }

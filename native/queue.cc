@@ -340,6 +340,7 @@ void Queue::drain() {
     if (n == 0) break;
     if (size_t(n) > recvBuf_.size()) {
       counters_.errors++;  // larger than any packet message can be: not ours to parse
+      unaccounted_ = true;
       continue;
     }
     uint64_t before = counters_.batches.load(std::memory_order_relaxed);
@@ -363,9 +364,13 @@ void Queue::parseBuffer(const char* buf, size_t len) {
           barrierAcked(nlh->nlmsg_seq);
         } else if (e->error != 0) {
           counters_.errors++;  // a verdict the kernel refused (ENOENT: unknown id, EINVAL: bad payload)
+          // An unknown id is a packet the kernel no longer holds (its interface went down, say); anything else may
+          // have left the packet queued.
+          if (e->error != -ENOENT) unaccounted_ = true;
         }
       } else {
         counters_.errors++;
+        unaccounted_ = true;
       }
     } else if (nlh->nlmsg_type == ((NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET)) {
       addPacket(nlh);
@@ -378,6 +383,7 @@ void Queue::addPacket(const nlmsghdr* nlh) {
   nlattr* attr[NFQA_MAX + 1] = {};
   if (nfq_nlmsg_parse(nlh, attr) < 0 || !attr[NFQA_PACKET_HDR]) {
     counters_.errors++;
+    unaccounted_ = true;
     return;
   }
   if (current_->count >= cfg_.maxBatch) dispatch();
@@ -820,9 +826,35 @@ void Queue::verdictHits(Batch& b) {
     }
     hitIds_[k++] = b.ids[i];
   }
-  sendVerdicts(hitIds_.data(), k, hitPv_.data(), 0, threadSendBuf_);
+  if (!sendHitsAsBatch(k)) sendVerdicts(hitIds_.data(), k, hitPv_.data(), 0, threadSendBuf_);
   counters_.cached += k - matched;
   counters_.matched += matched;
+}
+
+// The kernel gives a batch verdict to every packet it holds with an id up to the batch's (nfqnl_recv_verdict_batch), so
+// it may stand for the k hits only when every other packet received was answered already: none with JavaScript, none
+// parked, none of another batch. Only this thread counts received packets, and verdicts are counted after their send
+// returned, so received - (accepted + dropped) == k means exactly that. The hits arrived in id order; they must share
+// verdict and mark and keep their bytes (a batch verdict carries no payload).
+bool Queue::sendHitsAsBatch(uint32_t k) {
+  if (k < 2 || unaccounted_) return false;
+  const PacketVerdict& v = hitPv_[0];
+  for (uint32_t j = 0; j < k; j++) {
+    const PacketVerdict& w = hitPv_[j];
+    if (w.payload || w.verdict != v.verdict || w.setMark != v.setMark || (v.setMark && w.mark != v.mark)) return false;
+  }
+  uint64_t answered = counters_.accepted.load() + counters_.dropped.load();
+  if (counters_.received.load(std::memory_order_relaxed) - answered != k) return false;
+  nlmsghdr* nlh = nfq_nlmsg_put(threadSendBuf_.data(), NFQNL_MSG_VERDICT_BATCH, cfg_.queue);
+  nfq_nlmsg_verdict_put(nlh, int(hitIds_[k - 1]), int(v.verdict));
+  if (v.setMark) nfq_nlmsg_verdict_put_mark(nlh, v.mark);
+  if (!sendAll(threadSendBuf_.data(), nlh->nlmsg_len)) {
+    counters_.errors++;  // as in sendVerdicts: the packets stay with the kernel, uncounted
+    return true;
+  }
+  ((v.verdict & NF_VERDICT_MASK) == NF_DROP ? counters_.dropped : counters_.accepted) += k;
+  counters_.batchVerdicts++;
+  return true;
 }
 
 // Drops the rows that leave, keeping the order of the rest. Moves and shrinks only: nothing throws here, so a batch

@@ -88,6 +88,8 @@ struct Counters {
   std::atomic<uint64_t> cached{0};
   // Packets the rule matcher decided on the receive thread.
   std::atomic<uint64_t> matched{0};
+  // NFQNL_MSG_VERDICT_BATCH messages sent: each answered a whole batch of the receive thread's decisions at once.
+  std::atomic<uint64_t> batchVerdicts{0};
 };
 
 // One packet's answer, as addon.cc reads it from JavaScript.
@@ -163,6 +165,9 @@ class Queue {
   // full): hits are verdicted, the ones JavaScript must decide are handed over, the rest stay parked.
   void scanLot(bool force);
   void verdictHits(Batch& b);
+  // The k verdicts in hitIds_/hitPv_ as one NFQNL_MSG_VERDICT_BATCH, when that reaches exactly those packets. False:
+  // not possible, nothing sent.
+  bool sendHitsAsBatch(uint32_t k);
   // After this thread's hits went out: a barrier for the flows held back from skipping (FlowCache::beginBarrier), one
   // at a time, again when its acknowledgement has not come in kBarrierRetryMs (lost to a full socket).
   void sendBarrier();
@@ -196,6 +201,9 @@ class Queue {
   std::mutex closeMutex_;
 
   std::vector<char> recvBuf_;       // receive thread only
+  // Receive thread only: a packet message that could not be read or a verdict the kernel refused. The kernel may then
+  // hold a packet nobody will answer, which a batch verdict would take with it: no batch verdicts from then on.
+  bool unaccounted_ = false;
   std::vector<char> threadSendBuf_; // receive thread only (overload verdicts)
   std::vector<char> jsSendBuf_;     // caller of verdictBatch/defaultBatch (the JS thread)
   std::vector<uint8_t> natScratch_; // verdictBatch: JS payloads translated by NAT (the JS thread)

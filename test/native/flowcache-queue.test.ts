@@ -285,6 +285,32 @@ describe('native addon: the flow cache on the receive thread (root)', function (
     assert.equal(r.cacheStats.waiting, 0);
   });
 
+  it('answers a run of hits with one batch verdict only when nothing else of the queue is unanswered', () => {
+    const marked = ruleCounter('mark match 0x42');
+    const r = runFixture<{
+      texts: string[];
+      echoTexts: string[];
+      beforeFirst: QueueStats;
+      afterFirst: QueueStats;
+      parkedAfterFirst: number;
+      duringDefer: QueueStats;
+      parkedDuringDefer: number;
+      stats: QueueStats;
+    }>('batch');
+    assertBalanced(r.stats);
+    assert.equal(r.stats.dropped, 1, "only N's packet was dropped");
+    assert.deepEqual(r.echoTexts, r.texts, "A's packets all arrived, in order, and N's did not");
+    // Every packet of A at OUTPUT left with 0x42: the batch verdicts carried the mark.
+    assert.equal(ruleCounter('mark match 0x42') - marked, r.texts.length);
+    const batches = (s: QueueStats): number => s.batchVerdicts ?? 0;
+    assert.ok(batches(r.afterFirst) > batches(r.beforeFirst), 'phase 1 (nothing else queued) used batch verdicts');
+    // Phase 2 had runs of hits too (the lot behind A's held packet) while N's packet waited in JavaScript: none of
+    // them went out as a batch verdict, which would have taken N's packet along.
+    assert.equal(r.duringDefer.dropped, r.afterFirst.dropped, "N's packet was still with JavaScript when phase 2 ended");
+    assert.ok(r.parkedDuringDefer - r.parkedAfterFirst >= 50, `parked in phase 2: ${r.parkedDuringDefer - r.parkedAfterFirst}`);
+    assert.equal(batches(r.duringDefer), batches(r.afterFirst), 'no batch verdict while a packet was with JavaScript');
+  });
+
   it('checks its options: a FlowCache, with a table, one table per cache', () => {
     const r = runFixture<{ errors: string[]; second: string; hasCached: boolean; plainHasCached: boolean }>('options');
     assert.deepEqual(r.errors, [
