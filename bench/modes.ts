@@ -251,20 +251,21 @@ export function nfqwallMode(cli: string | undefined, rulesFile: string, controlP
 }
 
 /**
- * `queued N` and, with the flow cache, `cached N` (all queues) and the cache's hooks skipped and parkings (why a
- * packet made more than one trip), then each queue's own counters.
+ * `queued N` and, with the flow cache, `cached N` (all queues) and the cache's misses, stores, invalidations, hooks
+ * skipped and parkings (why a packet made more than one trip or waited for JavaScript), then each queue's own counters.
  */
 function summarizeStatus(json: string): string {
   try {
-    const s = JSON.parse(json) as { queues?: Record<string, unknown>[]; flowCache?: { tripsSkipped?: number; parked?: number; transitsDropped?: number; transitsLapsed?: number } };
+    const s = JSON.parse(json) as { queues?: Record<string, unknown>[]; flowCache?: Record<string, unknown> };
     const qs = s.queues ?? [];
     if (qs.length === 0) return '';
     const queued = qs.reduce((sum, q) => sum + Number(q['received'] ?? 0), 0);
     const sum = (k: string): string => (qs.some((q) => k in q) ? ` ${k} ${qs.reduce((n, q) => n + Number(q[k] ?? 0), 0)}` : '');
     const fc = s.flowCache;
-    const cache = fc === undefined ? '' : ` tripsSkipped ${fc.tripsSkipped ?? '?'} parked ${fc.parked ?? '?'} transitsDropped ${fc.transitsDropped ?? '?'} transitsLapsed ${fc.transitsLapsed ?? '?'}`;
+    const cacheKeys = ['misses', 'stores', 'invalidations', 'tripsSkipped', 'parked', 'transitsDropped', 'transitsLapsed'];
+    const cache = fc === undefined ? '' : cacheKeys.map((k) => ` ${k} ${String(fc[k] ?? '?')}`).join('');
     const total = `queued ${queued}${sum('cached')}${sum('matched')}${cache}`;
-    const keys = ['received', 'cached', 'matched', 'accepted', 'dropped', 'batches', 'overload', 'enobufs', 'kernelQueueDropped', 'kernelUserDropped'];
+    const keys = ['received', 'cached', 'matched', 'accepted', 'dropped', 'batches', 'batchVerdicts', 'overload', 'enobufs', 'kernelQueueDropped', 'kernelUserDropped'];
     const each = qs.map((q) => `queue ${String(q['queue'])}: ${keys.filter((k) => k in q).map((k) => `${k} ${String(q[k])}`).join(' ')}`);
     return [total, ...each].join('; ');
   } catch {
