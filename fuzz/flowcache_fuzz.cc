@@ -7,7 +7,9 @@
 //  - no hit while a packet of the same connection and direction waits in JavaScript, nor earlier in the same batch;
 //  - with parking, a packet behind parked packets of its flow (lotAhead, or earlier in the batch at its own or a later
 //    hook than PREROUTING; any hook for one at PREROUTING) parks, and a packet parks otherwise only when its stored
-//    decision applies but its flow waits in JavaScript, or it is held back from skipping;
+//    decision applies but its flow waits in JavaScript, or it is held back from skipping, or it is eligible with no
+//    decision that applies while its flow waits in JavaScript and JavaScript stored every decision it was given for
+//    the flow in this generation; such a packet always parks (it never goes to JavaScript);
 //  - a hit that skips (hook skipping, setSkip) is a PREROUTING hit that accepts, while skipping is allowed, for a
 //    packet that may skip, with no INPUT decision for its flow; it skips FORWARD whenever that is queued, and
 //    POSTROUTING only on a connection with no source rewrite there; each hook it skips has a stored decision that
@@ -115,6 +117,7 @@ void run(const uint8_t* data, size_t size) {
   fc::FlowCache cache(o);
   std::map<KeyT, Stored> stored;
   std::map<FlowT, uint32_t> waiting;
+  std::map<uint32_t, uint32_t> uncacheable;  // per cache.flowIndex(): the generation of its last verdict not stored
   std::vector<fc::Probe> pending;  // handed to JavaScript, not settled
   std::map<std::pair<uint32_t, uint32_t>, std::pair<uint64_t, uint64_t>> hits;
   uint64_t waitingTotal = 0;
@@ -148,13 +151,17 @@ void run(const uint8_t* data, size_t size) {
           const bool mustPark =
               park && (p.lotAhead || parkedLater[flowOf(p.key)] || (pre && parkedPre[flowOf(p.key)]));
           if (mustPark) check(p.kind == fc::kPark);
+          auto it = stored.find(keyOf(p.key));
+          const bool applies =
+              it != stored.end() && it->second.generation == gen && sameUnder(statusMask, it->second.values, valOf(p.values));
+          // No decision for it (or one the cache evicted) but JavaScript is expected to store one.
+          const bool expected = uncacheable[cache.flowIndex(p.key)] != gen;
           if (p.kind == fc::kPark) {
             if (!mustPark) {
               check(park && before[i].kind == fc::kEligible && enabled);
-              auto it = stored.find(keyOf(p.key));
-              check(it != stored.end() && it->second.generation == gen && sameUnder(statusMask, it->second.values, valOf(p.values)));
               // Waiting behind its flow in JavaScript, or held back from skipping.
-              check(waiting[flowOf(p.key)] > 0 || (pre && p.skip && skip.mark && skip.allowed));
+              if (applies) check(waiting[flowOf(p.key)] > 0 || (pre && p.skip && skip.mark && skip.allowed));
+              else check(waiting[flowOf(p.key)] > 0 && expected);
             }
             (pre ? parkedPre : parkedLater)[flowOf(p.key)] = true;
             continue;
@@ -204,6 +211,7 @@ void run(const uint8_t* data, size_t size) {
             check(s == stored.end() || s->second.generation != gen || !cache.holds(in));
           } else {
             check(p.kind == before[i].kind);
+            check(!(park && p.kind == fc::kEligible && enabled && waiting[flowOf(p.key)] > 0 && !applies && expected));
             waiting[flowOf(p.key)]++;
             waitingTotal++;
             pending.push_back(p);
@@ -226,9 +234,11 @@ void run(const uint8_t* data, size_t size) {
         check(w > 0);
         w--;
         waitingTotal--;
-        bool expect = want && enabled && gen == cache.generation() && p.kind == fc::kEligible && d.pathId < o.maxPaths;
+        const bool current = enabled && gen == cache.generation() && p.kind == fc::kEligible;
+        bool expect = want && current && d.pathId < o.maxPaths;
         check(n == (expect ? 1u : 0u));
         if (expect) stored[keyOf(p.key)] = Stored{valOf(p.values), d, gen};
+        else if (current) uncacheable[cache.flowIndex(p.key)] = gen;
         break;
       }
       case 3: {  // invalidate, keeping the status mask or setting one with or without ASSURED

@@ -56,6 +56,7 @@ FlowCache::FlowCache(const Options& o) : clock_(o.clock) {
   // collisions, which only cost a miss, stay rare.
   uint32_t w = pow2AtLeast(uint64_t(cap) * 2 < 4096 ? 4096 : uint64_t(cap) * 2);
   waiting_.assign(w, 0);
+  uncacheable_.assign(w, 0);  // 0 is never a generation
   parkMark_.assign(w, 0);
   parkList_.reserve(4096);
   transit_.assign(w, Transit{});
@@ -137,7 +138,8 @@ uint32_t FlowCache::lookup(uint32_t n, Probe* probes, Decision* dec, bool park) 
     if (p.kind == kEligible && on) {
       Slot* s = find(p.key, gen);
       bool match = s && sameValues(s->values, p.values, statusMask_);
-      if (match && wait != 0 && park) {
+      // A miss behind its flow's packet in JavaScript waits too: that verdict usually stores the decision it needs.
+      if (wait != 0 && park && (match || uncacheable_[w] != gen)) {
         parkIt();
         continue;
       }
@@ -412,9 +414,13 @@ uint32_t FlowCache::release(uint32_t n, const Probe* probes, const Decision* sto
       t.stamp = now;
       t.epoch = epoch_;
     }
-    if (canStore && stored[i] && p.kind == kEligible && p.key.handle && store[i].pathId < maxPaths_) {
+    if (!canStore || p.kind != kEligible || !p.key.handle) continue;
+    if (stored[i] && store[i].pathId < maxPaths_) {
       storeLocked(p.key, p.values, store[i], generation);
       count++;
+    } else if (uncacheable_[w] != generation) {
+      uncacheable_[w] = generation;
+      st_.uncacheable++;
     }
   }
   releases_.fetch_add(1, std::memory_order_acq_rel);

@@ -94,6 +94,7 @@ bool skipForward(const uint8_t* p, size_t len, bool ipv6, bool gsoOrTruncated, u
 
 struct Stats {
   uint64_t hits = 0, misses = 0, stores = 0, evictions = 0, invalidations = 0;
+  uint64_t uncacheable = 0;  // verdicts of eligible packets JavaScript could not store a decision for (release())
   uint64_t tripsSkipped = 0;  // later hooks decided at a PREROUTING hit: queue trips the packet did not make
   uint32_t generation = 0;
   uint64_t entries = 0;
@@ -120,7 +121,11 @@ class FlowCache {
   // The receive thread, for one batch under one lock, in packet order. An eligible packet whose stored decision
   // matches (current generation, same key values) becomes kHit with dec[i] filled and its wire length charged to the
   // decision's path, when no packet of its connection and direction waits in JavaScript. When one does, it becomes
-  // kPark if `park` (the caller keeps it and looks it up again later), else it goes to JavaScript. A packet with
+  // kPark if `park` (the caller keeps it and looks it up again later), else it goes to JavaScript. So does an eligible
+  // packet with no decision that applies while its flow waits in JavaScript: the verdict it waits for usually stores
+  // one (a new flow's first packets under a flood), unless JavaScript could not store one for an eligible packet of
+  // the flow before in this generation (release()): then it goes to JavaScript, as waiting would take one verdict per
+  // packet. A packet with
   // lotAhead, or behind a packet of its flow parked earlier in this call, becomes kPark. Every other tracked packet
   // is counted as waiting (it goes to JavaScript) until release(): so a packet that goes to JavaScript also blocks
   // the later packets of its flow in the same call. A packet the matcher decided (Probe::native) is a hit, parked or
@@ -131,7 +136,8 @@ class FlowCache {
 
   // After the verdicts of packets that lookup() sent to JavaScript went out, under one lock: each tracked probe stops
   // waiting, and where store[i] (when given) has stored[i] set, its decision is stored if `generation` is current and
-  // the cache enabled. Returns the number stored.
+  // the cache enabled. An eligible probe without (given store, current generation, cache enabled) marks its flow
+  // uncacheable for the generation. Returns the number stored.
   uint32_t release(uint32_t n, const Probe* probes, const Decision* store, const uint8_t* stored, uint32_t generation);
 
   uint32_t invalidate();
@@ -217,6 +223,10 @@ class FlowCache {
   std::vector<Slot> slots_;
   uint32_t bucketMask_ = 0;
   std::vector<uint32_t> waiting_;  // hashed by connection and direction: a collision only costs a miss
+  // Hashed as waiting_: the generation in which JavaScript last could not store a decision for an eligible packet of
+  // the flow (its path is not flow-stable). Such a flow's misses go to JavaScript instead of waiting for a store. A
+  // collision only costs that wait.
+  std::vector<uint32_t> uncacheable_;
   // lookup() scratch: flows that parked a packet in this call, at PREROUTING (kParkedPre) or a later hook.
   std::vector<uint8_t> parkMark_;
   static constexpr uint8_t kParkedPre = 1, kParkedLater = 2;

@@ -139,6 +139,7 @@ class FlowCacheWrap : public Napi::ObjectWrap<FlowCacheWrap> {
     set("hits", s.hits);
     set("misses", s.misses);
     set("stores", s.stores);
+    set("uncacheable", s.uncacheable);
     set("evictions", s.evictions);
     set("invalidations", s.invalidations);
     set("generation", s.generation);

@@ -221,9 +221,14 @@ export interface FlowCacheOptions {
 
 export interface FlowCacheStats {
   hits: number;
-  /** ESTABLISHED packets looked up and not found (or stale, or a packet of the flow waiting in JavaScript). */
+  /** ESTABLISHED packets looked up and handed to JavaScript: no decision applied, or the flow waited there unparked. */
   misses: number;
   stores: number;
+  /**
+   * Flows (per generation) for which JavaScript could not store a decision of an eligible packet (a path that is not
+   * flow-stable): their packets that miss go to JavaScript at once instead of parking behind the flow's packet there.
+   */
+  uncacheable: number;
   /** Stored decisions overwritten for lack of room. */
   evictions: number;
   invalidations: number;
@@ -233,9 +238,9 @@ export interface FlowCacheStats {
   /** Packets of tracked connections handed to JavaScript and not verdicted yet (all queues of the cache). */
   waiting: number;
   /**
-   * Packets whose stored decision applied but whose flow had packets waiting in JavaScript: the receive thread parked
-   * them (in order, behind those) instead of handing them over, and looked them up again after the next verdict.
-   * Counted per parking, so a packet parked twice counts twice.
+   * Packets whose stored decision applied, or that had none yet (a new flow's first packets under a flood), while their flow had
+   * packets waiting in JavaScript: the receive thread parked them (in order, behind those) instead of handing them
+   * over, and looked them up again after the next verdict. Counted per parking, so a packet parked twice counts twice.
    */
   parked: number;
   /** Later hooks (FORWARD, POSTROUTING) decided at a PREROUTING hit: queue trips packets did not make. */

@@ -56,6 +56,7 @@ export interface FlowCacheCounts {
   hits: number;
   misses: number;
   stores: number;
+  uncacheable: number;
   evictions: number;
   entries: number;
   tripsSkipped: number;
@@ -399,10 +400,15 @@ export class Metrics {
     );
     flowCounter(
       'nfqwall_flow_cache_misses_total',
-      'ESTABLISHED packets the flow cache had no current decision for (or held back behind a packet of their flow in JavaScript).',
+      'ESTABLISHED packets the flow cache handed to the TypeScript engine: no current decision applied, or their flow had a packet there and they could not wait.',
       (f) => f.misses,
     );
     flowCounter('nfqwall_flow_cache_stores_total', 'Decisions stored in the flow cache.', (f) => f.stores);
+    flowCounter(
+      'nfqwall_flow_cache_uncacheable_total',
+      'Flows (per cache generation) with an ESTABLISHED packet the TypeScript engine decided on a path the flow cache cannot store (not flow-stable: docs/flow-cache.md); their packets that miss go to the engine at once instead of waiting for a decision to be stored.',
+      (f) => f.uncacheable,
+    );
     flowCounter(
       'nfqwall_flow_cache_trips_skipped_total',
       'Queue trips settled packets did not make: their FORWARD and POSTROUTING decisions were made with their PREROUTING one, and the kernel passed them there (docs/flow-cache.md, Trips).',

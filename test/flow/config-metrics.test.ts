@@ -42,12 +42,13 @@ describe('flow cache: metrics', () => {
     failOpen: () => false,
   };
 
-  it('exports hits, misses, stores, evictions, entries, trips skipped and counts between hooks cleared', async () => {
-    const stats: FlowCacheCounts = { hits: 11, misses: 3, stores: 4, evictions: 1, entries: 2, tripsSkipped: 7, transitsDropped: 5, transitsLapsed: 6 };
+  it('exports hits, misses, stores, uncacheable decisions, evictions, entries, trips skipped and counts between hooks cleared', async () => {
+    const stats: FlowCacheCounts = { hits: 11, misses: 3, stores: 4, uncacheable: 8, evictions: 1, entries: 2, tripsSkipped: 7, transitsDropped: 5, transitsLapsed: 6 };
     const text = await new Metrics({ ...base, flowCache: () => stats }, 'test').text();
     assert.equal(value(text, 'nfqwall_flow_cache_hits_total'), 11);
     assert.equal(value(text, 'nfqwall_flow_cache_misses_total'), 3);
     assert.equal(value(text, 'nfqwall_flow_cache_stores_total'), 4);
+    assert.equal(value(text, 'nfqwall_flow_cache_uncacheable_total'), 8);
     assert.equal(value(text, 'nfqwall_flow_cache_evictions_total'), 1);
     assert.equal(value(text, 'nfqwall_flow_cache_entries'), 2);
     assert.equal(value(text, 'nfqwall_flow_cache_trips_skipped_total'), 7);

@@ -311,6 +311,33 @@ describe('native addon: the flow cache on the receive thread (root)', function (
     assert.equal(batches(r.duringDefer), batches(r.afterFirst), 'no batch verdict while a packet was with JavaScript');
   });
 
+  it("parks a new flow's first packets behind the one in JavaScript, unless the flow's decisions cannot be stored", () => {
+    const r = runFixture<{
+      texts: string[];
+      echoTexts: string[];
+      jsB: string[];
+      jsBPost: string[];
+      jsU: string[];
+      afterB: FlowCacheStats;
+      afterU1: FlowCacheStats;
+      afterU2: FlowCacheStats;
+      stats: QueueStats;
+    }>('burst');
+    assertBalanced(r.stats);
+    assert.deepEqual(r.echoTexts, r.texts, 'every packet arrived, in order');
+    // B: only b-1 went to JavaScript at OUTPUT; the 99 behind it waited for its decision (at POSTROUTING b-1 leads
+    // again, and the rest wait for it there).
+    assert.deepEqual(r.jsB, ['b-1'], 'at OUTPUT JavaScript saw b-1 alone');
+    assert.ok(r.jsBPost.length < 10, `at POSTROUTING JavaScript saw ${r.jsBPost.length} of B's packets`);
+    assert.ok(r.afterB.parked >= 99, `parked: ${r.afterB.parked}`);
+    assert.equal(r.afterB.uncacheable, 0);
+    // U: JavaScript decided every packet, in order; after u-1's verdict the flow is known uncacheable.
+    assert.deepEqual(r.jsU, Array.from({ length: 100 }, (_, i) => `u-${i + 1}`));
+    assert.equal(r.afterU1.uncacheable, 1);
+    assert.equal(r.afterU2.parked, r.afterU1.parked, 'phase 3: no packet of U parked');
+    assert.equal(r.afterU2.waiting, 0);
+  });
+
   it('checks its options: a FlowCache, with a table, one table per cache', () => {
     const r = runFixture<{ errors: string[]; second: string; hasCached: boolean; plainHasCached: boolean }>('options');
     assert.deepEqual(r.errors, [
