@@ -94,7 +94,7 @@ bool skipForward(const uint8_t* p, size_t len, bool ipv6, bool gsoOrTruncated, u
 
 struct Stats {
   uint64_t hits = 0, misses = 0, stores = 0, evictions = 0, invalidations = 0;
-  uint64_t uncacheable = 0;  // verdicts of eligible packets JavaScript could not store a decision for (release())
+  uint64_t uncacheable = 0;  // flows marked uncacheable_ for a generation by release()
   uint64_t tripsSkipped = 0;  // later hooks decided at a PREROUTING hit: queue trips the packet did not make
   uint32_t generation = 0;
   uint64_t entries = 0;
@@ -125,18 +125,18 @@ class FlowCache {
   // packet with no decision that applies while its flow waits in JavaScript: the verdict it waits for usually stores
   // one (a new flow's first packets under a flood), unless JavaScript could not store one for an eligible packet of
   // the flow before in this generation (release()): then it goes to JavaScript, as waiting would take one verdict per
-  // packet. A packet with
-  // lotAhead, or behind a packet of its flow parked earlier in this call, becomes kPark. Every other tracked packet
-  // is counted as waiting (it goes to JavaScript) until release(): so a packet that goes to JavaScript also blocks
-  // the later packets of its flow in the same call. A packet the matcher decided (Probe::native) is a hit, parked or
-  // sent to JavaScript as an eligible packet with a stored decision would be, with the decision the caller put in
-  // dec[i] and nothing charged (the matcher counts its own rules).
+  // packet. A packet with lotAhead, or behind a packet of its flow parked earlier in this call, becomes kPark. Every
+  // other tracked packet is counted as waiting (it goes to JavaScript) until release(): so a packet that goes to
+  // JavaScript also blocks the later packets of its flow in the same call. A packet the matcher decided
+  // (Probe::native) is a hit, parked or sent to JavaScript as an eligible packet with a stored decision would be, with
+  // the decision the caller put in dec[i] and nothing charged (the matcher counts its own rules).
   // Returns the number of hits.
   uint32_t lookup(uint32_t n, Probe* probes, Decision* dec, bool park = false);
 
   // After the verdicts of packets that lookup() sent to JavaScript went out, under one lock: each tracked probe stops
   // waiting, and where store[i] (when given) has stored[i] set, its decision is stored if `generation` is current and
-  // the cache enabled. An eligible probe without (given store, current generation, cache enabled) marks its flow
+  // the cache enabled. An eligible probe whose decision is not stored although it could have been (stored[i] unset,
+  // or a path id from maxPaths on, with store given, the generation current and the cache enabled) marks its flow
   // uncacheable for the generation. Returns the number stored.
   uint32_t release(uint32_t n, const Probe* probes, const Decision* store, const uint8_t* stored, uint32_t generation);
 
