@@ -123,6 +123,10 @@ export interface QueueStats {
   dropped: number;
   /** Sum of the wire lengths (origLens) of received packets. */
   bytes: number;
+  /**
+   * Batches the receive thread formed of received packets (decided on that thread, handed to JavaScript, or both), and
+   * parts of the parked lot handed to JavaScript.
+   */
   batches: number;
   errors: number;
   enobufs: number;
@@ -238,9 +242,10 @@ export interface FlowCacheStats {
   /** Packets of tracked connections handed to JavaScript and not verdicted yet (all queues of the cache). */
   waiting: number;
   /**
-   * Packets whose stored decision applied, or that had none yet (a new flow's first packets under a flood), while their flow had
-   * packets waiting in JavaScript: the receive thread parked them (in order, behind those) instead of handing them
-   * over, and looked them up again after the next verdict. Counted per parking, so a packet parked twice counts twice.
+   * Packets whose stored decision applied, or that had none yet (a new flow's first packets under a flood), while
+   * their flow had packets waiting in JavaScript: the receive thread parked them (in order, behind those) instead of
+   * handing them over, and looked them up again after the next verdict. Counted per parking, so a packet parked twice
+   * counts twice.
    */
   parked: number;
   /** Later hooks (FORWARD, POSTROUTING) decided at a PREROUTING hit: queue trips packets did not make. */

@@ -480,7 +480,11 @@ export class Metrics {
     };
     perQueue('nfqwall_queue_received_total', 'Packets received from the kernel queue.', (q) => q.received);
     perQueue('nfqwall_queue_received_bytes_total', 'Wire bytes of the packets received from the queue.', (q) => q.bytes);
-    perQueue('nfqwall_queue_batches_total', 'Batches the receive thread handed to JavaScript.', (q) => q.batches);
+    perQueue(
+      'nfqwall_queue_batches_total',
+      'Batches the receive thread formed of received packets (decided natively, handed to the TypeScript engine, or both), and parts of the parked lot handed to the engine.',
+      (q) => q.batches,
+    );
     perQueue(
       'nfqwall_queue_batch_verdicts_total',
       'Verdict messages that answered every packet the kernel held for the queue at once (NFQNL_MSG_VERDICT_BATCH): runs of flow-cache and matcher decisions with one verdict and mark.',
