@@ -186,13 +186,12 @@ async function measure(lab: Lab, mode: Mode, floodBin: string, kind: FloodKind):
     // workers that the kernel accounts to no process or to another one, and per-process times are sampled at ticks
     // (a worker woken at each tick is charged whole ticks: one was charged some 20% of the CPU of which perf's
     // samples gave it 2%). The CPU is the queue program's alone (taskset).
-    const busy = j0 !== undefined && j1 !== undefined ? j1.busy - j0.busy : undefined;
+    const ticks = j0 !== undefined && j1 !== undefined ? { busy: j1.busy - j0.busy, softirq: j1.softirq - j0.softirq, span: j1.total - j0.total } : undefined;
     const cpuUs =
-      running.pid !== undefined && busy !== undefined ? ((busy / CLOCK_TICKS) * 1e6) / Math.max(1, run.delivered) : undefined;
-    const span = j0 !== undefined && j1 !== undefined ? j1.total - j0.total : 0;
+      running.pid !== undefined && ticks !== undefined ? ((ticks.busy / CLOCK_TICKS) * 1e6) / Math.max(1, run.delivered) : undefined;
     const load =
-      span > 0 && busy !== undefined && j0 !== undefined && j1 !== undefined && cpu0 !== undefined && cpu1 !== undefined
-        ? { cpuBusy: busy / span, program: ((cpu1 - cpu0) * 100) / span, softirq: (j1.softirq - j0.softirq) / span }
+      ticks !== undefined && ticks.span > 0 && cpu0 !== undefined && cpu1 !== undefined
+        ? { cpuBusy: ticks.busy / ticks.span, program: ((cpu1 - cpu0) * 100) / ticks.span, softirq: ticks.softirq / ticks.span }
         : undefined;
     return { warm, run, cpuUs, load };
   });

@@ -6,6 +6,8 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import { parseSnmp } from '../../bench/soak';
+import type { QueueStats } from '../../native/index';
 import { controlRequest } from '../../src/daemon/control';
 import { cliPath, scratchDir, sleep } from '../lab/daemon';
 import { THREE_HOST, threeHostSpec, useLab, type Host } from '../lab/lab';
@@ -234,10 +236,7 @@ interface RunResult {
 
 /** The UDP receive-buffer errors in a host's namespace (/proc/net/snmp), to tell a busy receiver from a lost verdict. */
 async function udpRcvbufErrors(host: Host): Promise<number> {
-  const snmp = (await host.exec(['cat', '/proc/net/snmp'])).stdout.split('\n').filter((l) => l.startsWith('Udp: '));
-  const [names, values] = snmp.map((l) => l.trim().split(/\s+/));
-  const i = names?.indexOf('RcvbufErrors') ?? -1;
-  return i < 0 ? NaN : Number(values?.[i]);
+  return parseSnmp((await host.exec(['cat', '/proc/net/snmp'])).stdout)['Udp.RcvbufErrors'] ?? NaN;
 }
 
 async function runOnce(fw: Host, client: Host, server: Host, rulesFile: string, control: string, cache: boolean): Promise<RunResult> {
@@ -284,7 +283,7 @@ async function runOnce(fw: Host, client: Host, server: Host, rulesFile: string, 
       await sleep(300);
       const saved = (await controlRequest(control, { cmd: "save", counters: true })) as unknown as { rulesets: { ipv4: string } };
       const status = (await controlRequest(control, { cmd: "status" })) as unknown as {
-        queues: { received: number; accepted: number; dropped: number; cached?: number; kernelQueueDropped: number; kernelUserDropped: number; enobufs: number }[];
+        queues: QueueStats[];
         flowCache?: Record<string, unknown>;
       };
       const q = status.queues[0];
@@ -297,8 +296,8 @@ async function runOnce(fw: Host, client: Host, server: Host, rulesFile: string, 
         udp: c.udp + s.udp,
         tcp: c.tcp + s.tcp,
         order,
-        received: status.queues[0]?.received ?? 0,
-        cached: status.queues[0]?.cached ?? 0,
+        received: q?.received ?? 0,
+        cached: q?.cached ?? 0,
         flowCache: status.flowCache,
         losses,
       };
