@@ -173,8 +173,20 @@ bool optBool(Napi::Object o, const char* name, bool dflt) {
   return v.As<Napi::Boolean>().Value();
 }
 
+// Tags a Queue object, so options.late can tell one from any other object.
+const napi_type_tag kQueueTag = {0x6e667177616c6c51ULL, 0x7565756557726170ULL};
+
 class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
  public:
+  // The core behind a Queue object, or null.
+  static std::shared_ptr<nfqwall::Queue> coreOf(const Napi::Value& v) {
+    if (!v.IsObject()) return nullptr;
+    bool tagged = false;
+    if (napi_check_object_type_tag(v.Env(), v, &kQueueTag, &tagged) != napi_ok || !tagged) return nullptr;
+    QueueWrap* w = Unwrap(v.As<Napi::Object>());
+    return w && w->bridge_ ? w->bridge_->core : nullptr;
+  }
+
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Queue",
                        {InstanceMethod<&QueueWrap::Verdict>("verdict"), InstanceMethod<&QueueWrap::Stats>("stats"),
@@ -197,6 +209,14 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
     cfg.uidGid = optBool(o, "uidGid", true);
     cfg.maxPendingBatches = optU32(o, "maxPendingBatches", 64, 1, 1u << 20);
     cfg.maxBatch = optU32(o, "maxBatch", 256, 1, 65536);
+    cfg.driven = optBool(o, "driven", false);
+    std::shared_ptr<nfqwall::Queue> late;
+    if (!o.Get("late").IsUndefined()) {
+      late = coreOf(o.Get("late"));
+      if (!late || !late->config().driven || late->closed() || late->driven())
+        throw Napi::TypeError::New(env, "Queue: options.late must be an open Queue made with driven: true that no other queue serves");
+      if (cfg.driven) throw Napi::TypeError::New(env, "Queue: a driven queue cannot drive another (options.late)");
+    }
     Napi::Value ctv = o.Get("conntrack");
     if (!ctv.IsUndefined()) {
       cfg.table = nfqwall::connTableOf(ctv);
@@ -239,9 +259,11 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
     bridge_ = std::make_shared<Bridge>();
     try {
       bridge_->core = std::make_shared<nfqwall::Queue>(cfg);
+      if (late) bridge_->core->drive(late);
     } catch (const std::exception& e) {
       throw Napi::Error::New(env, e.what());
     }
+    napi_type_tag_object(env, info.This(), &kQueueTag);
     auto* keep = new std::shared_ptr<Bridge>(bridge_);
     bridge_->tsfn = Tsfn::New(env, info[1].As<Napi::Function>(), "nfqwall.Queue", cfg.maxPendingBatches, 1,
                               bridge_.get(), [](Napi::Env, std::shared_ptr<Bridge>* k, Bridge* b) {

@@ -56,6 +56,18 @@ export interface QueueOptions {
    * the last queued hook). Only with `conntrack`. Default 0x1b: PREROUTING, INPUT, OUTPUT, POSTROUTING.
    */
   queuedHooks?: number;
+  /**
+   * No receive thread of its own: the queue that takes this one as `late` serves it from its thread. Its batches,
+   * verdict(), stats() and close() are its own; closing it closes its driver too. Default false.
+   */
+  driven?: boolean;
+  /**
+   * A queue made with `driven: true` that no other queue serves yet, bound to the hooks a packet reaches after this queue's (INPUT, FORWARD,
+   * POSTROUTING after PREROUTING; docs/flow-cache.md, Late queue). This queue's thread reads it empty before each of
+   * its own batches, so under a flood this queue fills and the kernel drops new arrivals, not packets already through
+   * a hook; and sends the flow cache's barriers on its socket. Closing this queue closes it too.
+   */
+  late?: Queue;
 }
 
 /**

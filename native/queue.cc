@@ -250,7 +250,10 @@ Queue::Queue(const QueueConfig& cfg) : cfg_(cfg) {
     closed_ = true;
     throw std::runtime_error(msg);
   }
-  if (cfg_.cache) cfg_.cache->attachQueue();
+  if (cfg_.cache) {
+    cfg_.cache->attachQueue();
+    attached_ = true;
+  }
 }
 
 Queue::~Queue() { close(); }
@@ -259,17 +262,42 @@ void Queue::start(Handoff handoff) {
   std::lock_guard<std::mutex> g(closeMutex_);
   if (closed_ || started_) return;
   handoff_ = std::move(handoff);
+  if (cfg_.driven) return;  // served by its driver's thread, started after this
   lastLoopMs_ = nowMs();
   started_ = true;
   thread_ = std::thread([this] { run(); });
 }
 
+void Queue::drive(std::shared_ptr<Queue> late) {
+  if (started_ || late_ || !late || !late->cfg_.driven || late->driver_.load() || late.get() == this)
+    throw std::logic_error("Queue::drive: a driven queue, once, before start()");
+  // One thread serves both: barriers on the late queue's socket see every packet re-queued there.
+  if (late->attached_ && late->cfg_.cache) {
+    late->cfg_.cache->detachQueue();
+    late->attached_ = false;
+  }
+  late->driver_.store(this);
+  late_ = std::move(late);
+}
+
 void Queue::run() {
-  pollfd fds[2] = {{fd_, POLLIN, 0}, {stopFd_, POLLIN, 0}};
+  Queue* late = late_.get();
+  pollfd fds[3] = {{fd_, POLLIN, 0}, {stopFd_, POLLIN, 0}, {late ? late->fd_ : -1, POLLIN, 0}};
+  const nfds_t nfds = late ? 3 : 2;
+  // Served first, so a flood waits in this queue, not in the late one.
+  auto serveLate = [late] {
+    try {
+      late->drain(kMaxBatchesPerDrain);
+    } catch (const std::exception&) {
+      late->counters_.errors++;
+      late->recoverBatch();
+    }
+  };
+  if (late) late->dispatch();
   dispatch();  // packets that arrived with the bind acknowledgement
   for (;;) {
     // Parked packets wait for JavaScript's verdicts on other threads: look again soon.
-    int r = poll(fds, 2, lot_ && lot_->count ? 1 : 200);
+    int r = poll(fds, nfds, lotWaiting() || (late && late->lotWaiting()) ? 1 : 200);
     lastLoopMs_ = nowMs();
     if (r < 0) {
       if (errno == EINTR) continue;
@@ -279,29 +307,42 @@ void Queue::run() {
     }
     if (fds[1].revents) break;
     if (r == 0 && cfg_.table) cfg_.table->sweep(256);  // idle: expire a bounded slice of the table
-    if (r == 0 && lot_ && lot_->count) {
-      try {
-        scanLot(lot_->count >= cfg_.parkLimit || lot_->data.size() >= kLotBytes);
-      } catch (const std::exception&) {
-        counters_.errors++;
-      }
+    // Each queue looks at its lot when it dispatches a batch, and one queue's batches may come while the other's lot
+    // waits: parked packets would wait on, their flows' counts between hooks lapse, and later packets overtake them.
+    if (r == 0 || late) {
+      lookAtLot();
+      if (late) late->lookAtLot();
     }
+    if (late && (fds[2].revents & (POLLIN | POLLERR))) serveLate();
     if (fds[0].revents & (POLLIN | POLLERR)) {
       // Nothing may escape this thread; an allocation failure costs the batch the overload verdict, not the process.
       try {
-        drain();
+        // With a late queue one batch at a time: its verdicts queue packets there, which go before the next batch.
+        drain(late ? 1 : kMaxBatchesPerDrain);
       } catch (const std::exception&) {
         counters_.errors++;
         recoverBatch();
       }
     }
-    if (cfg_.cache) sendBarrier();
+    if (cfg_.cache) (late ? late : this)->sendBarrier();
   }
+  for (Queue* q : {late, this}) {
+    if (!q) continue;
+    try {
+      q->dispatch();
+    } catch (const std::exception&) {
+      q->counters_.errors++;
+      q->recoverBatch();
+    }
+  }
+}
+
+void Queue::lookAtLot() {
+  if (!lotWaiting()) return;
   try {
-    dispatch();
+    scanLot(lot_->count >= cfg_.parkLimit || lot_->data.size() >= kLotBytes);
   } catch (const std::exception&) {
     counters_.errors++;
-    recoverBatch();
   }
 }
 
@@ -323,7 +364,7 @@ void Queue::recoverBatch() {
   b.clear();
 }
 
-void Queue::drain() {
+void Queue::drain(int maxBatches) {
   int dispatched = 0;
   for (;;) {
     ssize_t n = recv(fd_, recvBuf_.data(), recvBuf_.size(), MSG_DONTWAIT | MSG_TRUNC);
@@ -346,7 +387,7 @@ void Queue::drain() {
     uint64_t before = counters_.batches.load(std::memory_order_relaxed);
     parseBuffer(recvBuf_.data(), size_t(n));
     dispatched += int(counters_.batches.load(std::memory_order_relaxed) - before);
-    if (dispatched >= kMaxBatchesPerDrain) break;  // let the loop see a stop request under a flood
+    if (dispatched >= maxBatches) break;  // let the loop see a stop request (and a late queue) under a flood
   }
   dispatch();
 }
@@ -1073,6 +1114,11 @@ bool Queue::sendVerdicts(const uint32_t* ids, uint32_t n, const PacketVerdict* v
 }
 
 void Queue::close() {
+  // The driver's thread may be serving this queue: the driver stops it, and closes this queue after it.
+  if (Queue* d = driver_.exchange(nullptr)) {
+    d->close();
+    return;
+  }
   std::lock_guard<std::mutex> g(closeMutex_);
   if (closed_) return;
   closed_ = true;
@@ -1081,7 +1127,11 @@ void Queue::close() {
     if (write(stopFd_, &one, sizeof one) < 0) counters_.errors++;
     thread_.join();
   }
-  if (cfg_.cache) cfg_.cache->detachQueue();
+  if (late_) {
+    late_->driver_.store(nullptr);
+    late_->close();
+  }
+  if (attached_) cfg_.cache->detachQueue();
   std::vector<std::unique_ptr<Batch>> rest;
   {
     std::lock_guard<std::mutex> t(tableMutex_);

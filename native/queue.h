@@ -45,6 +45,8 @@ struct QueueConfig {
   std::shared_ptr<mt::Matcher> matcher;
   // Packets parked behind their flow's packets in JavaScript beyond which the lot empties into JavaScript.
   uint32_t parkLimit = 4096;
+  // No receive thread of its own: the thread of the queue that drive()s it serves it, ahead of its own packets.
+  bool driven = false;
 };
 
 // Bits of Batch::flags, as PACKET_FLAG_* in src/native.ts.
@@ -113,7 +115,13 @@ class Queue {
   Queue(const Queue&) = delete;
   Queue& operator=(const Queue&) = delete;
 
+  // Starts the receive thread; a driven queue only takes the handoff, its driver's thread serving it.
   void start(Handoff handoff);
+  // Before start(): this queue's thread also serves `late` (bound with `driven`), the queue of the hooks a packet
+  // reaches after this one's (docs/flow-cache.md, Late queue). It drains `late` before each of its own batches, so a
+  // flood fills this queue and drops there, at its entrance, not packets already through a hook; and it sends the
+  // barriers on `late`'s socket, where the packets its verdicts send on are queued again. Closing either closes both.
+  void drive(std::shared_ptr<Queue> late);
 
   // The pending batch `seq`, or null. Only the thread that verdicts (JavaScript's) may use the result: nobody else
   // removes a batch that JavaScript was handed.
@@ -132,6 +140,8 @@ class Queue {
   // Stops and joins the thread, defaults every pending batch, unbinds and closes. Idempotent.
   void close();
   bool closed() const { return closed_; }
+  // A queue's thread serves this one (drive()).
+  bool driven() const { return driver_.load() != nullptr; }
 
   const QueueConfig& config() const { return cfg_; }
   const Counters& counters() const { return counters_; }
@@ -141,7 +151,12 @@ class Queue {
 
  private:
   void run();
-  void drain();
+  // Reads and dispatches at most `maxBatches` batches (fewer when the socket runs dry).
+  void drain(int maxBatches);
+  // Looks at the lot again (scanLot), when it holds packets: at once when forced or when something it waits for
+  // happened, else at most every kHoldRecheckMs.
+  void lookAtLot();
+  bool lotWaiting() const { return lot_ && lot_->count; }
   void recoverBatch();
   void dispatch();
   void parseBuffer(const char* buf, size_t len);
@@ -196,6 +211,9 @@ class Queue {
 
   Handoff handoff_;
   std::thread thread_;
+  std::shared_ptr<Queue> late_;          // the queue this one's thread also serves (drive())
+  std::atomic<Queue*> driver_{nullptr};  // the queue whose thread serves this one, until it closes
+  bool attached_ = false;                // counted in the flow cache's queues (one per receive thread)
   bool started_ = false;
   bool closed_ = false;
   std::mutex closeMutex_;

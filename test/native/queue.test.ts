@@ -82,6 +82,9 @@ describe('native addon: NFQUEUE in a network namespace (root)', function () {
       '--queue-num', '7');
     inNs('ip6tables', '-t', 'mangle', '-A', 'OUTPUT', '-o', 'lo', '-p', 'udp', '--dport', '9', '-j', 'NFQUEUE',
       '--queue-num', '7');
+    // The late queue of the `late` case; bypassed when nothing is bound to it, as in every other case.
+    inNs('iptables', '-t', 'mangle', '-A', 'POSTROUTING', '-o', 'lo', '-p', 'udp', '--dport', '9', '-j', 'NFQUEUE',
+      '--queue-num', '8', '--queue-bypass');
     // The queue's verdict resumes at the next hook entry (filter OUTPUT), where this rule counts marked packets.
     inNs('iptables', '-t', 'filter', '-A', 'OUTPUT', '-o', 'lo', '-p', 'udp', '--dport', '9', '-m', 'mark', '--mark',
       '0x42');
@@ -159,6 +162,26 @@ describe('native addon: NFQUEUE in a network namespace (root)', function () {
     assert.equal(r.stats.accepted, r.sent, "overloadVerdict 'accept'");
     assert.equal(r.got.length, r.sent);
     assert.equal(r.stats.defaulted, 0);
+  });
+
+  it('serves a driven late queue from its own thread: both hooks, every packet once; closing the late queue closes both', () => {
+    const r = runFixture<{
+      refused: string[];
+      hooks: { early: number[]; late: number[] };
+      got: string[];
+      stats: { early: QueueStats; late: QueueStats };
+      bound: { early: boolean; late: boolean };
+      afterClose: { early: unknown; late: unknown };
+    }>('late');
+    const notDriven = 'TypeError: Queue: options.late must be an open Queue made with driven: true that no other queue serves';
+    assert.deepEqual(r.refused, [notDriven, notDriven, 'TypeError: Queue: a driven queue cannot drive another (options.late)', notDriven]);
+    assert.deepEqual(r.got, Array.from({ length: 20 }, (_, i) => `late-${i}`), 'every datagram, in order');
+    assert.deepEqual([...new Set(r.hooks.early)], [3], 'OUTPUT on the queue');
+    assert.deepEqual([...new Set(r.hooks.late)], [4], 'POSTROUTING on the late queue');
+    assertBalanced(r.stats.early, 20);
+    assertBalanced(r.stats.late, 20);
+    assert.deepEqual(r.bound, { early: true, late: true });
+    assert.deepEqual(r.afterClose, { early: null, late: null }, 'closing the late queue unbound both');
   });
 
   it('close() verdicts every outstanding batch, unbinds, and refuses late verdicts', () => {
