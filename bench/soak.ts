@@ -332,8 +332,13 @@ interface Status {
 async function statusOf(control: string): Promise<Status> {
   const r = await controlRequest(control, { cmd: 'status' });
   if (!r.ok) throw new Error(`status: ${r.error}`);
-  const q = (r['queues'] as QueueCounts[]).find((x) => x.queue === QUEUE);
-  if (q === undefined) throw new Error('status shows no queue');
+  // The queue and its late queue (INPUT, FORWARD, POSTROUTING), counted together: each identity below holds for
+  // every queue, and so for their sum.
+  const qs = r['queues'] as QueueCounts[];
+  if (qs.length === 0 || qs[0]!.queue !== QUEUE) throw new Error(`status shows no queue ${QUEUE}`);
+  const q = { ...qs[0]!, queue: QUEUE };
+  const sum = <K extends keyof QueueCounts>(k: K): number => qs.reduce((n, x) => n + (x[k] ?? 0), 0);
+  for (const k of ['received', 'accepted', 'dropped', 'kernelIdSequence', 'kernelQueueTotal', 'kernelQueueDropped', 'kernelUserDropped', 'overload', 'defaulted', 'cached', 'matched'] as const) q[k] = sum(k);
   const ct = r['conntrack'] as CtCounts | undefined;
   if (ct === undefined) throw new Error('status shows no connection table');
   return { q, js: r['packets'] as JsCounts, ct, reloads: r['reloads'] as Status['reloads'] };

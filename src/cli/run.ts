@@ -1,7 +1,7 @@
 // `nfqwall run`: load the configuration and rule files, bind the queue, install the kernel hooks, serve until a
 // signal. Flags override the configuration file (/etc/nfqwall/nfqwall.conf when it exists, or --config FILE).
 import type { Command } from 'commander';
-import { ConfigErrors, DEFAULT_CONFIG_PATH, resolveConfig, type Config, type ConfigOverrides } from '../config/config';
+import { ConfigErrors, DEFAULT_CONFIG_PATH, lateQueueOf, resolveConfig, type Config, type ConfigOverrides } from '../config/config';
 import { RuleError, RuleErrors } from '../rules/errors';
 import { runDaemon, type DaemonOptions } from '../daemon/daemon';
 import { checkFileSafety } from '../daemon/files';
@@ -16,6 +16,7 @@ interface RunOptions {
   queue?: string;
   queues?: string;
   queueCpuFanout?: boolean;
+  lateQueue?: string;
   queueMaxlen?: string;
   failOpen?: boolean;
   control?: string;
@@ -43,6 +44,7 @@ export function daemonOptions(cfg: Config): DaemonOptions {
     queue: cfg.queue,
     queues: cfg.queues,
     queueCpuFanout: cfg.queueCpuFanout,
+    lateQueue: lateQueueOf(cfg),
     queueMaxlen: cfg.queueMaxlen,
     failOpen: cfg.failOpen,
     hooks: cfg.hooks,
@@ -76,6 +78,7 @@ export function registerRun(program: Command): void {
     .option('--queue <n>', 'NFQUEUE number (default 0)')
     .option('--queues <count>', 'consecutive queues from --queue, spread by address hash (default 1)')
     .option('--queue-cpu-fanout', 'with --queues, spread by the CPU that handles the packet instead (queue_cpu_fanout = on)')
+    .option('--late-queue <n>', 'first of the queues for the hooks after PREROUTING (INPUT, FORWARD, POSTROUTING), "auto" (right after --queues) or "off" (default auto)')
     .option('--queue-maxlen <packets>', 'packets the kernel holds for the queue at most (default 4096)')
     .option('--fail-open', 'accept traffic when nfqwall is not there to decide (--queue-bypass, fail-open queue)')
     .option('--fail-closed', 'drop traffic when nfqwall is not there to decide (the default)')
@@ -97,6 +100,7 @@ export function registerRun(program: Command): void {
           queue: opts.queue,
           queues: opts.queues,
           queueCpuFanout: opts.queueCpuFanout === true ? true : undefined,
+          lateQueue: opts.lateQueue,
           queueMaxlen: opts.queueMaxlen,
           failOpen: opts.failOpen === true ? true : opts.failClosed === true ? false : undefined,
           control: opts.control,

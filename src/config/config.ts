@@ -32,6 +32,11 @@ export interface Config {
   queues: number;
   /** With several queues, the kernel picks a packet's queue by the CPU handling it, not by address hash. */
   queueCpuFanout: boolean;
+  /**
+   * The first of `queues` queues for the hooks a packet reaches after PREROUTING (docs/flow-cache.md, Late queue):
+   * 'auto' the numbers right after the queues, 'off' one set of queues for every hook.
+   */
+  lateQueue: number | 'auto' | 'off';
   failOpen: boolean;
   /** Hooks nfqwall installs NFQUEUE jumps in; empty: none (the administrator's own rules queue). */
   hooks: Hook[];
@@ -69,6 +74,7 @@ export function defaultConfig(): Config {
     queue: 0,
     queues: 1,
     queueCpuFanout: false,
+    lateQueue: 'auto',
     queueMaxlen: DEFAULT_QUEUE_MAXLEN,
     failOpen: false,
     hooks: [...HOOKS],
@@ -111,6 +117,28 @@ export function parseQueueNumber(text: string): number {
   const n = Number(text);
   if (!/^\d+$/.test(text) || n > 65535) throw new Error(`"${text}" is not a queue number (0..65535)`);
   return n;
+}
+
+export function parseLateQueue(text: string): number | 'auto' | 'off' {
+  if (text === 'auto' || text === 'off') return text;
+  try {
+    return parseQueueNumber(text);
+  } catch {
+    throw new Error(`"${text}" is not a queue number (0..65535), auto or off`);
+  }
+}
+
+/** The late queues' first number, or undefined when there are none; throws when they do not fit beside the queues. */
+export function lateQueueOf(cfg: Pick<Config, 'queue' | 'queues' | 'lateQueue'>): number | undefined {
+  if (cfg.lateQueue === 'off') return undefined;
+  const first = cfg.lateQueue === 'auto' ? cfg.queue + cfg.queues : cfg.lateQueue;
+  if (first + cfg.queues - 1 > 65535) {
+    throw new Error(`the late queues ${first}..${first + cfg.queues - 1} go past 65535: set late_queue to a free number, or off`);
+  }
+  if (first < cfg.queue + cfg.queues && first + cfg.queues > cfg.queue) {
+    throw new Error(`the late queues ${first}..${first + cfg.queues - 1} overlap the queues ${cfg.queue}..${cfg.queue + cfg.queues - 1}`);
+  }
+  return first;
 }
 
 /** The addon's default (native/addon.cc): room for a few milliseconds of a flood, or a second of moderate traffic. */
@@ -230,6 +258,7 @@ const KEYS: Readonly<Record<string, { set: Setter; repeatable?: boolean }>> = {
   queue: { set: (c, v) => (c.queue = parseQueueNumber(v)) },
   queues: { set: (c, v) => (c.queues = parseQueueCount(v)) },
   queue_cpu_fanout: { set: (c, v) => (c.queueCpuFanout = parseBool(v)) },
+  late_queue: { set: (c, v) => (c.lateQueue = parseLateQueue(v)) },
   queue_maxlen: { set: (c, v) => (c.queueMaxlen = parseQueueMaxlen(v)) },
   fail_open: { set: (c, v) => (c.failOpen = parseBool(v)) },
   hooks: { set: (c, v) => (c.hooks = parseHooks(v)) },
@@ -318,6 +347,14 @@ export function parseConfig(text: string, file: string): ParsedConfig {
   if (errors.length === 0 && cfg.queueCpuFanout && cfg.queues === 1) {
     errors.push(new ConfigError(`queue_cpu_fanout: ${FANOUT_NEEDS_QUEUES}`, file, firstLine.get('queue_cpu_fanout') ?? 0, 1));
   }
+  if (errors.length === 0) {
+    try {
+      lateQueueOf(cfg);
+    } catch (err) {
+      const line = firstLine.get('late_queue') ?? firstLine.get('queues') ?? firstLine.get('queue') ?? 0;
+      errors.push(new ConfigError(`late_queue: ${err instanceof Error ? err.message : String(err)}`, file, line, 1));
+    }
+  }
   if (errors.length > 0) throw new ConfigErrors(errors);
   cfg.file = file;
   return { config: cfg, given };
@@ -344,6 +381,7 @@ export interface ConfigOverrides {
   queues?: string;
   /** --queue-cpu-fanout gives true; undefined keeps the file's `queue_cpu_fanout`. */
   queueCpuFanout?: boolean;
+  lateQueue?: string;
   queueMaxlen?: string;
   failOpen?: boolean;
   control?: string;
@@ -374,6 +412,7 @@ export function applyOverrides(base: Config, o: ConfigOverrides, cwd = process.c
   if (o.queue !== undefined) cfg.queue = flag('queue', () => parseQueueNumber(o.queue!));
   if (o.queues !== undefined) cfg.queues = flag('queues', () => parseQueueCount(o.queues!));
   if (o.queueCpuFanout !== undefined) cfg.queueCpuFanout = o.queueCpuFanout;
+  if (o.lateQueue !== undefined) cfg.lateQueue = flag('late-queue', () => parseLateQueue(o.lateQueue!));
   if (o.queueMaxlen !== undefined) cfg.queueMaxlen = flag('queue-maxlen', () => parseQueueMaxlen(o.queueMaxlen!));
   if (o.failOpen !== undefined) cfg.failOpen = o.failOpen;
   if (o.flowCache !== undefined) cfg.flowCache = o.flowCache;
@@ -385,6 +424,7 @@ export function applyOverrides(base: Config, o: ConfigOverrides, cwd = process.c
   if (o.logLevel !== undefined) cfg.logLevel = flag('log-level', () => parseLogLevel(o.logLevel!));
   if (cfg.queue + cfg.queues - 1 > 65535) throw new Error(`--queues: queue ${cfg.queue} + ${cfg.queues} queues goes past 65535`);
   if (cfg.queueCpuFanout && cfg.queues === 1) throw new Error(`queue_cpu_fanout (--queue-cpu-fanout) ${FANOUT_NEEDS_QUEUES} (--queues)`);
+  flag('late-queue', () => lateQueueOf(cfg));
   return cfg;
 }
 

@@ -14,7 +14,7 @@ import { HOOKS } from '../rules/model';
 import { saveRuleset } from '../rules/save';
 import { formatIpAddr } from '../rules/addr'; // H16
 import { ControlServer, checkFields, claimSocketPath, type Handlers } from './control';
-import { HookManager } from './hooks';
+import { HookManager, queueRangeText } from './hooks';
 import { InterfaceNames } from './interfaces';
 import { IpMonitor, type IpEvent } from './ipmonitor';
 import { Logger, LogRecordSink } from './logger';
@@ -52,6 +52,12 @@ export interface DaemonOptions {
   queues?: number;
   /** With several queues, the kernel picks one by CPU (--queue-cpu-fanout) instead of by address hash. */
   queueCpuFanout?: boolean;
+  /**
+   * The first of `queues` more queues for INPUT, FORWARD and POSTROUTING when PREROUTING is queued (docs/flow-cache.md,
+   * Late queue): each served by the receive thread of the queue with the same offset, ahead of its own packets.
+   * Undefined: every hook's traffic goes to the same queues.
+   */
+  lateQueue?: number;
   failOpen: boolean;
   controlPath: string;
   /** `ipset save` files for -m set; reloaded with the rule files. */
@@ -207,9 +213,11 @@ export function queueCount(opts: Pick<DaemonOptions, 'queues'>): number {
   return opts.queues ?? 1;
 }
 
-function queueRange(opts: Pick<DaemonOptions, 'queue' | 'queues'>): string {
+/** The queues a daemon serves, its late ones (DaemonOptions.lateQueue) after a comma. */
+export function queueRange(opts: Pick<DaemonOptions, 'queue' | 'queues' | 'lateQueue'>): string {
   const n = queueCount(opts);
-  return n > 1 ? `queues ${opts.queue}-${opts.queue + n - 1}` : `queue ${opts.queue}`;
+  const late = opts.lateQueue !== undefined ? `, late ${queueRangeText(opts.lateQueue, n)}` : '';
+  return queueRangeText(opts.queue, n) + late;
 }
 // H16: ConnTableOptions.maxEntries' default (native/index.d.ts).
 const DEFAULT_CONNTRACK_MAX = 262144;
@@ -302,8 +310,10 @@ export class Daemon {
    * Loads everything, binds the queue, installs the hooks. Any failure before serving undoes what was done and
    * rethrows; rule-file errors happen before anything touches the kernel.
    */
-  static async start(opts: DaemonOptions): Promise<Daemon> {
-    if (opts.rules4 === undefined && opts.rules6 === undefined) throw new Error('no rule file given');
+  static async start(given: DaemonOptions): Promise<Daemon> {
+    if (given.rules4 === undefined && given.rules6 === undefined) throw new Error('no rule file given');
+    // Late queues only behind PREROUTING: without it their hooks are where packets enter.
+    const opts = (given.hooks ?? HOOKS).includes('PREROUTING') ? given : { ...given, lateQueue: undefined };
     // Before the rules are read: a ruleset larger than V8's own limit still loads when the budget allows it.
     const heap = HeapBudget.set(opts.heapLimitMiB !== undefined ? opts.heapLimitMiB * MiB : autoHeapBudget());
     const snapshot = await readFiles(ruleFiles(opts));
@@ -341,9 +351,26 @@ export class Daemon {
         ...(d.matcher !== undefined ? { matcher: d.matcher } : {}),
         queuedHooks: queuedHookBits(opts.hooks ?? HOOKS),
       });
+      const lateQueue = opts.lateQueue;
       for (let i = 0; i < queueCount(opts); i++) {
-        const q: Queue = new addon.Queue(queueOptions(opts.queue + i), (batch) => d.onBatch(q, batch));
+        let late: Queue | undefined;
+        if (lateQueue !== undefined) {
+          try {
+            const l: Queue = new addon.Queue({ ...queueOptions(lateQueue + i), driven: true }, (batch) => d.onBatch(l, batch));
+            late = l;
+          } catch (err) {
+            throw new Error(`${err instanceof Error ? err.message : String(err)}; it is a late queue: set late_queue (--late-queue) to a free number, or off`);
+          }
+        }
+        let q: Queue;
+        try {
+          q = new addon.Queue({ ...queueOptions(opts.queue + i), ...(late ? { late } : {}) }, (batch) => d.onBatch(q, batch));
+        } catch (err) {
+          late?.close();
+          throw err;
+        }
         d.queues.push(q);
+        if (late) d.queues.push(late);
       }
       // The bits are cleared from the rules' marks from the first packet on; skipping waits for the guard.
       if (d.skipMark !== 0) d.flowCache?.setSkip({ mark: d.skipMark, allowed: false, maxLen: 0, queuedHooks: queuedHookBits(hooks) });
@@ -362,6 +389,7 @@ export class Daemon {
           notrack: true,
           ownerPid: process.pid,
           skipMark: d.skipMark,
+          ...(lateQueue !== undefined ? { lateQueue } : {}),
         });
       }
       await d.refreshSkip();
@@ -772,6 +800,7 @@ export class Daemon {
       uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
       queue: this.opts.queue,
       queueCount: queueCount(this.opts),
+      lateQueue: this.opts.lateQueue ?? null,
       failOpen: this.opts.failOpen,
       rulesets,
       queues: this.queueStats(),

@@ -39,6 +39,22 @@ export interface HookPlan {
    * delivers locally still meets them.
    */
   skipMark?: number;
+  /**
+   * INPUT, FORWARD and POSTROUTING go to `queues` queues from this number instead, when PREROUTING is queued
+   * (docs/flow-cache.md, Late queue).
+   */
+  lateQueue?: number;
+}
+
+/** The queued hooks a packet reaches after PREROUTING, which go to the late queues: none without them. */
+export function lateHooks(plan: Pick<HookPlan, 'hooks' | 'lateQueue'>): Hook[] {
+  if (plan.lateQueue === undefined || !plan.hooks.includes('PREROUTING')) return [];
+  return plan.hooks.filter((h) => h === 'INPUT' || h === 'FORWARD' || h === 'POSTROUTING');
+}
+
+/** `queue 10`, or `queues 10-13`. */
+export function queueRangeText(first: number, count: number): string {
+  return count > 1 ? `queues ${first}-${first + count - 1}` : `queue ${first}`;
 }
 
 /** A rule `-A from -j to` in a built-in chain that jumps to one of our chains. */
@@ -152,7 +168,10 @@ export function installScript(plan: HookPlan): string {
             lines.push(`-A ${c} -m mark ! --mark 0x0/${hex(bit)} ${clear(bit)}`);
           }
         }
-        if (plan.hooks.includes(hook)) lines.push(`-A ${c} -j NFQUEUE ${queueTarget(plan)}`);
+        if (plan.hooks.includes(hook)) {
+          const late = plan.lateQueue !== undefined && lateHooks(plan).includes(hook);
+          lines.push(`-A ${c} -j NFQUEUE ${queueTarget(late ? { ...plan, queue: plan.lateQueue! } : plan)}`);
+        }
       }
     }
     for (const j of jumps) lines.push(`-I ${j.from} 1 -j ${j.to}`);
@@ -379,8 +398,11 @@ export class HookManager {
       if (r.status === 0) {
         this.installed.push({ family: plan.family, backend: b, owned: ownedFromPlan(plan) });
         const count = plan.queues ?? 1;
-        const to = count > 1 ? `queues ${plan.queue}-${plan.queue + count - 1}` : `queue ${plan.queue}`;
-        this.log(`installed ipv${plan.family} hooks (${b.name}): ${plan.hooks.join(' ')} -> ${to}`);
+        const late = lateHooks(plan);
+        const early = plan.hooks.filter((h) => !late.includes(h));
+        const to = [`${early.join(' ')} -> ${queueRangeText(plan.queue, count)}`];
+        if (late.length > 0) to.push(`${late.join(' ')} -> ${queueRangeText(plan.lateQueue!, count)}`);
+        this.log(`installed ipv${plan.family} hooks (${b.name}): ${to.join('; ')}`);
         return;
       }
       failures.push(`${b.restore}: ${describe(r)}`);

@@ -4,6 +4,7 @@
 // The watchdog is a JS interval: if the event loop stalls, WATCHDOG=1 stops and systemd restarts us. Each tick also
 // asks `health()`, which checks that every queue's receive thread has woken recently; a stuck thread stops the pings
 // as well. Without NOTIFY_SOCKET every call is a no-op.
+import { queueRangeText } from './hooks';
 
 export type NotifySend = (state: string) => boolean;
 
@@ -173,7 +174,7 @@ export function statusLine(d: {
   readonly rules: { rules4?: RulesetLike; rules6?: RulesetLike };
   /** Every queue's counts: they include the packets the flow cache decided without JavaScript. */
   queueStats(): readonly { received: number; accepted: number; dropped: number }[];
-  readonly opts: { queue: number };
+  readonly opts: { queue: number; queues?: number; lateQueue?: number };
 }): string {
   let rules = 0;
   for (const rs of [d.rules.rules4, d.rules.rules6]) {
@@ -189,7 +190,9 @@ export function statusLine(d: {
     accepted += q.accepted;
     dropped += q.dropped;
   }
-  const queues = qs.length > 1 ? `queues ${d.opts.queue}-${d.opts.queue + qs.length - 1}` : `queue ${d.opts.queue}`;
+  const n = d.opts.queues ?? 1;
+  const late = d.opts.lateQueue !== undefined ? `, late ${queueRangeText(d.opts.lateQueue, n)}` : '';
+  const queues = queueRangeText(d.opts.queue, n) + late;
   return `${queues}: ${rules} rules loaded; ${seen} packets seen, ${accepted} accepted, ${dropped} dropped`;
 }
 

@@ -7,6 +7,7 @@ import {
   ConfigErrors,
   defaultConfig,
   loadConfigFile,
+  lateQueueOf,
   parseConfig,
   parseListen,
   parseSkipMark,
@@ -130,6 +131,24 @@ describe('config: parser', () => {
     assert.throws(() => applyOverrides(defaultConfig(), { queueCpuFanout: true }), /needs queues of 2 or more: one queue has nothing to pick from \(--queues\)$/);
   });
 
+  it('puts the late queues right after the queues unless told otherwise, and refuses them past 65535 or over the queues', () => {
+    const late = (text: string): number | undefined => lateQueueOf(parseConfig(text, '/etc/nfqwall/nfqwall.conf').config);
+    assert.equal(late(''), 1);
+    assert.equal(late('queue = 10\nqueues = 2\n'), 12);
+    assert.equal(late('queue = 10\nlate_queue = 3\n'), 3);
+    assert.equal(late('late_queue = off\n'), undefined);
+    assert.deepEqual(errorsOf('queue = 65535'), [
+      '/etc/nfqwall/nfqwall.conf:1:1: late_queue: the late queues 65536..65536 go past 65535: set late_queue to a free number, or off',
+    ]);
+    assert.deepEqual(errorsOf('queue = 4\nqueues = 3\nlate_queue = 6'), [
+      '/etc/nfqwall/nfqwall.conf:3:1: late_queue: the late queues 6..8 overlap the queues 4..6',
+    ]);
+    assert.match(errorsOf('late_queue = soon')[0]!, /:1:14: late_queue: "soon" is not a queue number \(0\.\.65535\), auto or off/);
+    assert.equal(lateQueueOf(applyOverrides(defaultConfig(), { queue: '65535', lateQueue: 'off' })), undefined);
+    assert.equal(lateQueueOf(applyOverrides(defaultConfig(), { lateQueue: '9' })), 9);
+    assert.throws(() => applyOverrides(defaultConfig(), { queues: '2', lateQueue: '1' }), /^Error: --late-queue: the late queues 1\.\.2 overlap the queues 0\.\.1$/);
+  });
+
   it('parses listen addresses', () => {
     assert.deepEqual(parseListen('0.0.0.0:1'), { host: '0.0.0.0', port: 1 });
     assert.deepEqual(parseListen(':9469'), { host: '0.0.0.0', port: 9469 });
@@ -147,7 +166,7 @@ describe('config: parser', () => {
     assert.ok(config.rules !== undefined && fs.existsSync(config.rules), `rules: ${config.rules}`);
     // Every key the format knows is documented in the example's comment block.
     const text = fs.readFileSync(file, 'utf8');
-    for (const key of ['rules', 'rules6', 'ipset', 'queue', 'queues', 'queue_cpu_fanout', 'queue_maxlen', 'fail_open', 'hooks', 'conntrack_max', 'metrics', 'log_level', 'log_destination', 'log_rate', 'log_burst', 'control', 'control_mode', 'control_group']) {
+    for (const key of ['rules', 'rules6', 'ipset', 'queue', 'queues', 'queue_cpu_fanout', 'late_queue', 'queue_maxlen', 'fail_open', 'hooks', 'conntrack_max', 'metrics', 'log_level', 'log_destination', 'log_rate', 'log_burst', 'control', 'control_mode', 'control_group']) {
       assert.match(text, new RegExp(`^#   ${key} = `, 'm'), `key ${key} documented`);
     }
     assert.ok(given.size >= 10);

@@ -4,6 +4,7 @@ import {
   HookManager,
   commandRunner,
   installScript,
+  lateHooks,
   ownedFromPlan,
   parseOwned,
   parseOwners,
@@ -79,6 +80,22 @@ describe('daemon/hooks scripts', () => {
         '',
       ].join('\n'),
     );
+  });
+
+  it('sends INPUT, FORWARD and POSTROUTING to the late queues when PREROUTING is queued, and only then', () => {
+    const target = (s: string, hook: string): string | undefined => /-j NFQUEUE (.*)$/.exec(s.split('\n').find((l) => l.startsWith(`-A NFQWALL-${hook} `) && l.includes('NFQUEUE')) ?? '')?.[1];
+    const s = installScript({ ...plan4, queue: 20, queues: 2, lateQueue: 30 });
+    assert.deepEqual(
+      HOOKS.map((h) => `${h}: ${target(s, h)}`),
+      ['PREROUTING: --queue-balance 20:21', 'INPUT: --queue-balance 30:31', 'FORWARD: --queue-balance 30:31', 'OUTPUT: --queue-balance 20:21', 'POSTROUTING: --queue-balance 30:31'],
+    );
+    const one = installScript({ ...plan4, lateQueue: 8, failOpen: true });
+    assert.equal(target(one, 'FORWARD'), '--queue-num 8 --queue-bypass');
+    assert.equal(target(one, 'OUTPUT'), '--queue-num 7 --queue-bypass');
+    // Without PREROUTING, FORWARD and INPUT are where packets enter: one queue for all.
+    const noPre = installScript({ ...plan4, hooks: ['INPUT', 'FORWARD', 'POSTROUTING'], lateQueue: 8 });
+    assert.deepEqual(['INPUT', 'FORWARD', 'POSTROUTING'].map((h) => target(noPre, h)), ['--queue-num 7', '--queue-num 7', '--queue-num 7']);
+    assert.deepEqual(lateHooks({ hooks: ['PREROUTING', 'FORWARD', 'OUTPUT'], lateQueue: 1 }), ['FORWARD']);
   });
 
   it('writes the owner pid as a comment in an OWNER chain of each table, on no rule a packet traverses, and reads it back', () => {

@@ -183,7 +183,9 @@ function twoQueuesLab(fanout: boolean): void {
       control = path.join(scratch.dir, 'control.sock');
       for (const vip of VIPS) await fw.exec(['ip', 'addr', 'add', `${vip}/24`, 'dev', fw.ifname('client')]);
       // Hook skipping off: the split is read from each queue's trips, six per exchange, which skipping would thin out.
-      const argv = [...cliArgv(), 'run', '--rules', file, '--queue', String(QUEUE), '--queues', '2', '--control', control, '--metrics', METRICS, '--skip-mark', 'off'];
+      // Late queues off: every hook's trips are spread over the same two queues (test/daemon/late-queue.lab.test.ts
+      // has them on).
+      const argv = [...cliArgv(), 'run', '--rules', file, '--queue', String(QUEUE), '--queues', '2', '--control', control, '--metrics', METRICS, '--skip-mark', 'off', '--late-queue', 'off'];
       if (fanout) argv.push('--queue-cpu-fanout');
       daemon = fw.spawn(argv);
       daemon.stdout?.on('data', (d: Buffer) => (output += d.toString()));

@@ -145,15 +145,21 @@ describe('daemon run/status CLI in a network namespace (root)', function () {
     assert.deepEqual(status['rulesets'], {
       ipv4: { sources: [rules], tables: ['filter'], chains: 4, rules: 1 },
     });
+    // PREROUTING and OUTPUT's queue, and the late queue right after it for INPUT, FORWARD and POSTROUTING.
     const queues = status['queues'] as { queue: number }[];
-    assert.equal(queues.length, 1);
-    assert.equal(queues[0]!.queue, 17);
+    assert.deepEqual(queues.map((q) => q.queue), [17, 18]);
     assert.equal(fs.statSync(control).mode & 0o777, 0o600);
 
     // Hooks: the v4 chains only (no --rules6), fail-closed (no bypass).
     const v4 = inNs('iptables-nft-save').stdout;
     assert.deepEqual([...parseOwned(v4).keys()].sort(), ['mangle', 'raw']);
-    assert.equal(v4.match(/^-A NFQWALL-\w+ -j NFQUEUE --queue-num 17$/gm)?.length, 5);
+    assert.deepEqual(v4.match(/^-A NFQWALL-\w+ -j NFQUEUE --queue-num 1[78]$/gm), [
+      '-A NFQWALL-FORWARD -j NFQUEUE --queue-num 18',
+      '-A NFQWALL-INPUT -j NFQUEUE --queue-num 18',
+      '-A NFQWALL-OUTPUT -j NFQUEUE --queue-num 17',
+      '-A NFQWALL-POSTROUTING -j NFQUEUE --queue-num 18',
+      '-A NFQWALL-PREROUTING -j NFQUEUE --queue-num 17',
+    ]);
     // The owner: in a chain of each table that nothing jumps to, this daemon's pid.
     assert.equal(v4.match(new RegExp(`^-A NFQWALL-OWNER -m comment --comment "nfqwall pid ${r.child.pid}"$`, 'gm'))?.length, 2, v4);
     assert.doesNotMatch(v4, /NFQWALL-OWNER.*-j|-[jg] NFQWALL-OWNER/);
@@ -166,7 +172,7 @@ describe('daemon run/status CLI in a network namespace (root)', function () {
     assert.ok(after.ok);
     // Accepted by the queue: the rule matcher decides some of these trips natively, JavaScript the rest.
     const { packets, queues: qs } = after as unknown as { packets: { errors: number }; queues: { accepted: number }[] };
-    assert.ok(qs[0]!.accepted >= 8, JSON.stringify(qs));
+    assert.ok(qs[0]!.accepted >= 4 && qs[1]!.accepted >= 4, JSON.stringify(qs));
     assert.equal(packets.errors, 0);
 
     const saved = await controlRequest(control, { cmd: 'save', counters: false });
@@ -197,17 +203,39 @@ describe('daemon run/status CLI in a network namespace (root)', function () {
     const v4 = inNs('iptables-nft-save').stdout;
     assert.equal(v4.match(/--queue-num 3/g), null, v4);
     assert.equal(v4.match(/^-A INPUT -j NFQWALL-INPUT$/gm)?.length, 1, v4);
-    assert.equal(v4.match(/^-A NFQWALL-\w+ -j NFQUEUE --queue-num 4 --queue-bypass$/gm)?.length, 5, v4);
+    assert.equal(v4.match(/^-A NFQWALL-(PREROUTING|OUTPUT) -j NFQUEUE --queue-num 4 --queue-bypass$/gm)?.length, 2, v4);
+    assert.equal(v4.match(/^-A NFQWALL-(INPUT|FORWARD|POSTROUTING) -j NFQUEUE --queue-num 5 --queue-bypass$/gm)?.length, 3, v4);
     assert.equal(parseOwned(inNs('ip6tables-nft-save').stdout).size, 0, 'stale v6 hooks removed');
 
     // A second daemon with the same control socket refuses to start and leaves the first one's hooks alone.
     const second = inNs(...cliArgv(), 'run', '--rules', rules, '--queue', '5', '--control', control);
     assert.equal(second.code, 1);
     assert.match(second.stderr, /another nfqwall is listening/);
-    assert.equal(inNs('iptables-nft-save').stdout.match(/^-A NFQWALL-\w+ -j NFQUEUE --queue-num 4 --queue-bypass$/gm)?.length, 5);
+    assert.equal(inNs('iptables-nft-save').stdout.match(/^-A NFQWALL-\w+ -j NFQUEUE --queue-num [45] --queue-bypass$/gm)?.length, 5);
 
     assert.equal(await stop(r, 'SIGINT'), 0, r.output);
     assert.deepEqual(ourRules(), []);
+  });
+
+  it('says which setting to change when its late queue is taken, and leaves nothing behind', async () => {
+    // Another program holds queue 21 (the addon itself, bound in the namespace, waiting to be killed).
+    const addon = path.join(__dirname, '..', '..', '..', 'build', 'Release', 'nfqwall.node');
+    const holder = spawn('ip', ['netns', 'exec', NS, process.execPath, '-e', `new (require(${JSON.stringify(addon)}).Queue)({ queue: 21 }, () => {}); console.log('bound'); setInterval(() => {}, 1000)`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await new Promise<void>((res, rej) => {
+        holder.stdout!.on('data', (d: Buffer) => (d.toString().includes('bound') ? res() : undefined));
+        holder.on('exit', (code) => rej(new Error(`the holder exited ${code}`)));
+      });
+      const rules = path.join(dir, 'good.rules');
+      fs.writeFileSync(rules, GOOD);
+      const r = inNs(...cliArgv(), 'run', '--rules', rules, '--queue', '20', '--late-queue', '21', '--control', path.join(dir, 'late.sock'));
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /^nfqwall: cannot bind NFQUEUE 21: .*\(another process holds it\?\); it is a late queue: set late_queue \(--late-queue\) to a free number, or off$/m);
+      assert.deepEqual(ourRules(), []);
+      assert.equal(fs.existsSync(path.join(dir, 'late.sock')), false);
+    } finally {
+      holder.kill('SIGKILL');
+    }
   });
 
   it('refuses to start while another live daemon in the namespace owns the hooks, without touching them', async () => {

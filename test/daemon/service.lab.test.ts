@@ -163,10 +163,11 @@ describe('daemon as a service in the three-host lab (root)', function () {
 
   it('started from the configuration file (queue, relative paths, debug level)', async () => {
     const s = await status(sock);
-    assert.deepEqual(s.queues.map((q) => q.queue), [QUEUE]);
+    // The configured queue and, for INPUT, FORWARD and POSTROUTING, the late queue right after it.
+    assert.deepEqual(s.queues.map((q) => q.queue), [QUEUE, QUEUE + 1]);
     assert.equal(s.reloads.success, 0);
     assert.equal(s.reloads.lastSuccessful, true);
-    assert.match(daemon!.output, /^<6>serving queue 7/m, daemon!.output);
+    assert.match(daemon!.output, /^<6>serving queue 7, late queue 8 /m, daemon!.output);
   });
 
   it('reloads several times a second under a sustained flow, good and broken alternately: no loss, no mixture', async () => {
@@ -204,8 +205,8 @@ describe('daemon as a service in the three-host lab (root)', function () {
       assert.ok(good >= 10 && bad >= 10, `reloads done: ${good} good, ${bad} broken`);
       // Every packet accounted for: delivered == sent, every queued packet got exactly one verdict, none dropped.
       let s = await status(sock);
-      const q = (): Status['queues'][number] => s.queues[0]!;
-      for (let k = 0; k < 25 && (q().received !== q().accepted + q().dropped || q().kernelQueueTotal !== 0); k++) {
+      const busy = (): boolean => s.queues.some((q) => q.received !== q.accepted + q.dropped || q.kernelQueueTotal !== 0);
+      for (let k = 0; k < 25 && busy(); k++) {
         await sleep(200);
         s = await status(sock);
       }
@@ -215,12 +216,15 @@ describe('daemon as a service in the three-host lab (root)', function () {
         delivered = await sink.count();
       }
       assert.equal(delivered, TOTAL, `delivered ${delivered} of ${TOTAL}: ${JSON.stringify(s.queues)}`);
-      const b = before.queues[0]!;
-      assert.equal(q().dropped - b.dropped, 0, 'no packet dropped: no decision mixed the two rulesets');
-      assert.equal(q().kernelIdSequence, q().received, `kernel id sequence == verdicts: ${JSON.stringify(q())}`);
-      assert.equal(q().accepted + q().dropped, q().received);
-      // Forwarded packets pass three queued hooks: PREROUTING, FORWARD, POSTROUTING.
-      assert.equal(q().received - b.received, 3 * TOTAL, 'every datagram was queued once per hook');
+      for (const [i, q] of s.queues.entries()) {
+        const b = before.queues[i]!;
+        assert.equal(q.dropped - b.dropped, 0, 'no packet dropped: no decision mixed the two rulesets');
+        assert.equal(q.kernelIdSequence, q.received, `kernel id sequence == verdicts: ${JSON.stringify(q)}`);
+        assert.equal(q.accepted + q.dropped, q.received);
+      }
+      // Forwarded packets pass three queued hooks: PREROUTING on the queue, FORWARD and POSTROUTING on the late one.
+      const trips = s.queues.map((q, i) => q.received - before.queues[i]!.received);
+      assert.deepEqual(trips, [TOTAL, 2 * TOTAL], 'every datagram was queued once per hook');
       // The rule common to both rulesets kept counting across every reload.
       assert.equal((await ruleCount(sock, `-A FORWARD -p udp -m udp --dport ${PORT}`)) - countBefore, TOTAL);
       assert.ok(s.reloads.success - before.reloads.success >= good, JSON.stringify(s.reloads));

@@ -1,4 +1,5 @@
 // Drives the built nfqwall CLI (dist/src/cli/main.js) inside a lab host: start `run`, wait for `status`, read stats.
+import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -154,6 +155,17 @@ export class Daemon {
     throw new Error(`nfqwall's queue did not settle within ${ms} ms: ${last}`);
   }
 
+  /** Every queue's counters (a queue and its late queue) once each has answered what it received, or after 5 s. */
+  async settledQueues(): Promise<QueueStatsJson[]> {
+    const busy = (qs: QueueStatsJson[]): boolean => qs.some((q) => q.received !== q.accepted + q.dropped || q.kernelQueueTotal !== 0);
+    let qs = (await this.status()).queues;
+    for (let i = 0; i < 25 && busy(qs); i++) {
+      await sleep(200);
+      qs = (await this.status()).queues;
+    }
+    return qs;
+  }
+
   /** Sends `signal` and resolves with how the process ended (SIGKILL after `ms` if it has not). */
   async stop(signal: NodeJS.Signals = 'SIGTERM', ms = 10_000): Promise<{ code: number | null; signal: NodeJS.Signals | null; timedOut: boolean }> {
     if (this.running) {
@@ -168,6 +180,20 @@ export class Daemon {
       this.child.kill('SIGKILL');
     }
     return { ...(await this.exited), timedOut };
+  }
+}
+
+/**
+ * The verdict accounting of each queue: something received, the kernel's id sequence == received == accepted +
+ * dropped, nothing left queued.
+ */
+export function assertVerdictedOnce(qs: readonly QueueStatsJson[]): void {
+  for (const q of qs) {
+    const s = JSON.stringify(q);
+    assert.ok(q.received > 0, `queue ${q.queue} received nothing: ${s}`);
+    assert.equal(q.accepted + q.dropped, q.received, `accepted + dropped == received: ${s}`);
+    assert.equal(q.kernelIdSequence, q.received, `kernel id sequence == received: ${s}`);
+    assert.equal(q.kernelQueueTotal, 0, `nothing left in the kernel queue: ${s}`);
   }
 }
 

@@ -1,6 +1,6 @@
 // End to end: `nfqwall run` in the fw host of the three-host lab, traffic from client to server through it.
 import assert from 'node:assert/strict';
-import { Daemon, kernelRules, scratchDir, sleep, type QueueStatsJson } from './daemon';
+import { assertVerdictedOnce, Daemon, kernelRules, scratchDir, type QueueStatsJson } from './daemon';
 import { THREE_HOST as A, threeHostSpec, useLab, type Host } from './lab';
 import { ping, tcpConnect, udpExchange } from './traffic';
 
@@ -23,20 +23,12 @@ COMMIT
 const QUEUE = 7;
 
 /** Waits until every packet the daemon received has its verdict (the kernel's count settles too). */
-async function settledStats(d: Daemon): Promise<QueueStatsJson> {
-  let q = await d.queueStats(QUEUE);
-  for (let i = 0; i < 25 && (q.received !== q.accepted + q.dropped || q.kernelQueueTotal !== 0); i++) {
-    await sleep(200);
-    q = await d.queueStats(QUEUE);
-  }
-  return q;
-}
-
-function assertEveryPacketVerdictedOnce(q: QueueStatsJson): void {
-  assert.ok(q.received > 0, `queue ${QUEUE} received nothing: ${JSON.stringify(q)}`);
-  assert.equal(q.accepted + q.dropped, q.received, `accepted + dropped == received: ${JSON.stringify(q)}`);
-  assert.equal(q.kernelIdSequence, q.received, `kernel id sequence == received: ${JSON.stringify(q)}`);
-  assert.equal(q.kernelQueueTotal, 0, `nothing left in the kernel queue: ${JSON.stringify(q)}`);
+/** The queue and its late queue, each with its verdict accounting. */
+async function accountedQueues(d: Daemon): Promise<QueueStatsJson[]> {
+  const qs = await d.settledQueues();
+  assert.deepEqual(qs.map((q) => q.queue), [QUEUE, QUEUE + 1], 'the queue and its late queue');
+  assertVerdictedOnce(qs);
+  return qs;
 }
 
 function hookRules(dump: string): string[] {
@@ -107,11 +99,10 @@ describe('nfqwall run (lab)', function () {
     });
 
     it('verdicts every queued packet exactly once', async () => {
-      const q = await settledStats(t.daemon);
-      assertEveryPacketVerdictedOnce(q);
-      assert.equal(q.dropped, 0, `accept-all dropped packets: ${JSON.stringify(q)}`);
-      // At least the forwarded UDP datagrams and their replies went through the queue (2 x 20, v4 and v6).
-      assert.ok(q.received >= 80, `too few packets queued: ${JSON.stringify(q)}`);
+      const qs = await accountedQueues(t.daemon);
+      assert.deepEqual(qs.map((q) => q.dropped), [0, 0], `accept-all dropped packets: ${JSON.stringify(qs)}`);
+      // At least the forwarded UDP datagrams and their replies went through PREROUTING's queue (2 x 20, v4 and v6).
+      assert.ok(qs[0]!.received >= 80, `too few packets queued: ${JSON.stringify(qs)}`);
     });
 
     it('removes every hook rule on SIGTERM', async () => {
@@ -138,9 +129,9 @@ describe('nfqwall run (lab)', function () {
     });
 
     it('counts exactly those drops, and every packet once', async () => {
-      const q = await settledStats(t.daemon);
-      assertEveryPacketVerdictedOnce(q);
-      assert.equal(q.dropped, 2 * N, `dropped == the UDP 5001 datagrams sent: ${JSON.stringify(q)}`);
+      const qs = await accountedQueues(t.daemon);
+      // The DROP rule is in FORWARD, whose trips are the late queue's.
+      assert.deepEqual(qs.map((q) => q.dropped), [0, 2 * N], `dropped == the UDP 5001 datagrams sent: ${JSON.stringify(qs)}`);
     });
 
     it('removes every hook rule on SIGTERM', async () => {

@@ -78,7 +78,7 @@ describe('systemd: notifications from a running daemon (root)', function () {
     daemon.stderr?.on('data', (d: Buffer) => (output += d.toString()));
 
     const ready = await waitFor((m) => m.data.split('\n')[0] === 'READY=1', 0, 'READY=1');
-    assert.match(msgs[ready]!.data, /\nSTATUS=queue 0: 1 rules loaded/);
+    assert.match(msgs[ready]!.data, /\nSTATUS=queue 0, late queue 1: 1 rules loaded/);
     assert.match(await kernelRules(fw), /-A INPUT -j NFQWALL-INPUT/, 'READY=1 before the hooks were in');
 
     // WATCHDOG_USEC=1 s: a ping every 0.5 s.

@@ -242,7 +242,7 @@ describe('systemd: nfqwall as a service under a throwaway systemd in the lab', f
     assert.equal(start.code, 0, fail(start.stderr));
     assert.equal(await s.show('ActiveState'), 'active');
     // STATUS= lines from the daemon reach systemd (and so did READY=1, or start would not have returned).
-    assert.match(await s.show('StatusText'), /^queue 0: 3 rules loaded/);
+    assert.match(await s.show('StatusText'), /^queue 0, late queue 1: 3 rules loaded/);
     assert.equal(await s.show('WatchdogUSec'), '3s');
   });
 

@@ -12,9 +12,15 @@ describe('systemd: status line', () => {
         { received: 10, accepted: 7, dropped: 3 },
         { received: 5, accepted: 5, dropped: 0 },
       ],
-      opts: { queue: 20 },
+      opts: { queue: 20, queues: 2 },
     });
     assert.equal(line, 'queues 20-21: 5 rules loaded; 15 packets seen, 12 accepted, 3 dropped');
+  });
+
+  it('names the late queues after the queues', () => {
+    const stats = () => [{ received: 4, accepted: 4, dropped: 0 }, { received: 2, accepted: 1, dropped: 1 }];
+    assert.equal(statusLine({ rules: {}, queueStats: stats, opts: { queue: 5, lateQueue: 6 } }), 'queue 5, late queue 6: 0 rules loaded; 6 packets seen, 5 accepted, 1 dropped');
+    assert.equal(statusLine({ rules: {}, queueStats: stats, opts: { queue: 5, queues: 2, lateQueue: 9 } }), 'queues 5-6, late queues 9-10: 0 rules loaded; 6 packets seen, 5 accepted, 1 dropped');
   });
 
   it('names the one queue when there is one, and reads 0 before it is bound', () => {
