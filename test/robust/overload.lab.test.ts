@@ -11,6 +11,8 @@ import assert from 'node:assert/strict';
 import { cliPath, Daemon, scratchDir, sleep, type QueueStatsJson } from '../lab/daemon';
 import { THREE_HOST as A, threeHostSpec, useLab, type Host } from '../lab/lab';
 import { udpExchange } from '../lab/traffic';
+import { buildC } from '../../bench/build';
+import { packageRoot } from '../paths';
 
 const QUEUE = 11;
 const METRICS_PORT = 9471;
@@ -141,7 +143,7 @@ describe('robust: overload (lab)', function () {
     await server().exec(['iptables', '-t', 'raw', '-A', 'PREROUTING', '-p', 'udp', '--dport', FLOOD_PORTS, '-j', 'DROP']);
   });
 
-  async function start(opts: { failOpen: boolean; slowRules?: number; conntrackMax?: number; matcher?: boolean }): Promise<Daemon> {
+  async function start(opts: { failOpen: boolean; slowRules?: number; conntrackMax?: number; matcher?: boolean; allHooks?: boolean }): Promise<Daemon> {
     scratch = scratchDir();
     const rules = scratch.write('rules.v4', rulesFile(opts.slowRules ?? 0));
     const control = `${scratch.dir}/control.sock`;
@@ -152,8 +154,9 @@ describe('robust: overload (lab)', function () {
         `queue = ${QUEUE}`,
         `fail_open = ${opts.failOpen ? 'yes' : 'no'}`,
         `queue_maxlen = ${KERNEL_QUEUE_MAXLEN}`,
-        // One trip through the queue per forwarded packet: the counts below are per packet.
-        'hooks = FORWARD',
+        // One trip through the queue per forwarded packet: the counts below are per packet. Or every hook, with the
+        // late queue (QUEUE + 1) for FORWARD and POSTROUTING.
+        ...(opts.allHooks === true ? [] : ['hooks = FORWARD']),
         `metrics = 127.0.0.1:${METRICS_PORT}`,
         ...(opts.conntrackMax !== undefined ? [`conntrack_max = ${opts.conntrackMax}`] : []),
         ...(opts.matcher === false ? ['matcher = off'] : []),
@@ -295,6 +298,40 @@ describe('robust: overload (lab)', function () {
       await assertRecovers();
     });
   }
+
+  it('every hook queued, a flood of new connections beyond what one CPU takes: dropped where it enters, never after PREROUTING', async () => {
+    // nfqwall on CPU 1 alone, the C flood (every datagram a new connection, decided by the rule matcher in three trips)
+    // from CPU 0: far more than the receive thread can answer. Its PREROUTING queue fills and the kernel drops there;
+    // FORWARD and POSTROUTING go to the late queue, which the same thread reads empty before each PREROUTING batch.
+    const LATE = QUEUE + 1;
+    const d = await start({ failOpen: false, allHooks: true });
+    await fw().exec(['taskset', '-a', '-p', '-c', '1', String(d.child.pid)]);
+    const floodBin = buildC(packageRoot(), 'udp-flood', []);
+    const before = await snapshot(d);
+    const late0 = (await d.queueStats(LATE)) as Queue;
+    const linkDrops0 = await txDropped(fw(), fw().ifname('server'));
+    const r = await client().exec(['taskset', '-c', '0', floodBin, A.server4, '7000', '400000', '2', '64', A.client4, '0', '1000'], { timeoutMs: 20_000 });
+    assert.match(r.stdout, /^sent \d+ seconds/m, r.stdout + r.stderr);
+    await sleep(500);
+    const q = await assertAccounted(d);
+    const late = (await d.queueStats(LATE)) as Queue;
+    const delivered = (await ruleCounter(server(), 'raw', 'PREROUTING', `--dport ${FLOOD_PORTS}`)) - before.atServer;
+    const ruled = (await judged(d)) - before.judged;
+    const linkDrops = (await txDropped(fw(), fw().ifname('server'))) - linkDrops0;
+    const entered = q.accepted - before.q.accepted;
+    const facts = `${r.stdout.trim()}; queue ${QUEUE}: received ${q.received - before.q.received}, accepted ${entered}, kernel dropped ${q.kernelQueueDropped - before.q.kernelQueueDropped}; late queue ${LATE}: received ${late.received - late0.received}, kernel dropped ${late.kernelQueueDropped - late0.kernelQueueDropped}, overload ${late.overload - late0.overload}; judged at FORWARD ${ruled}, delivered ${delivered}, link drops ${linkDrops}`;
+    if (process.env['NFQW_VERBOSE'] === '1') process.stderr.write(`late queue: ${facts}\n`);
+    assert.ok(q.kernelQueueDropped - before.q.kernelQueueDropped > 0, `the flood did not fill the queue (make it heavier): ${facts}`);
+    assert.equal(late.kernelQueueDropped - late0.kernelQueueDropped, 0, `the late queue dropped nothing: ${facts}`);
+    assert.equal(late.overload - late0.overload, 0, `nor gave an overload verdict: ${facts}`);
+    assert.equal(late.accepted + late.dropped, late.received, `every late packet got one verdict: ${facts}`);
+    assert.equal(late.kernelIdSequence, late.received + late.kernelUserDropped, `the kernel's id sequence of the late queue is accounted for: ${facts}`);
+    // Every flood packet accepted at PREROUTING was judged at FORWARD and went on to the server.
+    assert.equal(late.received - late0.received, 2 * entered, `each packet through PREROUTING made its FORWARD and POSTROUTING trips: ${facts}`);
+    assert.equal(ruled, entered, `and the rules judged each at FORWARD: ${facts}`);
+    assert.equal(delivered + linkDrops, ruled, `and each reached the server: ${facts}`);
+    await assertRecovers();
+  });
 
   it('the connection table at its limit: new connections beyond it are dropped and counted; the table recovers', async () => {
     const LIMIT = 64;
