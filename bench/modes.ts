@@ -193,6 +193,8 @@ export interface NfqwallVariant {
   skip?: boolean;
   /** false: `--no-matcher`, what the cache cannot decide goes to JavaScript (default: the matcher on). */
   matcher?: boolean;
+  /** false: `--late-queue off`, the later hooks' trips on the same queue as PREROUTING's (default: a late queue). */
+  late?: boolean;
   /** Added to the name, in parentheses (the ruleset's size, say). */
   label?: string;
   /** How long the daemon may take to answer its first status (default 20 s; a 100,000-service ruleset takes longer). */
@@ -205,6 +207,7 @@ export function nfqwallName(v: NfqwallVariant = {}): string {
   const label = v.label === undefined ? '' : ` (${v.label})`;
   if (v.flowCache === false) return `${base} --no-flow-cache${label}`;
   if (v.matcher === false) return `${base} --no-matcher${label}`;
+  if (v.late === false) return `${base} --late-queue off${label}`;
   return `${v.skip === false ? `${base} --skip-mark off` : base}${label}`;
 }
 
@@ -225,6 +228,7 @@ export function nfqwallMode(cli: string | undefined, rulesFile: string, controlP
       if (variant.flowCache === false) argv.push('--no-flow-cache');
       if (variant.skip === false) argv.push('--skip-mark', 'off');
       if (variant.matcher === false) argv.push('--no-matcher');
+      if (variant.late === false) argv.push('--late-queue', 'off');
       const child = fw.spawn(['taskset', '-c', QUEUE_CPU, ...argv]);
       const c = collect(child);
       const status = async (): Promise<boolean> => {

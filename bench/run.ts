@@ -356,6 +356,7 @@ function printFloods(table_: FloodTable, flooded: Flooded, names: { c: string; n
     ['nfqwall / npm nfqueue, its default buffer', names.nfqwall, NFQUEUE_DEFAULT_NAME],
     ['flow cache on / off (nfqwall / --no-flow-cache)', names.nfqwall, names.noCache],
     ['rule matcher on / off (nfqwall / --no-matcher)', names.nfqwall, nfqwallName({ matcher: false })],
+    ['late queue on / off (nfqwall / --late-queue off)', names.nfqwall, nfqwallName({ late: false })],
     ['nfqwall 2 queues / 1 queue', nfqwallName({ queues: 2 }), names.nfqwall],
     ['  with --queue-cpu-fanout', nfqwallName({ queues: 2, cpuFanout: true }), names.nfqwall],
   ];
@@ -587,6 +588,7 @@ async function main(): Promise<void> {
         nfqueueMode(npmInstall, true),
         nfqwall,
         nfqwallMode(cli, rulesFile, control, { skip: false }),
+        nfqwallMode(cli, rulesFile, control, { late: false }),
         noCache,
         nfqwallMode(cli, rulesFile, control, { queues: 2 }),
         nfqwallMode(cli, rulesFile, control, { queues: 2, cpuFanout: true }),
@@ -594,7 +596,10 @@ async function main(): Promise<void> {
     });
   }
   // The slow path's figure: nothing here is ever ESTABLISHED, so the cache only looks and misses.
-  if (PARTS.has('new')) tables.push({ kind: 'new', modes: [cLoop, nfqwall, nfqwallMode(cli, rulesFile, control, { matcher: false }), noCache] });
+  if (PARTS.has('new')) {
+    const modes = [cLoop, nfqwall, nfqwallMode(cli, rulesFile, control, { late: false }), nfqwallMode(cli, rulesFile, control, { matcher: false }), noCache];
+    tables.push({ kind: 'new', modes });
+  }
   const seen = new Set<string>();
   for (const m of tables.flatMap((t) => t.modes)) {
     if (m.unavailable !== undefined && !seen.has(m.name)) process.stderr.write(`bench: ${m.name} unavailable: ${m.unavailable}\n`);
