@@ -15,6 +15,7 @@ import { saveRuleset } from '../rules/save';
 import { formatIpAddr } from '../rules/addr'; // H16
 import { ControlServer, checkFields, claimSocketPath, type Handlers } from './control';
 import { HookManager, queueRangeText } from './hooks';
+import { LateFirst } from './late-first';
 import { InterfaceNames } from './interfaces';
 import { IpMonitor, type IpEvent } from './ipmonitor';
 import { Logger, LogRecordSink } from './logger';
@@ -208,6 +209,15 @@ function loadAddon(): typeof import('../native') {
 
 type Queue = InstanceType<ReturnType<typeof loadAddon>['addon']['Queue']>;
 
+/** The queue's number, when its stats can still be read. */
+function queueNumberOf(q: Queue): number | undefined {
+  try {
+    return q.stats().queue;
+  } catch {
+    return undefined;
+  }
+}
+
 /** How many queues a daemon serves (`queues`, default 1). */
 export function queueCount(opts: Pick<DaemonOptions, 'queues'>): number {
   return opts.queues ?? 1;
@@ -246,6 +256,8 @@ export class Daemon {
   readonly startedAt = Date.now();
   /** One per queue number, `opts.queue` upwards; empty before start and after stop. */
   private queues: Queue[] = [];
+  /** With late queues, JavaScript decides their batches first (src/daemon/late-first.ts). */
+  private readonly lateFirst = new LateFirst<[Queue, PacketBatch]>(([q, batch]) => this.onBatch(q, batch));
   /** H16: nfqwall's connection table, shared by the queue (tracking, NAT) and `nfqwall conntrack -L`. */
   conntrack: ConnTable | undefined;
   /** Flow cache (docs/flow-cache.md): the native cache and what its path ids mean; undefined when off. */
@@ -356,7 +368,7 @@ export class Daemon {
         let late: Queue | undefined;
         if (lateQueue !== undefined) {
           try {
-            const l: Queue = new addon.Queue({ ...queueOptions(lateQueue + i), driven: true }, (batch) => d.onBatch(l, batch));
+            const l: Queue = new addon.Queue({ ...queueOptions(lateQueue + i), driven: true }, (batch) => d.lateFirst.add([l, batch], true));
             late = l;
           } catch (err) {
             throw new Error(`${err instanceof Error ? err.message : String(err)}; it is a late queue: set late_queue (--late-queue) to a free number, or off`);
@@ -364,7 +376,8 @@ export class Daemon {
         }
         let q: Queue;
         try {
-          q = new addon.Queue({ ...queueOptions(opts.queue + i), ...(late ? { late } : {}) }, (batch) => d.onBatch(q, batch));
+          const take = late ? (batch: PacketBatch): void => d.lateFirst.add([q, batch], false) : (batch: PacketBatch): void => d.onBatch(q, batch);
+          q = new addon.Queue({ ...queueOptions(opts.queue + i), ...(late ? { late } : {}) }, take);
         } catch (err) {
           late?.close();
           throw err;
@@ -883,10 +896,11 @@ export class Daemon {
       try {
         q.close();
       } catch (err) {
-        errors.push(`closing queue ${this.opts.queue + i}: ${err instanceof Error ? err.message : String(err)}`);
+        errors.push(`closing queue ${queueNumberOf(q) ?? `#${i}`}: ${err instanceof Error ? err.message : String(err)}`);
       }
     }
     this.queues = [];
+    this.lateFirst.clear();
     // The last hits, now that no more can come: counters read after stop are exact.
     this.drainFlows();
     this.tracer.close(); // trace: streaming connections would hold the control socket's close forever
