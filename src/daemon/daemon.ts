@@ -224,7 +224,7 @@ export function queueCount(opts: Pick<DaemonOptions, 'queues'>): number {
 }
 
 /** The queues a daemon serves, its late ones (DaemonOptions.lateQueue) after a comma. */
-export function queueRange(opts: Pick<DaemonOptions, 'queue' | 'queues' | 'lateQueue'>): string {
+function queueRange(opts: Pick<DaemonOptions, 'queue' | 'queues' | 'lateQueue'>): string {
   const n = queueCount(opts);
   const late = opts.lateQueue !== undefined ? `, late ${queueRangeText(opts.lateQueue, n)}` : '';
   return queueRangeText(opts.queue, n) + late;
@@ -254,7 +254,7 @@ const ERROR_LOG_INTERVAL_MS = 1000;
 
 export class Daemon {
   readonly startedAt = Date.now();
-  /** One per queue number, `opts.queue` upwards; empty before start and after stop. */
+  /** One per queue number, `opts.queue` upwards, each followed by its late queue; empty before start and after stop. */
   private queues: Queue[] = [];
   /** With late queues, JavaScript decides their batches first (src/daemon/late-first.ts). */
   private readonly lateFirst = new LateFirst<[Queue, PacketBatch]>(([q, batch]) => this.onBatch(q, batch));
@@ -365,25 +365,7 @@ export class Daemon {
       });
       const lateQueue = opts.lateQueue;
       for (let i = 0; i < queueCount(opts); i++) {
-        let late: Queue | undefined;
-        if (lateQueue !== undefined) {
-          try {
-            const l: Queue = new addon.Queue({ ...queueOptions(lateQueue + i), driven: true }, (batch) => d.lateFirst.add([l, batch], true));
-            late = l;
-          } catch (err) {
-            throw new Error(`${err instanceof Error ? err.message : String(err)}; it is a late queue: set late_queue (--late-queue) to a free number, or off`);
-          }
-        }
-        let q: Queue;
-        try {
-          const take = late ? (batch: PacketBatch): void => d.lateFirst.add([q, batch], false) : (batch: PacketBatch): void => d.onBatch(q, batch);
-          q = new addon.Queue({ ...queueOptions(opts.queue + i), ...(late ? { late } : {}) }, take);
-        } catch (err) {
-          late?.close();
-          throw err;
-        }
-        d.queues.push(q);
-        if (late) d.queues.push(late);
+        d.queues.push(...d.bindQueue(addon, queueOptions(opts.queue + i), lateQueue === undefined ? undefined : queueOptions(lateQueue + i)));
       }
       // The bits are cleared from the rules' marks from the first packet on; skipping waits for the guard.
       if (d.skipMark !== 0) d.flowCache?.setSkip({ mark: d.skipMark, allowed: false, maxLen: 0, queuedHooks: queuedHookBits(hooks) });
@@ -431,6 +413,30 @@ export class Daemon {
     d.service.startStatus(() => statusLine(d));
     d.log(`serving ${queueRange(opts)} (${opts.failOpen ? 'fail-open' : 'fail-closed'}), control ${opts.controlPath}`);
     return d;
+  }
+
+  /**
+   * Binds a queue and, given `late`, its late queue first, which the queue's receive thread serves: [queue, late].
+   * Their batches reach JavaScript late ones first (LateFirst). Nothing stays bound when either fails.
+   */
+  private bindQueue(addon: ReturnType<typeof loadAddon>['addon'], options: QueueOptions, late: QueueOptions | undefined): Queue[] {
+    if (late === undefined) {
+      const q: Queue = new addon.Queue(options, (batch) => this.onBatch(q, batch));
+      return [q];
+    }
+    let l: Queue;
+    try {
+      l = new addon.Queue({ ...late, driven: true }, (batch) => this.lateFirst.add([l, batch], true));
+    } catch (err) {
+      throw new Error(`${err instanceof Error ? err.message : String(err)}; it is a late queue: set late_queue (--late-queue) to a free number, or off`);
+    }
+    try {
+      const q: Queue = new addon.Queue({ ...options, late: l }, (batch) => this.lateFirst.add([q, batch], false));
+      return [q, l];
+    } catch (err) {
+      l.close();
+      throw err;
+    }
   }
 
   private startFlowCache(cache: FlowCache): void {
