@@ -14,7 +14,7 @@ import { HOOKS } from '../rules/model';
 import { saveRuleset } from '../rules/save';
 import { formatIpAddr } from '../rules/addr'; // H16
 import { ControlServer, checkFields, claimSocketPath, type Handlers } from './control';
-import { HookManager, queueRangeText } from './hooks';
+import { HookManager, queueLayoutText } from './hooks';
 import { LateFirst } from './late-first';
 import { InterfaceNames } from './interfaces';
 import { IpMonitor, type IpEvent } from './ipmonitor';
@@ -223,12 +223,6 @@ export function queueCount(opts: Pick<DaemonOptions, 'queues'>): number {
   return opts.queues ?? 1;
 }
 
-/** The queues a daemon serves, its late ones (DaemonOptions.lateQueue) after a comma. */
-function queueRange(opts: Pick<DaemonOptions, 'queue' | 'queues' | 'lateQueue'>): string {
-  const n = queueCount(opts);
-  const late = opts.lateQueue !== undefined ? `, late ${queueRangeText(opts.lateQueue, n)}` : '';
-  return queueRangeText(opts.queue, n) + late;
-}
 // H16: ConnTableOptions.maxEntries' default (native/index.d.ts).
 const DEFAULT_CONNTRACK_MAX = 262144;
 type ConnTable = InstanceType<ReturnType<typeof loadAddon>['addon']['ConnTable']>;
@@ -411,7 +405,7 @@ export class Daemon {
     d.service.ready(statusLine(d));
     d.service.startWatchdog(() => queueHealth(d.queueStats()));
     d.service.startStatus(() => statusLine(d));
-    d.log(`serving ${queueRange(opts)} (${opts.failOpen ? 'fail-open' : 'fail-closed'}), control ${opts.controlPath}`);
+    d.log(`serving ${queueLayoutText(opts)} (${opts.failOpen ? 'fail-open' : 'fail-closed'}), control ${opts.controlPath}`);
     return d;
   }
 

@@ -57,6 +57,12 @@ export function queueRangeText(first: number, count: number): string {
   return count > 1 ? `queues ${first}-${first + count - 1}` : `queue ${first}`;
 }
 
+/** The queues a daemon serves and its late ones: `queue 0, late queue 1`, `queues 10-11, late queues 12-13`. */
+export function queueLayoutText(o: { queue: number; queues?: number; lateQueue?: number }): string {
+  const n = o.queues ?? 1;
+  return queueRangeText(o.queue, n) + (o.lateQueue !== undefined ? `, late ${queueRangeText(o.lateQueue, n)}` : '');
+}
+
 /** A rule `-A from -j to` in a built-in chain that jumps to one of our chains. */
 export interface OwnedJump {
   from: string;
@@ -169,7 +175,7 @@ export function installScript(plan: HookPlan): string {
           }
         }
         if (plan.hooks.includes(hook)) {
-          const late = plan.lateQueue !== undefined && lateHooks(plan).includes(hook);
+          const late = lateHooks(plan).includes(hook);
           lines.push(`-A ${c} -j NFQUEUE ${queueTarget(late ? { ...plan, queue: plan.lateQueue! } : plan)}`);
         }
       }

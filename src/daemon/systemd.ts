@@ -4,7 +4,7 @@
 // The watchdog is a JS interval: if the event loop stalls, WATCHDOG=1 stops and systemd restarts us. Each tick also
 // asks `health()`, which checks that every queue's receive thread has woken recently; a stuck thread stops the pings
 // as well. Without NOTIFY_SOCKET every call is a no-op.
-import { queueRangeText } from './hooks';
+import { queueLayoutText } from './hooks';
 
 export type NotifySend = (state: string) => boolean;
 
@@ -190,9 +190,7 @@ export function statusLine(d: {
     accepted += q.accepted;
     dropped += q.dropped;
   }
-  const n = d.opts.queues ?? 1;
-  const late = d.opts.lateQueue !== undefined ? `, late ${queueRangeText(d.opts.lateQueue, n)}` : '';
-  const queues = queueRangeText(d.opts.queue, n) + late;
+  const queues = queueLayoutText(d.opts);
   return `${queues}: ${rules} rules loaded; ${seen} packets seen, ${accepted} accepted, ${dropped} dropped`;
 }
 
