@@ -213,7 +213,7 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
     std::shared_ptr<nfqwall::Queue> late;
     if (!o.Get("late").IsUndefined()) {
       late = coreOf(o.Get("late"));
-      if (!late || !late->config().driven || late->closed() || late->driven())
+      if (!late || !late->config().driven || late->closed() || late->hasDriver())
         throw Napi::TypeError::New(env, "Queue: options.late must be an open Queue made with driven: true that no other queue serves");
       if (cfg.driven) throw Napi::TypeError::New(env, "Queue: a driven queue cannot drive another (options.late)");
     }

@@ -269,10 +269,10 @@ void Queue::start(Handoff handoff) {
 }
 
 void Queue::drive(std::shared_ptr<Queue> late) {
-  if (started_ || late_ || !late || !late->cfg_.driven || late->driver_.load() || late.get() == this)
+  if (started_ || late_ || !late || !late->cfg_.driven || late->hasDriver() || late.get() == this)
     throw std::logic_error("Queue::drive: a driven queue, once, before start()");
   // One thread serves both: barriers on the late queue's socket see every packet re-queued there.
-  if (late->attached_ && late->cfg_.cache) {
+  if (late->attached_) {
     late->cfg_.cache->detachQueue();
     late->attached_ = false;
   }

@@ -140,8 +140,8 @@ class Queue {
   // Stops and joins the thread, defaults every pending batch, unbinds and closes. Idempotent.
   void close();
   bool closed() const { return closed_; }
-  // A queue's thread serves this one (drive()).
-  bool driven() const { return driver_.load() != nullptr; }
+  // Another queue's thread serves this one (drive()); `config().driven` says only that it was made to be.
+  bool hasDriver() const { return driver_.load() != nullptr; }
 
   const QueueConfig& config() const { return cfg_; }
   const Counters& counters() const { return counters_; }
