@@ -14,7 +14,7 @@ import { HOOKS } from '../rules/model';
 import { saveRuleset } from '../rules/save';
 import { formatIpAddr } from '../rules/addr'; // H16
 import { ControlServer, checkFields, claimSocketPath, type Handlers } from './control';
-import { HookManager, queueLayoutText } from './hooks';
+import { HookManager, lateQueueMaxlen, queueLayoutText } from './hooks';
 import { LateFirst } from './late-first';
 import { InterfaceNames } from './interfaces';
 import { IpMonitor, type IpEvent } from './ipmonitor';
@@ -346,9 +346,9 @@ export class Daemon {
       // Every queue gets the same options but its number; the kernel's hash sends the two directions of a NATed
       // connection by different addresses, so only the shared table lets them meet.
       const conntrack = d.conntrack;
-      const queueOptions = (queue: number): QueueOptions => ({
+      const queueOptions = (queue: number, maxLen = opts.queueMaxlen): QueueOptions => ({
         queue,
-        ...(opts.queueMaxlen !== undefined ? { maxLen: opts.queueMaxlen } : {}),
+        ...(maxLen !== undefined ? { maxLen } : {}),
         maxPendingBatches: MAX_PENDING_BATCHES,
         failOpen: opts.failOpen,
         overloadVerdict: opts.failOpen ? 'accept' : 'drop',
@@ -359,7 +359,8 @@ export class Daemon {
       });
       const lateQueue = opts.lateQueue;
       for (let i = 0; i < queueCount(opts); i++) {
-        d.queues.push(...d.bindQueue(addon, queueOptions(opts.queue + i), lateQueue === undefined ? undefined : queueOptions(lateQueue + i)));
+        const late = lateQueue === undefined ? undefined : queueOptions(lateQueue + i, lateQueueMaxlen(opts.queueMaxlen));
+        d.queues.push(...d.bindQueue(addon, queueOptions(opts.queue + i), late));
       }
       // The bits are cleared from the rules' marks from the first packet on; skipping waits for the guard.
       if (d.skipMark !== 0) d.flowCache?.setSkip({ mark: d.skipMark, allowed: false, maxLen: 0, queuedHooks: queuedHookBits(hooks) });

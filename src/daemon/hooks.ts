@@ -52,6 +52,18 @@ export function lateHooks(plan: Pick<HookPlan, 'hooks' | 'lateQueue'>): Hook[] {
   return plan.hooks.filter((h) => h === 'INPUT' || h === 'FORWARD' || h === 'POSTROUTING');
 }
 
+/**
+ * A late queue's length floor. Between two reads of it, the late queue takes one batch of its driver's verdicts (up to
+ * 256 INPUT or FORWARD trips, native/queue.h maxBatch) and the POSTROUTING trips of one of its own batches (256 more).
+ * A shorter `queue_maxlen` would drop packets already judged at PREROUTING, so it binds only the queues packets enter.
+ */
+export const LATE_QUEUE_MIN_MAXLEN = 512;
+
+/** The kernel queue length of a late queue for a `queue_maxlen` (undefined: the addon's default, 4096). */
+export function lateQueueMaxlen(queueMaxlen: number | undefined): number | undefined {
+  return queueMaxlen === undefined ? undefined : Math.max(queueMaxlen, LATE_QUEUE_MIN_MAXLEN);
+}
+
 /** `queue 10`, or `queues 10-13`. */
 export function queueRangeText(first: number, count: number): string {
   return count > 1 ? `queues ${first}-${first + count - 1}` : `queue ${first}`;

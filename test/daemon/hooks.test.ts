@@ -5,6 +5,8 @@ import {
   commandRunner,
   installScript,
   lateHooks,
+  lateQueueMaxlen,
+  LATE_QUEUE_MIN_MAXLEN,
   ownedFromPlan,
   parseOwned,
   parseOwners,
@@ -96,6 +98,15 @@ describe('daemon/hooks scripts', () => {
     const noPre = installScript({ ...plan4, hooks: ['INPUT', 'FORWARD', 'POSTROUTING'], lateQueue: 8 });
     assert.deepEqual(['INPUT', 'FORWARD', 'POSTROUTING'].map((h) => target(noPre, h)), ['--queue-num 7', '--queue-num 7', '--queue-num 7']);
     assert.deepEqual(lateHooks({ hooks: ['PREROUTING', 'FORWARD', 'OUTPUT'], lateQueue: 1 }), ['FORWARD']);
+  });
+
+  it('gives a late queue room for two batches however short queue_maxlen is', () => {
+    assert.equal(LATE_QUEUE_MIN_MAXLEN, 512);
+    assert.equal(lateQueueMaxlen(100), 512);
+    assert.equal(lateQueueMaxlen(512), 512);
+    assert.equal(lateQueueMaxlen(20_000), 20_000);
+    // Unset, it is the addon's default (4096), which is above the floor.
+    assert.equal(lateQueueMaxlen(undefined), undefined);
   });
 
   it('writes the owner pid as a comment in an OWNER chain of each table, on no rule a packet traverses, and reads it back', () => {
