@@ -626,6 +626,7 @@ async function main(): Promise<void> {
   const results: Record<string, unknown> = { packets: PACKETS, seconds: SECONDS, rounds: ROUNDS, size: SIZE, pings: PINGS, rules: rulesFile };
   let flooded: Map<FloodKind, Flooded> | undefined;
   const lat = new Map<string, Latency>();
+  const latRounds = new Map<string, Latency[]>();
   const latFailures = new Map<string, string>();
   let scaled: ScaleRow[] | undefined;
   if (tables.length > 0 || PARTS.has('latency') || PARTS.has('scale')) {
@@ -652,21 +653,20 @@ async function main(): Promise<void> {
         const echo = server.spawn(['taskset', '-c', SENDER_CPU, pingBin, 'echo', THREE_HOST.server4, String(ECHO_PORT)]);
         try {
           await echoReady(echo);
-          const rounds = new Map<string, Latency[]>();
           const modes = [kernel, cLoop, nfqwall, noCache];
           for (let round = 1; round <= ROUNDS; round++) {
             for (const mode of round % 2 === 0 ? [...modes].reverse() : modes) {
               if (mode.unavailable !== undefined || latFailures.has(mode.name)) continue;
               try {
                 const l = await pingPong(lab, mode, pingBin);
-                rounds.set(mode.name, [...(rounds.get(mode.name) ?? []), l]);
+                latRounds.set(mode.name, [...(latRounds.get(mode.name) ?? []), l]);
                 process.stderr.write(`bench: round ${round} latency ${mode.name}: ${JSON.stringify(l)}\n`);
               } catch (err) {
                 latFailures.set(mode.name, err instanceof Error ? err.message : String(err));
               }
             }
           }
-          for (const [name, ls] of rounds) if (!latFailures.has(name)) lat.set(name, medianLatency(ls));
+          for (const [name, ls] of latRounds) if (!latFailures.has(name)) lat.set(name, medianLatency(ls));
         } finally {
           echo.kill('SIGKILL');
         }
@@ -687,6 +687,7 @@ async function main(): Promise<void> {
   if (PARTS.has('latency')) {
     printLatency(lat, latFailures, { kernel: kernel.name, c: cLoop.name, nfqwall: nfqwall.name, noCache: noCache.name });
     results['latency'] = Object.fromEntries(lat);
+    results['latencyRounds'] = Object.fromEntries(latRounds);
     results['latencyFailures'] = Object.fromEntries(latFailures);
   }
   if (scaled !== undefined) {
