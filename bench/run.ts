@@ -370,6 +370,8 @@ function printFloods(table_: FloodTable, flooded: Flooded, names: { c: string; n
     ['nfqwall --no-flow-cache / C loop', names.noCache, names.c],
     ['nfqwall / npm nfqueue', names.nfqwall, NFQUEUE_NAME],
     ['nfqwall / npm nfqueue, its default buffer', names.nfqwall, NFQUEUE_DEFAULT_NAME],
+    // The floor against the binding: what one queue trip per packet allows against it in this run.
+    ['C loop / npm nfqueue', names.c, NFQUEUE_NAME],
     ['flow cache on / off (nfqwall / --no-flow-cache)', names.nfqwall, names.noCache],
     ['rule matcher on / off (nfqwall / --no-matcher)', names.nfqwall, nfqwallName({ matcher: false })],
     ['late queue on / off (nfqwall / --late-queue off)', names.nfqwall, nfqwallName({ late: false })],
