@@ -469,6 +469,7 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
     Napi::Object o = Napi::Object::New(env);
     auto set = [&](const char* name, uint64_t v) { o.Set(name, Napi::Number::New(env, double(v))); };
     set("queue", q.config().queue);
+    set("maxLen", q.config().maxLen);
     set("received", c.received);
     set("accepted", c.accepted);
     set("dropped", c.dropped);

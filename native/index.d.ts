@@ -129,6 +129,8 @@ export interface PacketBatch {
 
 export interface QueueStats {
   queue: number;
+  /** The kernel queue length this queue was bound with (NFQA_CFG_QUEUE_MAXLEN, options.maxLen). */
+  maxLen: number;
   received: number;
   /** Verdicts other than NF_DROP (NF_ACCEPT, NF_QUEUE, NF_REPEAT), on every path (JS, overload, defaulted). */
   accepted: number;

@@ -514,6 +514,7 @@ export class Metrics {
     perQueue('nfqwall_queue_errors_total', 'Receive or verdict errors of the queue socket.', (q) => q.errors);
     perQueue('nfqwall_queue_enobufs_total', 'ENOBUFS from the queue socket (packets lost in netlink).', (q) => q.enobufs);
     perQueue('nfqwall_queue_length', 'Packets waiting in the kernel queue (queue_total).', (q) => q.kernelQueueTotal, 'gauge');
+    perQueue('nfqwall_queue_maxlen', 'Packets the kernel holds for the queue at most (queue_maxlen; a late queue at least 512).', (q) => q.maxLen, 'gauge');
     perQueue('nfqwall_queue_pending_batches', 'Batches handed to JavaScript and not answered yet.', (q) => q.pendingBatches, 'gauge');
     perQueue(
       'nfqwall_queue_thread_idle_seconds',

@@ -5,7 +5,7 @@ import type { QueueStats } from '../../src/native';
 function q(over: Partial<QueueStats>): QueueStats {
   const zero = {
     queue: 0, received: 0, accepted: 0, dropped: 0, bytes: 0, batches: 0, errors: 0, enobufs: 0, overload: 0, defaulted: 0,
-    kernelQueueTotal: 0, kernelQueueDropped: 0, kernelUserDropped: 0, kernelIdSequence: 0, pendingBatches: 0, threadIdleMs: 0,
+    maxLen: 4096, kernelQueueTotal: 0, kernelQueueDropped: 0, kernelUserDropped: 0, kernelIdSequence: 0, pendingBatches: 0, threadIdleMs: 0,
   };
   return { ...zero, ...over } as QueueStats;
 }

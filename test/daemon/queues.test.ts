@@ -38,7 +38,7 @@ describe('several queues: hook rules', () => {
 
 function stats(queue: number, over: Partial<QueueStats>): QueueStats {
   const zero = { received: 0, accepted: 0, dropped: 0, bytes: 0, batches: 0, errors: 0, enobufs: 0, overload: 0, defaulted: 0 };
-  const kernel = { kernelQueueTotal: 0, kernelQueueDropped: 0, kernelUserDropped: 0, kernelIdSequence: 0, pendingBatches: 0, threadIdleMs: 0 };
+  const kernel = { maxLen: 4096, kernelQueueTotal: 0, kernelQueueDropped: 0, kernelUserDropped: 0, kernelIdSequence: 0, pendingBatches: 0, threadIdleMs: 0 };
   return { queue, ...zero, ...kernel, ...over };
 }
 

@@ -17,7 +17,7 @@ COMMIT
 function queue(q: Partial<QueueStats>): QueueStats {
   return {
     queue: 0, received: 0, accepted: 0, dropped: 0, bytes: 0, batches: 0, errors: 0, enobufs: 0, overload: 0,
-    defaulted: 0, kernelQueueTotal: 0, kernelQueueDropped: 0, kernelUserDropped: 0, kernelIdSequence: 0,
+    defaulted: 0, maxLen: 4096, kernelQueueTotal: 0, kernelQueueDropped: 0, kernelUserDropped: 0, kernelIdSequence: 0,
     pendingBatches: 0, threadIdleMs: 0, ...q,
   };
 }

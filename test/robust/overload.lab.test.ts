@@ -143,7 +143,14 @@ describe('robust: overload (lab)', function () {
     await server().exec(['iptables', '-t', 'raw', '-A', 'PREROUTING', '-p', 'udp', '--dport', FLOOD_PORTS, '-j', 'DROP']);
   });
 
-  async function start(opts: { failOpen: boolean; slowRules?: number; conntrackMax?: number; matcher?: boolean; allHooks?: boolean }): Promise<Daemon> {
+  async function start(opts: {
+    failOpen: boolean;
+    slowRules?: number;
+    conntrackMax?: number;
+    matcher?: boolean;
+    allHooks?: boolean;
+    queueMaxlen?: number;
+  }): Promise<Daemon> {
     scratch = scratchDir();
     const rules = scratch.write('rules.v4', rulesFile(opts.slowRules ?? 0));
     const control = `${scratch.dir}/control.sock`;
@@ -153,7 +160,7 @@ describe('robust: overload (lab)', function () {
         `rules = ${rules}`,
         `queue = ${QUEUE}`,
         `fail_open = ${opts.failOpen ? 'yes' : 'no'}`,
-        `queue_maxlen = ${KERNEL_QUEUE_MAXLEN}`,
+        `queue_maxlen = ${opts.queueMaxlen ?? KERNEL_QUEUE_MAXLEN}`,
         // One trip through the queue per forwarded packet: the counts below are per packet. Or every hook, with the
         // late queue (QUEUE + 1) for FORWARD and POSTROUTING.
         ...(opts.allHooks === true ? [] : ['hooks = FORWARD']),
@@ -231,6 +238,7 @@ describe('robust: overload (lab)', function () {
       const ruled = (await judged(d)) - before.judged;
       const excess = arrived - KERNEL_QUEUE_MAXLEN;
       assert.ok(excess > 0, `more arrived (${arrived}) than the queue holds`);
+      assert.equal(q['maxLen'], KERNEL_QUEUE_MAXLEN, 'status shows the length the kernel held');
       assert.equal(q.received - before.q.received, KERNEL_QUEUE_MAXLEN, 'nfqwall received exactly what the queue held');
       assert.equal(ruled, KERNEL_QUEUE_MAXLEN, 'and its rules judged all of it');
       const kernelDropped = q.kernelQueueDropped - before.q.kernelQueueDropped;
@@ -331,6 +339,17 @@ describe('robust: overload (lab)', function () {
     assert.equal(ruled, entered, `and the rules judged each at FORWARD: ${facts}`);
     assert.equal(delivered + linkDrops, ruled, `and each reached the server: ${facts}`);
     await assertRecovers();
+  });
+
+  it('a late queue holds at least 512 packets however short queue_maxlen is; status and /metrics show each length', async () => {
+    // A late queue takes what its driver's verdicts send on (one batch, up to 256) and its own POSTROUTING trips: a
+    // queue_maxlen of 100 would drop packets already judged at PREROUTING there. The queue packets enter keeps 100.
+    const d = await start({ failOpen: false, allHooks: true, queueMaxlen: 100 });
+    assert.equal((await queueOf(d))['maxLen'], 100);
+    assert.equal((await d.queueStats(QUEUE + 1))['maxLen'], 512);
+    const text = await scrape(d);
+    assert.equal(metric(text, 'nfqwall_queue_maxlen', `{queue="${QUEUE}"}`), 100);
+    assert.equal(metric(text, 'nfqwall_queue_maxlen', `{queue="${QUEUE + 1}"}`), 512);
   });
 
   it('the connection table at its limit: new connections beyond it are dropped and counted; the table recovers', async () => {
