@@ -403,7 +403,7 @@ function printLatency(
   for (const name of [names.kernel, names.c, names.nfqwall, names.noCache]) {
     const l = lat.get(name);
     if (l === undefined) {
-      rows.push([name, failures.has(name) ? 'failed' : 'n/a', '', '', '', '', '', '', '']);
+      rows.push([name, failures.has(name) ? 'failed' : MODES.test(name) ? 'n/a' : 'not run (NFQW_BENCH_MODES)', '', '', '', '', '', '', '']);
       continue;
     }
     const added = (x: number, b: number | undefined): string => (b === undefined ? 'n/a' : (x - b).toFixed(1));
@@ -658,7 +658,7 @@ async function main(): Promise<void> {
           const modes = [kernel, cLoop, nfqwall, noCache];
           for (let round = 1; round <= ROUNDS; round++) {
             for (const mode of round % 2 === 0 ? [...modes].reverse() : modes) {
-              if (mode.unavailable !== undefined || latFailures.has(mode.name)) continue;
+              if (mode.unavailable !== undefined || latFailures.has(mode.name) || !MODES.test(mode.name)) continue;
               try {
                 const l = await pingPong(lab, mode, pingBin);
                 latRounds.set(mode.name, [...(latRounds.get(mode.name) ?? []), l]);

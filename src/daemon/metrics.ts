@@ -11,6 +11,7 @@ import path from 'node:path';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, exponentialBuckets } from 'prom-client';
 import type { QueueStats } from '../native';
 import { packageRoot } from '../package-root';
+import { LATE_QUEUE_MIN_MAXLEN } from './hooks';
 import type { Family, Rule, Ruleset } from '../rules/model';
 
 /** The default endpoint: loopback only; 9469 is nfqwall's port (documented in docs/systemd.md). */
@@ -514,7 +515,12 @@ export class Metrics {
     perQueue('nfqwall_queue_errors_total', 'Receive or verdict errors of the queue socket.', (q) => q.errors);
     perQueue('nfqwall_queue_enobufs_total', 'ENOBUFS from the queue socket (packets lost in netlink).', (q) => q.enobufs);
     perQueue('nfqwall_queue_length', 'Packets waiting in the kernel queue (queue_total).', (q) => q.kernelQueueTotal, 'gauge');
-    perQueue('nfqwall_queue_maxlen', 'Packets the kernel holds for the queue at most (queue_maxlen; a late queue at least 512).', (q) => q.maxLen, 'gauge');
+    perQueue(
+      'nfqwall_queue_maxlen',
+      `Packets the kernel holds for the queue at most (queue_maxlen; a late queue at least ${LATE_QUEUE_MIN_MAXLEN}).`,
+      (q) => q.maxLen,
+      'gauge',
+    );
     perQueue('nfqwall_queue_pending_batches', 'Batches handed to JavaScript and not answered yet.', (q) => q.pendingBatches, 'gauge');
     perQueue(
       'nfqwall_queue_thread_idle_seconds',
