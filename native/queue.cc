@@ -284,15 +284,6 @@ void Queue::run() {
   Queue* late = late_.get();
   pollfd fds[3] = {{fd_, POLLIN, 0}, {stopFd_, POLLIN, 0}, {late ? late->fd_ : -1, POLLIN, 0}};
   const nfds_t nfds = late ? 3 : 2;
-  // Served first, so a flood waits in this queue, not in the late one.
-  auto serveLate = [late] {
-    try {
-      late->drain(kMaxBatchesPerDrain);
-    } catch (const std::exception&) {
-      late->counters_.errors++;
-      late->recoverBatch();
-    }
-  };
   if (late) late->dispatch();
   dispatch();  // packets that arrived with the bind acknowledgement
   for (;;) {
@@ -313,27 +304,14 @@ void Queue::run() {
       lookAtLot();
       if (late) late->lookAtLot();
     }
-    if (late && (fds[2].revents & (POLLIN | POLLERR))) serveLate();
-    if (fds[0].revents & (POLLIN | POLLERR)) {
-      // Nothing may escape this thread; an allocation failure costs the batch the overload verdict, not the process.
-      try {
-        // With a late queue one batch at a time: its verdicts queue packets there, which go before the next batch.
-        drain(late ? 1 : kMaxBatchesPerDrain);
-      } catch (const std::exception&) {
-        counters_.errors++;
-        recoverBatch();
-      }
-    }
+    // The late queue is served first, so a flood waits in this queue, not in the late one.
+    if (late && (fds[2].revents & (POLLIN | POLLERR))) late->recovering([late] { late->drain(kMaxBatchesPerDrain); });
+    // With a late queue one batch at a time: its verdicts queue packets there, which go before the next batch.
+    if (fds[0].revents & (POLLIN | POLLERR)) recovering([this, late] { drain(late ? 1 : kMaxBatchesPerDrain); });
     if (cfg_.cache) (late ? late : this)->sendBarrier();
   }
   for (Queue* q : {late, this}) {
-    if (!q) continue;
-    try {
-      q->dispatch();
-    } catch (const std::exception&) {
-      q->counters_.errors++;
-      q->recoverBatch();
-    }
+    if (q) q->recovering([q] { q->dispatch(); });
   }
 }
 

@@ -158,6 +158,17 @@ class Queue {
   void lookAtLot();
   bool lotWaiting() const { return lot_ && lot_->count; }
   void recoverBatch();
+  // Runs a receive-thread step (drain, dispatch) of this queue. Nothing may escape that thread: an allocation failure
+  // costs the batch the overload verdict (recoverBatch), not the process.
+  template <typename Step>
+  void recovering(Step step) {
+    try {
+      step();
+    } catch (const std::exception&) {
+      counters_.errors++;
+      recoverBatch();
+    }
+  }
   void dispatch();
   void parseBuffer(const char* buf, size_t len);
   void addPacket(const ::nlmsghdr* nlh);
