@@ -2,6 +2,9 @@
 // No N-API here: addon.cc bridges a Queue to JavaScript through the Handoff callback.
 #pragma once
 
+#include <sys/socket.h>
+#include <sys/uio.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -229,7 +232,10 @@ class Queue {
   bool closed_ = false;
   std::mutex closeMutex_;
 
-  std::vector<char> recvBuf_;       // receive thread only
+  // Receive thread only: kRecvMsgs slots of one packet message each, and recvmmsg's headers for them.
+  std::unique_ptr<char[]> recvBufs_;
+  std::vector<iovec> recvIov_;
+  std::vector<mmsghdr> recvMsgs_;
   // Receive thread only: a packet message that could not be read or a verdict the kernel refused. The kernel may then
   // hold a packet nobody will answer, which a batch verdict would take with it: no batch verdicts from then on.
   bool unaccounted_ = false;
