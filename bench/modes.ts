@@ -2,7 +2,8 @@
 // once it is ready to take packets; stop() ends it and returns what it said about itself.
 import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import type { Host } from '../test/lab/lab';
+import { kernelRules } from '../test/lab/daemon';
+import type { Host, Lab } from '../test/lab/lab';
 
 export const QUEUE_CPU = '1';
 export const BENCH_QUEUE = 10;
@@ -275,4 +276,33 @@ function summarizeStatus(json: string): string {
   } catch {
     return '';
   }
+}
+
+/** Runs `work` while `mode` holds the queue; then checks fw is clean. Returns what work returned and the mode's note. */
+export async function withMode<T>(lab: Lab, mode: Mode, work: (running: Running) => Promise<T>): Promise<{ result: T; note: string }> {
+  const fw = lab.host('fw');
+  const running = await mode.start(fw);
+  let result: T | undefined;
+  let failure: unknown;
+  let ok = false;
+  try {
+    result = await work(running);
+    ok = true;
+  } catch (err) {
+    failure = err;
+  }
+  const note = await running.stop();
+  // A mode that leaves queue rules behind would skew every later mode: clean fw and fail this one.
+  const left = (await kernelRules(fw)).split('\n').filter((l) => /NFQUEUE|NFQWALL/.test(l));
+  if (left.length > 0) {
+    for (const tool of ['iptables', 'ip6tables']) {
+      for (const table of ['raw', 'mangle', 'nat', 'filter']) {
+        await fw.exec([tool, '-t', table, '-F'], { check: false });
+        await fw.exec([tool, '-t', table, '-X'], { check: false });
+      }
+    }
+    throw new Error(`${mode.name} left queue rules in fw after it stopped:\n${left.join('\n')}`);
+  }
+  if (!ok) throw failure instanceof Error ? failure : new Error(String(failure));
+  return { result: result as T, note: note.replace(/\s+/g, ' ') };
 }

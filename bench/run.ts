@@ -12,7 +12,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { isRoot, Lab, THREE_HOST, threeHostSpec, type Host } from '../test/lab/lab';
 import { buildC, installNfqueue, outDir } from './build';
-import { cliPath, kernelRules } from '../test/lab/daemon';
+import { cliPath } from '../test/lab/daemon';
 import { packageRoot } from '../src/package-root';
 import { kubeProxyRules } from '../scripts/gen-kube-proxy';
 import { kubeProxyRules as kubeProxyNatRules } from './parse';
@@ -33,8 +33,9 @@ import {
   QUEUE_CPU,
   queuedPackets,
   type Mode,
-  type Running,
+  withMode,
 } from './modes';
+import { bulk, BULK_PORT, type BulkSample } from './bulk';
 import type { MemoryResult } from './memory';
 
 const SENDER_CPU = '0';
@@ -80,8 +81,8 @@ const SIZE = Math.floor(envNumber('NFQW_BENCH_SIZE', 64, 1400));
 if (SIZE < 2) throw new Error('NFQW_BENCH_SIZE: at least 2 (1-byte datagrams are the handshake the server answers)');
 const PINGS = Math.floor(envNumber('NFQW_BENCH_PINGS', 5000, 1_000_000));
 // `scale` (the rule-count curve: a kernel restore of 100,000 services takes minutes) runs only when asked for.
-const PARTS = new Set((process.env['NFQW_BENCH_ONLY'] ?? 'flood,new,latency,memory').split(',').map((p) => p.trim()));
-for (const p of PARTS) if (!['flood', 'new', 'latency', 'memory', 'scale'].includes(p)) throw new Error(`NFQW_BENCH_ONLY: unknown part ${p}`);
+const PARTS = new Set((process.env['NFQW_BENCH_ONLY'] ?? 'flood,new,tcp,latency,memory').split(',').map((p) => p.trim()));
+for (const p of PARTS) if (!['flood', 'new', 'tcp', 'latency', 'memory', 'scale'].includes(p)) throw new Error(`NFQW_BENCH_ONLY: unknown part ${p}`);
 // The flood modes to run (a regular expression on their names, as printed), for a quick look at one change: the
 // ratios need the C loop beside nfqwall.
 const MODES = new RegExp(process.env['NFQW_BENCH_MODES'] ?? '');
@@ -139,35 +140,6 @@ async function flood(client: Host, server: Host, floodBin: string, kind: FloodKi
   const delivered = (await rxPackets(server)) - before;
   const elapsed = Number(m[2]);
   return { sent: Number(m[1]), delivered, seconds: elapsed, pps: delivered / elapsed };
-}
-
-/** Runs `work` while `mode` holds the queue; then checks fw is clean. Returns what work returned and the mode's note. */
-async function withMode<T>(lab: Lab, mode: Mode, work: (running: Running) => Promise<T>): Promise<{ result: T; note: string }> {
-  const fw = lab.host('fw');
-  const running = await mode.start(fw);
-  let result: T | undefined;
-  let failure: unknown;
-  let ok = false;
-  try {
-    result = await work(running);
-    ok = true;
-  } catch (err) {
-    failure = err;
-  }
-  const note = await running.stop();
-  // A mode that leaves queue rules behind would skew every later mode: clean fw and fail this one.
-  const left = (await kernelRules(fw)).split('\n').filter((l) => /NFQUEUE|NFQWALL/.test(l));
-  if (left.length > 0) {
-    for (const tool of ['iptables', 'ip6tables']) {
-      for (const table of ['raw', 'mangle', 'nat', 'filter']) {
-        await fw.exec([tool, '-t', table, '-F'], { check: false });
-        await fw.exec([tool, '-t', table, '-X'], { check: false });
-      }
-    }
-    throw new Error(`${mode.name} left queue rules in fw after it stopped:\n${left.join('\n')}`);
-  }
-  if (!ok) throw failure instanceof Error ? failure : new Error(String(failure));
-  return { result: result as T, note: note.replace(/\s+/g, ' ') };
 }
 
 async function measure(lab: Lab, mode: Mode, floodBin: string, kind: FloodKind): Promise<Sample> {
@@ -291,8 +263,8 @@ interface FloodTable {
   modes: Mode[];
 }
 
-interface Flooded {
-  samples: Map<string, Sample[]>;
+interface Flooded<S = Sample> {
+  samples: Map<string, S[]>;
   failures: Map<string, string>;
 }
 
@@ -386,6 +358,60 @@ function printFloods(table_: FloodTable, flooded: Flooded, names: { c: string; n
   }
   for (const [name, why] of failures) process.stdout.write(`${name} failed: ${why.split('\n')[0]}\n`);
   for (const m of modes) if (m.unavailable !== undefined) process.stdout.write(`${m.name} unavailable: ${m.unavailable.split('\n')[0]}\n`);
+}
+
+/** The bulk transfer's rounds, interleaved and reversed on even rounds as the floods' are. */
+async function bulkRounds(lab: Lab, modes: Mode[], bin: string, into: Flooded<BulkSample>): Promise<void> {
+  for (let round = 1; round <= ROUNDS; round++) {
+    for (const mode of round % 2 === 0 ? [...modes].reverse() : modes) {
+      if (mode.unavailable !== undefined || into.failures.has(mode.name) || !MODES.test(mode.name)) continue;
+      try {
+        const s = await bulk(lab, mode, bin, SENDER_CPU, SECONDS);
+        into.samples.set(mode.name, [...(into.samples.get(mode.name) ?? []), s]);
+        process.stderr.write(
+          `bench: round ${round} tcp ${mode.name}: ${gbits(s).toFixed(2)} Gbit/s (${fmt(s.bytes)} bytes, ${fmt(s.segments)} segments in ${s.seconds.toFixed(2)} s)` +
+            `${s.note === '' ? '' : ` [${s.note}]`}\n`,
+        );
+      } catch (err) {
+        into.failures.set(mode.name, err instanceof Error ? err.message : String(err));
+        process.stderr.write(`bench: tcp ${mode.name} failed: ${into.failures.get(mode.name)}\n`);
+      }
+    }
+  }
+}
+
+const gbits = (s: BulkSample): number => (s.bytes * 8) / s.seconds / 1e9;
+
+function printBulk(modes: Mode[], bulked: Flooded<BulkSample>, names: { kernel: string; c: string; npm: string; nfqwall: string }): void {
+  process.stdout.write(
+    `\nTCP bulk transfer, one connection client -> fw -> server (TSO and GSO on, veth's default; the sender and the sink on CPU ${SENDER_CPU}, ` +
+      `the queue program on CPU ${QUEUE_CPU}), ${SECONDS} s per run after a 0.3 s warm-up connection, ${ROUNDS} round(s); medians. ` +
+      `segments: wire segments, the bytes over the connection's MSS (what would cross a link without offloads); trips/segment: ` +
+      `packets the queue program received (data and ACKs, warm-up included) / those segments (warm-up included). The C loop and nfqwall bind with NFQA_CFG_F_GSO and ` +
+      `get each offloaded packet whole; the npm binding does not, so the kernel segments those packets before queueing them\n`,
+  );
+  const rate = new Map<string, number>();
+  const rows = [['mode', 'Gbit/s', 'segments/s', 'trips/segment']];
+  for (const mode of modes) {
+    const ss = bulked.samples.get(mode.name);
+    const failed = bulked.failures.get(mode.name);
+    if (ss === undefined || ss.length === 0) {
+      rows.push([mode.name, failed === undefined ? (mode.unavailable === undefined ? 'not run (NFQW_BENCH_MODES)' : `unavailable: ${mode.unavailable}`) : `failed: ${failed.split('\n')[0]!}`, '', '']);
+      continue;
+    }
+    const g = median(ss.map(gbits));
+    rate.set(mode.name, g);
+    const trips = mode.name === names.kernel ? 0 : median(ss.map((s) => s.trips ?? NaN));
+    rows.push([mode.name, g.toFixed(2), fmt(median(ss.map((s) => s.segments / s.seconds))), Number.isNaN(trips) ? '' : trips.toFixed(3)]);
+  }
+  table(rows);
+  const line = (label: string, a: string, b: string): void => {
+    process.stdout.write(`${label.padEnd(30)}${ratio(rate.get(a), rate.get(b))}\n`);
+  };
+  line('nfqwall / C loop:', names.nfqwall, names.c);
+  line('nfqwall / npm nfqueue:', names.nfqwall, names.npm);
+  line('C loop / npm nfqueue:', names.c, names.npm);
+  line('nfqwall / kernel (no queue):', names.nfqwall, names.kernel);
 }
 
 function printLatency(
@@ -545,10 +571,10 @@ function printMemory(m: MemoryResult): void {
 }
 
 /** Resolves once a spawned udp-pingpong echo says it is bound. */
-function echoReady(child: ChildProcess): Promise<void> {
+function echoReady(child: ChildProcess, what = 'udp-pingpong echo'): Promise<void> {
   return new Promise((resolve, reject) => {
     let out = '';
-    const timer = setTimeout(() => reject(new Error(`udp-pingpong echo not ready within 5 s: ${out}`)), 5_000);
+    const timer = setTimeout(() => reject(new Error(`${what} not ready within 5 s: ${out}`)), 5_000);
     child.stdout?.on('data', (d: Buffer) => {
       out += d.toString();
       if (/^ready$/m.test(out)) {
@@ -558,7 +584,7 @@ function echoReady(child: ChildProcess): Promise<void> {
     });
     child.once('exit', (code) => {
       clearTimeout(timer);
-      reject(new Error(`udp-pingpong echo exited (${String(code)}): ${out}`));
+      reject(new Error(`${what} exited (${String(code)}): ${out}`));
     });
   });
 }
@@ -570,6 +596,7 @@ async function main(): Promise<void> {
   const nfqBin = buildC(root, 'minimal-nfq', ['-lnetfilter_queue', '-lmnl']);
   const floodBin = buildC(root, 'udp-flood', []);
   const pingBin = buildC(root, 'udp-pingpong', []);
+  const bulkBin = buildC(root, 'tcp-bulk', []);
   // The issue's scenario by default: nfqwall holds kube-proxy's rules for 10,000 services (the flood's addresses are
   // no service's, so its packets walk KUBE-SERVICES and KUBE-FORWARD as a node's other traffic does).
   let rulesFile = process.env['NFQW_BENCH_RULES'];
@@ -595,9 +622,9 @@ async function main(): Promise<void> {
   const nfqwall = nfqwallMode(cli, rulesFile, control);
   const noCache = nfqwallMode(cli, rulesFile, control, { flowCache: false });
   const tables: FloodTable[] = [];
-  if (PARTS.has('flood')) {
-    const npmInstall = installNfqueue(root);
-    const npm = nfqueueMode(npmInstall);
+  const npmInstall = PARTS.has('flood') || PARTS.has('tcp') ? installNfqueue(root) : undefined;
+  const npm = npmInstall === undefined ? undefined : nfqueueMode(npmInstall);
+  if (npmInstall !== undefined && npm !== undefined && PARTS.has('flood')) {
     tables.push({
       kind: 'established',
       modes: [
@@ -631,7 +658,9 @@ async function main(): Promise<void> {
   const latRounds = new Map<string, Latency[]>();
   const latFailures = new Map<string, string>();
   let scaled: ScaleRow[] | undefined;
-  if (tables.length > 0 || PARTS.has('latency') || PARTS.has('scale')) {
+  const bulkModes = npm === undefined ? [] : [kernel, cLoop, npm, nfqwall];
+  const bulked: Flooded<BulkSample> = { samples: new Map(), failures: new Map() };
+  if (tables.length > 0 || PARTS.has('tcp') || PARTS.has('latency') || PARTS.has('scale')) {
     const lab = await Lab.create(threeHostSpec());
     try {
       const client = lab.host('client');
@@ -648,6 +677,15 @@ async function main(): Promise<void> {
           flooded = await floods(lab, tables, floodBin);
         } finally {
           opener.kill('SIGKILL');
+        }
+      }
+      if (PARTS.has('tcp')) {
+        const sink = server.spawn(['taskset', '-c', SENDER_CPU, bulkBin, 'sink', THREE_HOST.server4, String(BULK_PORT)]);
+        try {
+          await echoReady(sink, 'tcp-bulk sink');
+          await bulkRounds(lab, bulkModes, bulkBin, bulked);
+        } finally {
+          sink.kill('SIGKILL');
         }
       }
       if (PARTS.has('scale')) scaled = await scaleRows(lab, floodBin, cli, out, control);
@@ -685,6 +723,10 @@ async function main(): Promise<void> {
     if (f === undefined) continue;
     printFloods(t, f, { c: cLoop.name, nfqwall: nfqwall.name, noCache: noCache.name });
     results[t.kind] = { samples: Object.fromEntries(f.samples), failures: Object.fromEntries(f.failures) };
+  }
+  if (PARTS.has('tcp')) {
+    printBulk(bulkModes, bulked, { kernel: kernel.name, c: cLoop.name, npm: NFQUEUE_NAME, nfqwall: nfqwall.name });
+    results['tcp'] = { samples: Object.fromEntries(bulked.samples), failures: Object.fromEntries(bulked.failures) };
   }
   if (PARTS.has('latency')) {
     printLatency(lat, latFailures, { kernel: kernel.name, c: cLoop.name, nfqwall: nfqwall.name, noCache: noCache.name });
