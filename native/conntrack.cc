@@ -187,6 +187,7 @@ ConnTable::ConnTable(const Config& cfg) : cfg_(cfg), rng_(cfg.seed ? cfg.seed : 
   mask_ = n - 1;
   memo_.resize(4096);
   entries_.reserve(std::min<uint32_t>(cfg_.maxEntries, 65536));
+  mss_.reserve(entries_.capacity());
   epoch_ = now();
   cur_ = epoch_;
 }
@@ -554,7 +555,9 @@ int32_t ConnTable::allocate(const Tuple& orig, int64_t now) {
   } else {
     idx = uint32_t(entries_.size());
     entries_.emplace_back();
+    mss_.resize(entries_.size());
   }
+  mss_[idx] = 0;
   Entry& e = entries_[idx];
   uint32_t gen = e.gen + 1;
   e = Entry();
@@ -651,6 +654,7 @@ void ConnTable::fill(Classification& c, uint32_t idx, uint8_t dir, uint8_t state
   c.mark = e.mark;
   c.tcpState = e.tcpState;
   c.zone = e.zone;
+  c.peerMss = uint16_t(dir ? mss_[idx] : mss_[idx] >> 16);
   e.pending++;
   if (countsOrig(dir, state)) e.pendingOrig++;
 }
@@ -895,6 +899,12 @@ Classification ConnTable::classify(const uint8_t* p, size_t len, uint8_t family,
     return c;
   }
   if (ignored) st_.ignore++;
+  if (h.proto == pkt::kProtoTcp && (h.tcpFlags & pkt::kTcpSyn)) {
+    const uint16_t mss = pkt::tcpMssOption(p, len, h);
+    const uint32_t shift = dir ? 16 : 0;
+    if (mss > uint16_t(mss_[uint32_t(idx)] >> shift))
+      mss_[uint32_t(idx)] = (mss_[uint32_t(idx)] & ~(0xffffu << shift)) | (uint32_t(mss) << shift);
+  }
   e.setLastState(dir, state);
   addCount(uint32_t(idx), dir, 1, h.ipLen);
   if (ms) {

@@ -108,6 +108,10 @@ struct Classification {
   uint32_t gen = 0;
   uint32_t fingerprint = 0;
   uint64_t tupleHash = 0;  // of the packet as classified (for the no-entry memo)
+  // TCP: the MSS option of the SYN the other direction sent, the largest seen (0: none), which bounds this direction's
+  // segments (RFC 6691: a sender's data shrinks by the options it adds). The flow cache sizes an offloaded packet's
+  // segments by it (fc::skipForward).
+  uint16_t peerMss = 0;
 };
 
 // What the verdict of one trip records in the table (the engine's connection-table updates).
@@ -362,6 +366,9 @@ class ConnTable {
   Config cfg_;
   std::mutex mu_;
   std::vector<Entry> entries_;
+  // Beside each entry, not in it (the Entry keeps its size): the MSS option each direction's SYN announced, the
+  // largest seen (low 16 bits: original, high 16: reply; 0: none). Classification::peerMss.
+  std::vector<uint32_t> mss_;
   std::vector<uint32_t> free_;
   std::vector<int32_t> buckets_;  // node = idx * 4 + key
   std::unordered_map<uint32_t, Wide> wide_;

@@ -338,17 +338,21 @@ FlowCache::Skip FlowCache::skipLocked(const Probe& p, Decision& d, uint32_t gen,
   return Skip::kYes;
 }
 
-bool skipForward(const uint8_t* p, size_t len, bool ipv6, bool gsoOrTruncated, uint32_t maxLen) {
-  if (gsoOrTruncated) return false;
+bool skipForward(const uint8_t* p, size_t len, bool ipv6, bool truncated, bool gso, uint16_t peerMss, uint32_t maxLen) {
+  if (truncated || (gso && peerMss == 0)) return false;
+  // What the MTU check weighs: the packet, or the largest segment of a GSO one (RFC 6691: a sender takes its IP and
+  // TCP options out of the MSS the receiver announced; IPv4 options are refused below, and a TCP GSO packet's protocol
+  // is checked where its peerMss comes from).
+  const size_t size = gso ? size_t(ipv6 ? 40 : 20) + 20 + peerMss : len;
   if (!ipv6) {
     if (len < 20 || (p[0] >> 4) != 4) return false;
     const bool df = (p[6] & 0x40) != 0;
     // ip_forward(): IPv4 options (router alert), TTL, then ip_exceeds_mtu() with DF set.
-    return (p[0] & 0x0f) == 5 && p[8] > 1 && (len <= maxLen || !df);
+    return (p[0] & 0x0f) == 5 && p[8] > 1 && (size <= maxLen || !df);
   }
   if (len < 40 || (p[0] >> 4) != 6) return false;
   // ip6_forward(): a hop-by-hop header (router alert), the hop limit, then ip6_pkt_too_big().
-  return p[6] != 0 && p[7] > 1 && len <= maxLen;
+  return p[6] != 0 && p[7] > 1 && size <= maxLen;
 }
 
 void FlowCache::setSkip(const SkipConfig& c) {

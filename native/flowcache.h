@@ -89,8 +89,10 @@ constexpr uint32_t postBit(uint32_t mark) { return mark & ~forwardBit(mark); }
 
 // For a packet at PREROUTING: whether the kernel drops nothing between there and FORWARD. Not when the TTL/hop limit
 // runs out, the packet exceeds the MTU and may not be fragmented, IPv4 options or an IPv6 hop-by-hop header want the
-// router's attention, or the packet is a GSO one: those keep their trips.
-bool skipForward(const uint8_t* p, size_t len, bool ipv6, bool gsoOrTruncated, uint32_t maxLen);
+// router's attention, or the copy is truncated: those keep their trips. A GSO packet is judged by its segments, as
+// ip_exceeds_mtu() and ip6_pkt_too_big() judge it; the queue does not give their size, so only a TCP one whose
+// receiver announced an MSS (`peerMss`, 0: none) qualifies, its segments at most the fixed IP and TCP headers plus that.
+bool skipForward(const uint8_t* p, size_t len, bool ipv6, bool truncated, bool gso, uint16_t peerMss, uint32_t maxLen);
 
 struct Stats {
   uint64_t hits = 0, misses = 0, stores = 0, evictions = 0, invalidations = 0;

@@ -291,6 +291,25 @@ bool transportHeaderValid(const uint8_t* p, size_t len, const Parsed& h) {
   return true;
 }
 
+uint16_t tcpMssOption(const uint8_t* p, size_t len, const Parsed& h) {
+  if (h.proto != kProtoTcp || h.l4len < 20) return 0;
+  const size_t doff = size_t(p[h.l4off + 12] >> 4) * 4;
+  if (doff < 20 || h.l4off + doff > len) return 0;
+  // As tcp_parse_options() walks them: END stops, NOP is one byte, every other kind carries its length.
+  for (size_t i = h.l4off + 20, end = h.l4off + doff; i < end;) {
+    const uint8_t kind = p[i];
+    if (kind == 0) break;
+    if (kind == 1) {
+      i++;
+      continue;
+    }
+    if (i + 1 >= end || p[i + 1] < 2 || i + p[i + 1] > end) return 0;
+    if (kind == 2 && p[i + 1] == 4) return rd16(p + i + 2);
+    i += p[i + 1];
+  }
+  return 0;
+}
+
 bool transportChecksumOk(const uint8_t* p, size_t len, const Parsed& h) {
   if (h.l4len == 0 || h.isFirstFragment || len < h.ipLen || h.ipLen <= h.l4off) return true;
   const uint8_t* l4 = p + h.l4off;

@@ -101,6 +101,9 @@ int l4ChecksumOffset(uint8_t proto, uint8_t family);
 // offset under 5 words or past the segment, a UDP length under 8 or past the datagram. Lengths are the IP header's.
 bool transportHeaderValid(const uint8_t* p, size_t len, const Parsed& h);
 
+// The MSS option of a TCP header (kind 2, length 4), or 0 when it has none or its options are cut short or malformed.
+uint16_t tcpMssOption(const uint8_t* p, size_t len, const Parsed& h);
+
 // Whether the TCP, UDP, ICMP or ICMPv6 checksum of a whole packet is right (nf_ip_checksum / nf_ip6_checksum; an
 // UDP checksum of 0 is taken as none, in both families, as conntrack does). True for other protocols and for packets not held whole.
 bool transportChecksumOk(const uint8_t* p, size_t len, const Parsed& h);
