@@ -9,8 +9,9 @@
 // failed would be counted at FORWARD and never arrive.
 import assert from 'node:assert/strict';
 import { controlRequest } from '../../src/daemon/control';
-import { Daemon, scratchDir, sleep } from '../lab/daemon';
-import { THREE_HOST as A, threeHostSpec, useLab, type Host } from '../lab/lab';
+import { commentCount, countsByComment, offloadsOn, tcpTransfer } from '../lab/bulk';
+import { Daemon, scratchDir } from '../lab/daemon';
+import { skipBecause, THREE_HOST as A, threeHostSpec, useLab } from '../lab/lab';
 
 const QUEUE = 20;
 const LATE_QUEUE = QUEUE + 1;
@@ -48,61 +49,6 @@ COMMIT
 `;
 }
 
-// argv: port. Hashes each connection's bytes; prints `got N SHA256` when it ends.
-const SINK = `
-const crypto = require('node:crypto');
-require('node:net').createServer((s) => {
-  const h = crypto.createHash('sha256'); let n = 0;
-  s.on('data', (d) => { n += d.length; h.update(d); });
-  s.on('end', () => { process.stdout.write('got ' + n + ' ' + h.digest('hex') + '\\n'); s.end(); });
-  s.on('error', (e) => process.stdout.write('error ' + e.code + '\\n'));
-}).listen(Number(process.argv[1]), () => process.stdout.write('ready\\n'));
-process.stdin.resume();
-`;
-
-// argv: addr port bytes. Sends random bytes in 256 KiB writes and closes; prints `sent N SHA256` once the server has
-// closed too, or `failed <why>`.
-const SEND = `
-const crypto = require('node:crypto');
-const [addr, port, bytes] = process.argv.slice(1);
-const data = crypto.randomBytes(Number(bytes));
-const sha = crypto.createHash('sha256').update(data).digest('hex');
-const s = require('node:net').connect(Number(port), addr);
-const t = setTimeout(() => { process.stdout.write('failed timeout\\n'); process.exit(0); }, 60000);
-s.on('connect', () => { for (let o = 0; o < data.length; o += 262144) s.write(data.subarray(o, o + 262144)); s.end(); });
-s.on('error', (e) => { clearTimeout(t); process.stdout.write('failed ' + e.code + '\\n'); process.exit(0); });
-s.on('close', () => { clearTimeout(t); process.stdout.write('sent ' + data.length + ' ' + sha + '\\n'); process.exit(0); });
-s.resume();
-`;
-
-/** `[packets:bytes] ... --comment NAME` lines of an iptables-save -c rendering, by comment. */
-function counts(save: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const m of save.matchAll(/^\[(\d+):(\d+)\] -A \S+ .*--comment "?([\w-]+)"?/gm)) out.set(m[3]!, Number(m[1]));
-  return out;
-}
-
-function count(c: Map<string, number>, name: string): number {
-  const n = c.get(name);
-  if (n === undefined) throw new Error(`no counter for rule ${name}: ${[...c.keys()].join(', ')}`);
-  return n;
-}
-
-async function transfer(client: Host, server: Host): Promise<{ sent: string; got: string }> {
-  const sink = server.spawn([process.execPath, '-e', SINK, String(PORT)]);
-  let out = '';
-  sink.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  try {
-    for (let i = 0; i < 100 && !/^ready$/m.test(out); i++) await sleep(100);
-    if (!/^ready$/m.test(out)) throw new Error(`the TCP sink did not start: ${out}`);
-    const r = await client.exec([process.execPath, '-e', SEND, A.server4, String(PORT), String(BYTES)], { timeoutMs: 90_000 });
-    for (let i = 0; i < 50 && !/^got /m.test(out); i++) await sleep(100);
-    return { sent: r.stdout.trim(), got: /^got .*$/m.exec(out)?.[0] ?? `got nothing (${out.trim()})` };
-  } finally {
-    sink.kill('SIGKILL');
-  }
-}
-
 interface Result {
   /** fw's FORWARD counted towards the server, and the server's kernel counted from fw: all, and the large ones. */
   fwdOut: number;
@@ -127,6 +73,7 @@ for (const { mtu, skips } of [
     let result: Result | undefined;
 
     before(async function () {
+      skipBecause(this, 'skip gso', await offloadsOn(env.lab, 'skip gso'));
       const fw = env.lab.host('fw');
       const server = env.lab.host('server');
       // Only fw's side: the server still announces the MSS of its own 1500-byte link.
@@ -148,17 +95,23 @@ for (const { mtu, skips } of [
     it('the transfer arrives intact', async () => {
       const lateBefore = await late();
       const skippedBefore = await skippedTrips();
-      const t = await transfer(env.lab.host('client'), env.lab.host('server'));
+      const t = await tcpTransfer(env.lab.host('client'), env.lab.host('server'), {
+        addr: A.server4,
+        port: PORT,
+        listenPort: PORT,
+        bytes: BYTES,
+        timeoutMs: 60_000,
+      });
       assert.match(t.sent, /^sent \d+ [0-9a-f]{64}$/, `sender: ${t.sent}`);
       assert.equal(t.got.replace(/^got/, 'sent'), t.sent, 'the server got every byte sent, unchanged');
       await daemon!.settled(5_000);
-      const fw = counts(((await controlRequest(daemon!.control, { cmd: 'save', counters: true })) as unknown as { rulesets: { ipv4: string } }).rulesets.ipv4);
-      const server = counts((await env.lab.host('server').exec(['iptables-save', '-c', '-t', 'filter'])).stdout);
+      const fw = countsByComment(((await controlRequest(daemon!.control, { cmd: 'save', counters: true })) as unknown as { rulesets: { ipv4: string } }).rulesets.ipv4);
+      const server = countsByComment((await env.lab.host('server').exec(['iptables-save', '-c', '-t', 'filter'])).stdout);
       result = {
-        fwdOut: count(fw, 'fwd-out'),
-        postOut: count(fw, 'post-out'),
-        serverAll: count(server, 'srv-all'),
-        serverBig: count(server, 'srv-big'),
+        fwdOut: commentCount(fw, 'fwd-out', 'fw'),
+        postOut: commentCount(fw, 'post-out', 'fw'),
+        serverAll: commentCount(server, 'srv-all', 'the server'),
+        serverBig: commentCount(server, 'srv-big', 'the server'),
         lateTrips: (await late()) - lateBefore,
         skipped: (await skippedTrips()) - skippedBefore,
       };

@@ -12,8 +12,9 @@
 // with its own kernel rules, which are the same in both modes: what fw's FORWARD counted towards it must equal what
 // the server's INPUT counted from it, big packets included, since nothing between the two resegments or drops.
 import assert from 'node:assert/strict';
+import { commentCount as count, countsByComment, offloadsOn, tcpTransfer } from '../lab/bulk';
 import { cliPath, Daemon, scratchDir, sleep, type QueueStatsJson } from '../lab/daemon';
-import { Lab, skipBecause, skipUnlessRoot, THREE_HOST as A, threeHostSpec, type Host } from '../lab/lab';
+import { Lab, skipBecause, skipUnlessRoot, THREE_HOST as A, threeHostSpec } from '../lab/lab';
 
 const QUEUE = 19;
 const VERBOSE = process.env['NFQW_VERBOSE'] === '1';
@@ -70,106 +71,6 @@ ${FROM_FW} -m length --length ${BIG} -m ttl --ttl-eq 33 -m dscp --dscp 0x0a -m c
 COMMIT
 `;
 
-// argv: port. Hashes each connection's bytes; prints `got N SHA256` when it ends.
-const SINK = `
-const crypto = require('node:crypto');
-require('node:net').createServer((s) => {
-  const h = crypto.createHash('sha256'); let n = 0;
-  s.on('data', (d) => { n += d.length; h.update(d); });
-  s.on('end', () => { process.stdout.write('got ' + n + ' ' + h.digest('hex') + '\\n'); s.end(); });
-  s.on('error', (e) => process.stdout.write('error ' + e.code + '\\n'));
-}).listen(Number(process.argv[1]), () => process.stdout.write('ready\\n'));
-process.stdin.on('end', () => process.exit(0));
-process.stdin.resume();
-`;
-
-// argv: addr port bytes. Sends random bytes in 256 KiB writes and closes; prints `sent N SHA256` once the server has
-// closed too, or `failed <why>`.
-const SEND = `
-const crypto = require('node:crypto');
-const [addr, port, bytes] = process.argv.slice(1);
-const data = crypto.randomBytes(Number(bytes));
-const sha = crypto.createHash('sha256').update(data).digest('hex');
-const s = require('node:net').connect(Number(port), addr);
-const t = setTimeout(() => { process.stdout.write('failed timeout\\n'); process.exit(0); }, 30000);
-s.on('connect', () => { for (let o = 0; o < data.length; o += 262144) s.write(data.subarray(o, o + 262144)); s.end(); });
-s.on('error', (e) => { clearTimeout(t); process.stdout.write('failed ' + e.code + '\\n'); process.exit(0); });
-s.on('close', () => { clearTimeout(t); process.stdout.write('sent ' + data.length + ' ' + sha + '\\n'); process.exit(0); });
-s.resume();
-`;
-
-/** Every veth end the transfer crosses. */
-const VETHS: [string, string][] = [
-  ['client', 'to-fw'],
-  ['fw', 'to-client'],
-  ['fw', 'to-server'],
-  ['server', 'to-fw'],
-];
-
-/**
- * Turns TSO and GSO on on every veth end (they are by default), and says why not when one cannot be on. Without
- * ethtool nothing is checked here (the fw-big count still shows the large packets), and stderr says so.
- */
-async function offloadsOn(lab: Lab): Promise<string | undefined> {
-  const probe = await lab.host('fw').exec(['ethtool', '--version'], { check: false });
-  if (probe.code !== 0) {
-    process.stderr.write('robust gso: ethtool is not installed: TSO/GSO not checked (veth default: on); the fw-big counts show the large packets\n');
-    return undefined;
-  }
-  for (const [hostName, dev] of VETHS) {
-    const h = lab.host(hostName);
-    const features = async (): Promise<string> => (await h.exec(['ethtool', '-k', dev])).stdout;
-    const on = (text: string): boolean =>
-      /^tcp-segmentation-offload: on/m.test(text) && /^generic-segmentation-offload: on/m.test(text);
-    let text = await features();
-    if (!on(text)) {
-      await h.exec(['ethtool', '-K', dev, 'tso', 'on', 'gso', 'on'], { check: false });
-      text = await features();
-    }
-    if (!on(text)) {
-      const lines = text.split('\n').filter((l) => /^(tcp-segmentation-offload|generic-segmentation-offload|\s+tx-tcp-segmentation):/.test(l));
-      return `TSO/GSO cannot be turned on on ${dev} in ${hostName}: ${lines.map((l) => l.trim()).join('; ')}`;
-    }
-  }
-  return undefined;
-}
-
-/** `[packets:bytes] ... --comment NAME` lines of an iptables-save -c rendering, by comment. */
-function countsByComment(save: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of save.split('\n')) {
-    const m = /^\[(\d+):(\d+)\] -A \S+ .*--comment "?([\w-]+)"?/.exec(line);
-    if (m !== null) out.set(m[3]!, Number(m[1]));
-  }
-  return out;
-}
-
-function count(counts: Map<string, number>, name: string, where: string): number {
-  const n = counts.get(name);
-  if (n === undefined) throw new Error(`no counter for rule ${name} in ${where}:\n${[...counts.keys()].join(', ')}`);
-  return n;
-}
-
-interface Transfer {
-  sent: string;
-  got: string;
-}
-
-async function transfer(client: Host, server: Host): Promise<Transfer> {
-  const sink = server.spawn([process.execPath, '-e', SINK, String(SERVER_PORT)]);
-  let out = '';
-  sink.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  try {
-    for (let i = 0; i < 100 && !/^ready$/m.test(out); i++) await sleep(100);
-    if (!/^ready$/m.test(out)) throw new Error(`the TCP sink did not start: ${out}`);
-    const r = await client.exec([process.execPath, '-e', SEND, SERVICE, String(SERVICE_PORT), String(BYTES)], { timeoutMs: 45_000 });
-    for (let i = 0; i < 50 && !/^got /m.test(out); i++) await sleep(100);
-    return { sent: r.stdout.trim(), got: /^got .*$/m.exec(out)?.[0] ?? `got nothing (${out.trim()})` };
-  } finally {
-    sink.kill('SIGKILL');
-  }
-}
-
 /** What must be the same whoever filters on fw. */
 interface Fates {
   delivered: boolean;
@@ -225,7 +126,7 @@ async function run(mode: Mode, mangle: boolean, ctx: Mocha.Context): Promise<Run
   const scratch = scratchDir();
   let daemon: Daemon | undefined;
   try {
-    skipBecause(ctx, 'robust gso', await offloadsOn(lab));
+    skipBecause(ctx, 'robust gso', await offloadsOn(lab, 'robust gso'));
     const fw = lab.host('fw');
     const client = lab.host('client');
     const server = lab.host('server');
@@ -242,7 +143,7 @@ async function run(mode: Mode, mangle: boolean, ctx: Mocha.Context): Promise<Run
       fwSave = async () => (await fw.exec([process.execPath, cliPath(), 'save', '-c', '--control', d.control])).stdout;
     }
 
-    const t = await transfer(client, server);
+    const t = await tcpTransfer(client, server, { addr: SERVICE, port: SERVICE_PORT, listenPort: SERVER_PORT, bytes: BYTES });
     // A packet left in the kernel queue is reported by accounting() below, with the rest of the status.
     if (daemon !== undefined) await daemon.settled(10_000).catch(() => undefined);
     const fwSaved = await fwSave();
