@@ -278,6 +278,22 @@ function summarizeStatus(json: string): string {
   }
 }
 
+/**
+ * Waits (at most a minute) until the process has used under 5% of a CPU over half a second. Ready, nfqwall is still
+ * collecting what loading its rules left behind: at 10,000 services a marking cycle of a heap of hundreds of MB, on
+ * the one CPU it shares with its receive thread, and a run measured then measured that collection. The figures are a
+ * node's steady state, whatever the rule count.
+ */
+async function settled(pid: number | undefined): Promise<void> {
+  let last = cpuSeconds(pid);
+  for (const t0 = Date.now(); last !== undefined && Date.now() - t0 < 60_000; ) {
+    await new Promise((r) => setTimeout(r, 500));
+    const now = cpuSeconds(pid);
+    if (now === undefined || now - last < 0.025) return;
+    last = now;
+  }
+}
+
 /** Runs `work` while `mode` holds the queue; then checks fw is clean. Returns what work returned and the mode's note. */
 export async function withMode<T>(lab: Lab, mode: Mode, work: (running: Running) => Promise<T>): Promise<{ result: T; note: string }> {
   const fw = lab.host('fw');
@@ -286,6 +302,7 @@ export async function withMode<T>(lab: Lab, mode: Mode, work: (running: Running)
   let failure: unknown;
   let ok = false;
   try {
+    await settled(running.pid);
     result = await work(running);
     ok = true;
   } catch (err) {

@@ -263,44 +263,69 @@ interface FloodTable {
   modes: Mode[];
 }
 
-interface Flooded<S = Sample> {
+/** A part's samples by mode, in the order of the rounds, and the modes that failed (with why). */
+interface Sampled<S = Sample> {
   samples: Map<string, S[]>;
   failures: Map<string, string>;
 }
 
+/** One table's modes, measured in rounds by `interleaved`: each mode's samples, or why it failed. */
+interface Part<S> {
+  label: string;
+  modes: Mode[];
+  measure(mode: Mode): Promise<S>;
+  /** What the round's stderr line says of a sample. */
+  describe(s: S): string;
+  into: Sampled<S>;
+}
+
 /**
- * Rounds interleave every mode of every table, so drift on the shared machine hits them all alike; even rounds take
- * each table's modes in reverse order, so no mode always follows the same neighbour (the one before can leave the
- * machine busy, or its kernel queue state behind).
+ * Rounds interleave every mode of every part, so drift on the shared machine hits them all alike; even rounds take
+ * each part's modes in reverse order, so no mode always follows the same neighbour (the one before can leave the
+ * machine busy, or its kernel queue state behind). A mode that fails once is not measured again.
  */
-async function floods(lab: Lab, tables: FloodTable[], floodBin: string): Promise<Map<FloodKind, Flooded>> {
-  const out = new Map<FloodKind, Flooded>(tables.map((t) => [t.kind, { samples: new Map(), failures: new Map() }]));
+async function interleaved(parts: Part<unknown>[]): Promise<void> {
   for (let round = 1; round <= ROUNDS; round++) {
-    for (const { kind, modes } of tables) {
-      const { samples, failures } = out.get(kind)!;
+    for (const { label, modes, measure: run, describe, into } of parts) {
       for (const mode of round % 2 === 0 ? [...modes].reverse() : modes) {
-        if (mode.unavailable !== undefined || failures.has(mode.name) || !MODES.test(mode.name)) continue;
+        if (mode.unavailable !== undefined || into.failures.has(mode.name) || !MODES.test(mode.name)) continue;
         try {
-          const s = await measure(lab, mode, floodBin, kind);
-          samples.set(mode.name, [...(samples.get(mode.name) ?? []), s]);
-          process.stderr.write(
-            `bench: round ${round} ${kind} ${mode.name}: ${fmt(s.pps)} pps (sent ${fmt(s.sent)}, delivered ${fmt(s.delivered)} in ${s.seconds.toFixed(2)} s` +
-              `${s.load === undefined ? '' : `; CPU ${QUEUE_CPU} busy ${pct(s.load.cpuBusy)}, ${pct(s.load.program)} by the queue program, ${pct(s.load.softirq)} in softirqs`})` +
-              `${s.note === '' ? '' : ` [${s.note}]`}\n`,
-          );
+          const s = await run(mode);
+          into.samples.set(mode.name, [...(into.samples.get(mode.name) ?? []), s]);
+          process.stderr.write(`bench: round ${round} ${label} ${mode.name}: ${describe(s)}\n`);
         } catch (err) {
-          failures.set(mode.name, err instanceof Error ? err.message : String(err));
-          process.stderr.write(`bench: ${kind} ${mode.name} failed: ${failures.get(mode.name)}\n`);
+          into.failures.set(mode.name, err instanceof Error ? err.message : String(err));
+          process.stderr.write(`bench: ${label} ${mode.name} failed: ${into.failures.get(mode.name)}\n`);
         }
       }
     }
   }
+}
+
+const part = <S>(p: Part<S>): Part<unknown> => p as Part<unknown>;
+
+async function floods(lab: Lab, tables: FloodTable[], floodBin: string): Promise<Map<FloodKind, Sampled>> {
+  const out = new Map<FloodKind, Sampled>(tables.map((t) => [t.kind, { samples: new Map(), failures: new Map() }]));
+  await interleaved(
+    tables.map(({ kind, modes }) =>
+      part<Sample>({
+        label: kind,
+        modes,
+        measure: (mode) => measure(lab, mode, floodBin, kind),
+        describe: (s) =>
+          `${fmt(s.pps)} pps (sent ${fmt(s.sent)}, delivered ${fmt(s.delivered)} in ${s.seconds.toFixed(2)} s` +
+          `${s.load === undefined ? '' : `; CPU ${QUEUE_CPU} busy ${pct(s.load.cpuBusy)}, ${pct(s.load.program)} by the queue program, ${pct(s.load.softirq)} in softirqs`})` +
+          `${s.note === '' ? '' : ` [${s.note}]`}`,
+        into: out.get(kind)!,
+      }),
+    ),
+  );
   return out;
 }
 
 const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
 
-function printFloods(table_: FloodTable, flooded: Flooded, names: { c: string; nfqwall: string; noCache: string }): void {
+function printFloods(table_: FloodTable, flooded: Sampled, names: { c: string; nfqwall: string; noCache: string }): void {
   const { kind, modes } = table_;
   const { samples, failures } = flooded;
   const flows =
@@ -360,29 +385,9 @@ function printFloods(table_: FloodTable, flooded: Flooded, names: { c: string; n
   for (const m of modes) if (m.unavailable !== undefined) process.stdout.write(`${m.name} unavailable: ${m.unavailable.split('\n')[0]}\n`);
 }
 
-/** The bulk transfer's rounds, interleaved and reversed on even rounds as the floods' are. */
-async function bulkRounds(lab: Lab, modes: Mode[], bin: string, into: Flooded<BulkSample>): Promise<void> {
-  for (let round = 1; round <= ROUNDS; round++) {
-    for (const mode of round % 2 === 0 ? [...modes].reverse() : modes) {
-      if (mode.unavailable !== undefined || into.failures.has(mode.name) || !MODES.test(mode.name)) continue;
-      try {
-        const s = await bulk(lab, mode, bin, SENDER_CPU, SECONDS);
-        into.samples.set(mode.name, [...(into.samples.get(mode.name) ?? []), s]);
-        process.stderr.write(
-          `bench: round ${round} tcp ${mode.name}: ${gbits(s).toFixed(2)} Gbit/s (${fmt(s.bytes)} bytes, ${fmt(s.segments)} segments in ${s.seconds.toFixed(2)} s)` +
-            `${s.note === '' ? '' : ` [${s.note}]`}\n`,
-        );
-      } catch (err) {
-        into.failures.set(mode.name, err instanceof Error ? err.message : String(err));
-        process.stderr.write(`bench: tcp ${mode.name} failed: ${into.failures.get(mode.name)}\n`);
-      }
-    }
-  }
-}
-
 const gbits = (s: BulkSample): number => (s.bytes * 8) / s.seconds / 1e9;
 
-function printBulk(modes: Mode[], bulked: Flooded<BulkSample>, names: { kernel: string; c: string; npm: string; nfqwall: string }): void {
+function printBulk(modes: Mode[], bulked: Sampled<BulkSample>, names: { kernel: string; c: string; npm: string; nfqwall: string }): void {
   process.stdout.write(
     `\nTCP bulk transfer, one connection client -> fw -> server (TSO and GSO on, veth's default; the sender and the sink on CPU ${SENDER_CPU}, ` +
       `the queue program on CPU ${QUEUE_CPU}), ${SECONDS} s per run after a 0.3 s warm-up connection, ${ROUNDS} round(s); medians. ` +
@@ -653,13 +658,12 @@ async function main(): Promise<void> {
   }
 
   const results: Record<string, unknown> = { packets: PACKETS, seconds: SECONDS, rounds: ROUNDS, size: SIZE, pings: PINGS, rules: rulesFile };
-  let flooded: Map<FloodKind, Flooded> | undefined;
+  let flooded: Map<FloodKind, Sampled> | undefined;
   const lat = new Map<string, Latency>();
-  const latRounds = new Map<string, Latency[]>();
-  const latFailures = new Map<string, string>();
+  const latRounds: Sampled<Latency> = { samples: new Map(), failures: new Map() };
   let scaled: ScaleRow[] | undefined;
   const bulkModes = npm === undefined ? [] : [kernel, cLoop, npm, nfqwall];
-  const bulked: Flooded<BulkSample> = { samples: new Map(), failures: new Map() };
+  const bulked: Sampled<BulkSample> = { samples: new Map(), failures: new Map() };
   if (tables.length > 0 || PARTS.has('tcp') || PARTS.has('latency') || PARTS.has('scale')) {
     const lab = await Lab.create(threeHostSpec());
     try {
@@ -683,7 +687,17 @@ async function main(): Promise<void> {
         const sink = server.spawn(['taskset', '-c', SENDER_CPU, bulkBin, 'sink', THREE_HOST.server4, String(BULK_PORT)]);
         try {
           await echoReady(sink, 'tcp-bulk sink');
-          await bulkRounds(lab, bulkModes, bulkBin, bulked);
+          await interleaved([
+            part<BulkSample>({
+              label: 'tcp',
+              modes: bulkModes,
+              measure: (mode) => bulk(lab, mode, bulkBin, SENDER_CPU, SECONDS),
+              describe: (s) =>
+                `${gbits(s).toFixed(2)} Gbit/s (${fmt(s.bytes)} bytes, ${fmt(s.segments)} segments in ${s.seconds.toFixed(2)} s)` +
+                `${s.note === '' ? '' : ` [${s.note}]`}`,
+              into: bulked,
+            }),
+          ]);
         } finally {
           sink.kill('SIGKILL');
         }
@@ -693,20 +707,16 @@ async function main(): Promise<void> {
         const echo = server.spawn(['taskset', '-c', SENDER_CPU, pingBin, 'echo', THREE_HOST.server4, String(ECHO_PORT)]);
         try {
           await echoReady(echo);
-          const modes = [kernel, cLoop, nfqwall, noCache];
-          for (let round = 1; round <= ROUNDS; round++) {
-            for (const mode of round % 2 === 0 ? [...modes].reverse() : modes) {
-              if (mode.unavailable !== undefined || latFailures.has(mode.name) || !MODES.test(mode.name)) continue;
-              try {
-                const l = await pingPong(lab, mode, pingBin);
-                latRounds.set(mode.name, [...(latRounds.get(mode.name) ?? []), l]);
-                process.stderr.write(`bench: round ${round} latency ${mode.name}: ${JSON.stringify(l)}\n`);
-              } catch (err) {
-                latFailures.set(mode.name, err instanceof Error ? err.message : String(err));
-              }
-            }
-          }
-          for (const [name, ls] of latRounds) if (!latFailures.has(name)) lat.set(name, medianLatency(ls));
+          await interleaved([
+            part<Latency>({
+              label: 'latency',
+              modes: [kernel, cLoop, nfqwall, noCache],
+              measure: (mode) => pingPong(lab, mode, pingBin),
+              describe: (l) => JSON.stringify(l),
+              into: latRounds,
+            }),
+          ]);
+          for (const [name, ls] of latRounds.samples) if (!latRounds.failures.has(name)) lat.set(name, medianLatency(ls));
         } finally {
           echo.kill('SIGKILL');
         }
@@ -729,10 +739,10 @@ async function main(): Promise<void> {
     results['tcp'] = { samples: Object.fromEntries(bulked.samples), failures: Object.fromEntries(bulked.failures) };
   }
   if (PARTS.has('latency')) {
-    printLatency(lat, latFailures, { kernel: kernel.name, c: cLoop.name, nfqwall: nfqwall.name, noCache: noCache.name });
+    printLatency(lat, latRounds.failures, { kernel: kernel.name, c: cLoop.name, nfqwall: nfqwall.name, noCache: noCache.name });
     results['latency'] = Object.fromEntries(lat);
-    results['latencyRounds'] = Object.fromEntries(latRounds);
-    results['latencyFailures'] = Object.fromEntries(latFailures);
+    results['latencyRounds'] = Object.fromEntries(latRounds.samples);
+    results['latencyFailures'] = Object.fromEntries(latRounds.failures);
   }
   if (scaled !== undefined) {
     printScale(scaled);
