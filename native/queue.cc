@@ -33,8 +33,8 @@ constexpr size_t kSendLimit = 256 * 1024;
 constexpr size_t kSendBufSize = kSendLimit + 0x10000 + 1024;
 // A packet message carries at most 0xffff payload bytes plus a few hundred bytes of attributes.
 constexpr size_t kRecvBufSize = 0x10000 + 16384;
-// Packet messages taken per recvmmsg. Under a flood a drain reads 10-20 at a time: one call each cost about as much as
-// the flow cache's work on the packet.
+// Packet messages taken per recvmmsg. Under a flood a drain reads 10-20 at a time, and a recv each cost a syscall's
+// entry and exit (some 180 ns here) per packet, more than the flow cache's own work on it.
 constexpr unsigned kRecvMsgs = 16;
 // Batches dispatched in one drain before the thread looks at its stop signal again.
 constexpr int kMaxBatchesPerDrain = 64;
