@@ -654,7 +654,6 @@ void ConnTable::fill(Classification& c, uint32_t idx, uint8_t dir, uint8_t state
   c.mark = e.mark;
   c.tcpState = e.tcpState;
   c.zone = e.zone;
-  c.peerMss = uint16_t(dir ? mss_[idx] : mss_[idx] >> 16);
   e.pending++;
   if (countsOrig(dir, state)) e.pendingOrig++;
 }
@@ -1478,6 +1477,13 @@ bool ConnTable::view(const Classification& c, EntryView& v) {
   if (!e) return false;
   v = viewOf(c.handle - 1);
   return true;
+}
+
+uint16_t ConnTable::peerMss(const Classification& c) {
+  std::lock_guard<std::mutex> g(mu_);
+  if (!live(c)) return 0;
+  const uint32_t both = mss_[c.handle - 1];
+  return uint16_t(c.dir ? both : both >> 16);
 }
 
 bool ConnTable::viewAt(uint32_t handle, uint32_t gen, EntryView& v) {

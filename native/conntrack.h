@@ -108,10 +108,6 @@ struct Classification {
   uint32_t gen = 0;
   uint32_t fingerprint = 0;
   uint64_t tupleHash = 0;  // of the packet as classified (for the no-entry memo)
-  // TCP: the MSS option of the SYN the other direction sent, the largest seen (0: none), which bounds this direction's
-  // segments (RFC 6691: a sender's data shrinks by the options it adds). The flow cache sizes an offloaded packet's
-  // segments by it (fc::skipForward).
-  uint16_t peerMss = 0;
 };
 
 // What the verdict of one trip records in the table (the engine's connection-table updates).
@@ -210,6 +206,10 @@ class ConnTable {
   bool view(const Classification& c, EntryView& out);
   // The same by handle and generation (a batch's ctHandle/ctGen columns).
   bool viewAt(uint32_t handle, uint32_t gen, EntryView& out);
+  // TCP: the MSS option of the SYN the other direction sent, the largest seen (0: none, or the entry is gone), which
+  // bounds the segments of the classified packet's direction (RFC 6691: a sender's data shrinks by the options it
+  // adds). Asked only for offloaded packets, whose segments the flow cache sizes by it (fc::skipForward).
+  uint16_t peerMss(const Classification& c);
   static std::string format(const EntryView& e);  // one `conntrack -L` line
 
  private:
@@ -367,7 +367,7 @@ class ConnTable {
   std::mutex mu_;
   std::vector<Entry> entries_;
   // Beside each entry, not in it (the Entry keeps its size): the MSS option each direction's SYN announced, the
-  // largest seen (low 16 bits: original, high 16: reply; 0: none). Classification::peerMss.
+  // largest seen (low 16 bits: original, high 16: reply; 0: none). peerMss().
   std::vector<uint32_t> mss_;
   std::vector<uint32_t> free_;
   std::vector<int32_t> buckets_;  // node = idx * 4 + key

@@ -639,8 +639,8 @@ void Queue::decideCached(Batch& b) {
     p.native = 0;
     if (skip.mark && skip.allowed && p.kind == fc::kEligible && b.hooks[i] == ct::kPreRouting)
       p.skip = fc::skipForward(b.data.data() + b.offsets[i], b.offsets[i + 1] - b.offsets[i], b.protos[i] == 0x86dd,
-                               (b.flags[i] & kFlagTruncated) != 0, (b.flags[i] & kFlagGso) != 0, c.peerMss,
-                               skip.maxLen);
+                               (b.flags[i] & kFlagTruncated) != 0, (b.flags[i] & kFlagGso) != 0,
+                               (b.flags[i] & kFlagGso) && cfg_.table ? cfg_.table->peerMss(c) : 0, skip.maxLen);
   }
   // Room for every packet in the lot first: nothing below throws once packets are verdicted or counted.
   reserveRows(*lot_, n, b.data.size());
