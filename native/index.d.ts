@@ -432,14 +432,25 @@ export interface MatcherDrain {
 }
 
 /** The programs in force (src/compile/program.ts), shared with the queues' receive threads. */
+/** A program Matcher.build checked, not yet in force. */
+export interface BuiltProgram {
+  readonly __builtProgram: unique symbol;
+}
+
 export class Matcher {
   constructor();
   /**
    * Puts a program in force for `family`; throws Error with the loader's reason when the words are not a program.
    * Words in a block of programWords() are run in place and stay read-only while the program lives (a write to them
-   * then faults); any others are copied.
+   * then faults); any others are copied. A BuiltProgram is put in force as build() checked it, once.
    */
-  load(family: 4 | 6, words: Uint32Array, serial: number): void;
+  load(family: 4 | 6, words: Uint32Array | BuiltProgram, serial: number): void;
+  /**
+   * Checks words as load() does, on a thread of libuv's pool, for load() to put in force without more work; rejects
+   * with the loader's reason. Words in a block of programWords() are read-only from the call on (while the program
+   * lives: until it is replaced, or dropped unloaded and collected).
+   */
+  build(family: 4 | 6, words: Uint32Array): Promise<BuiltProgram>;
   clear(family: 4 | 6): void;
   /** The serial the program in force for `family` was loaded under; 0 when none is. */
   serial(family: 4 | 6): number;

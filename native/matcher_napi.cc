@@ -6,8 +6,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <exception>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "matcher.h"
 #include "matcher_napi.h"
@@ -107,11 +109,74 @@ Napi::Object natObject(Napi::Env env, const nat::Request& q, uint8_t family) {
   return o;
 }
 
+const napi_type_tag kBuiltTag = {0x6e6671776275696cull, 0x742d70726f677261ull};
+
+// The words a program is loaded from: a view of a block of programWords() (run in place), or a copy of any others.
+struct WordsArg {
+  std::shared_ptr<mt::WordBlock> block;
+  size_t offset = 0, n = 0;
+  std::vector<uint32_t> copy;
+
+  std::shared_ptr<mt::Program> load(std::string& err) {
+    return block ? mt::Program::load(std::move(block), offset, n, err) : mt::Program::load(copy.data(), copy.size(), err);
+  }
+};
+
+WordsArg wordsArg(const Napi::Value& v, const char* what) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
+    throw Napi::TypeError::New(v.Env(), std::string(what) + ": words must be a Uint32Array");
+  Napi::Uint32Array words = v.As<Napi::Uint32Array>();
+  WordsArg out;
+  out.block = mt::WordBlock::find(words.ArrayBuffer().Data());
+  out.n = words.ElementLength();
+  if (out.block) out.offset = words.ByteOffset() / sizeof(uint32_t);
+  else out.copy.assign(words.Data(), words.Data() + out.n);
+  return out;
+}
+
+// Matcher.build's work: Program::load off the main thread. Nothing thrown leaves Execute (the pool's thread).
+class BuildWorker : public Napi::AsyncWorker {
+ public:
+  BuildWorker(Napi::Env env, WordsArg words, uint8_t family)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), words_(std::move(words)), family_(family) {}
+
+  Napi::Promise promise() const { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      std::string err;
+      program_ = words_.load(err);
+      if (!program_) SetError("Matcher.build: " + err);
+      else if (program_->family() != family_) SetError("Matcher.build: the program is for IPv" + std::to_string(program_->family()));
+    } catch (const std::exception& e) {
+      program_.reset();
+      SetError(std::string("Matcher.build: ") + e.what());
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    auto held = new std::shared_ptr<mt::Program>(std::move(program_));
+    auto ext = Napi::External<std::shared_ptr<mt::Program>>::New(env, held, [](Napi::Env, std::shared_ptr<mt::Program>* h) { delete h; });
+    ext.TypeTag(&kBuiltTag);
+    deferred_.Resolve(ext);
+  }
+
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  WordsArg words_;
+  uint8_t family_;
+  std::shared_ptr<mt::Program> program_;
+};
+
 class MatcherWrap : public Napi::ObjectWrap<MatcherWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Matcher",
-                       {InstanceMethod<&MatcherWrap::Load>("load"), InstanceMethod<&MatcherWrap::Clear>("clear"),
+                       {InstanceMethod<&MatcherWrap::Load>("load"), InstanceMethod<&MatcherWrap::Build>("build"),
+                        InstanceMethod<&MatcherWrap::Clear>("clear"),
                         InstanceMethod<&MatcherWrap::SetHost>("setHost"), InstanceMethod<&MatcherWrap::Run>("run"),
                         InstanceMethod<&MatcherWrap::Drain>("drain"), InstanceMethod<&MatcherWrap::Time>("time"),
                         InstanceMethod<&MatcherWrap::SetEnabled>("setEnabled"),
@@ -128,26 +193,39 @@ class MatcherWrap : public Napi::ObjectWrap<MatcherWrap> {
   std::shared_ptr<mt::Matcher> matcher() const { return m_; }
 
  private:
+  // Puts a program in force: words (checked here) or what build() checked.
   Napi::Value Load(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint8_t family = familyArg(info[0]);
-    if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
-      throw Napi::TypeError::New(env, "Matcher.load: words must be a Uint32Array");
-    Napi::Uint32Array words = info[1].As<Napi::Uint32Array>();
     if (!info[2].IsNumber()) throw Napi::TypeError::New(env, "Matcher.load: serial must be a number");
     uint32_t serial = info[2].As<Napi::Number>().Uint32Value();
-    std::string err;
-    // Words in a block of programWords() are run where they are; any others are copied.
-    Napi::ArrayBuffer buf = words.ArrayBuffer();
-    std::shared_ptr<mt::WordBlock> block = mt::WordBlock::find(buf.Data());
-    std::shared_ptr<mt::Program> p =
-        block ? mt::Program::load(std::move(block), words.ByteOffset() / sizeof(uint32_t), words.ElementLength(), err)
-              : mt::Program::load(words.Data(), words.ElementLength(), err);
-    if (!p) throw Napi::Error::New(env, "Matcher.load: " + err);
+    std::shared_ptr<mt::Program> p;
+    if (info[1].IsExternal() && info[1].As<Napi::Object>().CheckTypeTag(&kBuiltTag)) {
+      // Taken, not shared: the program (and the block it seals) must go when the matcher lets go of it, not when the
+      // collector gets to the JavaScript object.
+      std::shared_ptr<mt::Program>& built = *info[1].As<Napi::External<std::shared_ptr<mt::Program>>>().Data();
+      if (!built) throw Napi::Error::New(env, "Matcher.load: this program was loaded already");
+      p = std::move(built);
+    } else {
+      WordsArg words = wordsArg(info[1], "Matcher.load");
+      std::string err;
+      p = words.load(err);
+      if (!p) throw Napi::Error::New(env, "Matcher.load: " + err);
+    }
     if (p->family() != family)
       throw Napi::Error::New(env, "Matcher.load: the program is for IPv" + std::to_string(p->family()));
     m_->setProgram(family, std::move(p), serial);
     return env.Undefined();
+  }
+
+  // Checks words as load() does, on a thread of the pool: a promise of the checked program, for load() to put in
+  // force without more work. Words in a block of programWords() are sealed from the call on.
+  Napi::Value Build(const Napi::CallbackInfo& info) {
+    uint8_t family = familyArg(info[0]);
+    auto* worker = new BuildWorker(info.Env(), wordsArg(info[1], "Matcher.build"), family);
+    Napi::Promise promise = worker->promise();
+    worker->Queue();
+    return promise;
   }
 
   Napi::Value Serial(const Napi::CallbackInfo& info) {

@@ -4,7 +4,7 @@ import type * as Addon from '../native/index';
 import { packageRoot } from './package-root';
 
 export type { CapabilitySets, PacketBatch, QueueOptions, QueueStats, VerdictOptions } from '../native/index';
-export type { HeapGuardState, MatcherDrain, MatcherHost, MatcherInput, MatcherResult } from '../native/index';
+export type { BuiltProgram, HeapGuardState, MatcherDrain, MatcherHost, MatcherInput, MatcherResult } from '../native/index';
 
 export const NF_DROP = 0;
 export const NF_ACCEPT = 1;

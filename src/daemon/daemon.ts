@@ -110,7 +110,8 @@ interface StagedReload {
   program6: PreparedProgram | undefined;
   carried: number;
   /** Milliseconds of each stage (wall time, the batches decided between slices included), for the log. */
-  stages: { load: number; carry: number; prepare: number; program: number };
+  /** In order; `prepare` includes waiting for the matcher's check of the programs (MatcherPrograms.check). */
+  stages: { load: number; carry: number; program: number; prepare: number };
 }
 
 /**
@@ -717,13 +718,16 @@ export class Daemon {
     const carried4 = next.rules4 ? await runSliced(carryCounters(this.rules.rules4, next.rules4), check) : 0;
     const carried6 = next.rules6 ? await runSliced(carryCounters(this.rules.rules6, next.rules6), check) : 0;
     const carry = lap();
-    const prepared = await runSliced(this.engine.prepare(next.rules4, next.rules6), check);
-    const prepare = lap();
     const programs = this.programs;
     const program4 = programs !== undefined && next.rules4 !== undefined ? await runSliced(programs.prepare(next.rules4), check) : undefined;
     const program6 = programs !== undefined && next.rules6 !== undefined ? await runSliced(programs.prepare(next.rules6), check) : undefined;
+    const program = lap();
+    // The matcher checks the programs on another thread while the engine prepares.
+    const checked = Promise.all([programs?.check(program4), programs?.check(program6)]);
+    const prepared = await runSliced(this.engine.prepare(next.rules4, next.rules6), check);
+    await checked;
     check();
-    return { next, prepared, program4, program6, carried: carried4 + carried6, stages: { load, carry, prepare, program: lap() } };
+    return { next, prepared, program4, program6, carried: carried4 + carried6, stages: { load, carry, program, prepare: lap() } };
   }
 
   /** H12: RELOADING=1 (with MONOTONIC_USEC) around every reload, then READY=1 whatever its outcome. */

@@ -103,7 +103,25 @@ process.stdout.write('written ' + p.words[0] + '\\n');`);
     assert.equal(gone.out, 'written 1\n');
   });
 
-  it('reloads alternate two blocks, and each program is the one a compile from nothing makes', () => {
+  it('build() checks a program on the pool for load() to put in force as is; words it refuses reject with the reason', async () => {
+    const m = new addon.Matcher();
+    const p = compileProgram(rules(), 4, undefined, (n) => m.programWords(n));
+    const built = await m.build(4, p.words);
+    assert.throws(() => new addon.Matcher().load(4, p.words, 1), /a program already runs on these words/, 'sealed by the check');
+    assert.equal(m.serial(4), 0, 'not in force before load');
+    m.load(4, built, 7);
+    assert.equal(m.serial(4), 7);
+    const copy = new addon.Matcher();
+    copy.load(4, Uint32Array.from(p.words), 1);
+    for (const dst of [2, 3, 4]) assert.deepEqual(m.run(input(dst)), copy.run(input(dst)), `198.18.0.${dst}`);
+    const bad = Uint32Array.from(p.words);
+    bad[0] = 1;
+    await assert.rejects(m.build(4, bad), /^Error: Matcher\.build: not a matcher program \(bad magic\)$/);
+    await assert.rejects(m.build(6, Uint32Array.from(p.words)), /Matcher\.build: the program is for IPv4/);
+    assert.throws(() => m.load(4, built, 8), /this program was loaded already/);
+  });
+
+  it('reloads alternate two blocks, and each program is the one a compile from nothing makes', async () => {
     const m = new addon.Matcher();
     const programs = new MatcherPrograms(m);
     const cache = new ParseCache();
@@ -114,7 +132,11 @@ process.stdout.write('written ' + p.words[0] + '\\n');`);
       const p = runSync(programs.prepare(rs))!;
       if (k > 0) assert.ok(p.reusedChains > 0, `reload ${k} copied no chain`);
       assert.deepEqual([...p.words], [...compileProgram(parseRuleset(text, 'kube.rules', { family: 4 }), 4).words], `reload ${k}`);
+      // Checked on the pool first (as a daemon's reload does) in every other reload.
+      if (k % 2 === 1) await programs.check(p);
+      assert.equal(p.built !== undefined, k % 2 === 1);
       programs.commit(p, 4);
+      assert.equal(programs.lastError, undefined);
       programs.drain();
       blocks.push(p.words.buffer);
     }

@@ -3,6 +3,7 @@
 // time, and a program the addon refuses leaves its family to JavaScript.
 import assert from 'node:assert/strict';
 import { MatcherPrograms, hostView, type MatcherLike, type PreparedProgram } from '../../src/daemon/matcher-programs';
+import type { BuiltProgram } from '../../src/native';
 import { ParseCache } from '../../src/rules/line-cache';
 import type { Counters, Family, Ruleset } from '../../src/rules/model';
 import { parseRuleset } from '../../src/rules/parse';
@@ -89,6 +90,37 @@ describe('matcher programs: the daemon side of the native matcher', () => {
     p.commit(prepared(6, counters(1)), 6);
     assert.equal(p.lastError, undefined);
     assert.notEqual(m.loaded.get(6), undefined);
+  });
+
+  it('a program the check refuses (build, off the main thread) is committed as none, with the reason; one it took, as built', async () => {
+    const m = new FakeMatcher();
+    const built: (Uint32Array | BuiltProgram)[] = [];
+    const load = m.load.bind(m);
+    const checking: MatcherLike = {
+      load: (family, words, serial) => {
+        built.push(words);
+        load(family, words as Uint32Array, serial);
+      },
+      build: (_family, words) => (words[0] === 0 ? Promise.resolve({ words } as unknown as BuiltProgram) : Promise.reject(new Error('Matcher.build: bad rule flags'))),
+      clear: (family) => m.clear(family),
+      serial: (family) => m.serial(family),
+      drain: () => m.drain(),
+    };
+    const p = new MatcherPrograms(checking);
+    const good = prepared(4, counters(1));
+    await p.check(good);
+    p.commit(good, 4);
+    assert.equal(m.loaded.get(4), 1);
+    assert.deepEqual(built, [good.built], 'load() is given what build() checked, not the words');
+    const bad = prepared(4, counters(1));
+    bad.words[0] = 1;
+    await p.check(bad);
+    assert.equal(bad.refused, 'Matcher.build: bad rule flags');
+    p.commit(bad, 4);
+    assert.equal(built.length, 1, 'a refused program is not loaded');
+    assert.deepEqual(m.cleared, [4]);
+    assert.match(p.lastError ?? '', /^IPv4: Matcher\.build: bad rule flags$/);
+    assert.equal(p.serials().length, 1, 'the refused program keeps no counters');
   });
 
   it('a reload compiles against the program in force: the unchanged chains copied, only from the serial it loaded', () => {
