@@ -277,8 +277,11 @@ export class Daemon {
   readonly tracer: TraceHub;
   private readonly sets = new SwitchableSets();
   private readonly reloader = new ReloadCoalescer((trigger, onlyIfChanged) => this.notifiedReload(trigger, onlyIfChanged));
-  /** The digest of the rule and ipset files the rules in force were parsed from (FileSnapshot). */
-  private loadedDigest: string | undefined;
+  /**
+   * The digest of the rule and ipset files the rules in force were parsed from (FileSnapshot): a promise, as it is
+   * taken after the reload that put them in force has answered.
+   */
+  private loadedDigest: Promise<string | undefined> | undefined;
   // H12: metrics and systemd.
   readonly metrics: Metrics = new Metrics(daemonSource(this));
   private metricsServer: MetricsServer | undefined;
@@ -327,7 +330,7 @@ export class Daemon {
     const rules = loadRulesets({ ...opts, texts: snapshot?.texts }, heap.watch('loading the rules'));
     const host = await LinuxHost.load();
     const d = new Daemon(opts, rules, host, heap);
-    d.loadedDigest = await snapshot?.digest();
+    d.loadedDigest = snapshot?.digest();
     try {
       await claimSocketPath(opts.controlPath);
       // Before the queue exists, so the child cannot inherit its socket (see ipmonitor.ts).
@@ -737,14 +740,15 @@ export class Daemon {
     // After a failed reload the files are read again whatever they hold: status must stop naming the error once fixed.
     // A reload asked for reloads whatever they hold, and takes their digest after the swap.
     const digest = onlyIfChanged && this.reloads.lastSuccessful ? await snapshot?.digest() : undefined;
-    if (digest !== undefined && digest === this.loadedDigest) {
+    if (digest !== undefined && digest === (await this.loadedDigest)) {
       this.reloads.unchanged++;
       this.logger.debug('the files hold what was loaded: no reload', { trigger });
       return { ok: true, trigger, errors: [], durationMs: 0, unchanged: true };
     }
     this.service.reloading(`Reloading rules (${trigger})`);
     const r = await this.reloadNow(trigger, snapshot?.texts);
-    if (r.ok) this.loadedDigest = await snapshot?.digest();
+    // Hashed once the caller has its answer (15 MB at 10,000 services: about 20 ms); the next reload waits for it.
+    if (r.ok) this.loadedDigest = snapshot === undefined ? undefined : new Promise((resolve) => setImmediate(() => resolve(snapshot.digest())));
     this.service.reloaded(r.ok ? statusLine(this) : `reload failed, old rules in force: ${r.errors[0] ?? ''}`);
     return r;
   }
