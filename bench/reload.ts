@@ -2,15 +2,17 @@
 // UDP stream crosses fw, against `iptables-restore` of the same files into a namespace of their own in the same run.
 // Reloads as kube-proxy's syncs make them:
 //   warm:   5 services' endpoints replaced (new pods), no line moves: the realistic sync, made SYNCS times in a row
-//           (the file alternating between two versions), as a running kube-proxy makes them: the first after
-//           start-up runs code the JIT has not optimized yet, and the collector's major cycles land in some;
+//           (the file alternating between two versions), as a running kube-proxy makes them: the first two after
+//           start-up run code the JIT has not optimized yet (in-process: about twice as long as the third on), and
+//           the collector's major cycles land in about one in five;
 //   moved:  one service near the top scaled up by one endpoint: four more lines, so nearly every line moves;
 //   cold:   a file sharing almost no rule line with the running one (every chain renamed): nothing to reuse.
 // Reports the time from trigger to swap (the control socket's `reload` answer), datagrams lost during each reload,
 // nfqwall's CPU time for it beside the kernel's (the machine may be shared: CPU time says more than wall time then),
 // and the daemon's resident size. Run (root): `node dist/bench/reload.js [services...]` (default 10000 100000);
 // NFQW_KERNEL_TIMEOUT_S bounds each iptables-restore (default 300 s: at 100,000 services it takes minutes);
-// NFQW_BENCH_SYNCS sets how many warm reloads are made (default 6). The kernel's replace is measured up to
+// NFQW_BENCH_SYNCS sets how many warm reloads are made (default 12: a running kube-proxy's syncs are mostly past the
+// JIT's warm-up, so a few syncs' median says more of the start-up than of them). The kernel's replace is measured up to
 // KERNEL_REPLACES times (the same two files alternating) while each takes under 30 s, and its median taken.
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -26,7 +28,9 @@ const PORT = 9100;
 const RATE_PPS = 2_000;
 const ENDPOINTS = 3;
 const KERNEL_TIMEOUT_MS = Number(process.env.NFQW_KERNEL_TIMEOUT_S ?? 300) * 1000;
-const SYNCS = Number(process.env.NFQW_BENCH_SYNCS ?? 6);
+const SYNCS = Number(process.env.NFQW_BENCH_SYNCS ?? 12);
+/** Warm syncs after start-up that run code the JIT has not optimized yet: the summary shows them apart. */
+const WARMING = 2;
 const KERNEL_REPLACES = 3;
 
 // argv: addr port rate. Sends `rate` datagrams a second until a line arrives on stdin, then prints how many it sent.
@@ -275,8 +279,10 @@ function report(m: Measured): void {
     const k = m.kernel.replace;
     const vs = (ms: number): string => (typeof k === 'string' ? '' : ` (${(k.wallMs / ms).toFixed(1)}x)`);
     const mid = median(warm);
+    const after = warm.length > WARMING + 1 ? warm.slice(WARMING) : undefined;
+    const steady = after === undefined ? '' : `, median of the ${after.length} after the first ${WARMING} ${median(after).toFixed(0)} ms${vs(median(after))}`;
     process.stdout.write(
-      `  warm syncs: first ${warm[0]!.toFixed(0)} ms${vs(warm[0]!)}, median ${mid.toFixed(0)} ms${vs(mid)}, ` +
+      `  warm syncs: first ${warm.slice(0, WARMING).map((ms) => ms.toFixed(0)).join(' and ')} ms, median ${mid.toFixed(0)} ms${vs(mid)}${steady}, ` +
         `slowest ${Math.max(...warm).toFixed(0)} ms${vs(Math.max(...warm))} of ${warm.length}; lost ${m.rows.reduce((a, r) => a + r.lost, 0)} in all\n`,
     );
   }
