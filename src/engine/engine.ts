@@ -10,7 +10,7 @@ import type {
   TargetContext,
 } from '../extensions/types';
 import { HOOKS, type Chain, type Counters, type Family, type Hook, type IpNet, type MatchUse, type Negatable, type Rule, type Ruleset, type Table, type TableName } from '../rules/model';
-import { statefulRulesOf } from '../rules/facts';
+import { keepsState, statefulRulesOf } from '../rules/facts';
 import type { ConnUpdate, Decision, PacketInput, TraceStep } from './decision';
 import { ipv6HeaderChainBroken, parsePacket } from './packet';
 import type { Candidates } from '../compile/chain-index';
@@ -282,8 +282,8 @@ export class Engine {
           const ms = r.matches;
           for (let i = 0; i < ms.length; i++) {
             const m = ms[i];
+            if (!keepsState(m)) continue;
             const ext = m.ext;
-            if (!ext.createState) continue;
             if (old === null) {
               const before = oldTable?.chains.get(c.name)?.rules;
               old = before === undefined ? undefined : new OldRules(before);
@@ -291,7 +291,7 @@ export class Engine {
             const om = old?.find(r.id, k)?.matches[i];
             let s: unknown;
             if (om !== undefined && ((s = carry!.state.get(om)) !== undefined || carry!.state.has(om))) state.set(m, s);
-            else state.set(m, ext.createState(m.opts));
+            else state.set(m, ext.createState!(m.opts));
           }
         }
         work += rs.length + 1;
@@ -330,8 +330,8 @@ export class Engine {
       const same = inForce?.has(r) === true;
       for (let i = 0; i < ms.length; i++) {
         const m = ms[i];
+        if (!keepsState(m)) continue;
         const ext = m.ext;
-        if (!ext.createState) continue;
         if (!same && carry !== undefined && chain !== r.chain) {
           // The listed rules come chain by chain, mostly: a long chain met again keeps its map of ids.
           chain = r.chain;
@@ -345,7 +345,7 @@ export class Engine {
         const om = same ? m : old?.find(r.id, -1)?.matches[i];
         let s: unknown;
         if (om !== undefined && ((s = carry!.state.get(om)) !== undefined || carry!.state.has(om))) state.set(m, s);
-        else state.set(m, ext.createState(m.opts));
+        else state.set(m, ext.createState!(m.opts));
       }
     }
   }

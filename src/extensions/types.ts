@@ -92,6 +92,8 @@ export interface MatchExtension<O = unknown> extends ExtensionBase<O> {
   unsupportedFor?(opts: O): string | undefined;
   /** Per-rule state that lives as long as the rule (statistic nth counter, limit bucket, recent lists are global). */
   createState?(opts: O): unknown;
+  /** Whether a use with these options keeps the state createState makes; absent: every use does. */
+  keepsState?(opts: O): boolean;
   /** Whether the packet matches. Negation of individual options is the module's business. */
   match?(opts: O, ctx: MatchContext): boolean;
 }

@@ -3,7 +3,7 @@
 // to find, as a rule, none. The parser already holds each rule in hand, so it ORs a few bits per rule line.
 // The bits describe the ruleset as parsed: code that adds rules to a parsed ruleset afterwards gets stale facts, and
 // nothing in nfqwall does; a ruleset built by hand has none, and the passes walk it all.
-import type { Rule, Ruleset, Table } from './model';
+import type { MatchUse, Rule, Ruleset, Table } from './model';
 
 /** Some rule has `-m set`. */
 export const USES_SET = 1;
@@ -11,10 +11,15 @@ export const USES_SET = 1;
 export const USES_STORES = 2;
 /** Some rule has a match or target that may not be enforceable (checkEnforceable). */
 export const MAY_BE_UNENFORCEABLE = 4;
-/** Some rule has a match with state of its own (createState), which the engine carries over a reload. */
+/** Some rule has a match that keeps state of its own (keepsState). */
 export const HAS_STATE = 8;
 /** Some rule reads the connection's status bits (`-m conntrack --ctstatus`). */
 export const READS_CTSTATUS = 16;
+
+/** Whether a match keeps state of its own (Extension.createState and keepsState), which the engine carries over a reload. */
+export function keepsState(m: MatchUse): boolean {
+  return m.ext.createState !== undefined && m.ext.keepsState?.(m.opts) !== false;
+}
 
 const facts = new WeakMap<Ruleset, number>();
 const stateful = new WeakMap<Table, readonly Rule[]>();
@@ -28,7 +33,7 @@ export function ruleFacts(r: Rule): number {
     if (ext.name === 'set') bits |= USES_SET;
     else if (ext.name === 'recent' || ext.name === 'hashlimit') bits |= USES_STORES;
     if (ext.unsupported !== undefined || ext.unsupportedFor !== undefined) bits |= MAY_BE_UNENFORCEABLE;
-    if (ext.createState !== undefined) bits |= HAS_STATE;
+    if (keepsState(ms[k])) bits |= HAS_STATE;
     if (ext.name === 'conntrack' && (ms[k].opts as { status?: unknown }).status !== undefined) bits |= READS_CTSTATUS;
   }
   const t = r.target;

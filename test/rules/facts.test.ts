@@ -103,11 +103,26 @@ describe('rules/facts', () => {
     assert.ok(checked > 50, `${checked} rules with state checked`);
   });
 
+  it('statistic keeps state in nth mode only', () => {
+    const rs = parseRuleset(
+      '*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m statistic --mode random --probability 0.5\n-A INPUT -m statistic --mode nth --every 2 --packet 1\nCOMMIT\n',
+      'st.rules',
+      { family: 4 },
+    );
+    const [random, nth] = rs.tables.get('filter')!.chains.get('INPUT')!.rules;
+    assert.equal(ruleFacts(random!) & HAS_STATE, 0);
+    assert.equal(ruleFacts(nth!) & HAS_STATE, HAS_STATE);
+    assert.deepEqual(statefulRulesOf(rs.tables.get('filter')!), [nth]);
+  });
+
   it('says none for a kube-proxy ruleset, and says nothing of a ruleset it did not parse', () => {
     const cache = new ParseCache();
     for (const text of [kubeProxyRules(20, 2), kubeProxyRules(20, 2, { replaced: new Set([3]) })]) {
       const rs = parseRuleset(text, 'k.rules', { family: 4, cache });
       for (const bit of BITS) assert.equal(surelyNone(rs, bit), true);
+      // Its statistic matches are all --mode random, which keeps no state: the engine carries nothing over a reload.
+      assert.equal(surelyNone(rs, HAS_STATE), true);
+      assert.deepEqual(statefulRulesOf(rs.tables.get('nat')!), []);
       assert.equal(surelyNone({ ...rs }, USES_SET), false);
     }
     const rs = parseRuleset('*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m recent --set\nCOMMIT\n', 'r.rules', { family: 4 });
