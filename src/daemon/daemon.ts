@@ -109,8 +109,10 @@ interface StagedReload {
   program4: PreparedProgram | undefined;
   program6: PreparedProgram | undefined;
   carried: number;
-  /** Milliseconds of each stage (wall time, the batches decided between slices included), for the log. */
-  /** In order; `prepare` includes waiting for the matcher's check of the programs (MatcherPrograms.check). */
+  /**
+   * Milliseconds of each stage, in order (wall time, the batches decided between slices included), for the log;
+   * `prepare` includes waiting for the matcher's check of the programs (MatcherPrograms.check).
+   */
   stages: { load: number; carry: number; program: number; prepare: number };
 }
 
