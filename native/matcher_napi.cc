@@ -222,7 +222,8 @@ class MatcherWrap : public Napi::ObjectWrap<MatcherWrap> {
   // force without more work. Words in a block of programWords() are sealed from the call on.
   Napi::Value Build(const Napi::CallbackInfo& info) {
     uint8_t family = familyArg(info[0]);
-    auto* worker = new BuildWorker(info.Env(), wordsArg(info[1], "Matcher.build"), family);
+    WordsArg words = wordsArg(info[1], "Matcher.build");
+    auto* worker = new BuildWorker(info.Env(), std::move(words), family);
     Napi::Promise promise = worker->promise();
     worker->Queue();
     return promise;
