@@ -139,7 +139,7 @@ export class Daemon {
    * call returns; nfqwall decides it a little later, and a test that sends the next packet of a flow meanwhile
    * compares a race, not the rules. Throws when the queue does not settle within `ms`.
    */
-  async settled(ms = 2_000): Promise<void> {
+  async settled(ms = 2_000): Promise<QueueStatsJson[]> {
     const deadline = Date.now() + ms;
     let quiet = 0;
     let last = '';
@@ -149,16 +149,20 @@ export class Daemon {
       const idle = queues.every((q) => q.received === q.accepted + q.dropped && q.kernelQueueTotal === 0);
       last = JSON.stringify(queues.map((q) => ({ received: q.received, accepted: q.accepted, dropped: q.dropped, waiting: q.kernelQueueTotal })));
       quiet = idle ? quiet + 1 : 0;
-      if (quiet >= 2) return;
+      if (quiet >= 2) return queues;
       await sleep(1);
     }
     throw new Error(`nfqwall's queue did not settle within ${ms} ms: ${last}`);
   }
 
-  /** Every queue's counters (a queue and its late queue) once settled(), or as they are after 5 s. */
+  /**
+   * Every queue's counters (a queue and its late queue) as settled() last saw them, or as they are after 5 s. Not
+   * read again after: a packet a lab host sends of its own accord (an IPv6 router solicitation, say) may be queued
+   * in between, and would be counted by the kernel before nfqwall had read it.
+   */
   async settledQueues(): Promise<QueueStatsJson[]> {
-    await this.settled(5_000).catch(() => undefined); // not settled: the caller's assertions show the counters
-    return (await this.status()).queues;
+    // Not settled: the caller's assertions show the counters.
+    return this.settled(5_000).catch(async () => (await this.status()).queues);
   }
 
   /** Sends `signal` and resolves with how the process ended (SIGKILL after `ms` if it has not). */
