@@ -489,7 +489,8 @@ async function scaleRows(lab: Lab, floodBin: string, cli: string | undefined, ou
     // The nat table's shape at any size (the full generator's NodePorts stop at 2,768 services), as bench/scale.ts
     // and bench/reload.ts use.
     const text = kubeProxyNatRules(services, 3);
-    const file = path.join(out, `kube-proxy-${services}.rules`);
+    // Not kube-proxy-10000.rules: that is the other parts' ruleset, which this one would replace and delete.
+    const file = path.join(out, `kube-proxy-nat-${services}.rules`);
     fs.writeFileSync(file, text);
     const rules = text.split('\n').filter((l) => l.startsWith('-A ')).length;
     const label = `${fmt(services)} services`;

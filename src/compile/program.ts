@@ -18,6 +18,7 @@
 // Counter id k is counters[k]: the engine's own Counters objects (rules' and built-in chains' policy), so hits the
 // matcher counts can be added to them. Keys are keys.ts's ruleKey() for 'dst' keys; mark and interface keys count as
 // wildcards (the matcher's lookup only narrows by destination, protocol and port).
+import { keepsState } from '../rules/facts';
 import { flowInfo, HOOK_TABLES } from '../engine/engine';
 import type { Chain, Counters, MatchUse, Rule, RuleTarget, Ruleset, Table } from '../rules/model';
 import { HOOKS, TABLES } from '../rules/model';
@@ -28,7 +29,6 @@ import * as F from './ops/format';
 import { MATCH_OPS, NO_OP } from './ops/index';
 import { natTarget } from './ops/nat';
 import { op } from './ops/op';
-import { statistic } from './ops/statistic';
 import { runSync, type Steps } from '../steps';
 import { ChainReuse, type ChainList, type PreviousProgram } from './program-reuse';
 
@@ -113,9 +113,8 @@ const SLOW_OP = op(F.OP.SLOW, []);
 
 function matchOp(m: MatchUse, family: 4 | 6): number[] | undefined {
   const e = m.ext;
-  // statistic's random mode keeps no state (its nth mode does: the encoder refuses it).
-  if (e.name === 'statistic' && e.match !== undefined) return statistic(m, family) ?? SLOW_OP;
-  if (e.match === undefined || e.createState !== undefined || e.unsupported !== undefined) return SLOW_OP;
+  // A match that keeps state (statistic's nth mode, limit, ...) has it in JavaScript.
+  if (e.match === undefined || keepsState(m) || e.unsupported !== undefined) return SLOW_OP;
   if (e.unsupportedFor?.(m.opts) !== undefined) return SLOW_OP;
   if (e.name === NO_OP) return undefined;
   const code = MATCH_OPS.get(e.name)?.(m, family);

@@ -8,6 +8,7 @@ import { multiport } from './multiport';
 import type { MatchEncoder } from './op';
 import { physdev } from './physdev';
 import { rt } from './rt';
+import { statistic } from './statistic';
 import { tcp } from './tcp';
 import { ttl } from './ttl';
 import { udp } from './udp';
@@ -32,4 +33,5 @@ export const MATCH_OPS: ReadonlyMap<string, MatchEncoder> = new Map([
   ['hl', ttl],
   ['rt', rt],
   ['physdev', physdev],
+  ['statistic', statistic],
 ]);
