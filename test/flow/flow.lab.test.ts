@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import { parseSnmp } from '../../bench/soak';
 import type { QueueStats } from '../../native/index';
 import { controlRequest } from '../../src/daemon/control';
+import { countersByComment } from '../lab/counters';
 import { cliPath, scratchDir, sleep } from '../lab/daemon';
 import { THREE_HOST, threeHostSpec, useLab, type Host } from '../lab/lab';
 
@@ -93,13 +94,6 @@ function expected(u: number, t: number): Record<string, number> {
     'kf-established': u + t - 2,
     'no-endpoints': 0,
   };
-}
-
-/** `nfqwall save -c` text -> packets (or bytes) per rule comment. */
-function countersByComment(text: string, what: 'packets' | 'bytes' = 'packets'): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const m of text.matchAll(/^\[(\d+):(\d+)\] -A .*--comment "?([a-z-]+)"?/gm)) out[m[3]!] = Number(what === 'packets' ? m[1] : m[2]);
-  return out;
 }
 
 // argv: addr port count. Sends datagram 0 and waits for its echo (so the flow is ESTABLISHED: a UDP packet is NEW

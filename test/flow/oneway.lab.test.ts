@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { controlRequest } from '../../src/daemon/control';
+import { countersByComment } from '../lab/counters';
 import { Daemon, scratchDir } from '../lab/daemon';
 import { THREE_HOST, threeHostSpec, useLab } from '../lab/lab';
 import { printedUntil } from '../lab/traffic';
@@ -75,12 +76,6 @@ s.bind(Number(port), addr, () => process.stdout.write('ready\\n'));
 process.stdin.on('data', () => process.stdout.write('seen ' + seen.join(',') + '\\n'));
 `;
 
-/** `nfqwall save -c` -> packets per rule comment. */
-function counters(text: string): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const m of text.matchAll(/^\[(\d+):(\d+)\] -A .*--comment "?([a-z-]+)"?/gm)) out[m[3]!] = Number(m[1]);
-  return out;
-}
 
 // With the rule matcher (the default) and without it: the packets that meet the entry unconfirmed are decided
 // natively, or each in JavaScript.
@@ -129,7 +124,7 @@ for (const matcher of [true, false]) {
       assert.deepEqual(order, Array.from({ length: BEFORE + AFTER }, (_, k) => k + 1), 'every datagram, in the order sent');
 
       const s = (await controlRequest(daemon!.control, { cmd: 'save', counters: true })) as unknown as { rulesets: { ipv4: string } };
-      assert.deepEqual(counters(s.rulesets.ipv4), {
+      assert.deepEqual(countersByComment(s.rulesets.ipv4), {
         // Before the answer every datagram is NEW, "e" too; the answer and what follows it are ESTABLISHED.
         'pre-new': BEFORE + 1,
         'pre-est': 1 + AFTER,

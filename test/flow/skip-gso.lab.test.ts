@@ -9,7 +9,8 @@
 // failed would be counted at FORWARD and never arrive.
 import assert from 'node:assert/strict';
 import { controlRequest } from '../../src/daemon/control';
-import { commentCount, countsByComment, offloadsOn, tcpTransfer } from '../lab/bulk';
+import { offloadsOn, tcpTransfer } from '../lab/bulk';
+import { commentCount, countsByComment } from '../lab/counters';
 import { Daemon, scratchDir } from '../lab/daemon';
 import { skipBecause, THREE_HOST as A, threeHostSpec, useLab } from '../lab/lab';
 

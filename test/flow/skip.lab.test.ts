@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { controlRequest } from '../../src/daemon/control';
+import { countersByComment } from '../lab/counters';
 import { Daemon, scratchDir, sleep } from '../lab/daemon';
 import { THREE_HOST, threeHostSpec, useLab, type Host } from '../lab/lab';
 import { printedUntil } from '../lab/traffic';
@@ -91,12 +92,6 @@ process.stdin.on('data', () => { for (const p of ports) process.stdout.write('se
 `;
 
 
-/** `nfqwall save -c` -> packets per rule comment. */
-function counters(text: string): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const m of text.matchAll(/^\[(\d+):(\d+)\] -A .*--comment "?([a-z-]+)"?/gm)) out[m[3]!] = Number(m[1]);
-  return out;
-}
 
 interface Sent {
   sent: number;
@@ -134,7 +129,7 @@ for (const queues of [1, 2]) {
     const received = async (): Promise<number> => (await daemon!.status()).queues.reduce((n, q) => n + q.received, 0);
     const saved = async (): Promise<Record<string, number>> => {
       const s = (await controlRequest(daemon!.control, { cmd: 'save', counters: true })) as unknown as { rulesets: { ipv4: string } };
-      return counters(s.rulesets.ipv4);
+      return countersByComment(s.rulesets.ipv4);
     };
 
     before(async function () {

@@ -1,6 +1,6 @@
 // TCP bulk transfers through the three-host lab, which the kernel moves in segmentation-offloaded packets of up to
-// 64 KiB (veth passes them whole): offloads checked on, a transfer whose bytes are hashed at both ends, and the
-// counters of `iptables-save -c` renderings by rule comment, to compare what fw counted with what the server did.
+// 64 KiB (veth passes them whole): offloads checked on, and a transfer whose bytes are hashed at both ends, to compare
+// what fw counted (counters.ts) with what the server did.
 import { sleep } from './daemon';
 import type { Host, Lab } from './lab';
 
@@ -94,21 +94,4 @@ export async function tcpTransfer(
   } finally {
     sink.kill('SIGKILL');
   }
-}
-
-/** `[packets:bytes] ... --comment NAME` lines of an iptables-save -c rendering: packets by comment. */
-export function countsByComment(save: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of save.split('\n')) {
-    const m = /^\[(\d+):(\d+)\] -A \S+ .*--comment "?([\w-]+)"?/.exec(line);
-    if (m !== null) out.set(m[3]!, Number(m[1]));
-  }
-  return out;
-}
-
-/** The count of the rule with that comment; throws naming the rules there are when there is none. */
-export function commentCount(counts: Map<string, number>, name: string, where: string): number {
-  const n = counts.get(name);
-  if (n === undefined) throw new Error(`no counter for rule ${name} in ${where}:\n${[...counts.keys()].join(', ')}`);
-  return n;
 }

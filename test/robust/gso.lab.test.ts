@@ -12,7 +12,8 @@
 // with its own kernel rules, which are the same in both modes: what fw's FORWARD counted towards it must equal what
 // the server's INPUT counted from it, big packets included, since nothing between the two resegments or drops.
 import assert from 'node:assert/strict';
-import { commentCount as count, countsByComment, offloadsOn, tcpTransfer } from '../lab/bulk';
+import { offloadsOn, tcpTransfer } from '../lab/bulk';
+import { commentCount as count, countsByComment } from '../lab/counters';
 import { cliPath, Daemon, scratchDir, sleep, type QueueStatsJson } from '../lab/daemon';
 import { Lab, skipBecause, skipUnlessRoot, THREE_HOST as A, threeHostSpec } from '../lab/lab';
 
