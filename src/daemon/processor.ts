@@ -2,6 +2,7 @@
 // for it (the fail-open/fail-closed verdict, counted). The verdict arrays are reused across batches.
 import type { Decision, PacketInput } from '../engine/decision';
 import type { LogRecord, PacketMeta } from '../extensions/types';
+import { IPS_CONFIRMED } from '../extensions/util/ctstate';
 import type { PacketBatch, VerdictOptions } from '../native';
 import { HOOKS, type Counters } from '../rules/model';
 import type { CtNatRequest } from '../../native/index';
@@ -79,7 +80,6 @@ const UID_UNKNOWN = 0xffffffff;
 // PacketBatch.ctFlags created, table full, fragment.
 const CT_NEW = 1;
 const CT_ESTABLISHED = 2;
-const IPS_CONFIRMED = 8;
 const CT_BATCH_NOT_CACHEABLE = 1 | 2 | 4;
 const FLOW_OPTS = { flow: true };
 
