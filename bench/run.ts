@@ -60,6 +60,13 @@ const HANDSHAKE_LENGTH = 20 + 8 + 1;
  */
 type FloodKind = 'established' | 'new' | 'connections';
 const CONNECTION_PORTS = 20_000;
+/**
+ * A connection flood sends at most this many datagrams, each a connection of its own (udp-flood gives every source
+ * a whole round of the ports): more would repeat connections, which stay NEW unanswered and which the flow cache
+ * then takes instead of the rules. It also keeps the kernel's connection table (nf_conntrack_max 262,144 here)
+ * below its limit for two sizes' floods within the 30 s an unanswered UDP entry lives.
+ */
+const CONNECTION_FLOOD_MAX = 100_000;
 /** The connection flood's first destination port: its range stays clear of PORT and ECHO_PORT. */
 const CONNECTION_PORT = 10_000;
 /** The rule-count part: kube-proxy rulesets of these many services (NFQW_BENCH_SERVICES, a comma list). */
@@ -131,7 +138,8 @@ function cpuJiffies(cpu: string): { busy: number; softirq: number; total: number
 async function flood(client: Host, server: Host, floodBin: string, kind: FloodKind, packets: number, seconds: number): Promise<FloodResult> {
   const before = await rxPackets(server);
   const port = kind === 'connections' ? CONNECTION_PORT : PORT;
-  const argv = [floodBin, THREE_HOST.server4, String(port), String(packets), String(seconds), String(SIZE), FLOOD_SOURCES.join(',')];
+  const count = kind === 'connections' ? Math.min(packets, CONNECTION_FLOOD_MAX, CONNECTION_PORTS * FLOOD_SOURCES.length) : packets;
+  const argv = [floodBin, THREE_HOST.server4, String(port), String(count), String(seconds), String(SIZE), FLOOD_SOURCES.join(',')];
   if (kind === 'established') argv.push(String(FLOOD_SPORT));
   if (kind === 'connections') argv.push('0', String(CONNECTION_PORTS));
   const r = await client.exec(['taskset', '-c', SENDER_CPU, ...argv], { timeoutMs: seconds * 1000 + 15_000 });
@@ -545,7 +553,7 @@ function printScale(rows: ScaleRow[]): void {
     `\nRule count: kube-proxy nat rulesets (3 endpoints per service), a UDP flood from ${FLOOD_SOURCES.length} addresses in which ` +
       `every ${SIZE}-byte datagram is a new connection (the next of ${fmt(CONNECTION_PORTS)} destination ports) to no service, ` +
       `the nat table's KUBE-SERVICES (bench/parse.ts's generator) walked or looked up for each; ` +
-      `${SECONDS} s, one round per size; the kernel holds the same file itself (iptables-restore in fw, no queue). ` +
+      `${fmt(CONNECTION_FLOOD_MAX)} datagrams or ${SECONDS} s, one round per size; the kernel holds the same file itself (iptables-restore in fw, no queue). ` +
       `start: iptables-restore, or nfqwall run until its first status answer\n`,
   );
   const first = rows[0];

@@ -6,8 +6,10 @@
  * for the server's reply (up to 3 tries of 1 s), so a connection tracker in between has seen both directions and
  * the flood is ESTABLISHED traffic; it fails if a flow gets no reply. The handshake is not part of COUNT or SECONDS.
  * Without SPORT each socket has a fresh ephemeral port: new flows that never see a reply.
- * With PORTS (above 1; SPORT must be 0), each datagram goes to the next of PORTS consecutive ports from PORT: every
- * datagram is a new connection (until the ports wrap), as a flood of connection attempts is.
+ * With PORTS (above 1; SPORT must be 0), each datagram goes to the next of PORTS consecutive ports from PORT, and one
+ * socket sends a whole round of the ports before the next takes over: every datagram is a new connection (a new
+ * address and port pair) for the first PORTS x sources datagrams, as a flood of connection attempts is. (A socket per
+ * burst, as without PORTS, sent about half of the ports from the same socket again in every later round.)
  *
  * usage: udp-flood ADDR PORT COUNT SECONDS SIZE [SOURCES [SPORT [PORTS]]]
  */
@@ -115,12 +117,15 @@ int main(int argc, char **argv) {
   while (sent < count) {
     if (now() >= deadline) break;
     unsigned want = count - sent < BATCH ? (unsigned)(count - sent) : BATCH;
+    // A burst does not cross the end of a round of the ports: the round's socket sends all of it.
+    if (ports > 1 && want > (unsigned)ports - next % (unsigned)ports) want = (unsigned)ports - next % (unsigned)ports;
     for (unsigned i = 0; ports > 1 && i < want; i++) {
       uint16_t p = htons((uint16_t)(port + (next + i) % (unsigned)ports));
       if (fam == AF_INET) ((struct sockaddr_in *)&to[i])->sin_port = p;
       else ((struct sockaddr_in6 *)&to[i])->sin6_port = p;
     }
-    int n = sendmmsg(fds[turn++ % nfds], msgs, want, 0);
+    int fd = ports > 1 ? fds[(next / (unsigned)ports) % (unsigned)nfds] : fds[turn++ % nfds];
+    int n = sendmmsg(fd, msgs, want, 0);
     if (n < 0) {
       if (errno == ENOBUFS || errno == EAGAIN || errno == EINTR) continue;
       perror("sendmmsg"); return 1;
