@@ -310,8 +310,9 @@ describe('robust: overload (lab)', function () {
 
   it('every hook queued, a flood of new connections beyond what one CPU takes: dropped where it enters, never after PREROUTING', async () => {
     // nfqwall on CPU 1 alone, the C flood from CPU 0 (1,000 connections, a port each, never answered: three trips a
-    // datagram, decided by the rule matcher or the flow cache): far more than the receive thread can answer. Its PREROUTING queue fills and the kernel drops there;
-    // FORWARD and POSTROUTING go to the late queue, which the same thread reads empty before each PREROUTING batch.
+    // datagram, decided by the rule matcher or the flow cache): far more than the receive thread can answer. Its
+    // PREROUTING queue fills and the kernel drops there; FORWARD and POSTROUTING go to the late queue, which the same
+    // thread reads empty before each PREROUTING batch.
     const LATE = QUEUE + 1;
     const d = await start({ failOpen: false, allHooks: true });
     await fw().exec(['taskset', '-a', '-p', '-c', '1', String(d.child.pid)]);
