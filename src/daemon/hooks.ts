@@ -53,15 +53,17 @@ export function lateHooks(plan: Pick<HookPlan, 'hooks' | 'lateQueue'>): Hook[] {
 }
 
 /**
- * A late queue's length floor. Between two reads of it, the late queue takes one batch of its driver's verdicts (up to
- * 256 INPUT or FORWARD trips, native/queue.h maxBatch) and the POSTROUTING trips of one of its own batches (256 more).
- * A shorter `queue_maxlen` would drop packets already judged at PREROUTING, so it binds only the queues packets enter.
+ * A late queue's length floor. Between two reads of it, the late queue takes what its driver's verdicts send on at
+ * once, and the POSTROUTING trips of one of its own batches (up to 256, native/queue.h maxBatch). The driver sends on
+ * one batch (256 INPUT or FORWARD trips) or, when it looks at its lot of parked packets, every hit there (up to
+ * parkLimit, 4096). A shorter queue drops packets already judged at PREROUTING (686 of a flood whose flows' first
+ * packets had parked the rest, at 3,000), so `queue_maxlen` binds only the queues packets enter.
  */
-export const LATE_QUEUE_MIN_MAXLEN = 512;
+export const LATE_QUEUE_MIN_MAXLEN = 4096 + 2 * 256;
 
-/** The kernel queue length of a late queue for a `queue_maxlen` (undefined: the addon's default, 4096). */
-export function lateQueueMaxlen(queueMaxlen: number | undefined): number | undefined {
-  return queueMaxlen === undefined ? undefined : Math.max(queueMaxlen, LATE_QUEUE_MIN_MAXLEN);
+/** The kernel queue length of a late queue for a `queue_maxlen` (unset: the addon's default, 4096, below the floor). */
+export function lateQueueMaxlen(queueMaxlen: number | undefined): number {
+  return Math.max(queueMaxlen ?? 0, LATE_QUEUE_MIN_MAXLEN);
 }
 
 /** `queue 10`, or `queues 10-13`. */

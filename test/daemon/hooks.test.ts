@@ -100,13 +100,13 @@ describe('daemon/hooks scripts', () => {
     assert.deepEqual(lateHooks({ hooks: ['PREROUTING', 'FORWARD', 'OUTPUT'], lateQueue: 1 }), ['FORWARD']);
   });
 
-  it('gives a late queue room for two batches however short queue_maxlen is', () => {
-    assert.equal(LATE_QUEUE_MIN_MAXLEN, 512);
-    assert.equal(lateQueueMaxlen(100), 512);
-    assert.equal(lateQueueMaxlen(512), 512);
+  it('gives a late queue room for a lot of parked hits and a batch however short queue_maxlen is', () => {
+    assert.equal(LATE_QUEUE_MIN_MAXLEN, 4608);
+    assert.equal(lateQueueMaxlen(100), 4608);
+    assert.equal(lateQueueMaxlen(4608), 4608);
     assert.equal(lateQueueMaxlen(20_000), 20_000);
-    // Unset, it is the addon's default (4096), which is above the floor.
-    assert.equal(lateQueueMaxlen(undefined), undefined);
+    // Unset, the addon's default (4096) is below the floor.
+    assert.equal(lateQueueMaxlen(undefined), 4608);
   });
 
   it('writes the owner pid as a comment in an OWNER chain of each table, on no rule a packet traverses, and reads it back', () => {

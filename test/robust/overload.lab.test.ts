@@ -343,15 +343,16 @@ describe('robust: overload (lab)', function () {
     await assertRecovers();
   });
 
-  it('a late queue holds at least 512 packets however short queue_maxlen is; status and /metrics show each length', async () => {
-    // A late queue takes what its driver's verdicts send on (one batch, up to 256) and its own POSTROUTING trips: a
-    // queue_maxlen of 100 would drop packets already judged at PREROUTING there. The queue packets enter keeps 100.
+  it('a late queue holds at least 4,608 packets however short queue_maxlen is; status and /metrics show each length', async () => {
+    // A late queue takes what its driver's verdicts send on (one batch, or every hit of its lot of parked packets: up
+    // to 4,096) and its own POSTROUTING trips: a queue_maxlen of 100 would drop packets already judged at PREROUTING
+    // there. The queue packets enter keeps 100.
     const d = await start({ failOpen: false, allHooks: true, queueMaxlen: 100 });
     assert.equal((await queueOf(d))['maxLen'], 100);
-    assert.equal((await d.queueStats(QUEUE + 1))['maxLen'], 512);
+    assert.equal((await d.queueStats(QUEUE + 1))['maxLen'], 4608);
     const text = await scrape(d);
     assert.equal(metric(text, 'nfqwall_queue_maxlen', `{queue="${QUEUE}"}`), 100);
-    assert.equal(metric(text, 'nfqwall_queue_maxlen', `{queue="${QUEUE + 1}"}`), 512);
+    assert.equal(metric(text, 'nfqwall_queue_maxlen', `{queue="${QUEUE + 1}"}`), 4608);
   });
 
   it('the connection table at its limit: new connections beyond it are dropped and counted; the table recovers', async () => {
