@@ -259,14 +259,20 @@ describe('rule matcher: new connections decided by the compiled program, counter
       assert.deepEqual(r.order.get(DROP_PORT), []);
       // A connection's second datagram after its first. nfqwall keeps each connection's order, not the order between
       // connections: one's second datagram in JavaScript may be passed by the next one's first, decided natively.
+      let pairs = 0;
       for (const port of [ACCEPT_PORT, LIMIT_PORT, ...ENDPOINT_PORTS]) {
         const at = new Map(r.order.get(port)!.map((x, i) => [x, i]));
         for (let k = 0; k < CONNECTIONS; k++) {
           const a = at.get(MEASURED + 2 * k);
           const b = at.get(MEASURED + 2 * k + 1);
-          if (a !== undefined && b !== undefined) assert.ok(a < b, `port ${port}: connection ${k}'s second datagram before its first`);
+          if (a === undefined || b === undefined) continue;
+          assert.ok(a < b, `port ${port}: connection ${k}'s second datagram before its first`);
+          pairs++;
         }
       }
+      // Every connection of the accepted, limited and VIP ports had both its datagrams compared (a VIP connection's
+      // on the one endpoint that took both).
+      assert.equal(pairs, 3 * CONNECTIONS, 'connections whose two datagrams arrived at one port');
       assert.equal(r.order.get(ACCEPT_PORT)!.length, 2 * CONNECTIONS);
       assert.equal(r.order.get(LIMIT_PORT)!.length, 2 * CONNECTIONS);
     }
