@@ -63,8 +63,8 @@ const CONNECTION_PORTS = 20_000;
 /**
  * A connection flood sends at most this many datagrams, each a connection of its own (udp-flood gives every source
  * a whole round of the ports): more would repeat connections, which stay NEW unanswered and which the flow cache
- * then takes instead of the rules. It also keeps the kernel's connection table (nf_conntrack_max 262,144 here)
- * below its limit for two sizes' floods within the 30 s an unanswered UDP entry lives.
+ * then takes instead of the rules. With the warm-up's, it also stays below the kernel's connection table limit
+ * (nf_conntrack_max, 262,144 here), which the rule-count rounds empty before each flood.
  */
 const CONNECTION_FLOOD_MAX = 100_000;
 /** The connection flood's first destination port: its range stays clear of PORT and ECHO_PORT. */
@@ -153,41 +153,59 @@ async function flood(client: Host, server: Host, floodBin: string, kind: FloodKi
 }
 
 async function measure(lab: Lab, mode: Mode, floodBin: string, kind: FloodKind): Promise<Sample> {
+  return (await measureRounds(lab, mode, floodBin, kind, 1))[0]!;
+}
+
+/**
+ * One warm-up flood, then `rounds` measured floods while `mode` holds the queue (started once), each after
+ * `beforeRound` if given. Trips and the cached share come from the mode's counters over all of them.
+ */
+async function measureRounds(
+  lab: Lab,
+  mode: Mode,
+  floodBin: string,
+  kind: FloodKind,
+  rounds: number,
+  beforeRound?: () => Promise<void>,
+): Promise<Sample[]> {
   const client = lab.host('client');
   const server = lab.host('server');
   const { result, note } = await withMode(lab, mode, async (running) => {
     // Warm-up (JIT, caches; for an established flood also the handshakes that open the flows), not measured.
     const warm = await flood(client, server, floodBin, kind, Math.min(20_000, PACKETS), 0.5);
-    const cpu0 = cpuSeconds(running.pid);
-    const j0 = cpuJiffies(QUEUE_CPU);
-    const run = await flood(client, server, floodBin, kind, PACKETS, SECONDS);
-    const cpu1 = cpuSeconds(running.pid);
-    const j1 = cpuJiffies(QUEUE_CPU);
-    // Jiffies are USER_HZ ticks, as /proc/PID/stat's; the window includes the 300 ms drain after the flood. The whole
-    // CPU's busy time, not the program's own: the forwarding a verdict sets off runs partly in softirqs and kernel
-    // workers that the kernel accounts to no process or to another one, and per-process times are sampled at ticks
-    // (a worker woken at each tick is charged whole ticks: one was charged some 20% of the CPU of which perf's
-    // samples gave it 2%). The CPU is the queue program's alone (taskset).
-    const ticks = j0 !== undefined && j1 !== undefined ? { busy: j1.busy - j0.busy, softirq: j1.softirq - j0.softirq, span: j1.total - j0.total } : undefined;
-    const cpuUs =
-      running.pid !== undefined && ticks !== undefined ? ((ticks.busy / CLOCK_TICKS) * 1e6) / Math.max(1, run.delivered) : undefined;
-    const load =
-      ticks !== undefined && ticks.span > 0 && cpu0 !== undefined && cpu1 !== undefined
-        ? { cpuBusy: ticks.busy / ticks.span, program: ((cpu1 - cpu0) * 100) / ticks.span, softirq: ticks.softirq / ticks.span }
-        : undefined;
-    return { warm, run, cpuUs, load };
+    const runs: Omit<Sample, 'note' | 'trips' | 'cachedShare'>[] = [];
+    for (let i = 0; i < rounds; i++) {
+      if (beforeRound !== undefined) await beforeRound();
+      const cpu0 = cpuSeconds(running.pid);
+      const j0 = cpuJiffies(QUEUE_CPU);
+      const run = await flood(client, server, floodBin, kind, PACKETS, SECONDS);
+      const cpu1 = cpuSeconds(running.pid);
+      const j1 = cpuJiffies(QUEUE_CPU);
+      // Jiffies are USER_HZ ticks, as /proc/PID/stat's; the window includes the 300 ms drain after the flood. The
+      // whole CPU's busy time, not the program's own: the forwarding a verdict sets off runs partly in softirqs and
+      // kernel workers that the kernel accounts to no process or to another one, and per-process times are sampled at
+      // ticks (a worker woken at each tick is charged whole ticks: one was charged some 20% of the CPU of which perf's
+      // samples gave it 2%). The CPU is the queue program's alone (taskset).
+      const ticks = j0 !== undefined && j1 !== undefined ? { busy: j1.busy - j0.busy, softirq: j1.softirq - j0.softirq, span: j1.total - j0.total } : undefined;
+      const cpuUs =
+        running.pid !== undefined && ticks !== undefined ? ((ticks.busy / CLOCK_TICKS) * 1e6) / Math.max(1, run.delivered) : undefined;
+      const load =
+        ticks !== undefined && ticks.span > 0 && cpu0 !== undefined && cpu1 !== undefined
+          ? { cpuBusy: ticks.busy / ticks.span, program: ((cpu1 - cpu0) * 100) / ticks.span, softirq: ticks.softirq / ticks.span }
+          : undefined;
+      runs.push({ ...run, cpuUs, load });
+    }
+    return { warm, runs };
   });
   const queued = mode.name === kernelMode().name ? 0 : queuedPackets(note);
   const cached = nativePackets(note);
-  const delivered = result.warm.delivered + result.run.delivered;
-  return {
-    ...result.run,
+  const delivered = result.warm.delivered + result.runs.reduce((n, r) => n + r.delivered, 0);
+  return result.runs.map((run) => ({
+    ...run,
     trips: queued === undefined ? undefined : queued / Math.max(1, delivered),
     cachedShare: cached === undefined || queued === undefined ? undefined : cached / Math.max(1, queued),
-    cpuUs: result.cpuUs,
-    load: result.load,
     note,
-  };
+  }));
 }
 
 /** Packets nfqwall decided without JavaScript: from its flow cache and by its rule matcher. */
@@ -497,9 +515,9 @@ function printLatency(
 interface ScaleRow {
   services: number;
   rules: number;
-  /** Each mode's connection flood, or why it failed. */
-  kernel: Sample | string;
-  nfqwall: Sample | string;
+  /** Each mode's connection floods (ROUNDS of them, one mode start), or why they failed. */
+  kernel: Sample[] | string;
+  nfqwall: Sample[] | string;
   kernelStartS: number;
   nfqwallStartS: number;
 }
@@ -511,6 +529,12 @@ interface ScaleRow {
  */
 async function scaleRows(lab: Lab, floodBin: string, cli: string | undefined, out: string, control: string): Promise<ScaleRow[]> {
   const rows: ScaleRow[] = [];
+  const fw = lab.host('fw');
+  // Every round starts from an empty kernel connection table in fw: the kernel's own rounds would otherwise fill it
+  // (nf_conntrack_max) with the earlier rounds' unanswered entries, which live 30 s. nfqwall's traffic is untracked.
+  const emptyConntrack = async (): Promise<void> => {
+    await fw.exec(['conntrack', '-F'], { timeoutMs: 60_000 });
+  };
   for (const services of SERVICES) {
     // The nat table's shape at any size (the full generator's NodePorts stop at 2,768 services), as bench/scale.ts
     // and bench/reload.ts use.
@@ -534,9 +558,9 @@ async function scaleRows(lab: Lab, floodBin: string, cli: string | undefined, ou
     const nfqwall = timed(nfqwallMode(cli, file, control, { label, readyMs: 600_000 }), (s) => (row.nfqwallStartS = s));
     for (const [mode, key] of [[kernel, 'kernel'], [nfqwall, 'nfqwall']] as const) {
       try {
-        const s = await measure(lab, mode, floodBin, 'connections');
-        row[key] = s;
-        process.stderr.write(`bench: scale ${mode.name}: ${fmt(s.pps)} connections/s [${s.note}]\n`);
+        const rounds = await measureRounds(lab, mode, floodBin, 'connections', ROUNDS, emptyConntrack);
+        row[key] = rounds;
+        process.stderr.write(`bench: scale ${mode.name}: ${rounds.map((s) => fmt(s.pps)).join(', ')} connections/s [${rounds[0]!.note}]\n`);
       } catch (err) {
         row[key] = err instanceof Error ? err.message.split('\n')[0]! : String(err);
         process.stderr.write(`bench: scale ${mode.name} failed: ${row[key] as string}\n`);
@@ -553,29 +577,36 @@ function printScale(rows: ScaleRow[]): void {
     `\nRule count: kube-proxy nat rulesets (3 endpoints per service), a UDP flood from ${FLOOD_SOURCES.length} addresses in which ` +
       `every ${SIZE}-byte datagram is a new connection (the next of ${fmt(CONNECTION_PORTS)} destination ports) to no service, ` +
       `the nat table's KUBE-SERVICES (bench/parse.ts's generator) walked or looked up for each; ` +
-      `${fmt(CONNECTION_FLOOD_MAX)} datagrams or ${SECONDS} s, one round per size; the kernel holds the same file itself (iptables-restore in fw, no queue). ` +
+      `${fmt(CONNECTION_FLOOD_MAX)} datagrams or ${SECONDS} s a round, ${ROUNDS} round(s) per size after one start and a warm-up, each from an empty kernel ` +
+      `connection table; medians, rounds: the lowest and highest round; the kernel holds the same file itself (iptables-restore in fw, no queue). ` +
       `start: iptables-restore, or nfqwall run until its first status answer\n`,
   );
   const first = rows[0];
-  const ppsOf = (s: Sample | string): number | undefined => (typeof s === 'string' ? undefined : s.pps);
-  const cell = (s: Sample | string): string => (typeof s === 'string' ? 'failed' : fmt(s.pps));
-  const vs = (s: Sample | string, base: Sample | string | undefined): string => {
+  const ppsOf = (s: Sample[] | string): number | undefined => (typeof s === 'string' ? undefined : median(s.map((x) => x.pps)));
+  const cell = (s: Sample[] | string): string => (typeof s === 'string' ? 'failed' : fmt(ppsOf(s)!));
+  const range = (s: Sample[] | string): string =>
+    typeof s === 'string' ? '' : `${fmt(Math.min(...s.map((x) => x.pps)))}–${fmt(Math.max(...s.map((x) => x.pps)))}`;
+  const vs = (s: Sample[] | string, base: Sample[] | string | undefined): string => {
     const a = ppsOf(s);
     const b = base === undefined ? undefined : ppsOf(base);
     return a === undefined || b === undefined ? '' : (a / b).toFixed(3);
   };
+  const cpuUs = (s: Sample[] | string): string =>
+    typeof s === 'string' || s.some((x) => x.cpuUs === undefined) ? '' : median(s.map((x) => x.cpuUs!)).toFixed(1);
   table([
-    ['services', 'rules', 'kernel start s', 'kernel conn/s', 'vs first', 'nfqwall start s', 'nfqwall conn/s', 'vs first', 'µs CPU/conn', 'nfqwall / kernel'],
+    ['services', 'rules', 'kernel start s', 'kernel conn/s', 'rounds', 'vs first', 'nfqwall start s', 'nfqwall conn/s', 'rounds', 'vs first', 'µs CPU/conn', 'nfqwall / kernel'],
     ...rows.map((r) => [
       fmt(r.services),
       fmt(r.rules),
       r.kernelStartS.toFixed(1),
       cell(r.kernel),
+      range(r.kernel),
       vs(r.kernel, first?.kernel),
       r.nfqwallStartS.toFixed(1),
       cell(r.nfqwall),
+      range(r.nfqwall),
       vs(r.nfqwall, first?.nfqwall),
-      typeof r.nfqwall === 'string' || r.nfqwall.cpuUs === undefined ? '' : r.nfqwall.cpuUs.toFixed(1),
+      cpuUs(r.nfqwall),
       ratio(ppsOf(r.nfqwall), ppsOf(r.kernel)),
     ]),
   ]);
@@ -623,6 +654,9 @@ function echoReady(child: ChildProcess, what = 'udp-pingpong echo'): Promise<voi
 
 async function main(): Promise<void> {
   if (!isRoot()) throw new Error('the benchmark builds network namespaces: run it as root');
+  // The driver and what it runs (status queries, ip netns exec, the echo servers) go with the traffic: left to the
+  // scheduler they ran on the queue program's CPU, and a short flood measured them too.
+  execFileSync('taskset', ['-a', '-cp', SENDER_CPU, String(process.pid)], { stdio: 'ignore' });
   const root = packageRoot();
   const out = outDir(root);
   const nfqBin = buildC(root, 'minimal-nfq', ['-lnetfilter_queue', '-lmnl']);
