@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "nfqwall",
-      "sources": ["native/addon.cc", "native/queue.cc", "native/notify.cc", "native/rawsend.cc", "native/caps.cc", "native/packet.cc", "native/nat.cc", "native/conntrack.cc", "native/conntrack_napi.cc", "native/flowcache.cc", "native/flowcache_napi.cc", "native/matcher.cc", "native/matcher_napi.cc", "native/program_words.cc", "native/heapguard.cc"],
+      "sources": ["native/addon.cc", "native/queue.cc", "native/late_budget.cc", "native/notify.cc", "native/rawsend.cc", "native/caps.cc", "native/packet.cc", "native/nat.cc", "native/conntrack.cc", "native/conntrack_napi.cc", "native/flowcache.cc", "native/flowcache_napi.cc", "native/matcher.cc", "native/matcher_napi.cc", "native/program_words.cc", "native/heapguard.cc"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
       "cflags!": ["-fno-exceptions", "-O3"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=gnu++20", "-O3"],

@@ -217,6 +217,13 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
         throw Napi::TypeError::New(env, "Queue: options.late must be an open Queue made with driven: true that no other queue serves");
       if (cfg.driven) throw Napi::TypeError::New(env, "Queue: a driven queue cannot drive another (options.late)");
     }
+    if (!o.Get("lateShare").IsUndefined()) {
+      // The kernel's balance sends a packet on to any of a daemon's late queues: their pairs read within one budget.
+      std::shared_ptr<nfqwall::Queue> peer = coreOf(o.Get("lateShare"));
+      if (!late || !peer || !peer->config().lateBudget)
+        throw Napi::TypeError::New(env, "Queue: options.lateShare must be a Queue that serves a late queue, given options.late");
+      cfg.lateBudget = peer->config().lateBudget;
+    }
     Napi::Value ctv = o.Get("conntrack");
     if (!ctv.IsUndefined()) {
       cfg.table = nfqwall::connTableOf(ctv);
@@ -490,6 +497,7 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
     if (q.config().cache) set("cached", c.cached);
     if (q.config().cache) set("batchVerdicts", c.batchVerdicts);
     if (q.config().matcher) set("matched", c.matched);
+    if (q.config().lateBudget) set("lateWaits", c.lateWaits);
     return o;
   }
 

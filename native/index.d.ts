@@ -68,6 +68,12 @@ export interface QueueOptions {
    * a hook; and sends the flow cache's barriers on its socket. Closing this queue closes it too.
    */
   late?: Queue;
+  /**
+   * With `late`: another queue that serves a late queue, whose budget this pair shares. The receive thread reads its
+   * own queue only while every late queue of the budget has room for what that read can send on (the kernel's
+   * balance may send a packet on to any of them); a daemon's pairs share one.
+   */
+  lateShare?: Queue;
 }
 
 /**
@@ -173,6 +179,12 @@ export interface QueueStats {
   batchVerdicts?: number;
   /** With `matcher` only: packets this queue's receive thread decided with the rule matcher, without JavaScript. */
   matched?: number;
+  /**
+   * With `late` only: times the receive thread left this queue unread because the late queues had no room for
+   * another batch (packets through PREROUTING not answered yet at a later hook): the packets waited, or the kernel
+   * dropped them here as they entered.
+   */
+  lateWaits?: number;
 }
 
 export interface VerdictOptions {

@@ -289,6 +289,12 @@ void Queue::drive(std::shared_ptr<Queue> late) {
     late->attached_ = false;
   }
   late->driver_.store(this);
+  if (!cfg_.lateBudget) cfg_.lateBudget = std::make_shared<LateBudget>();
+  latePair_.main = &counters_;
+  latePair_.late = &late->counters_;
+  latePair_.lateFd = late->fd_;
+  latePair_.lateMaxLen = late->cfg_.maxLen;
+  cfg_.lateBudget->join(&latePair_);
   late_ = std::move(late);
 }
 
@@ -296,11 +302,15 @@ void Queue::run() {
   Queue* late = late_.get();
   pollfd fds[3] = {{fd_, POLLIN, 0}, {stopFd_, POLLIN, 0}, {late ? late->fd_ : -1, POLLIN, 0}};
   const nfds_t nfds = late ? 3 : 2;
+  // The late queues had no room for a batch: this queue is left unread, and looked at again soon.
+  bool waiting = false;
   if (late) late->dispatch();
   dispatch();  // packets that arrived with the bind acknowledgement
   for (;;) {
+    fds[0].events = waiting ? 0 : POLLIN;
+    const uint64_t answered = late ? cfg_.lateBudget->answered() : 0;
     // Parked packets wait for JavaScript's verdicts on other threads: look again soon.
-    int r = poll(fds, nfds, lotWaiting() || (late && late->lotWaiting()) ? 1 : 200);
+    int r = poll(fds, nfds, waiting || lotWaiting() || (late && late->lotWaiting()) ? 1 : 200);
     lastLoopMs_ = nowMs();
     if (r < 0) {
       if (errno == EINTR) continue;
@@ -316,15 +326,36 @@ void Queue::run() {
       lookAtLot();
       if (late) late->lookAtLot();
     }
+    if (!late) {
+      if (fds[0].revents & (POLLIN | POLLERR)) recovering([this] { drain(kMaxBatchesPerDrain); });
+      if (cfg_.cache) sendBarrier();
+      continue;
+    }
     // The late queue is served first, so a flood waits in this queue, not in the late one.
-    if (late && (fds[2].revents & (POLLIN | POLLERR))) late->recovering([late] { late->drain(kMaxBatchesPerDrain); });
+    if (fds[2].revents & (POLLIN | POLLERR))
+      late->recovering([this, late] { late->drain(kMaxBatchesPerDrain, this); });
+    else
+      latePair_.foundEmpty(answered);
     // With a late queue one batch at a time: its verdicts queue packets there, which go before the next batch.
-    if (fds[0].revents & (POLLIN | POLLERR)) recovering([this, late] { drain(late ? 1 : kMaxBatchesPerDrain); });
-    if (cfg_.cache) (late ? late : this)->sendBarrier();
+    if (waiting || (fds[0].revents & (POLLIN | POLLERR))) {
+      const bool read = drainWithinBudget();
+      if (!read && !waiting) counters_.lateWaits++;
+      waiting = !read;
+    }
+    if (cfg_.cache) late->sendBarrier();
   }
   for (Queue* q : {late, this}) {
     if (q) q->recovering([q] { q->dispatch(); });
   }
+}
+
+bool Queue::drainWithinBudget() {
+  // What one drain(1) can read: a batch, and the rest of the recvmmsg that filled it.
+  const uint32_t most = cfg_.maxBatch + kRecvMsgs;
+  if (!cfg_.lateBudget->reserve(most)) return false;
+  recovering([this] { drain(1); });
+  cfg_.lateBudget->release(most);
+  return true;
 }
 
 void Queue::lookAtLot() {
@@ -354,11 +385,15 @@ void Queue::recoverBatch() {
   b.clear();
 }
 
-void Queue::drain(int maxBatches) {
+void Queue::drain(int maxBatches, Queue* driver) {
   int dispatched = 0;
   for (;;) {
+    const uint64_t answered = driver ? driver->cfg_.lateBudget->answered() : 0;
     // An error after the first message waits in the socket for the next call, which returns it.
     int got = recvmmsg(fd_, recvMsgs_.data(), kRecvMsgs, MSG_DONTWAIT | MSG_TRUNC, nullptr);
+    // Fewer than asked for: the socket was empty (or holds an error for the next call, which poll reports).
+    if (driver && ((got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) || (got >= 0 && got < int(kRecvMsgs))))
+      driver->latePair_.foundEmpty(answered);
     if (got < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -380,7 +415,6 @@ void Queue::drain(int maxBatches) {
       parseBuffer(static_cast<const char*>(recvIov_[size_t(i)].iov_base), n);
     }
     dispatched += int(counters_.batches.load(std::memory_order_relaxed) - before);
-    // Fewer than asked for: the socket was empty (or holds an error for the next call, which poll reports).
     if (got < int(kRecvMsgs) || dispatched >= maxBatches) break;
   }
   dispatch();
@@ -1123,6 +1157,7 @@ void Queue::close() {
     thread_.join();
   }
   if (late_) {
+    cfg_.lateBudget->leave(&latePair_);
     late_->driver_.store(nullptr);
     late_->close();
   }

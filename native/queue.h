@@ -18,6 +18,7 @@
 
 #include "conntrack.h"
 #include "flowcache.h"
+#include "late_budget.h"
 #include "matcher.h"
 
 struct mnl_socket;
@@ -50,6 +51,9 @@ struct QueueConfig {
   uint32_t parkLimit = 4096;
   // No receive thread of its own: the thread of the queue that drive()s it serves it, ahead of its own packets.
   bool driven = false;
+  // A queue that drives a late queue: the budget its late queue shares with the daemon's other pairs (null: a budget
+  // of its own).
+  std::shared_ptr<LateBudget> lateBudget;
 };
 
 // Bits of Batch::flags, as PACKET_FLAG_* in src/native.ts.
@@ -95,6 +99,8 @@ struct Counters {
   std::atomic<uint64_t> matched{0};
   // NFQNL_MSG_VERDICT_BATCH messages sent: each answered a whole batch of the receive thread's decisions at once.
   std::atomic<uint64_t> batchVerdicts{0};
+  // Times the receive thread left this queue unread because the late queues had no room for another batch.
+  std::atomic<uint64_t> lateWaits{0};
 };
 
 // One packet's answer, as addon.cc reads it from JavaScript.
@@ -154,8 +160,11 @@ class Queue {
 
  private:
   void run();
-  // Reads and dispatches at most `maxBatches` batches (fewer when the socket runs dry).
-  void drain(int maxBatches);
+  // Reads and dispatches at most `maxBatches` batches (fewer when the socket runs dry). A late queue is drained by
+  // its `driver`, whose budget learns when the socket was found empty.
+  void drain(int maxBatches, Queue* driver = nullptr);
+  // One read of this queue with a late queue: when the late queues have room for it (false: none now).
+  bool drainWithinBudget();
   // Looks at the lot again (scanLot), when it holds packets: at once when forced or when something it waits for
   // happened, else at most every kHoldRecheckMs.
   void lookAtLot();
@@ -226,6 +235,7 @@ class Queue {
   Handoff handoff_;
   std::thread thread_;
   std::shared_ptr<Queue> late_;          // the queue this one's thread also serves (drive())
+  LatePair latePair_;                    // it and late_, in cfg_.lateBudget
   std::atomic<Queue*> driver_{nullptr};  // the queue whose thread serves this one, until it closes
   bool attached_ = false;                // counted in the flow cache's queues (one per receive thread)
   bool started_ = false;

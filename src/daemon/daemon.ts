@@ -432,7 +432,12 @@ export class Daemon {
       throw new Error(`${err instanceof Error ? err.message : String(err)}; it is a late queue: set late_queue (--late-queue) to a free number, or off`);
     }
     try {
-      const q: Queue = new addon.Queue({ ...options, late: l }, (batch) => this.lateFirst.add([q, batch], false));
+      // The kernel's balance sends a packet on to any pair's late queue: the pairs read within one budget, the first
+      // pair's (every pair has a late queue, or none has).
+      const first = this.queues[0];
+      const q: Queue = new addon.Queue({ ...options, late: l, ...(first !== undefined ? { lateShare: first } : {}) }, (batch) =>
+        this.lateFirst.add([q, batch], false),
+      );
       return [q, l];
     } catch (err) {
       l.close();

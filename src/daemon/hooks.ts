@@ -53,11 +53,12 @@ export function lateHooks(plan: Pick<HookPlan, 'hooks' | 'lateQueue'>): Hook[] {
 }
 
 /**
- * A late queue's length floor. Between two reads of it, the late queue takes what its driver's verdicts send on at
- * once, and the POSTROUTING trips of one of its own batches (up to 256, native/queue.h maxBatch). The driver sends on
- * one batch (256 INPUT or FORWARD trips) or, when it looks at its lot of parked packets, every hit there (up to
- * parkLimit, 4096). A shorter queue drops packets already judged at PREROUTING (686 of a flood whose flows' first
- * packets had parked the rest, at 3,000), so `queue_maxlen` binds only the queues packets enter.
+ * A late queue's length floor. The receive threads read the queues packets enter only while the late queues have room
+ * for what a read can send on (native/late_budget.h), so a late queue never drops a packet already judged at
+ * PREROUTING: without that budget, 170 and 768 of two floods were dropped at 1,000, and 686 at 3,000, when a lot of
+ * parked packets was released at once (up to parkLimit, 4,096) beside JavaScript's verdicts. The floor leaves room for
+ * such a release and two batches (256 each, native/queue.h maxBatch) before the entering queue must wait, whatever
+ * `queue_maxlen` says, which binds only the queues packets enter.
  */
 export const LATE_QUEUE_MIN_MAXLEN = 4096 + 2 * 256;
 

@@ -491,6 +491,11 @@ export class Metrics {
       'Verdict messages that answered every packet the kernel held for the queue at once (NFQNL_MSG_VERDICT_BATCH): runs of flow-cache and matcher decisions with one verdict and mark.',
       (q) => q.batchVerdicts ?? 0,
     );
+    perQueue(
+      'nfqwall_queue_late_waits_total',
+      'Times the receive thread left the queue unread because its late queues had no room for another batch of packets through PREROUTING: they waited in the queue, or the kernel dropped them there as they entered.',
+      (q) => q.lateWaits ?? 0,
+    );
     perQueue('nfqwall_queue_dropped_total', 'Packets nfqwall gave a drop verdict, on every path.', (q) => q.dropped);
     perQueue(
       'nfqwall_queue_kernel_dropped_total',

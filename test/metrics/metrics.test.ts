@@ -111,7 +111,7 @@ describe('metrics: values read at scrape time', () => {
 
   it('reports verdicts from the queue, with NF_QUEUE separated, and per-queue counters', async () => {
     const src = new FakeSource();
-    src.queues = [queue({ queue: 3, received: 100, accepted: 60, dropped: 40, kernelQueueDropped: 5, kernelUserDropped: 6, overload: 7, threadIdleMs: 150 })];
+    src.queues = [queue({ queue: 3, received: 100, accepted: 60, dropped: 40, kernelQueueDropped: 5, kernelUserDropped: 6, overload: 7, threadIdleMs: 150, lateWaits: 8 })];
     src.proc = { packets: 98, queued: 10, errors: 1, replies: 4, replyErrors: 2 };
     const text = await new Metrics(src).text();
     const v = series(text, 'nfqwall_verdicts_total');
@@ -120,6 +120,7 @@ describe('metrics: values read at scrape time', () => {
     assert.equal(series(text, 'nfqwall_queue_kernel_dropped_total').get('{queue="3"}'), 5);
     assert.equal(series(text, 'nfqwall_queue_user_dropped_total').get('{queue="3"}'), 6);
     assert.equal(series(text, 'nfqwall_queue_overload_total').get('{queue="3"}'), 7);
+    assert.equal(series(text, 'nfqwall_queue_late_waits_total').get('{queue="3"}'), 8);
     assert.equal(series(text, 'nfqwall_queue_thread_idle_seconds').get('{queue="3"}'), 0.15);
     assert.equal(series(text, 'nfqwall_queue_fail_open').get('{queue="3"}'), 0);
     assert.equal(series(text, 'nfqwall_slow_path_packets_total').get(''), 98);

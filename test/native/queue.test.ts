@@ -184,6 +184,32 @@ describe('native addon: NFQUEUE in a network namespace (root)', function () {
     assert.deepEqual(r.afterClose, { early: null, late: null }, 'closing the late queue unbound both');
   });
 
+  it('reads a queue only while its late queue has room for what the read can send on: the kernel keeps the rest where it entered, and drops none already judged', () => {
+    const r = runFixture<{
+      sent: number;
+      lateMax: number;
+      got: number;
+      inOrder: boolean;
+      whileHeld: { early: QueueStats; late: QueueStats; heldBatches: number };
+      stats: { early: QueueStats; late: QueueStats };
+    }>('lateBudget');
+    const held = r.whileHeld;
+    const facts = JSON.stringify({ whileHeld: held, stats: r.stats });
+    // JavaScript held every late batch: the late queue took packets until it had no room for another read's worth.
+    assert.ok(held.late.received > 0 && held.late.received <= r.lateMax, `the late queue held ${held.late.received}: ${facts}`);
+    assert.equal(held.late.kernelQueueDropped, 0, `the late queue dropped nothing while held: ${facts}`);
+    assert.ok((held.early.lateWaits ?? 0) >= 1, `the early queue was left unread: ${facts}`);
+    assert.ok(held.early.kernelQueueTotal > 0, `the rest waited in the early queue: ${facts}`);
+    // Released, everything went through both hooks, once, in order.
+    assert.equal(r.got, r.sent, facts);
+    assert.ok(r.inOrder, 'delivered in order');
+    for (const q of [r.stats.early, r.stats.late]) {
+      assert.equal(q.received, r.sent, facts);
+      assert.equal(q.kernelQueueDropped, 0, facts);
+      assertBalanced(q, r.sent);
+    }
+  });
+
   it('close() verdicts every outstanding batch, unbinds, and refuses late verdicts', () => {
     const r = runFixture<{
       sent: number;

@@ -80,7 +80,7 @@ async function ruleCounter(host: Host, table: string, chain: string, match: stri
 }
 
 /** The queue's counters this test reads (QueueStats, native/index.d.ts, as `nfqwall status` prints them). */
-type Queue = QueueStatsJson & { overload: number; kernelQueueDropped: number; kernelUserDropped: number; ctDropped?: number };
+type Queue = QueueStatsJson & { overload: number; kernelQueueDropped: number; kernelUserDropped: number; ctDropped?: number; lateWaits?: number };
 
 /** The queue's counters in `nfqwall status`. */
 async function queueOf(d: Daemon): Promise<Queue> {
@@ -327,7 +327,7 @@ describe('robust: overload (lab)', function () {
     const ruled = (await judged(d)) - before.judged;
     const linkDrops = (await txDropped(fw(), fw().ifname('server'))) - linkDrops0;
     const entered = q.accepted - before.q.accepted;
-    const facts = `${r.stdout.trim()}; queue ${QUEUE}: received ${q.received - before.q.received}, accepted ${entered}, kernel dropped ${q.kernelQueueDropped - before.q.kernelQueueDropped}; late queue ${LATE}: received ${late.received - late0.received}, kernel dropped ${late.kernelQueueDropped - late0.kernelQueueDropped}, overload ${late.overload - late0.overload}; judged at FORWARD ${ruled}, delivered ${delivered}, link drops ${linkDrops}`;
+    const facts = `${r.stdout.trim()}; queue ${QUEUE}: received ${q.received - before.q.received}, accepted ${entered}, kernel dropped ${q.kernelQueueDropped - before.q.kernelQueueDropped}, left unread for the late queue ${(q.lateWaits ?? 0) - (before.q.lateWaits ?? 0)} times; late queue ${LATE}: received ${late.received - late0.received}, kernel dropped ${late.kernelQueueDropped - late0.kernelQueueDropped}, overload ${late.overload - late0.overload}; judged at FORWARD ${ruled}, delivered ${delivered}, link drops ${linkDrops}`;
     if (process.env['NFQW_VERBOSE'] === '1') process.stderr.write(`late queue: ${facts}\n`);
     assert.ok(q.kernelQueueDropped - before.q.kernelQueueDropped > 0, `the flood did not fill the queue (make it heavier): ${facts}`);
     assert.equal(late.kernelQueueDropped - late0.kernelQueueDropped, 0, `the late queue dropped nothing: ${facts}`);
