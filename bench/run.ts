@@ -2,7 +2,7 @@
 // FORWARD taken in turn by nfqwall (one queue, two queues, its flow cache on and off), a minimal C libnetfilter_queue
 // loop (the floor) and the npm `nfqueue` binding, with the queue trips each made per delivered packet and the share
 // nfqwall's flow cache decided; the flood's flows are ESTABLISHED (each opened by one exchange), and a second,
-// shorter table floods new flows that never see a reply (nfqwall's slow path). Then UDP ping-pong latency through fw
+// shorter table floods new flows that never see a reply (NEW throughout). Then UDP ping-pong latency through fw
 // (no queue, C loop, nfqwall with the cache on and off) and the memory of a 10,000-service ruleset plus 1,000,000
 // connections.
 // Absolute figures on a shared machine are noise; the ratios measured side by side in one run are the result.
@@ -707,7 +707,8 @@ async function main(): Promise<void> {
       ],
     });
   }
-  // The slow path's figure: nothing here is ever ESTABLISHED, so the cache only looks and misses.
+  // One-way flows, NEW throughout: each flow's first packets the rule matcher decides, the rest the cache once the
+  // flow's entry is confirmed (docs/flow-cache.md).
   if (PARTS.has('new')) {
     const modes = [cLoop, nfqwall, nfqwallMode(cli, rulesFile, control, { late: false }), nfqwallMode(cli, rulesFile, control, { matcher: false }), noCache];
     tables.push({ kind: 'new', modes });

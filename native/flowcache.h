@@ -49,8 +49,9 @@ struct Probe {
   Values values;
   uint32_t wireLen = 0;
   // kUntracked: no entry (never waits, never hits). kTracked: has an entry, goes to JavaScript (counted as waiting).
-  // kEligible: ESTABLISHED with nothing unusual: looked up, and counted as waiting when it misses. lookup() turns a
-  // hit into kHit and a parked packet into kPark, which release() skips: only what was counted is uncounted.
+  // kEligible: ESTABLISHED (or NEW on a confirmed entry) with nothing unusual: looked up, and counted as waiting when
+  // it misses. lookup() turns a hit into kHit and a parked packet into kPark, which release() skips: only what was
+  // counted is uncounted.
   uint8_t kind = 0;
   uint8_t base = 0;      // the kind before lookup(), for looking a parked packet up again
   // The caller holds earlier packets of this flow parked, that this one must park behind: at any hook for a packet

@@ -96,6 +96,14 @@ int64_t nowMs() {
 
 std::string errnoText(int err) { return std::strerror(err); }
 
+// A connection whose packets at a hook get the same decision from one to the next (docs/flow-cache.md): ESTABLISHED,
+// or NEW once confirmed, i.e. a one-way stream's later packets before any reply (the status key tells them from the
+// ESTABLISHED ones by SEEN_REPLY). An unconfirmed entry's packets may still bind NAT, as its first did. Never RELATED:
+// an ICMP error carries its master's key. processor.ts asks the same of JavaScript's decisions.
+bool flowSettled(const ct::Classification& c) {
+  return c.state == ct::kEstablished || (c.state == ct::kNew && (c.status & ct::kConfirmed));
+}
+
 uint32_t attrU32(const nlattr* a) { return ntohl(mnl_attr_get_u32(a)); }
 
 }  // namespace
@@ -660,7 +668,7 @@ void Queue::decideCached(Batch& b) {
     p.wireLen = b.origLens[i];
     // Anything unusual about the packet (it created its entry, holds a dying one, moved no TCP state, table full)
     // goes to JavaScript.
-    p.kind = !c.handle ? fc::kUntracked : (c.state == ct::kEstablished && c.flags == 0) ? fc::kEligible : fc::kTracked;
+    p.kind = !c.handle ? fc::kUntracked : (flowSettled(c) && c.flags == 0) ? fc::kEligible : fc::kTracked;
     p.base = p.kind;
     // A packet past PREROUTING is older than its flow's packets parked there (FlowCache::lookup).
     if (p.kind != fc::kUntracked && lot_->count) {

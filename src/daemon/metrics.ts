@@ -401,13 +401,13 @@ export class Metrics {
     );
     flowCounter(
       'nfqwall_flow_cache_misses_total',
-      'ESTABLISHED packets the flow cache handed to the TypeScript engine: no current decision applied, or their flow had a packet there and they could not wait.',
+      'ESTABLISHED (or confirmed NEW) packets the flow cache handed to the TypeScript engine: no current decision applied, or their flow had a packet there and they could not wait.',
       (f) => f.misses,
     );
     flowCounter('nfqwall_flow_cache_stores_total', 'Decisions stored in the flow cache.', (f) => f.stores);
     flowCounter(
       'nfqwall_flow_cache_uncacheable_total',
-      'Flows (per cache generation) with an ESTABLISHED packet the TypeScript engine decided on a path the flow cache cannot store (not flow-stable: docs/flow-cache.md); their packets that miss go to the engine at once instead of waiting for a decision to be stored.',
+      'Flows (per cache generation) with an ESTABLISHED (or confirmed NEW) packet the TypeScript engine decided on a path the flow cache cannot store (not flow-stable: docs/flow-cache.md); their packets that miss go to the engine at once instead of waiting for a decision to be stored.',
       (f) => f.uncacheable,
     );
     flowCounter(

@@ -2,6 +2,7 @@
 // for it (the fail-open/fail-closed verdict, counted). The verdict arrays are reused across batches.
 import type { Decision, PacketInput } from '../engine/decision';
 import type { LogRecord, PacketMeta } from '../extensions/types';
+import { IPS_CONFIRMED } from '../extensions/util/ctstate';
 import type { PacketBatch, VerdictOptions } from '../native';
 import { HOOKS, type Counters } from '../rules/model';
 import type { CtNatRequest } from '../../native/index';
@@ -75,7 +76,9 @@ const PACKET_FLAG_TRUNCATED = 4;
 const ETH_P_IP = 0x0800;
 const ETH_P_IPV6 = 0x86dd;
 const UID_UNKNOWN = 0xffffffff;
-// Flow cache: PacketBatch.ctState ESTABLISHED; PacketBatch.ctFlags created, table full, fragment.
+// Flow cache: PacketBatch.ctState ESTABLISHED, or NEW with IPS_CONFIRMED in ctStatus (queue.cc flowSettled);
+// PacketBatch.ctFlags created, table full, fragment.
+const CT_NEW = 1;
 const CT_ESTABLISHED = 2;
 const CT_BATCH_NOT_CACHEABLE = 1 | 2 | 4;
 const FLOW_OPTS = { flow: true };
@@ -214,7 +217,7 @@ export class BatchProcessor {
         const input = this.packetInput(batch, i);
         const cacheable =
           flow !== undefined &&
-          batch.ctState![i] === CT_ESTABLISHED &&
+          (batch.ctState![i] === CT_ESTABLISHED || (batch.ctState![i] === CT_NEW && (batch.ctStatus![i]! & IPS_CONFIRMED) !== 0)) &&
           batch.ctHandle![i] !== 0 &&
           (batch.ctFlags![i]! & CT_BATCH_NOT_CACHEABLE) === 0;
         const d =

@@ -17,6 +17,8 @@ interface Pkt {
   proto?: number;
   /** ctState column: 1 NEW, 2 ESTABLISHED. */
   state?: number;
+  /** ctStatus column (IPS_*): SEEN_REPLY, ASSURED and CONFIRMED unless given. */
+  status?: number;
   handle?: number;
   ctFlags?: number;
   inIf?: number;
@@ -60,7 +62,7 @@ function batch(pkts: Pkt[]): PacketBatch {
     data,
     ctState: Uint8Array.from(pkts, (p) => p.state ?? 2),
     ctDir: new Uint8Array(n),
-    ctStatus: new Uint32Array(n).fill(0xe),
+    ctStatus: Uint32Array.from(pkts, (p) => p.status ?? 0xe),
     ctMark: new Uint32Array(n),
     ctZone: new Uint16Array(n),
     ctHandle: Uint32Array.from(pkts, (p, i) => p.handle ?? i + 1),
@@ -119,10 +121,17 @@ describe('flow cache: processor', () => {
     assert.notEqual(paths[0], paths[3]);
   });
 
-  it('stores nothing for NEW packets, packets without an entry, created or fragment packets', () => {
+  it('stores nothing for unconfirmed NEW packets, RELATED ones, packets without an entry, created or fragment packets', () => {
     const { p } = setup();
-    const v = p.process(batch([{ state: 1 }, { handle: 0 }, { ctFlags: 1 }, { ctFlags: 4 }, { state: 3 }]));
+    const v = p.process(batch([{ state: 1, status: 0 }, { handle: 0 }, { ctFlags: 1 }, { ctFlags: 4 }, { state: 3 }]));
     assert.equal(v.cachePaths, undefined);
+  });
+
+  it('stores the decisions of a confirmed connection still NEW (a one-way flow before any reply)', () => {
+    const { p } = setup();
+    // CONFIRMED without SEEN_REPLY: the entry's first packet has left, none has come back.
+    const v = p.process(batch([{ state: 1, status: 0x8 }, { state: 1, status: 0x8, handle: 9 }]));
+    assert.ok([...v.cachePaths!].every((x) => x !== 0), `both stored: ${[...v.cachePaths!].join(',')}`);
   });
 
   it('stores nothing for a log line, a REJECT reply, a CONNMARK update, an unstable match or a rewrite', () => {

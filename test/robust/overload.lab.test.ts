@@ -162,8 +162,9 @@ describe('robust: overload (lab)', function () {
         `fail_open = ${opts.failOpen ? 'yes' : 'no'}`,
         `queue_maxlen = ${opts.queueMaxlen ?? KERNEL_QUEUE_MAXLEN}`,
         // One trip through the queue per forwarded packet: the counts below are per packet. Or every hook, with the
-        // late queue (QUEUE + 1) for FORWARD and POSTROUTING.
-        ...(opts.allHooks === true ? [] : ['hooks = FORWARD']),
+        // late queue (QUEUE + 1) for FORWARD and POSTROUTING, every trip made: the flood's connections repeat (one
+        // per port), and the flow cache would let their later packets skip the late queue.
+        ...(opts.allHooks === true ? ['skip_mark = off'] : ['hooks = FORWARD']),
         `metrics = 127.0.0.1:${METRICS_PORT}`,
         ...(opts.conntrackMax !== undefined ? [`conntrack_max = ${opts.conntrackMax}`] : []),
         ...(opts.matcher === false ? ['matcher = off'] : []),
@@ -308,9 +309,10 @@ describe('robust: overload (lab)', function () {
   }
 
   it('every hook queued, a flood of new connections beyond what one CPU takes: dropped where it enters, never after PREROUTING', async () => {
-    // nfqwall on CPU 1 alone, the C flood (every datagram a new connection, decided by the rule matcher in three trips)
-    // from CPU 0: far more than the receive thread can answer. Its PREROUTING queue fills and the kernel drops there;
-    // FORWARD and POSTROUTING go to the late queue, which the same thread reads empty before each PREROUTING batch.
+    // nfqwall on CPU 1 alone, the C flood from CPU 0 (1,000 connections, a port each, never answered: three trips a
+    // datagram, decided by the rule matcher or the flow cache): far more than the receive thread can answer. Its
+    // PREROUTING queue fills and the kernel drops there; FORWARD and POSTROUTING go to the late queue, which the same
+    // thread reads empty before each PREROUTING batch.
     const LATE = QUEUE + 1;
     const d = await start({ failOpen: false, allHooks: true });
     await fw().exec(['taskset', '-a', '-p', '-c', '1', String(d.child.pid)]);

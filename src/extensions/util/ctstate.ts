@@ -9,6 +9,7 @@ export type StateName = 'INVALID' | 'NEW' | 'RELATED' | 'ESTABLISHED' | 'UNTRACK
 export const STATE_ORDER: readonly StateName[] = ['INVALID', 'NEW', 'RELATED', 'ESTABLISHED', 'UNTRACKED', 'SNAT', 'DNAT'];
 
 export const IPS_ASSURED = 0x4;
+export const IPS_CONFIRMED = 0x8;
 export const IPS_SRC_NAT = 0x10;
 export const IPS_DST_NAT = 0x20;
 export const IPS_FIXED_TIMEOUT = 0x400;
