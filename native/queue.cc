@@ -291,6 +291,11 @@ void Queue::start(Handoff handoff) {
 void Queue::drive(std::shared_ptr<Queue> late) {
   if (started_ || late_ || !late || !late->cfg_.driven || late->hasDriver() || late.get() == this)
     throw std::logic_error("Queue::drive: a driven queue, once, before start()");
+  // Shorter, the budget would never let this queue be read (LateBudget::reserve).
+  if (uint64_t(late->cfg_.maxLen) < cfg_.maxBatch + kRecvMsgs + LateBudget::kSlack)
+    throw std::invalid_argument("a late queue must hold at least " +
+                                std::to_string(cfg_.maxBatch + kRecvMsgs + LateBudget::kSlack) +
+                                " packets (maxLen): one read of the queue it follows, and a margin");
   // One thread serves both: barriers on the late queue's socket see every packet re-queued there.
   if (late->attached_) {
     late->cfg_.cache->detachQueue();
