@@ -3,7 +3,7 @@ import path from 'node:path';
 import type * as Addon from '../native/index';
 import { packageRoot } from './package-root';
 
-export type { CapabilitySets, PacketBatch, QueueOptions, QueueStats, VerdictOptions } from '../native/index';
+export type { CapabilitySets, FlowCacheStats, PacketBatch, QueueOptions, QueueStats, VerdictOptions } from '../native/index';
 export type { BuiltProgram, HeapGuardState, MatcherDrain, MatcherHost, MatcherInput, MatcherResult } from '../native/index';
 
 export const NF_DROP = 0;

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { controlRequest } from '../../src/daemon/control';
 import { countersByComment } from '../lab/counters';
+import type { FlowCacheStats } from '../../src/native';
 import { Daemon, scratchDir } from '../lab/daemon';
 import { THREE_HOST, threeHostSpec, useLab } from '../lab/lab';
 import { printedUntil } from '../lab/traffic';
@@ -109,8 +110,7 @@ for (const matcher of [true, false]) {
 
     it('counts NEW and ESTABLISHED as the kernel would, keeps order, and makes about one queue trip per packet', async () => {
       const received = async (): Promise<number> => (await daemon!.status()).queues.reduce((n, q) => n + q.received, 0);
-      const flow = async (): Promise<{ tripsSkipped: number; hits: number; stores: number }> =>
-        ((await daemon!.status()) as unknown as { flowCache: { tripsSkipped: number; hits: number; stores: number } }).flowCache;
+      const flow = (): Promise<FlowCacheStats> => daemon!.flowCacheStats();
       const queued0 = await received();
       const flow0 = await flow();
       const argv = [process.execPath, '-e', SENDER, THREE_HOST.server4, String(PORT), String(BURST), String(BEFORE - BURST), String(AFTER)];

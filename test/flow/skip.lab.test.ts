@@ -107,11 +107,6 @@ async function send(client: Host, addr: string, port: number, count: number, ttl
   return { sent: Number(m[1]), echoed: Number(m[2]) };
 }
 
-interface FlowStats {
-  tripsSkipped: number;
-  transitsDropped: number;
-}
-
 // Once with one queue, once with two: with two, the kernel's balance hash sends a connection's hooks to different
 // queues (before and after DNAT, request and reply), whose receive threads share the cache's order counts.
 for (const queues of [1, 2]) {
@@ -124,8 +119,7 @@ for (const queues of [1, 2]) {
     let daemon: Daemon | undefined;
     let echoServer: ChildProcess | undefined;
     let echoLocal: ChildProcess | undefined;
-    const flowStats = async (): Promise<FlowStats> => ((await daemon!.status()) as unknown as { flowCache: FlowStats }).flowCache;
-    const skipped = async (): Promise<number> => (await flowStats()).tripsSkipped;
+    const skipped = async (): Promise<number> => (await daemon!.flowCacheStats()).tripsSkipped;
     const received = async (): Promise<number> => (await daemon!.status()).queues.reduce((n, q) => n + q.received, 0);
     const saved = async (): Promise<Record<string, number>> => {
       const s = (await controlRequest(daemon!.control, { cmd: 'save', counters: true })) as unknown as { rulesets: { ipv4: string } };
@@ -169,7 +163,7 @@ for (const queues of [1, 2]) {
 
     it('a plain forwarded flow makes about one queue trip per packet, and its TTL-1 datagrams are not counted at FORWARD', async () => {
       const client = env.lab.host('client');
-      const before = { skipped: await skipped(), received: await received(), dropped: (await flowStats()).transitsDropped };
+      const before = { skipped: await skipped(), received: await received(), dropped: (await daemon!.flowCacheStats()).transitsDropped };
       plain = await send(client, THREE_HOST.server4, PLAIN_PORT, COUNT, TTL1, TRAILING);
       await daemon!.settled(5_000);
       tripsPlain = (await skipped()) - before.skipped;
@@ -183,7 +177,7 @@ for (const queues of [1, 2]) {
       // The TTL-1 datagrams' counts toward FORWARD held the next datagram back from skipping: with one queue a
       // barrier told the receive thread they were dropped (docs/flow-cache.md, Trips); with two, an acknowledgement
       // on one socket says nothing of the other's packets, so the counts lapse.
-      const dropped = (await flowStats()).transitsDropped - before.dropped;
+      const dropped = (await daemon!.flowCacheStats()).transitsDropped - before.dropped;
       if (queues === 1) assert.ok(dropped >= 1, `${dropped} flows' counts cleared by a barrier`);
       else assert.equal(dropped, 0, 'no barriers with two queues');
       process.stderr.write(`      plain flow: ${packets} packets, ${receivedPlain} queue trips, ${tripsPlain} skipped, ${dropped} counts cleared by barriers\n`);

@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { Host } from './lab';
 import { packageRoot } from '../paths';
 import { controlRequest } from '../../src/daemon/control';
+import type { FlowCacheStats } from '../../src/native';
 
 export { packageRoot };
 
@@ -119,6 +120,13 @@ export class Daemon {
     } catch {
       throw new Error(`nfqwall status printed no JSON:\n${r.stdout}`);
     }
+  }
+
+  /** The flow cache's counters from `status` (docs/flow-cache.md); an error when the daemon runs without the cache. */
+  async flowCacheStats(): Promise<FlowCacheStats> {
+    const s = await this.status();
+    if (s['flowCache'] === undefined) throw new Error(`status has no flowCache: ${JSON.stringify(s)}`);
+    return s['flowCache'] as FlowCacheStats;
   }
 
   /** A reload over the control socket: the answer, `error` holding the failure's lines. */
