@@ -419,7 +419,15 @@ function printFloods(table_: FloodTable, flooded: Sampled, names: { c: string; n
   for (const [label, a, b] of lines) {
     if (present.has(a) && present.has(b)) {
       const rounds = roundSpread(samples.get(a)?.map((x) => x.pps), samples.get(b)?.map((x) => x.pps));
-      process.stdout.write(`${`${label}:`.padEnd(width)} ${ratio(pps.get(a), pps.get(b))} packets/s${rounds}, ${ratio(cpu.get(a), cpu.get(b))} CPU per packet\n`);
+      // Rounds without a CPU figure (no /proc/stat line) give no spread rather than a ratio of 0.
+      const cpuOf = (name: string): number[] | undefined => {
+        const us = samples.get(name)?.map((x) => x.cpuUs);
+        return us?.every((u) => u !== undefined) === true ? (us as number[]) : undefined;
+      };
+      const cpuRounds = roundSpread(cpuOf(a), cpuOf(b));
+      process.stdout.write(
+        `${`${label}:`.padEnd(width)} ${ratio(pps.get(a), pps.get(b))} packets/s${rounds}, ${ratio(cpu.get(a), cpu.get(b))} CPU per packet${cpuRounds}\n`,
+      );
     }
   }
   for (const [name, why] of failures) process.stdout.write(`${name} failed: ${why.split('\n')[0]}\n`);
