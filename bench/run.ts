@@ -416,15 +416,15 @@ function printFloods(table_: FloodTable, flooded: Sampled, names: { c: string; n
     ['  with --queue-cpu-fanout', nfqwallName({ queues: 2, cpuFanout: true }), names.nfqwall],
   ];
   const width = Math.max(...lines.map((l) => l[0].length)) + 1;
+  // Each round's CPU per packet; none when a round has no figure (no /proc/stat line), rather than a ratio of 0.
+  const cpuRoundsOf = (name: string): number[] | undefined => {
+    const us = samples.get(name)?.map((x) => x.cpuUs);
+    return us !== undefined && us.every((u): u is number => u !== undefined) ? us : undefined;
+  };
   for (const [label, a, b] of lines) {
     if (present.has(a) && present.has(b)) {
       const rounds = roundSpread(samples.get(a)?.map((x) => x.pps), samples.get(b)?.map((x) => x.pps));
-      // Rounds without a CPU figure (no /proc/stat line) give no spread rather than a ratio of 0.
-      const cpuOf = (name: string): number[] | undefined => {
-        const us = samples.get(name)?.map((x) => x.cpuUs);
-        return us?.every((u) => u !== undefined) === true ? (us as number[]) : undefined;
-      };
-      const cpuRounds = roundSpread(cpuOf(a), cpuOf(b));
+      const cpuRounds = roundSpread(cpuRoundsOf(a), cpuRoundsOf(b));
       process.stdout.write(
         `${`${label}:`.padEnd(width)} ${ratio(pps.get(a), pps.get(b))} packets/s${rounds}, ${ratio(cpu.get(a), cpu.get(b))} CPU per packet${cpuRounds}\n`,
       );
