@@ -111,21 +111,24 @@ function one() {
 one();
 `;
 
-// argv: addr port timeoutMs count. count exchanges in turn, each from a new unconnected socket (a new connection for
-// the node): `ok <answer> from <source>:<sport>` with the reply's real source, or `fail timeout`.
+// argv: addr port timeoutMs count firstPort. count exchanges in turn, each from a new unconnected socket bound to
+// firstPort + i (a new connection for the node): `ok <answer> from <source>:<sport>` with the reply's real source, or
+// `fail timeout`. Not an ephemeral port: the kernel may pick one again while the node still tracks the exchange that
+// used it, and the two exchanges are then one connection, which the nat table sees once.
 const UDP_CLIENT = `
 const dgram = require('node:dgram');
-const [addr, port, timeoutMs, count] = process.argv.slice(1);
+const [addr, port, timeoutMs, count, firstPort] = process.argv.slice(1);
 let left = Number(count);
 function one() {
-  if (left-- <= 0) process.exit(0);
+  if (left <= 0) process.exit(0);
+  const sport = Number(firstPort) + Number(count) - left--;
   const s = dgram.createSocket('udp4');
   let done = false;
   const finish = (line) => { if (done) return; done = true; clearTimeout(t); s.close(); process.stdout.write(line + '\\n'); one(); };
   const t = setTimeout(() => finish('fail timeout'), Number(timeoutMs));
   s.on('message', (m, r) => finish('ok ' + m.toString().trim() + ' from ' + r.address + ':' + r.port));
   s.on('error', (e) => finish('fail ' + e.code));
-  s.send('q', Number(port), addr);
+  s.bind(sport, () => s.send('q', Number(port), addr));
 }
 one();
 `;
@@ -213,8 +216,12 @@ export function tcp(host: Host, addr: string, port: number, count: number, timeo
   return lines(host, [TCP_CLIENT, addr, String(port), String(timeoutMs), String(count)], count * (timeoutMs + 500) + 10_000);
 }
 
+/** Below the ephemeral range (32768 up), so no other socket of the client's takes one of the exchanges' ports. */
+const UDP_FIRST_PORT = 20_000;
+
 export function udp(host: Host, addr: string, port: number, count: number, timeoutMs = 2_000): Promise<string[]> {
-  return lines(host, [UDP_CLIENT, addr, String(port), String(timeoutMs), String(count)], count * (timeoutMs + 500) + 10_000);
+  const argv = [UDP_CLIENT, addr, String(port), String(timeoutMs), String(count), String(UDP_FIRST_PORT)];
+  return lines(host, argv, count * (timeoutMs + 500) + 10_000);
 }
 
 /** A connected UDP probe to addr:port, with the ICMP destination-unreachable frames the host received meanwhile. */
