@@ -35,9 +35,11 @@ COMMIT
 COMMIT
 `;
 
-// argv: addr port burst before after. `burst` numbered datagrams at once from one socket, then `before` more 1 ms
-// apart, none answered; then "e", which the sink answers; once the answer is back, `after` more. Prints
-// `sent N answered A`.
+// argv: addr port burst before after. `burst` numbered datagrams at once from one socket, then, after a pause, `before`
+// more 1 ms apart, none answered; then "e", which the sink answers; once the answer is back, `after` more. Prints
+// `sent N answered A`. The pause lets the burst's first datagram make all its trips (its entry confirmed), so the
+// burst alone meets the entry unconfirmed, however slowly the daemon decides: without it, the 1 ms datagrams that
+// came while JavaScript (matcher off, freshly started, a slow machine) still worked through the burst met it too.
 const SENDER = `
 const dgram = require('node:dgram');
 const [addr, port, burst, before, after] = process.argv.slice(1).map((x, i) => (i === 0 ? x : Number(x)));
@@ -57,7 +59,7 @@ s.on('message', () => {
   answered++;
   run(after, () => setTimeout(() => { process.stdout.write('sent ' + sent + ' answered ' + answered + '\\n'); process.exit(0); }, 300));
 });
-s.bind(0, () => blast(burst, () => run(before, () => { s.send('e', port, addr); sent++; })));
+s.bind(0, () => blast(burst, () => setTimeout(() => run(before, () => { s.send('e', port, addr); sent++; }), 500)));
 setTimeout(() => { process.stdout.write('timeout answered ' + answered + '\\n'); process.exit(1); }, 20000);
 `;
 
@@ -135,11 +137,12 @@ for (const matcher of [true, false]) {
         'fwd-back': 1,
       });
 
-      // Three trips a packet without the cache's skipping (PREROUTING, FORWARD, POSTROUTING).
+      // Three trips a packet without the cache's skipping (PREROUTING, FORWARD, POSTROUTING): the burst's, which met
+      // the entry unconfirmed, and each key's first few; one for every other.
       const packets = BEFORE + 1 + AFTER + 1;
       const queued = (await received()) - queued0;
       const f = await flow();
-      assert.ok(queued < 1.5 * packets, `${queued} queue trips for ${packets} packets`);
+      assert.ok(queued <= packets + 2 * BURST + 20, `${queued} queue trips for ${packets} packets, ${BURST} of them a burst`);
       assert.ok(f.hits - flow0.hits > BEFORE - 10, `${f.hits - flow0.hits} cache hits; ${BEFORE} NEW datagrams`);
       assert.ok(f.tripsSkipped - flow0.tripsSkipped > BEFORE, `${f.tripsSkipped - flow0.tripsSkipped} trips skipped`);
       // One decision per hook for each key: NEW, the answer (REPLY), ESTABLISHED; none for the burst's packets that met
