@@ -1,5 +1,6 @@
-// Kernel hook management: the only rules nfqwall puts in the kernel. It owns chains named NFQWALL-* and one jump rule
-// per built-in chain it uses (inserted at position 1), nothing else, in the network namespace it runs in.
+// Kernel hook management: the only rules nfqwall puts in the kernel. It owns chains named NFQWALL-* and the jump rules
+// into them at the head of the built-in chains it uses (one per chain, two in POSTROUTING with the skip bits), nothing
+// else, in the network namespace it runs in.
 // Every change is an `iptables-restore --noflush` script, so each family's install or removal is one transaction.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -78,10 +79,17 @@ export function queueLayoutText(o: { queue: number; queues?: number; lateQueue?:
   return queueRangeText(o.queue, n) + (o.lateQueue !== undefined ? `, late ${queueRangeText(o.lateQueue, n)}` : '');
 }
 
-/** A rule `-A from -j to` in a built-in chain that jumps to one of our chains. */
+/** A rule `-A from [match] -j to` in a built-in chain that jumps to one of our chains. */
 export interface OwnedJump {
   from: string;
   to: string;
+  /** The skip bit test the jump carries (`-m mark ! --mark 0x10000000/0x10000000`), as iptables-save prints it. */
+  match?: string;
+}
+
+/** The jump's rule after `-A CHAIN`, `-I CHAIN N` or `-D CHAIN`. */
+export function jumpSpec(j: OwnedJump): string {
+  return `${j.match === undefined ? '' : `${j.match} `}-j ${j.to}`;
 }
 
 /** Our chains and jumps per table, as installed or as found in the kernel. */
@@ -127,6 +135,31 @@ function mangleHooks(plan: HookPlan): Hook[] {
   return HOOKS.filter((h) => plan.hooks.includes(h) || (skip && h !== 'FORWARD'));
 }
 
+const hex = (n: number): string => `0x${n.toString(16)}`;
+
+/** The mark test on skip bit `b`, as iptables-save prints it: set, or with `not` clear. */
+function markTest(b: number, not = false): string {
+  return `-m mark ${not ? '! ' : ''}--mark ${hex(b)}/${hex(b)}`;
+}
+
+/**
+ * The jumps from the built-in mangle chains. With the skip bits a settled packet meets the bit's test in the jump
+ * itself and never enters our chains: at FORWARD one rule, at POSTROUTING two, the second clearing the bits (nft
+ * evaluates every jump, return and rule, and these are met by every packet the cache settles).
+ */
+function mangleJumps(plan: HookPlan, hooks: readonly Hook[]): OwnedJump[] {
+  const { forward, post } = skipBits(skipBit(plan));
+  const jumps: OwnedJump[] = [];
+  for (const h of hooks) {
+    const j: OwnedJump = { from: h, to: chainName(h) };
+    if (forward !== 0 && h === 'FORWARD') j.match = markTest(forward, true);
+    if (post !== 0 && h === 'POSTROUTING') j.match = markTest(post, true);
+    jumps.push(j);
+    if (post !== 0 && h === 'POSTROUTING') jumps.push({ from: h, to: SKIPPED_CHAIN, match: markTest(post) });
+  }
+  return jumps;
+}
+
 /** The chains and jumps `installScript(plan)` creates, in the order it creates them. */
 export function ownedFromPlan(plan: HookPlan): OwnedState {
   const state: OwnedState = new Map();
@@ -141,7 +174,7 @@ export function ownedFromPlan(plan: HookPlan): OwnedState {
   if (hooks.length > 0) {
     state.set('mangle', {
       chains: [...hooks.map(chainName), ...(skipBit(plan) !== 0 ? [SKIPPED_CHAIN] : []), ...owner],
-      jumps: hooks.map((h) => ({ from: h, to: chainName(h) })),
+      jumps: mangleJumps(plan, hooks),
     });
   }
   return state;
@@ -164,9 +197,7 @@ export function installScript(plan: HookPlan): string {
   }
   const owned = ownedFromPlan(plan);
   const bit = skipBit(plan);
-  const hex = (n: number): string => `0x${n.toString(16)}`;
-  const { forward, post } = skipBits(bit);
-  const carries = (b: number): string => `-m mark --mark ${hex(b)}/${hex(b)}`;
+  const { forward } = skipBits(bit);
   const clear = (b: number): string => `-j MARK --set-xmark 0x0/${hex(b)}`;
   const lines: string[] = [];
   for (const [table, { chains, jumps }] of owned) {
@@ -179,23 +210,22 @@ export function installScript(plan: HookPlan): string {
       else if (c === SKIPPED_CHAIN) lines.push(`-A ${c} ${clear(bit)}`);
       else {
         const hook = c.slice(CHAIN_PREFIX.length) as Hook;
-        if (bit !== 0) {
-          if (hook === 'FORWARD') {
-            lines.push(`-A ${c} ${carries(forward)} -j RETURN`);
-          } else if (hook === 'POSTROUTING') {
-            lines.push(`-A ${c} ${carries(post)} -g ${SKIPPED_CHAIN}`);
-            lines.push(`-A ${c} ${carries(forward)} ${clear(forward)}`);
-          } else {
-            lines.push(`-A ${c} -m mark ! --mark 0x0/${hex(bit)} ${clear(bit)}`);
-          }
-        }
+        // FORWARD and POSTROUTING: a packet carrying its hook's bit does not jump here (mangleJumps).
+        if (bit !== 0 && hook === 'POSTROUTING') lines.push(`-A ${c} ${markTest(forward)} ${clear(forward)}`);
+        else if (bit !== 0 && hook !== 'FORWARD') lines.push(`-A ${c} -m mark ! --mark 0x0/${hex(bit)} ${clear(bit)}`);
         if (plan.hooks.includes(hook)) {
           const late = lateHooks(plan).includes(hook);
           lines.push(`-A ${c} -j NFQUEUE ${queueTarget(late ? { ...plan, queue: plan.lateQueue! } : plan)}`);
         }
       }
     }
-    for (const j of jumps) lines.push(`-I ${j.from} 1 -j ${j.to}`);
+    // Each built-in chain's jumps at its head, in order.
+    const at = new Map<string, number>();
+    for (const j of jumps) {
+      const n = (at.get(j.from) ?? 0) + 1;
+      at.set(j.from, n);
+      lines.push(`-I ${j.from} ${n} ${jumpSpec(j)}`);
+    }
     lines.push('COMMIT');
   }
   return lines.length === 0 ? '' : lines.join('\n') + '\n';
@@ -217,7 +247,7 @@ export function removeScript(state: OwnedState): string {
   for (const [table, { chains, jumps }] of state) {
     if (chains.length === 0 && jumps.length === 0) continue;
     lines.push(`*${table}`);
-    for (const j of jumps) lines.push(`-D ${j.from} -j ${j.to}`);
+    for (const j of jumps) lines.push(`-D ${j.from} ${jumpSpec(j)}`);
     for (const c of chains) lines.push(`-F ${c}`);
     for (const c of chains) lines.push(`-X ${c}`);
     lines.push('COMMIT');
@@ -227,7 +257,8 @@ export function removeScript(state: OwnedState): string {
 
 /**
  * Our chains and jumps in `iptables-save` output. A jump counts as ours only when it is exactly `-A BUILTIN -j
- * NFQWALL-X` (no matches, no counters): a user's rule that happens to jump to our chain with conditions is not ours.
+ * NFQWALL-X`, or carries one skip bit's test as installScript writes it (no other match, no counters): a user's rule
+ * that happens to jump to our chain with conditions is not ours.
  */
 export function parseOwned(saveText: string): OwnedState {
   const state: OwnedState = new Map();
@@ -251,12 +282,18 @@ export function parseOwned(saveText: string): OwnedState {
       if (isOwnedChain(name)) entry().chains.push(name);
       continue;
     }
-    const m = /^-A (\S+) -j (\S+)$/.exec(line);
-    if (m && isOwnedChain(m[2]!) && (BUILTIN_CHAINS[table] as readonly string[]).includes(m[1]!)) {
-      entry().jumps.push({ from: m[1]!, to: m[2]! });
-    }
+    const m = /^-A (\S+)(?: (-m mark (?:! )?--mark (0x[0-9a-f]+)\/(0x[0-9a-f]+)))? -j (\S+)$/.exec(line);
+    if (!m || !isOwnedChain(m[5]!) || !(BUILTIN_CHAINS[table] as readonly string[]).includes(m[1]!)) continue;
+    if (m[2] !== undefined && !(m[3] === m[4] && isOneBit(Number(m[3])))) continue;
+    const j: OwnedJump = { from: m[1]!, to: m[5]! };
+    if (m[2] !== undefined) j.match = m[2];
+    entry().jumps.push(j);
   }
   return state;
+}
+
+function isOneBit(n: number): boolean {
+  return n > 0 && n <= 0xffffffff && (n & (n - 1)) === 0;
 }
 
 const OWNER_COMMENT = 'nfqwall pid ';
@@ -400,7 +437,7 @@ export class HookManager {
         throw new Error(`cannot remove stale NFQWALL chains (${b.restore}): ${describe(r)}`);
       }
       for (const [table, { chains, jumps }] of owned) {
-        for (const j of jumps) done.push(`${b.name} ipv${family} ${table}: -A ${j.from} -j ${j.to}`);
+        for (const j of jumps) done.push(`${b.name} ipv${family} ${table}: -A ${j.from} ${jumpSpec(j)}`);
         for (const c of chains) done.push(`${b.name} ipv${family} ${table}: chain ${c}`);
       }
     }

@@ -24,7 +24,7 @@ const plan4: HookPlan = { family: 4, hooks: HOOKS, queue: 7, failOpen: false, no
 function plain(state: OwnedState): Record<string, { chains: string[]; jumps: string[] }> {
   const out: Record<string, { chains: string[]; jumps: string[] }> = {};
   for (const [t, o] of state) {
-    out[t] = { chains: [...o.chains].sort(), jumps: o.jumps.map((j) => `${j.from}>${j.to}`).sort() };
+    out[t] = { chains: [...o.chains].sort(), jumps: o.jumps.map((j) => `${j.from}>${j.to}${j.match === undefined ? '' : ` [${j.match}]`}`).sort() };
   }
   return out;
 }
@@ -168,6 +168,10 @@ describe('daemon/hooks scripts', () => {
       '-A PREROUTING -j NFQWALL-PREROUTING',
       '-A PREROUTING -j NFQWALL-PREROUTING',
       '-A INPUT -s 198.18.0.1/32 -j NFQWALL-INPUT',
+      '-A INPUT -m mark --mark 0x1/0xff -j NFQWALL-INPUT',
+      '-A INPUT -m mark --mark 0x3/0x3 -j NFQWALL-INPUT',
+      '-A INPUT -m mark ! --mark 0x10/0x10 -m comment --comment x -j NFQWALL-INPUT',
+      '-A INPUT -m mark ! --mark 0x10/0x10 -j NFQWALL-INPUT',
       '-A KUBE-MARK -j NFQWALL-INPUT',
       '-A INPUT -j KUBE-MARK',
       '-A NFQWALL-INPUT -j NFQUEUE --queue-num 0',
@@ -178,7 +182,11 @@ describe('daemon/hooks scripts', () => {
       'COMMIT',
     ].join('\n');
     assert.deepEqual(plain(parseOwned(save)), {
-      mangle: { chains: ['NFQWALL-INPUT'], jumps: ['PREROUTING>NFQWALL-PREROUTING', 'PREROUTING>NFQWALL-PREROUTING'] },
+      mangle: {
+        chains: ['NFQWALL-INPUT'],
+        // A skip bit's test, one bit set or clear, is the only condition an owned jump carries.
+        jumps: ['INPUT>NFQWALL-INPUT [-m mark ! --mark 0x10/0x10]', 'PREROUTING>NFQWALL-PREROUTING', 'PREROUTING>NFQWALL-PREROUTING'],
+      },
     });
   });
 
@@ -417,21 +425,23 @@ describe('daemon/hooks in a network namespace (root)', function () {
 const SKIP = 0x30000000;
 /** Where a packet enters the host (PREROUTING, OUTPUT) or is delivered (INPUT): both bits cleared. */
 const CLEAR_BOTH = '-m mark ! --mark 0x0/0x30000000 -j MARK --set-xmark 0x0/0x30000000';
-const FORWARD_PASS = '-m mark --mark 0x10000000/0x10000000 -j RETURN';
-const POST_PASS = '-m mark --mark 0x20000000/0x20000000 -g NFQWALL-SKIPPED';
+/** FORWARD and POSTROUTING are entered only without their bit; with POSTROUTING's, the bits are cleared. */
+const FORWARD_JUMP = '-m mark ! --mark 0x10000000/0x10000000 -j NFQWALL-FORWARD';
+const POST_JUMP = '-m mark ! --mark 0x20000000/0x20000000 -j NFQWALL-POSTROUTING';
+const POST_PASS = '-m mark --mark 0x20000000/0x20000000 -j NFQWALL-SKIPPED';
 /** A packet that skipped FORWARD only takes its POSTROUTING trip without the FORWARD bit. */
 const POST_CLEAR_FORWARD = '-m mark --mark 0x10000000/0x10000000 -j MARK --set-xmark 0x0/0x10000000';
 const SKIPPED_CLEAR = '-j MARK --set-xmark 0x0/0x30000000';
 
 /** What iptables-save prints after installScript: the same lines, the jumps appended. */
 function asSaved(script: string): string {
-  return script.replace(/^-I (\S+) 1 /gm, '-A $1 ');
+  return script.replace(/^-I (\S+) \d+ /gm, '-A $1 ');
 }
 
 describe('daemon/hooks with the skip mark', () => {
   const skipPlan: HookPlan = { ...plan4, notrack: false, skipMark: SKIP };
 
-  it('clears both bits at PREROUTING, INPUT and OUTPUT before their queue rules, passes the lower at FORWARD, passes the higher at POSTROUTING and clears the lower before its queue rule', () => {
+  it('clears both bits at PREROUTING, INPUT and OUTPUT before their queue rules, jumps at FORWARD without the lower bit and at POSTROUTING without the higher, which it clears with the lower, and clears the lower before POSTROUTING\'s queue rule', () => {
     assert.equal(
       installScript(skipPlan),
       [
@@ -446,19 +456,18 @@ describe('daemon/hooks with the skip mark', () => {
         '-A NFQWALL-PREROUTING -j NFQUEUE --queue-num 7',
         `-A NFQWALL-INPUT ${CLEAR_BOTH}`,
         '-A NFQWALL-INPUT -j NFQUEUE --queue-num 7',
-        `-A NFQWALL-FORWARD ${FORWARD_PASS}`,
         '-A NFQWALL-FORWARD -j NFQUEUE --queue-num 7',
         `-A NFQWALL-OUTPUT ${CLEAR_BOTH}`,
         '-A NFQWALL-OUTPUT -j NFQUEUE --queue-num 7',
-        `-A NFQWALL-POSTROUTING ${POST_PASS}`,
         `-A NFQWALL-POSTROUTING ${POST_CLEAR_FORWARD}`,
         '-A NFQWALL-POSTROUTING -j NFQUEUE --queue-num 7',
         `-A NFQWALL-SKIPPED ${SKIPPED_CLEAR}`,
         '-I PREROUTING 1 -j NFQWALL-PREROUTING',
         '-I INPUT 1 -j NFQWALL-INPUT',
-        '-I FORWARD 1 -j NFQWALL-FORWARD',
+        `-I FORWARD 1 ${FORWARD_JUMP}`,
         '-I OUTPUT 1 -j NFQWALL-OUTPUT',
-        '-I POSTROUTING 1 -j NFQWALL-POSTROUTING',
+        `-I POSTROUTING 1 ${POST_JUMP}`,
+        `-I POSTROUTING 2 ${POST_PASS}`,
         'COMMIT',
         '',
       ].join('\n'),
@@ -481,18 +490,17 @@ describe('daemon/hooks with the skip mark', () => {
         '-A NFQWALL-PREROUTING -m mark ! --mark 0x0/0x10100 -j MARK --set-xmark 0x0/0x10100',
         '-A NFQWALL-PREROUTING -j NFQUEUE --queue-num 7',
         '-A NFQWALL-INPUT -m mark ! --mark 0x0/0x10100 -j MARK --set-xmark 0x0/0x10100',
-        '-A NFQWALL-FORWARD -m mark --mark 0x100/0x100 -j RETURN',
         '-A NFQWALL-FORWARD -j NFQUEUE --queue-num 7',
         '-A NFQWALL-OUTPUT -m mark ! --mark 0x0/0x10100 -j MARK --set-xmark 0x0/0x10100',
-        '-A NFQWALL-POSTROUTING -m mark --mark 0x10000/0x10000 -g NFQWALL-SKIPPED',
         '-A NFQWALL-POSTROUTING -m mark --mark 0x100/0x100 -j MARK --set-xmark 0x0/0x100',
         '-A NFQWALL-SKIPPED -j MARK --set-xmark 0x0/0x10100',
         '-A NFQWALL-OWNER -m comment --comment "nfqwall pid 99"',
         '-I PREROUTING 1 -j NFQWALL-PREROUTING',
         '-I INPUT 1 -j NFQWALL-INPUT',
-        '-I FORWARD 1 -j NFQWALL-FORWARD',
+        '-I FORWARD 1 -m mark ! --mark 0x100/0x100 -j NFQWALL-FORWARD',
         '-I OUTPUT 1 -j NFQWALL-OUTPUT',
-        '-I POSTROUTING 1 -j NFQWALL-POSTROUTING',
+        '-I POSTROUTING 1 -m mark ! --mark 0x10000/0x10000 -j NFQWALL-POSTROUTING',
+        '-I POSTROUTING 2 -m mark --mark 0x10000/0x10000 -j NFQWALL-SKIPPED',
         'COMMIT',
         '',
       ].join('\n'),
@@ -504,7 +512,8 @@ describe('daemon/hooks with the skip mark', () => {
     assert.ok(s.startsWith(installScript({ ...plan4, hooks: [] })), 'the raw part comes first, unchanged');
     assert.doesNotMatch(s, /FORWARD/);
     const chain = (name: string): string[] => s.split('\n').filter((l) => l.startsWith(`-A ${name} `));
-    assert.deepEqual(chain('NFQWALL-POSTROUTING'), [`-A NFQWALL-POSTROUTING ${POST_PASS}`, `-A NFQWALL-POSTROUTING ${POST_CLEAR_FORWARD}`]);
+    assert.deepEqual(chain('NFQWALL-POSTROUTING'), [`-A NFQWALL-POSTROUTING ${POST_CLEAR_FORWARD}`]);
+    assert.deepEqual(s.split('\n').filter((l) => l.startsWith('-I POSTROUTING ')), [`-I POSTROUTING 1 ${POST_JUMP}`, `-I POSTROUTING 2 ${POST_PASS}`]);
     // INPUT only clears the bits, then queues: a packet a changed route delivers here meets the INPUT rules.
     assert.deepEqual(chain('NFQWALL-INPUT'), [`-A NFQWALL-INPUT ${CLEAR_BOTH}`, '-A NFQWALL-INPUT -j NFQUEUE --queue-num 7']);
     assert.deepEqual(chain('NFQWALL-SKIPPED'), [`-A NFQWALL-SKIPPED ${SKIPPED_CLEAR}`]);
@@ -534,8 +543,8 @@ describe('daemon/hooks with the skip mark', () => {
     // Refused even when PREROUTING is not queued and the mark would go unused.
     assert.throws(() => installScript({ ...plan4, hooks: ['FORWARD'], skipMark: 0x10000000 }), /not two mark bits/);
     for (const ok of [3, 0x80000001, 0xc0000000, SKIP]) assert.doesNotThrow(() => installScript({ ...plan4, skipMark: ok }));
-    assert.match(installScript({ ...plan4, skipMark: 0x80000001 }), /^-A NFQWALL-FORWARD -m mark --mark 0x1\/0x1 -j RETURN$/m);
-    assert.match(installScript({ ...plan4, skipMark: 0x80000001 }), /^-A NFQWALL-POSTROUTING -m mark --mark 0x80000000\/0x80000000 -g NFQWALL-SKIPPED$/m);
+    assert.match(installScript({ ...plan4, skipMark: 0x80000001 }), /^-I FORWARD 1 -m mark ! --mark 0x1\/0x1 -j NFQWALL-FORWARD$/m);
+    assert.match(installScript({ ...plan4, skipMark: 0x80000001 }), /^-I POSTROUTING 2 -m mark --mark 0x80000000\/0x80000000 -j NFQWALL-SKIPPED$/m);
   });
 
   it('parses back what it installs, NFQWALL-SKIPPED included, and removes all of it', () => {
@@ -547,9 +556,18 @@ describe('daemon/hooks with the skip mark', () => {
       assert.ok(parsed.get('mangle')?.chains.includes('NFQWALL-SKIPPED'));
       assert.deepEqual(
         plain(parsed).mangle!.jumps,
-        ['FORWARD>NFQWALL-FORWARD', 'INPUT>NFQWALL-INPUT', 'OUTPUT>NFQWALL-OUTPUT', 'POSTROUTING>NFQWALL-POSTROUTING', 'PREROUTING>NFQWALL-PREROUTING'],
+        [
+          'FORWARD>NFQWALL-FORWARD [-m mark ! --mark 0x10000000/0x10000000]',
+          'INPUT>NFQWALL-INPUT',
+          'OUTPUT>NFQWALL-OUTPUT',
+          'POSTROUTING>NFQWALL-POSTROUTING [-m mark ! --mark 0x20000000/0x20000000]',
+          'POSTROUTING>NFQWALL-SKIPPED [-m mark --mark 0x20000000/0x20000000]',
+          'PREROUTING>NFQWALL-PREROUTING',
+        ],
       );
       const rm = removeScript(parsed);
+      assert.match(rm, /^-D POSTROUTING -m mark --mark 0x20000000\/0x20000000 -j NFQWALL-SKIPPED$/m);
+      assert.match(rm, /^-D FORWARD -m mark ! --mark 0x10000000\/0x10000000 -j NFQWALL-FORWARD$/m);
       assert.match(rm, /^-F NFQWALL-SKIPPED$/m);
       assert.match(rm, /^-X NFQWALL-SKIPPED$/m);
       // Every mangle chain is flushed (dropping the -g references to NFQWALL-SKIPPED) before any is deleted.
@@ -591,19 +609,16 @@ describe('daemon/hooks with the skip mark in a network namespace (root)', functi
         '-A NFQWALL-PREROUTING -j NFQUEUE --queue-num 7',
       ]);
       assert.equal(ours(text, 'NFQWALL-INPUT')[0], `-A NFQWALL-INPUT ${CLEAR_BOTH}`);
-      assert.deepEqual(ours(text, 'NFQWALL-FORWARD'), [
-        `-A NFQWALL-FORWARD ${FORWARD_PASS}`,
-        '-A NFQWALL-FORWARD -j NFQUEUE --queue-num 7',
-      ]);
+      assert.deepEqual(ours(text, 'NFQWALL-FORWARD'), ['-A NFQWALL-FORWARD -j NFQUEUE --queue-num 7']);
       assert.equal(ours(text, 'NFQWALL-OUTPUT')[0], `-A NFQWALL-OUTPUT ${CLEAR_BOTH}`);
-      assert.deepEqual(ours(text, 'NFQWALL-POSTROUTING').slice(0, 2), [
-        `-A NFQWALL-POSTROUTING ${POST_PASS}`,
-        `-A NFQWALL-POSTROUTING ${POST_CLEAR_FORWARD}`,
-      ]);
+      assert.deepEqual(ours(text, 'NFQWALL-POSTROUTING')[0], `-A NFQWALL-POSTROUTING ${POST_CLEAR_FORWARD}`);
       assert.deepEqual(ours(text, 'NFQWALL-SKIPPED'), [`-A NFQWALL-SKIPPED ${SKIPPED_CLEAR}`]);
+      // The jumps at the head of the built-in chains, before someone else's rule.
+      assert.deepEqual(ours(text, 'FORWARD').slice(0, 2), [`-A FORWARD ${FORWARD_JUMP}`, ...(text === after4 ? ['-A FORWARD -d 198.18.0.2/32 -j MARK --set-xmark 0x4000/0xffffffff'] : [])]);
+      assert.deepEqual(ours(text, 'POSTROUTING'), [`-A POSTROUTING ${POST_JUMP}`, `-A POSTROUTING ${POST_PASS}`]);
     }
-    assert.deepEqual(ours(after4, 'NFQWALL-POSTROUTING').slice(2), ['-A NFQWALL-POSTROUTING -j NFQUEUE --queue-num 7'], 'POSTROUTING queued in the ipv4 plan');
-    assert.deepEqual(ours(after6, 'NFQWALL-POSTROUTING').slice(2), [], 'POSTROUTING only passes and clears in the ipv6 plan');
+    assert.deepEqual(ours(after4, 'NFQWALL-POSTROUTING').slice(1), ['-A NFQWALL-POSTROUTING -j NFQUEUE --queue-num 7'], 'POSTROUTING queued in the ipv4 plan');
+    assert.deepEqual(ours(after6, 'NFQWALL-POSTROUTING').slice(1), [], 'POSTROUTING only clears in the ipv6 plan');
     assert.equal(ours(after4, 'NFQWALL-INPUT').length, 2, 'INPUT queued in the ipv4 plan');
     assert.equal(ours(after6, 'NFQWALL-INPUT').length, 1, 'INPUT only clears the bits in the ipv6 plan');
     assert.equal(normalize(withoutOurs(after4)), before4);

@@ -156,8 +156,8 @@ for (const queues of [1, 2]) {
 
     it('installs the skip rules in the kernel', async () => {
       const save = await env.lab.host('fw').exec(['iptables-save', '-t', 'mangle']);
-      assert.match(save.stdout, new RegExp(`-A NFQWALL-FORWARD .*-m mark --mark ${FORWARD_BIT}/${FORWARD_BIT} -j RETURN`));
-      assert.match(save.stdout, new RegExp(`-A NFQWALL-POSTROUTING .*-m mark --mark ${POST_BIT}/${POST_BIT} -g NFQWALL-SKIPPED`));
+      assert.match(save.stdout, new RegExp(`^-A FORWARD -m mark ! --mark ${FORWARD_BIT}/${FORWARD_BIT} -j NFQWALL-FORWARD$`, 'm'));
+      assert.match(save.stdout, new RegExp(`^-A POSTROUTING -m mark ! --mark ${POST_BIT}/${POST_BIT} -j NFQWALL-POSTROUTING\n-A POSTROUTING -m mark --mark ${POST_BIT}/${POST_BIT} -j NFQWALL-SKIPPED$`, 'm'));
       assert.match(save.stdout, new RegExp(`-A NFQWALL-SKIPPED .*-j MARK --set-xmark 0x0/${SKIP_MARK}`));
     });
 

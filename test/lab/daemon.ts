@@ -208,6 +208,12 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/**
+ * nfqwall's jump into its FORWARD chain, as iptables-save prints it: with the flow cache's skip bits (the default) it
+ * carries FORWARD's bit test (src/daemon/hooks.ts).
+ */
+export const FORWARD_HOOK = /^-A FORWARD (?:-m mark ! --mark (0x[0-9a-f]+)\/\1 )?-j NFQWALL-FORWARD$/m;
+
 /** Every ruleset dump of a host that could hold nfqwall's hook rules: nft and legacy backends, v4 and v6. */
 export async function kernelRules(host: Host): Promise<string> {
   let all = '';

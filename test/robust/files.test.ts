@@ -9,7 +9,7 @@ import path from 'node:path';
 import { checkFileSafety, fileProblems, UnsafeFileError } from '../../src/daemon/files';
 import { loadRulesets } from '../../src/daemon/daemon';
 import { controlRequest } from '../../src/daemon/control';
-import { cliPath, kernelRules, sleep } from '../lab/daemon';
+import { cliPath, FORWARD_HOOK, kernelRules, sleep } from '../lab/daemon';
 import { Lab, skipUnlessRoot, THREE_HOST, threeHostSpec, type Host } from '../lab/lab';
 import { tcpConnect, udpExchange } from '../lab/traffic';
 
@@ -226,7 +226,7 @@ describe('robust: privilege (lab)', function () {
       // CAP_NET_ADMIN is bit 12 (0x1000), nothing else, and nothing can be regained.
       assert.match(st, /^CapEff:\s+0000000000001000$/m);
       assert.match(st, /^CapBnd:\s+0000000000001000$/m);
-      assert.match(await kernelRules(fw()), /-A FORWARD -j NFQWALL-FORWARD/);
+      assert.match(await kernelRules(fw()), FORWARD_HOOK);
       const client = lab!.host('client');
       const server = lab!.host('server');
       assert.equal(await udpExchange(client, server, THREE_HOST.server4, 7001, 5), 5, d.output());

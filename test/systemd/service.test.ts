@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { cliPath, kernelRules, sleep } from '../lab/daemon';
+import { cliPath, FORWARD_HOOK, kernelRules, sleep } from '../lab/daemon';
 import { skipUnlessRoot, THREE_HOST, threeHostSpec, useLab, type Host } from '../lab/lab';
 import { udpExchange } from '../lab/traffic';
 import { packageRoot } from '../paths';
@@ -258,7 +258,7 @@ describe('systemd: nfqwall as a service under a throwaway systemd in the lab', f
     assert.ok(sets.length >= 5 * 8, `a Node process has several threads: ${sets.length / 5}`);
     for (const m of sets) assert.equal(m[2], '0000000000001000', `Cap${m[1]}`);
     const rules4 = await kernelRules(env.lab.host('fw'));
-    assert.match(rules4, /-A FORWARD -j NFQWALL-FORWARD/);
+    assert.match(rules4, FORWARD_HOOK);
     // The REJECT reply is sent on a raw socket (CAP_NET_RAW): the client sees a reset, not a timeout.
     const probe = await client().exec([process.execPath, '-e', TCP_PROBE, THREE_HOST.server4, '7003', '3000'], { timeoutMs: 15_000 });
     assert.equal(probe.stdout.trim(), 'ECONNREFUSED', fail('REJECT reply'));
