@@ -570,11 +570,11 @@ describe('daemon/hooks with the skip mark', () => {
       assert.match(rm, /^-D FORWARD -m mark ! --mark 0x10000000\/0x10000000 -j NFQWALL-FORWARD$/m);
       assert.match(rm, /^-F NFQWALL-SKIPPED$/m);
       assert.match(rm, /^-X NFQWALL-SKIPPED$/m);
-      // Every mangle chain is flushed (dropping the -g references to NFQWALL-SKIPPED) before any is deleted.
+      // Every jump (POSTROUTING's into NFQWALL-SKIPPED too) is deleted and every chain flushed before any is deleted.
       const lines = rm.slice(rm.indexOf('*mangle')).split('\n');
-      const lastFlush = lines.map((l) => l.startsWith('-F ')).lastIndexOf(true);
+      const lastUnlink = Math.max(...['-D ', '-F '].map((op) => lines.map((l) => l.startsWith(op)).lastIndexOf(true)));
       const firstDelete = lines.findIndex((l) => l.startsWith('-X '));
-      assert.ok(lastFlush < firstDelete, rm);
+      assert.ok(lastUnlink < firstDelete, rm);
     }
   });
 });
