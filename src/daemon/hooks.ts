@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import type { Family, Hook, TableName } from '../rules/model';
 import { BUILTIN_CHAINS, HOOKS } from '../rules/model';
-import { isSkipMark, skipBits } from './skip-guard';
+import { isOneBit, isSkipMark, skipBits } from './skip-guard';
 
 export const CHAIN_PREFIX = 'NFQWALL-';
 
@@ -151,11 +151,9 @@ function mangleJumps(plan: HookPlan, hooks: readonly Hook[]): OwnedJump[] {
   const { forward, post } = skipBits(skipBit(plan));
   const jumps: OwnedJump[] = [];
   for (const h of hooks) {
-    const j: OwnedJump = { from: h, to: chainName(h) };
-    if (forward !== 0 && h === 'FORWARD') j.match = markTest(forward, true);
-    if (post !== 0 && h === 'POSTROUTING') j.match = markTest(post, true);
-    jumps.push(j);
-    if (post !== 0 && h === 'POSTROUTING') jumps.push({ from: h, to: SKIPPED_CHAIN, match: markTest(post) });
+    const own = h === 'FORWARD' ? forward : h === 'POSTROUTING' ? post : 0;
+    jumps.push(own === 0 ? { from: h, to: chainName(h) } : { from: h, to: chainName(h), match: markTest(own, true) });
+    if (own !== 0 && h === 'POSTROUTING') jumps.push({ from: h, to: SKIPPED_CHAIN, match: markTest(post) });
   }
   return jumps;
 }
@@ -290,10 +288,6 @@ export function parseOwned(saveText: string): OwnedState {
     entry().jumps.push(j);
   }
   return state;
-}
-
-function isOneBit(n: number): boolean {
-  return n > 0 && n <= 0xffffffff && (n & (n - 1)) === 0;
 }
 
 const OWNER_COMMENT = 'nfqwall pid ';

@@ -15,12 +15,15 @@ const run = promisify(execFile);
  */
 export const DEFAULT_SKIP_MARK = 0x30000000;
 
+/** Whether `n` is one bit of a 32-bit mark. */
+export function isOneBit(n: number): boolean {
+  return Number.isInteger(n) && n > 0 && n <= 0xffffffff && (n & (n - 1)) === 0;
+}
+
 /** Whether `n` can be the skip mark: two bits of a 32-bit mark. */
 export function isSkipMark(n: number): boolean {
   if (!Number.isInteger(n) || n <= 0 || n > 0xffffffff) return false;
-  const low = n & -n;
-  const rest = (n - low) >>> 0;
-  return rest !== 0 && (rest & (rest - 1)) === 0;
+  return isOneBit((n - (n & -n)) >>> 0);
 }
 
 /** The skip mark's FORWARD bit (the lower) and POSTROUTING bit (the higher). */

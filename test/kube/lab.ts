@@ -118,10 +118,10 @@ one();
 const UDP_CLIENT = `
 const dgram = require('node:dgram');
 const [addr, port, timeoutMs, count, firstPort] = process.argv.slice(1);
-let left = Number(count);
+let i = 0;
 function one() {
-  if (left <= 0) process.exit(0);
-  const sport = Number(firstPort) + Number(count) - left--;
+  if (i >= Number(count)) process.exit(0);
+  const sport = Number(firstPort) + i++;
   const s = dgram.createSocket('udp4');
   let done = false;
   const finish = (line) => { if (done) return; done = true; clearTimeout(t); s.close(); process.stdout.write(line + '\\n'); one(); };
