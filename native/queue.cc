@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -286,6 +287,11 @@ void Queue::start(Handoff handoff) {
   lastLoopMs_ = nowMs();
   started_ = true;
   thread_ = std::thread([this] { run(); });
+  // top -H, ps -L and perf show the thread by this name ("nfqw-q" and the queue number). A name is only a label:
+  // pthread_setname_np fails only for a name over 15 bytes, which this cannot be, and a failure would change nothing.
+  char name[16];
+  std::snprintf(name, sizeof name, "nfqw-q%u", unsigned(cfg_.queue));
+  (void)pthread_setname_np(thread_.native_handle(), name);
 }
 
 void Queue::drive(std::shared_ptr<Queue> late) {

@@ -3,6 +3,7 @@
 // connection whose two directions meet different queues still works.
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { controlRequest } from '../../src/daemon/control';
@@ -213,6 +214,9 @@ function twoQueuesLab(fanout: boolean): void {
       assert.deepEqual((await kernelQueues(env.lab.host('fw'))).sort(), [QUEUE, QUEUE + 1]);
       const saved = (await env.lab.host('fw').exec(['iptables-save', '-t', 'mangle'])).stdout;
       assert.match(saved, new RegExp(`-A NFQWALL-FORWARD .*-j NFQUEUE --queue-balance ${QUEUE}:${QUEUE + 1}${fanout ? ' --queue-cpu-fanout' : ''}$`, 'm'));
+      // One receive thread per queue, named for it, as top -H and perf show them (`ip netns exec` became nfqwall).
+      const names = fs.readdirSync(`/proc/${daemon!.pid}/task`).map((t) => fs.readFileSync(`/proc/${daemon!.pid}/task/${t}/comm`, 'utf8').trim());
+      assert.deepEqual(names.filter((n) => n.startsWith('nfqw-')).sort(), [`nfqw-q${QUEUE}`, `nfqw-q${QUEUE + 1}`]);
     });
 
     if (fanout) {
