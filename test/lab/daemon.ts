@@ -65,6 +65,13 @@ export function scratchDir(): { dir: string; write(name: string, text: string): 
   };
 }
 
+// argv: port. Prints the body of http://127.0.0.1:PORT/metrics, fetched inside the host it runs in.
+const SCRAPE = `
+require('node:http').get({ host: '127.0.0.1', port: Number(process.argv[1]), path: '/metrics' }, (res) => {
+  let b = ''; res.setEncoding('utf8'); res.on('data', (d) => (b += d)); res.on('end', () => process.stdout.write(b));
+}).on('error', (e) => { process.stderr.write(e.message); process.exit(1); });
+`;
+
 export class Daemon {
   output = '';
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -120,6 +127,11 @@ export class Daemon {
     } catch {
       throw new Error(`nfqwall status printed no JSON:\n${r.stdout}`);
     }
+  }
+
+  /** The daemon's /metrics (`--metrics 127.0.0.1:PORT`), fetched inside its host. */
+  async metrics(port: number): Promise<string> {
+    return (await this.host.exec([process.execPath, '-e', SCRAPE, String(port)], { timeoutMs: 10_000 })).stdout;
   }
 
   /** The flow cache's counters from `status` (docs/flow-cache.md); an error when the daemon runs without the cache. */

@@ -340,13 +340,6 @@ COMMIT
 `;
 const METRICS_PORT = 9473;
 
-// Fetches http://127.0.0.1:PORT/metrics inside the host and prints the body.
-const FETCH = `
-require('node:http').get({ host: '127.0.0.1', port: Number(process.argv[1]), path: '/metrics' }, (res) => {
-  let b = ''; res.setEncoding('utf8'); res.on('data', (d) => (b += d)); res.on('end', () => process.stdout.write(b));
-}).on('error', (e) => { process.stderr.write(e.message); process.exit(1); });
-`;
-
 function metric(text: string, name: string): number {
   const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
   if (m === null) throw new Error(`no ${name} in the scrape:\n${text.slice(0, 500)}`);
@@ -398,7 +391,7 @@ describe('robust: the disk full for the log (lab)', function () {
     const inNs = `/proc/${d.child.pid}/root${logDir}`;
     assert.notEqual(fs.statSync(inNs).dev, fs.statSync(logDir).dev, 'the log directory is a tmpfs in nfqwall\'s mount namespace only');
     const logText = (): string => fs.readFileSync(`${inNs}/nfqwall.log`, 'utf8');
-    const scrape = async (): Promise<string> => (await fw.exec([process.execPath, '-e', FETCH, String(METRICS_PORT)], { timeoutMs: 10_000 })).stdout;
+    const scrape = (): Promise<string> => d.metrics(METRICS_PORT);
     const logged = (): number => (logText().match(/nfqw-disk /g) ?? []).length;
 
     assert.equal(await udpExchange(client, server, A.server4, 5000, 10, 1_500), 10);

@@ -55,14 +55,6 @@ async function flood(host: Host, opts: { count: number; ms: number; ports?: numb
   return Number(m[1]);
 }
 
-// Fetches http://127.0.0.1:PORT/metrics inside the host and prints the body.
-const FETCH = `
-const http = require('node:http');
-http.get({ host: '127.0.0.1', port: Number(process.argv[1]), path: '/metrics' }, (res) => {
-  let b = ''; res.setEncoding('utf8'); res.on('data', (d) => (b += d)); res.on('end', () => process.stdout.write(b));
-}).on('error', (e) => { process.stderr.write(e.message); process.exit(1); });
-`;
-
 /** One sample of a scrape: `name{labels} value`, labels as written (e.g. `{queue="11"}`). */
 function metric(text: string, name: string, labels = ''): number {
   for (const line of text.split('\n')) if (line.startsWith(`${name}${labels} `)) return Number(line.slice(name.length + labels.length + 1));
@@ -85,11 +77,6 @@ type Queue = QueueStatsJson & { overload: number; kernelQueueDropped: number; ke
 /** The queue's counters in `nfqwall status`. */
 async function queueOf(d: Daemon): Promise<Queue> {
   return (await d.queueStats(QUEUE)) as Queue;
-}
-
-/** nfqwall's /metrics, fetched inside its host. */
-async function scrape(d: Daemon): Promise<string> {
-  return (await d.host.exec([process.execPath, '-e', FETCH, String(METRICS_PORT)], { timeoutMs: 10_000 })).stdout;
 }
 
 /**
@@ -217,7 +204,7 @@ describe('robust: overload (lab)', function () {
     it(`${mode}: the kernel queue at its limit (${KERNEL_QUEUE_MAXLEN}) while nfqwall is stopped: ${failOpen ? 'the excess passes' : 'the excess is dropped'}, counted; nfqwall resumes and judges what was queued`, async () => {
       const d = await start({ failOpen });
       const before = await snapshot(d);
-      const scrape0 = await scrape(d);
+      const scrape0 = await d.metrics(METRICS_PORT);
       const linkDrops0 = await txDropped(fw(), fw().ifname('server'));
       // Frozen (SIGSTOP): nothing reads the queue, so it fills to its length and the kernel's policy takes the rest.
       d.child.kill('SIGSTOP');
@@ -252,7 +239,7 @@ describe('robust: overload (lab)', function () {
         assert.equal(kernelDropped, excess, 'fail-closed: the kernel dropped exactly the excess');
         assert.equal(delivered + linkDrops, ruled, 'fail-closed: only the judged packets went on to the server');
       }
-      const scrape1 = await scrape(d);
+      const scrape1 = await d.metrics(METRICS_PORT);
       const lbl = `{queue="${QUEUE}"}`;
       assert.equal(metric(scrape1, 'nfqwall_queue_kernel_dropped_total', lbl) - metric(scrape0, 'nfqwall_queue_kernel_dropped_total', lbl), kernelDropped);
       assert.equal(metric(scrape1, 'nfqwall_queue_received_total', lbl) - metric(scrape0, 'nfqwall_queue_received_total', lbl), KERNEL_QUEUE_MAXLEN);
@@ -265,7 +252,7 @@ describe('robust: overload (lab)', function () {
       // JavaScript's backlog, so every packet goes there.
       const d = await start({ failOpen, slowRules: 3000, matcher: false });
       const before = await snapshot(d);
-      const scrape0 = await scrape(d);
+      const scrape0 = await d.metrics(METRICS_PORT);
       const linkDrops0 = await txDropped(fw(), fw().ifname('server'));
       const sent = await flood(client(), { count: 60_000, ms: 6_000 });
       await sleep(500);
@@ -291,7 +278,7 @@ describe('robust: overload (lab)', function () {
         assert.ok(delivered <= ruled, `fail-closed: nothing unjudged reached the server (delivered <= judged): ${facts}`);
         assert.equal(q.dropped - before.q.dropped, overload, `fail-closed: the drops are the overload verdicts: ${facts}`);
       }
-      const scrape1 = await scrape(d);
+      const scrape1 = await d.metrics(METRICS_PORT);
       const lbl = `{queue="${QUEUE}"}`;
       assert.equal(metric(scrape1, 'nfqwall_queue_overload_total', lbl) - metric(scrape0, 'nfqwall_queue_overload_total', lbl), overload, 'overload on /metrics');
       assert.equal(metric(scrape1, 'nfqwall_queue_received_total', lbl) - metric(scrape0, 'nfqwall_queue_received_total', lbl), received, 'received on /metrics');
@@ -350,7 +337,7 @@ describe('robust: overload (lab)', function () {
     const d = await start({ failOpen: false, allHooks: true, queueMaxlen: 100 });
     assert.equal((await queueOf(d))['maxLen'], 100);
     assert.equal((await d.queueStats(QUEUE + 1))['maxLen'], 4608);
-    const text = await scrape(d);
+    const text = await d.metrics(METRICS_PORT);
     assert.equal(metric(text, 'nfqwall_queue_maxlen', `{queue="${QUEUE}"}`), 100);
     assert.equal(metric(text, 'nfqwall_queue_maxlen', `{queue="${QUEUE + 1}"}`), 4608);
   });
@@ -368,7 +355,7 @@ describe('robust: overload (lab)', function () {
     if (process.env['NFQW_VERBOSE'] === '1') process.stderr.write(`connection table: ${JSON.stringify(ct)}\n`);
     assert.ok(ct.entries <= LIMIT, `entries ${ct.entries} <= ${LIMIT}`);
     assert.ok(ct.earlyDrop > 0, `the limit was reached: early drops ${JSON.stringify(ct)}`);
-    const text = await scrape(d);
+    const text = await d.metrics(METRICS_PORT);
     assert.equal(metric(text, 'nfqwall_conntrack_entries_limit'), LIMIT);
     assert.ok(metric(text, 'nfqwall_conntrack_entries') <= LIMIT, 'entries gauge within the limit');
     assert.ok(metric(text, 'nfqwall_conntrack_events_total', '{event="early_drop"}') >= ct.earlyDrop, 'early drops on /metrics');
