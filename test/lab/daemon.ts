@@ -158,21 +158,43 @@ export class Daemon {
    * row (a verdict can send the packet on to the next queued hook). The kernel decides a packet before the sender's
    * call returns; nfqwall decides it a little later, and a test that sends the next packet of a flow meanwhile
    * compares a race, not the rules. Throws when the queue does not settle within `ms`.
+   *
+   * The two looks are the kernel's own count, read through the daemon's /proc (its namespace's queues) in some
+   * microseconds; nfqwall's counters (a status request, some milliseconds) then confirm it once. The differential
+   * tests wait so after every packet.
    */
   async settled(ms = 2_000): Promise<QueueStatsJson[]> {
     const deadline = Date.now() + ms;
     let quiet = 0;
     let last = '';
     while (Date.now() < deadline) {
+      const waiting = this.kernelWaiting();
+      last = `${waiting} waiting in the kernel queue`;
+      quiet = waiting === 0 ? quiet + 1 : 0;
+      if (quiet < 2) {
+        await sleep(1);
+        continue;
+      }
       const res = await controlRequest(this.control, { cmd: 'status' });
       const queues = ((res as { queues?: QueueStatsJson[] }).queues ?? []);
-      const idle = queues.every((q) => q.received === q.accepted + q.dropped && q.kernelQueueTotal === 0);
+      if (queues.every((q) => q.received === q.accepted + q.dropped && q.kernelQueueTotal === 0)) return queues;
       last = JSON.stringify(queues.map((q) => ({ received: q.received, accepted: q.accepted, dropped: q.dropped, waiting: q.kernelQueueTotal })));
-      quiet = idle ? quiet + 1 : 0;
-      if (quiet >= 2) return queues;
+      quiet = 0;
       await sleep(1);
     }
     throw new Error(`nfqwall's queue did not settle within ${ms} ms: ${last}`);
+  }
+
+  /** Packets held in the kernel's queues of the daemon's namespace: the sum of queue_total over its lines. */
+  private kernelWaiting(): number {
+    let text: string;
+    try {
+      text = fs.readFileSync(`/proc/${this.child.pid}/net/netfilter/nfnetlink_queue`, 'utf8');
+    } catch (err) {
+      throw new Error(`cannot read nfqwall's queues (${String(err)}); daemon output:\n${this.output}`);
+    }
+    // queue_number peer_portid queue_total copy_mode copy_range queue_dropped user_dropped id_sequence 1
+    return text.split('\n').reduce((n, line) => n + Number(line.trim().split(/\s+/)[2] ?? 0), 0);
   }
 
   /**
