@@ -86,7 +86,7 @@ export class Daemon {
     this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   }
 
-  /** Starts `nfqwall run` in `host` and resolves once `nfqwall status` answers. */
+  /** Starts `nfqwall run` in `host` and resolves once it answers `status` on its control socket. */
   static async start(host: Host, control: string, opts: DaemonOptions, readyMs = 20_000): Promise<Daemon> {
     const argv = [process.execPath, cliPath(), 'run', '--control', control];
     if (opts.config !== undefined) argv.push('--config', opts.config);
@@ -104,18 +104,19 @@ export class Daemon {
     return this.child.exitCode === null && this.child.signalCode === null;
   }
 
+  // Asks over the control socket itself: `nfqwall status` would start a Node process (some 0.6 s) for each look.
   private async waitReady(ms: number): Promise<void> {
     const deadline = Date.now() + ms;
     let last = '';
     while (Date.now() < deadline) {
       if (!this.running) throw new Error(`nfqwall run exited (${this.child.exitCode ?? this.child.signalCode}) before ready:\n${this.output}`);
-      const r = await this.host.exec([process.execPath, cliPath(), 'status', '--control', this.control], {
-        check: false,
-        timeoutMs: 5_000,
-      });
-      if (r.code === 0) return;
-      last = r.stderr.trim();
-      await sleep(200);
+      try {
+        await controlRequest(this.control, { cmd: 'status' }, 5_000);
+        return;
+      } catch (err) {
+        last = err instanceof Error ? err.message : String(err);
+      }
+      await sleep(25);
     }
     throw new Error(`nfqwall status did not answer within ${ms} ms (last: ${last}); daemon output:\n${this.output}`);
   }
