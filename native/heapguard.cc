@@ -35,7 +35,7 @@ size_t onNearHeapLimit(void*, size_t current, size_t) {
 
 // Where the limit starts under a budget above V8's own limit. Low, so that a ruleset that needs more passes it while it
 // loads, at a cheap collection, and the callback raises the limit to the budget then (10,000 services pass it early;
-// with 256 MiB they stayed under it, and every reload collected again and again near it: 2.5 s instead of 0.3-0.5).
+// with 256 MiB they stayed under it, and V8 collected again and again near it: warm reloads took 2.5 s, not 0.3-0.5).
 // Not the heap's own size at start, as it was: a small ruleset's heap never passed that, and V8, held near its limit,
 // collected in full after every megabyte allocated (12-18 times a second under 400 status requests a second; none
 // from 32 MiB up). A ruleset whose heap settles just under it pays more collections until its first reload.
