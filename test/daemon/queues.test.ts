@@ -12,7 +12,7 @@ import { lossCounters } from '../../src/daemon/loss-report';
 import { queueHealth } from '../../src/daemon/systemd';
 import type { QueueStats } from '../../src/native';
 import { HOOKS } from '../../src/rules/model';
-import { scratchDir, sleep } from '../lab/daemon';
+import { kernelQueueLines, scratchDir, sleep } from '../lab/daemon';
 import { THREE_HOST as A, threeHostSpec, useLab, type Host } from '../lab/lab';
 
 const plan: HookPlan = { family: 4, hooks: HOOKS, queue: 20, queues: 2, failOpen: false, notrack: true };
@@ -140,10 +140,7 @@ function waitReady(child: ChildProcess): Promise<void> {
 
 async function kernelQueues(fw: Host): Promise<number[]> {
   const r = await fw.exec(['cat', '/proc/net/netfilter/nfnetlink_queue'], { check: false });
-  return r.stdout
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => Number(l.trim().split(/\s+/)[0]));
+  return kernelQueueLines(r.stdout).map((q) => q.queue);
 }
 
 /**

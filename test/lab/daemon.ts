@@ -194,8 +194,7 @@ export class Daemon {
     } catch (err) {
       throw new Error(`cannot read nfqwall's queues (${String(err)}); daemon output:\n${this.output}`);
     }
-    // queue_number peer_portid queue_total copy_mode copy_range queue_dropped user_dropped id_sequence 1
-    return text.split('\n').reduce((n, line) => n + Number(line.trim().split(/\s+/)[2] ?? 0), 0);
+    return kernelQueueLines(text).reduce((n, q) => n + q.total, 0);
   }
 
   /**
@@ -237,6 +236,18 @@ export function assertVerdictedOnce(qs: readonly QueueStatsJson[]): void {
     assert.equal(q.kernelIdSequence, q.received, `kernel id sequence == received: ${s}`);
     assert.equal(q.kernelQueueTotal, 0, `nothing left in the kernel queue: ${s}`);
   }
+}
+
+/** The kernel's queues as /proc/net/netfilter/nfnetlink_queue lists them (one namespace's), one line each. */
+export function kernelQueueLines(text: string): { queue: number; total: number }[] {
+  // queue_number peer_portid queue_total copy_mode copy_range queue_dropped user_dropped id_sequence 1
+  return text
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => {
+      const f = l.trim().split(/\s+/).map(Number);
+      return { queue: f[0]!, total: f[2]! };
+    });
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -8,7 +8,7 @@
 // before nfqwall's queue) and arriving at the server (raw PREROUTING there, which also drops them so the server never
 // answers). Every flood stops by itself after a packet count or a time, whichever comes first.
 import assert from 'node:assert/strict';
-import { cliPath, Daemon, scratchDir, sleep, type QueueStatsJson } from '../lab/daemon';
+import { cliPath, Daemon, kernelQueueLines, scratchDir, sleep, type QueueStatsJson } from '../lab/daemon';
 import { THREE_HOST as A, threeHostSpec, useLab, type Host } from '../lab/lab';
 import { udpExchange } from '../lab/traffic';
 import { buildC } from '../../bench/build';
@@ -213,9 +213,9 @@ describe('robust: overload (lab)', function () {
         await flood(client(), { count, ms: 20_000, pauseEvery: 50 });
         await sleep(300);
         const proc = (await fw().exec(['cat', '/proc/net/netfilter/nfnetlink_queue'])).stdout;
-        const line = proc.split('\n').map((l) => l.trim().split(/\s+/)).find((f) => f[0] === String(QUEUE));
+        const line = kernelQueueLines(proc).find((q) => q.queue === QUEUE);
         assert.ok(line, `queue ${QUEUE} is not bound:\n${proc}`);
-        assert.equal(Number(line[2]), KERNEL_QUEUE_MAXLEN, `the kernel queue is full while nfqwall is stopped:\n${proc}`);
+        assert.equal(line.total, KERNEL_QUEUE_MAXLEN, `the kernel queue is full while nfqwall is stopped:\n${proc}`);
       } finally {
         d.child.kill('SIGCONT');
       }
